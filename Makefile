@@ -1,0 +1,53 @@
+# Cairn: an etcd v3 compatible key-value server.
+#
+#   make run    installs what is missing, builds bin/cairn and starts one member
+#   make test   installs what is missing and runs the whole suite on both engines
+
+GO       ?= go
+ENGINE   ?= rocksdb
+DATA_DIR ?= data
+GIT_SHA  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
+
+export CGO_ENABLED := 1
+
+.PHONY: run build deps test unit integration lint bench clean
+
+# deps installs the RocksDB headers and library when they are missing; it is
+# quick and idempotent when they are present.
+deps:
+	@if ! dpkg -s librocksdb-dev >/dev/null 2>&1; then \
+		echo "installing librocksdb-dev"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq librocksdb-dev; \
+	fi
+
+build: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cairn ./cmd/cairn
+	$(GO) build -o bin/etcdctl go.etcd.io/etcd/etcdctl/v3
+
+run: build
+	./bin/cairn --name default --data-dir $(DATA_DIR) --storage-engine $(ENGINE) \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+		--initial-cluster default=http://127.0.0.1:2380 --http-listen-addr 127.0.0.1:8080
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+
+unit: deps
+	$(GO) test -race -count=1 -timeout 10m ./internal/... ./pkg/... ./cmd/...
+
+# integration starts real members (both engines) and an embedded etcd for
+# differential tests; it builds bin/cairn and bin/etcdctl first.
+integration: build
+	$(GO) test -count=1 -timeout 15m ./test/...
+
+test: lint unit integration
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+clean:
+	rm -rf bin

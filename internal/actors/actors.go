@@ -1,0 +1,178 @@
+// Package actors is Cairn's thin layer over protoactor-go: it creates the
+// actor system with protoactor's own logger silenced, spawns named actors
+// with bounded or unbounded mailboxes, measures every actor's mailbox depth
+// and handling time, and stops actors for real (protoactor's Shutdown does
+// not).
+//
+// Cairn never uses protoactor's RequestFuture: its reply/timeout race
+// (upstream issue 1145) and per-request allocation make it unfit for the hot
+// path. Messages carry their own reply channel or callback instead.
+package actors
+
+import (
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// System owns the protoactor system and the statistics of every actor
+// spawned through it. It is safe for concurrent use.
+type System struct {
+	sys *actor.ActorSystem
+
+	mu     sync.Mutex
+	actors map[string]*Stats
+}
+
+// NewSystem starts an actor system whose internal logging is discarded
+// (Cairn logs through zap at the call sites that matter).
+func NewSystem() *System {
+	quiet := func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &System{
+		sys:    actor.NewActorSystem(actor.WithLoggerFactory(quiet)),
+		actors: make(map[string]*Stats),
+	}
+}
+
+// Receiver is an actor's message handler. It runs on the actor's goroutine,
+// one message at a time.
+type Receiver func(ctx actor.Context)
+
+// Ref is a handle to a spawned actor: send to it, stop it.
+type Ref struct {
+	sys   *System
+	pid   *actor.PID
+	stats *Stats
+	done  chan struct{}
+}
+
+// Spawn starts an actor named name. A positive mailboxSize bounds its
+// mailbox: senders block while it is full, which is the backpressure that
+// clients flooding the actor must feel. Zero means unbounded, for actors fed
+// only by other actors at a bounded rate. Names must be unique while the
+// actor lives; the name appears on /debug/actors.
+func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
+	st := &Stats{name: name}
+	ref := &Ref{sys: s, stats: st, done: make(chan struct{})}
+	var mailbox actor.MailboxProducer
+	if mailboxSize > 0 {
+		mailbox = actor.Bounded(mailboxSize, st)
+	} else {
+		mailbox = actor.Unbounded(st)
+	}
+	handler := func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Stopped); ok {
+			receive(ctx)
+			close(ref.done)
+			return
+		}
+		start := time.Now()
+		receive(ctx)
+		st.observe(time.Since(start))
+	}
+	props := actor.PropsFromFunc(handler, actor.WithMailbox(mailbox))
+	ref.pid = s.sys.Root.Spawn(props)
+	s.mu.Lock()
+	s.actors[name] = st
+	s.mu.Unlock()
+	return ref
+}
+
+// Send delivers msg to the actor's mailbox; it blocks only while a bounded
+// mailbox is full.
+func (r *Ref) Send(msg any) { r.sys.sys.Root.Send(r.pid, msg) }
+
+// Stop stops the actor after the message it is handling and waits until it
+// has stopped. Messages still queued are dropped. Safe to call twice.
+func (r *Ref) Stop() {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	r.sys.sys.Root.Stop(r.pid)
+	<-r.done
+	r.sys.mu.Lock()
+	if r.sys.actors[r.stats.name] == r.stats {
+		delete(r.sys.actors, r.stats.name)
+	}
+	r.sys.mu.Unlock()
+}
+
+// Snapshot returns the current statistics of every live actor, sorted by
+// name.
+func (s *System) Snapshot() []Snapshot {
+	s.mu.Lock()
+	out := make([]Snapshot, 0, len(s.actors))
+	for _, st := range s.actors {
+		out = append(out, st.snapshot())
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Stats counts an actor's traffic. It is also the actor's mailbox
+// middleware, so depth is measured where messages enter and leave.
+type Stats struct {
+	name      string
+	posted    atomic.Int64
+	received  atomic.Int64
+	processed atomic.Int64
+	totalNs   atomic.Int64
+	maxNs     atomic.Int64
+}
+
+// Snapshot is one actor's statistics at a moment, as /debug/actors shows it.
+type Snapshot struct {
+	Name         string  `json:"name"`
+	MailboxDepth int64   `json:"mailbox_depth"`
+	Processed    int64   `json:"messages_processed"`
+	MeanMicros   float64 `json:"mean_handling_us"`
+	MaxMicros    float64 `json:"max_handling_us"`
+}
+
+// MailboxStarted implements actor.MailboxMiddleware.
+func (st *Stats) MailboxStarted() {}
+
+// MessagePosted implements actor.MailboxMiddleware.
+func (st *Stats) MessagePosted(any) { st.posted.Add(1) }
+
+// MessageReceived implements actor.MailboxMiddleware.
+func (st *Stats) MessageReceived(any) { st.received.Add(1) }
+
+// MailboxEmpty implements actor.MailboxMiddleware.
+func (st *Stats) MailboxEmpty() {}
+
+func (st *Stats) observe(d time.Duration) {
+	ns := d.Nanoseconds()
+	st.processed.Add(1)
+	st.totalNs.Add(ns)
+	for {
+		cur := st.maxNs.Load()
+		if ns <= cur || st.maxNs.CompareAndSwap(cur, ns) {
+			return
+		}
+	}
+}
+
+func (st *Stats) snapshot() Snapshot {
+	n := st.processed.Load()
+	s := Snapshot{
+		Name:         st.name,
+		MailboxDepth: max(st.posted.Load()-st.received.Load(), 0),
+		Processed:    n,
+		MaxMicros:    float64(st.maxNs.Load()) / 1e3,
+	}
+	if n > 0 {
+		s.MeanMicros = float64(st.totalNs.Load()) / float64(n) / 1e3
+	}
+	return s
+}

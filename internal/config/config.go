@@ -1,0 +1,244 @@
+// Package config parses Cairn's command line: etcd's flags with etcd's
+// defaults, their ETCD_* environment variables, and Cairn's own additions
+// (--storage-engine, --http-listen-addr).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is a member's configuration.
+type Config struct {
+	Name                     string
+	DataDir                  string
+	ListenClientURLs         []url.URL
+	AdvertiseClientURLs      []url.URL
+	ListenPeerURLs           []url.URL
+	InitialAdvertisePeerURLs []url.URL
+	// InitialCluster maps member names to peer URLs.
+	InitialCluster      map[string][]url.URL
+	InitialClusterState string
+	InitialClusterToken string
+	SnapshotCount       uint64
+	MaxRequestBytes     uint
+	MaxTxnOps           uint
+	QuotaBackendBytes   int64
+	HeartbeatInterval   time.Duration
+	ElectionTimeout     time.Duration
+	LogLevel            string
+	// StorageEngine is "memory" or "rocksdb".
+	StorageEngine string
+	// HTTPListenAddr is where Cairn's REST API listens (host:port).
+	HTTPListenAddr string
+	// PrintVersion asks for the version lines instead of starting.
+	PrintVersion bool
+	// Warnings are problems worth logging that do not stop the start, such
+	// as ETCD_ variables that name no flag.
+	Warnings []string
+}
+
+// EngineDir is where the storage engine keeps its files.
+func (c *Config) EngineDir() string { return c.DataDir + "/" + c.StorageEngine }
+
+// Default quota etcd applies when --quota-backend-bytes is 0 (2 GiB).
+const defaultQuotaBackendBytes = 2 << 30
+
+// Parse reads args (without the program name) and the environment (as
+// os.Environ returns it). Usage errors go to errOut.
+func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	var (
+		name        = fs.String("name", "default", "Human-readable name for this member.")
+		dataDir     = fs.String("data-dir", "", "Path to the data directory (default \"${name}.etcd\").")
+		lcurls      = fs.String("listen-client-urls", "http://localhost:2379", "List of URLs to listen on for client traffic.")
+		acurls      = fs.String("advertise-client-urls", "http://localhost:2379", "List of this member's client URLs to advertise to the public.")
+		lpurls      = fs.String("listen-peer-urls", "http://localhost:2380", "List of URLs to listen on for peer traffic.")
+		apurls      = fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.")
+		icluster    = fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping (default \"${name}=${initial-advertise-peer-urls}\").")
+		icstate     = fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
+		ictoken     = fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap.")
+		snapCount   = fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot to disk.")
+		maxReq      = fs.Uint("max-request-bytes", 1572864, "Maximum client request size in bytes the server will accept.")
+		maxTxnOps   = fs.Uint("max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
+		quota       = fs.Int64("quota-backend-bytes", 0, "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).")
+		heartbeat   = fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
+		election    = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+		logLevel    = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
+		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
+		showVersion = fs.Bool("version", false, "Print the version and exit.")
+	)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("'%s' is not a valid flag", fs.Arg(0))
+	}
+	warnings, err := applyEnv(fs, environ)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{
+		Name:                *name,
+		DataDir:             *dataDir,
+		InitialClusterState: *icstate,
+		InitialClusterToken: *ictoken,
+		SnapshotCount:       *snapCount,
+		MaxRequestBytes:     *maxReq,
+		MaxTxnOps:           *maxTxnOps,
+		QuotaBackendBytes:   *quota,
+		HeartbeatInterval:   time.Duration(*heartbeat) * time.Millisecond,
+		ElectionTimeout:     time.Duration(*election) * time.Millisecond,
+		LogLevel:            *logLevel,
+		StorageEngine:       *engine,
+		HTTPListenAddr:      *httpAddr,
+		PrintVersion:        *showVersion,
+		Warnings:            warnings,
+	}
+	if c.PrintVersion {
+		return c, nil
+	}
+	for _, p := range []struct {
+		flag string
+		raw  string
+		dst  *[]url.URL
+	}{
+		{"listen-client-urls", *lcurls, &c.ListenClientURLs},
+		{"advertise-client-urls", *acurls, &c.AdvertiseClientURLs},
+		{"listen-peer-urls", *lpurls, &c.ListenPeerURLs},
+		{"initial-advertise-peer-urls", *apurls, &c.InitialAdvertisePeerURLs},
+	} {
+		if *p.dst, err = parseURLs(p.raw); err != nil {
+			return nil, fmt.Errorf("--%s: %w", p.flag, err)
+		}
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".etcd"
+	}
+	if *icluster == "" {
+		*icluster = c.Name + "=" + *apurls
+	}
+	if c.InitialCluster, err = parseInitialCluster(*icluster); err != nil {
+		return nil, fmt.Errorf("--initial-cluster: %w", err)
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = defaultQuotaBackendBytes
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.StorageEngine != "memory" && c.StorageEngine != "rocksdb":
+		return fmt.Errorf("--storage-engine must be 'memory' or 'rocksdb', got %q", c.StorageEngine)
+	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
+		return fmt.Errorf("--initial-cluster-state must be 'new' or 'existing', got %q", c.InitialClusterState)
+	case c.MaxRequestBytes == 0:
+		return errors.New("--max-request-bytes must be positive")
+	case c.MaxTxnOps == 0:
+		return errors.New("--max-txn-ops must be positive")
+	case c.QuotaBackendBytes < 0:
+		return errors.New("--quota-backend-bytes must not be negative")
+	case c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval:
+		return fmt.Errorf("--election-timeout[%v] should be at least 5 times as --heartbeat-interval[%v]", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if _, ok := c.InitialCluster[c.Name]; !ok {
+		return fmt.Errorf("couldn't find local name %q in the initial cluster configuration", c.Name)
+	}
+	return nil
+}
+
+// applyEnv sets every flag not given on the command line from its ETCD_*
+// variable (ETCD_DATA_DIR for --data-dir). As in etcd, a variable that
+// duplicates a flag given on the command line is an error; an ETCD_
+// variable that names no flag is only a warning.
+func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	known := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = f.Name })
+	var unknown []string
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "ETCD_") {
+			continue
+		}
+		name, isFlag := known[k]
+		if !isFlag {
+			if !ignoredEnv[k] {
+				unknown = append(unknown, k)
+			}
+			continue
+		}
+		if set[name] {
+			return nil, fmt.Errorf("conflicting environment variable %q is shadowed by corresponding command-line flag (either unset environment variable or disable flag)", k)
+		}
+		if err := fs.Set(name, v); err != nil {
+			return nil, fmt.Errorf("invalid value %q for %s: %w", v, k, err)
+		}
+	}
+	sort.Strings(unknown)
+	var warnings []string
+	for _, k := range unknown {
+		warnings = append(warnings, "unrecognized environment variable "+k)
+	}
+	return warnings, nil
+}
+
+// ignoredEnv are ETCD_ variables that configure clients (etcdctl), not the
+// server; a shell that sets them for etcdctl must still start Cairn.
+var ignoredEnv = map[string]bool{
+	"ETCD_UNSUPPORTED_ARCH": true,
+}
+
+func envName(flagName string) string {
+	return "ETCD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseURLs(s string) ([]url.URL, error) {
+	var out []url.URL
+	for _, raw := range strings.Split(s, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs" {
+			return nil, fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", raw)
+		}
+		if u.Scheme == "http" || u.Scheme == "https" {
+			if u.Port() == "" {
+				return nil, fmt.Errorf("URL address does not have the form \"host:port\": %s", raw)
+			}
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("URL must not contain a path: %s", raw)
+		}
+		out = append(out, *u)
+	}
+	return out, nil
+}
+
+func parseInitialCluster(s string) (map[string][]url.URL, error) {
+	out := map[string][]url.URL{}
+	for _, part := range strings.Split(s, ",") {
+		name, raw, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q is not of the form name=url", part)
+		}
+		us, err := parseURLs(raw)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = append(out[name], us...)
+	}
+	return out, nil
+}

@@ -1,0 +1,288 @@
+// Package mvcc is Cairn's multi-version key-value state machine, with the
+// semantics of etcd v3's mvcc store and its request layer: revisions,
+// generations, ranges with every etcd option, puts, deletes, transactions
+// and compaction.
+//
+// State lives in a storage.Engine: the KV bucket holds every retained
+// revision (see revision.go), the Meta bucket the applied raft index and the
+// compaction progress. An in-memory index of key histories (key_index.go) is
+// rebuilt from the KV bucket at Open.
+//
+// Concurrency: one goroutine, the store actor, calls the writing methods
+// (Put, DeleteRange, Txn, Compact, SetApplied). Range, TxnRead and the
+// accessors may be called from any goroutine at the same time; each read
+// sees the state at one revision, never part of a write.
+//
+// Responses and events may share KeyValue messages with each other; callers
+// treat everything returned as read-only.
+package mvcc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/storage"
+)
+
+// DefaultMaxTxnOps is etcd's default limit on the operations of one txn
+// branch (--max-txn-ops).
+const DefaultMaxTxnOps = 128
+
+// Defaults of the compaction pacing options; they are etcd's.
+const (
+	DefaultCompactionBatchLimit    = 1000
+	DefaultCompactionSleepInterval = 10 * time.Millisecond
+)
+
+// Options configures a KV. The zero value is usable.
+type Options struct {
+	// MaxTxnOps is the limit ValidateTxn is called with (see MaxTxnOps);
+	// DefaultMaxTxnOps when 0. The apply path itself never enforces it, so
+	// members configured differently still apply identically.
+	MaxTxnOps int
+	// LeaseExists reports whether a lease is granted; a put naming a lease
+	// for which it returns false fails with ErrLeaseNotFound. It is called
+	// from the writer goroutine. Nil means no lease exists.
+	LeaseExists func(id int64) bool
+	// Logger receives compaction and recovery messages; nil discards them.
+	Logger *zap.Logger
+	// CompactionBatchLimit is the number of revisions one engine batch of
+	// physical compaction deletes (etcd's --experimental-compaction-batch-limit);
+	// DefaultCompactionBatchLimit when 0.
+	CompactionBatchLimit int
+	// CompactionSleepInterval is the pause between two such batches, which
+	// leaves the engine to the writer; DefaultCompactionSleepInterval when 0.
+	CompactionSleepInterval time.Duration
+}
+
+// KV is the MVCC store over one engine. Create it with Open.
+type KV struct {
+	e    storage.Engine
+	opts Options
+	lg   *zap.Logger
+
+	// readers is held shared by every read for its whole duration and taken
+	// exclusively by the compactor before it removes history. A read that
+	// started before a compaction was published may still be reading below
+	// the new compaction revision; the compactor waits it out.
+	readers sync.RWMutex
+
+	// mu guards the index and the two revisions. The writer holds it
+	// exclusively only to publish a finished write; reads hold it shared
+	// only while they walk the index, never while they fetch values.
+	mu         sync.RWMutex
+	idx        *index
+	rev        int64 // revision of the last write; 1 for an empty store
+	compactRev int64 // revision of the last compaction; -1 if none
+
+	applied atomic.Uint64
+
+	compactor *compactor
+
+	// Scratch buffers of the writer goroutine.
+	keyBuf, valBuf []byte
+}
+
+// Keys of the Meta bucket that belong to this package.
+var (
+	appliedIndexKey     = []byte("mvcc/applied_index")
+	scheduledCompactKey = []byte("mvcc/compact_scheduled")
+	finishedCompactKey  = []byte("mvcc/compact_finished")
+)
+
+// Open loads the store held by e: it rebuilds the index from the KV bucket
+// and resumes a compaction that was scheduled but did not finish. The engine
+// stays owned by the caller, who closes it after Close.
+func Open(e storage.Engine, opts Options) (*KV, error) {
+	if opts.MaxTxnOps == 0 {
+		opts.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.CompactionBatchLimit <= 0 {
+		opts.CompactionBatchLimit = DefaultCompactionBatchLimit
+	}
+	if opts.CompactionSleepInterval == 0 {
+		opts.CompactionSleepInterval = DefaultCompactionSleepInterval
+	}
+	kv := &KV{e: e, opts: opts, lg: opts.Logger, idx: newIndex(), rev: 1, compactRev: -1}
+
+	applied, _, err := readMeta(e, appliedIndexKey)
+	if err != nil {
+		return nil, err
+	}
+	kv.applied.Store(uint64(applied))
+	finished, finishedFound, err := readMeta(e, finishedCompactKey)
+	if err != nil {
+		return nil, err
+	}
+	scheduled, scheduledFound, err := readMeta(e, scheduledCompactKey)
+	if err != nil {
+		return nil, err
+	}
+	lastRev, err := kv.rebuildIndex()
+	if err != nil {
+		return nil, err
+	}
+	// Compaction may have removed the records of the newest revisions (a
+	// delete is dropped once it is older than the compaction), and the
+	// revision must never go back, so the compaction revisions bound it
+	// from below.
+	kv.rev = max(kv.rev, lastRev)
+	if finishedFound {
+		kv.compactRev = finished
+		kv.rev = max(kv.rev, finished)
+	}
+	if scheduledFound {
+		kv.rev = max(kv.rev, scheduled)
+	}
+
+	kv.compactor = newCompactor(kv)
+	if scheduledFound && scheduled > kv.compactRev {
+		kv.compactRev = scheduled
+		kv.compactor.schedule(scheduled)
+		kv.lg.Info("resuming unfinished compaction", zap.Int64("revision", scheduled))
+	}
+	kv.lg.Info("mvcc store opened",
+		zap.Int64("revision", kv.rev),
+		zap.Int64("compact-revision", kv.compactRev),
+		zap.Uint64("applied-index", kv.applied.Load()),
+		zap.Int("keys", kv.idx.tree.Len()))
+	return kv, nil
+}
+
+// rebuildIndex replays the KV bucket, oldest revision first, into the index
+// and returns the newest main revision found (0 if none).
+func (kv *KV) rebuildIndex() (int64, error) {
+	var (
+		last   int64
+		kvMsg  mvccpb.KeyValue
+		failed error
+		// Keys are looked up by string while rebuilding, which is cheaper
+		// than the tree; they go into the tree at the end.
+		byKey = make(map[string]*keyIndex)
+	)
+	err := kv.e.Iterate(storage.KV, nil, nil, false, func(k, v []byte) bool {
+		r, tomb, err := parseRevKey(k)
+		if err != nil {
+			failed = err
+			return false
+		}
+		if err := proto.Unmarshal(v, &kvMsg); err != nil {
+			failed = fmt.Errorf("mvcc: decode revision %d.%d: %w", r.main, r.sub, err)
+			return false
+		}
+		last = r.main
+		ki := byKey[string(kvMsg.Key)]
+		switch {
+		case ki == nil:
+			ki = &keyIndex{key: kvMsg.Key}
+			ki.restoreFirst(r, tomb, kvMsg.CreateRevision, kvMsg.Version)
+			byKey[string(kvMsg.Key)] = ki
+		case tomb:
+			if !ki.tombstone(r) {
+				kv.lg.Warn("ignoring tombstone of a key that does not exist",
+					zap.ByteString("key", kvMsg.Key), zap.Int64("revision", r.main))
+			}
+		default:
+			ki.put(r)
+		}
+		return true
+	})
+	if err == nil {
+		err = failed
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mvcc: rebuild index: %w", err)
+	}
+	for _, ki := range byKey {
+		kv.idx.tree.ReplaceOrInsert(ki)
+	}
+	return last, nil
+}
+
+// Close stops background compaction, waiting for it to stop but not to
+// finish; Open resumes it. The writer must have stopped calling, and reads
+// must not be started after Close.
+func (kv *KV) Close() error {
+	kv.compactor.close()
+	return nil
+}
+
+// Rev returns the current revision: that of the last write, or 1 for an
+// empty store.
+func (kv *KV) Rev() int64 {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	return kv.rev
+}
+
+// CompactRev returns the revision of the last compaction, or -1 if the
+// store was never compacted (etcd's value too).
+func (kv *KV) CompactRev() int64 {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	return kv.compactRev
+}
+
+// AppliedIndex returns the index of the last raft entry applied, persisted
+// atomically with its effects. The store actor skips entries at or below it
+// when the raft log is replayed.
+func (kv *KV) AppliedIndex() uint64 {
+	return kv.applied.Load()
+}
+
+// MaxTxnOps returns the limit to pass to ValidateTxn.
+func (kv *KV) MaxTxnOps() int {
+	return kv.opts.MaxTxnOps
+}
+
+// SetApplied records that the raft entry at index was applied without
+// touching the KV (a lease or membership change, for example).
+func (kv *KV) SetApplied(index uint64) error {
+	b := kv.e.NewBatch()
+	defer b.Close()
+	kv.putApplied(b, index)
+	if err := b.Commit(false); err != nil {
+		return fmt.Errorf("mvcc: commit applied index: %w", err)
+	}
+	kv.applied.Store(index)
+	return nil
+}
+
+// putApplied adds the applied index to a batch: the index commits together
+// with the entry's effects, so after a crash an entry is either replayed
+// from the raft log or already applied, never both.
+func (kv *KV) putApplied(b storage.Batch, index uint64) {
+	b.Put(storage.Meta, appliedIndexKey, binary.BigEndian.AppendUint64(nil, index))
+}
+
+// readMeta reads one of this package's 8-byte Meta records.
+func readMeta(r storage.Reader, key []byte) (v int64, found bool, err error) {
+	b, err := r.Get(storage.Meta, key)
+	if err != nil {
+		return 0, false, fmt.Errorf("mvcc: read %s: %w", key, err)
+	}
+	if b == nil {
+		return 0, false, nil
+	}
+	if len(b) != 8 {
+		return 0, false, fmt.Errorf("mvcc: read %s: %w", key, errCorruptMeta)
+	}
+	return int64(binary.BigEndian.Uint64(b)), true, nil
+}
+
+var errCorruptMeta = errors.New("record is not 8 bytes")
+
+func metaValue(v int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(v))
+}

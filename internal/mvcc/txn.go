@@ -1,0 +1,215 @@
+package mvcc
+
+import (
+	"bytes"
+	"cmp"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Txn applies the raft entry at index, a txn, and returns one event per
+// changed key in the order the txn made the changes. The request is
+// expected to have passed ValidateTxn. Errors are as for Put: a txn that
+// fails (a lease or key that does not exist, a range at a compacted or
+// future revision) changes nothing.
+func (kv *KV) Txn(index uint64, req *pb.TxnRequest) (*pb.TxnResponse, []*mvccpb.Event, error) {
+	w := kv.beginWrite()
+	resp, err := w.txn(req)
+	evs, err := w.finish(index, err)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, evs, nil
+}
+
+// TxnRead serves a txn that IsTxnReadOnly accepts, without raft, at one
+// consistent revision; any other txn fails with ErrTxnNotReadOnly.
+func (kv *KV) TxnRead(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !IsTxnReadOnly(req) {
+		return nil, ErrTxnNotReadOnly
+	}
+	kv.readers.RLock()
+	defer kv.readers.RUnlock()
+	return kv.readView().txn(req)
+}
+
+// IsTxnReadOnly reports whether every operation of both branches is a
+// range. Like etcd it does not look into nested txns: a txn holding one is
+// never read-only, whatever it contains.
+func IsTxnReadOnly(req *pb.TxnRequest) bool {
+	for _, op := range req.GetSuccess() {
+		if op.GetRequestRange() == nil {
+			return false
+		}
+	}
+	for _, op := range req.GetFailure() {
+		if op.GetRequestRange() == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// txnPlan is the branch a txn takes, decided before any of its operations
+// runs.
+type txnPlan struct {
+	succeeded bool
+	ops       []*pb.RequestOp
+	nested    []*txnPlan // by position in ops; set for nested txns only
+}
+
+func (v *view) txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	p, err := v.plan(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := v.execute(p)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header.Revision = v.headerRev()
+	return resp, nil
+}
+
+// plan evaluates the compares of the txn and, recursively, of the nested
+// txns of the branch it takes. etcd evaluates them all against the state
+// before the txn, so a nested txn's compares do not see the writes that
+// precede it.
+func (v *view) plan(req *pb.TxnRequest) (*txnPlan, error) {
+	ok, err := v.compareAll(req.GetCompare())
+	if err != nil {
+		return nil, err
+	}
+	p := &txnPlan{succeeded: ok, ops: req.GetSuccess()}
+	if !ok {
+		p.ops = req.GetFailure()
+	}
+	for i, op := range p.ops {
+		nested, isTxn := op.GetRequest().(*pb.RequestOp_RequestTxn)
+		if !isTxn {
+			continue
+		}
+		if p.nested == nil {
+			p.nested = make([]*txnPlan, len(p.ops))
+		}
+		if p.nested[i], err = v.plan(nested.RequestTxn); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// execute runs the operations of a planned branch in order. Responses nest
+// as in etcd: each range, put and delete response has a header with the
+// revision at that point; a nested txn's response has an empty header.
+func (v *view) execute(p *txnPlan) (*pb.TxnResponse, error) {
+	resp := &pb.TxnResponse{
+		Header:    &pb.ResponseHeader{},
+		Succeeded: p.succeeded,
+		Responses: make([]*pb.ResponseOp, len(p.ops)),
+	}
+	for i, op := range p.ops {
+		out := &pb.ResponseOp{}
+		switch req := op.GetRequest().(type) {
+		case *pb.RequestOp_RequestRange:
+			r, err := v.rangeReq(req.RequestRange)
+			if err != nil {
+				return nil, err
+			}
+			out.Response = &pb.ResponseOp_ResponseRange{ResponseRange: r}
+		case *pb.RequestOp_RequestPut:
+			if v.w == nil {
+				return nil, ErrTxnNotReadOnly
+			}
+			r, err := v.w.put(req.RequestPut)
+			if err != nil {
+				return nil, err
+			}
+			out.Response = &pb.ResponseOp_ResponsePut{ResponsePut: r}
+		case *pb.RequestOp_RequestDeleteRange:
+			if v.w == nil {
+				return nil, ErrTxnNotReadOnly
+			}
+			r, err := v.w.deleteRange(req.RequestDeleteRange)
+			if err != nil {
+				return nil, err
+			}
+			out.Response = &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: r}
+		case *pb.RequestOp_RequestTxn:
+			r, err := v.execute(p.nested[i])
+			if err != nil {
+				return nil, err
+			}
+			out.Response = &pb.ResponseOp_ResponseTxn{ResponseTxn: r}
+		}
+		resp.Responses[i] = out
+	}
+	return resp, nil
+}
+
+func (v *view) compareAll(cs []*pb.Compare) (bool, error) {
+	for _, c := range cs {
+		if ok, err := v.compare(c); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// compare evaluates one compare the way etcd does: over a range, every key
+// must satisfy it; with no key at all, the compare sees a key-value of
+// zeros (version, create, mod and lease 0), except that a value compare
+// then fails, as there is no value to compare.
+func (v *view) compare(c *pb.Compare) (bool, error) {
+	ents, _ := v.collect(spanOf(c.GetKey(), c.GetRangeEnd()), v.rev, true, all)
+	var kvs []*mvccpb.KeyValue
+	switch c.GetTarget() {
+	case pb.Compare_VALUE, pb.Compare_LEASE:
+		var err error
+		if kvs, err = v.fetch(ents); err != nil {
+			return false, err
+		}
+	default:
+		kvs = indexOnly(ents)
+	}
+	if len(kvs) == 0 {
+		return c.GetTarget() != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{}), nil
+	}
+	for _, kv := range kvs {
+		if !compareKV(c, kv) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// compareKV compares one key-value. A target_union that does not match the
+// target compares against zero (or an empty value); an unknown result
+// passes, both as in etcd.
+func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+	var r int
+	switch c.GetTarget() {
+	case pb.Compare_VALUE:
+		r = bytes.Compare(kv.Value, c.GetValue())
+	case pb.Compare_CREATE:
+		r = cmp.Compare(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		r = cmp.Compare(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_VERSION:
+		r = cmp.Compare(kv.Version, c.GetVersion())
+	case pb.Compare_LEASE:
+		r = cmp.Compare(kv.Lease, c.GetLease())
+	}
+	switch c.GetResult() {
+	case pb.Compare_EQUAL:
+		return r == 0
+	case pb.Compare_NOT_EQUAL:
+		return r != 0
+	case pb.Compare_GREATER:
+		return r > 0
+	case pb.Compare_LESS:
+		return r < 0
+	}
+	return true
+}

@@ -1,0 +1,272 @@
+package filelog
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cairn-kv/cairn/internal/raftlog"
+	"github.com/cairn-kv/cairn/internal/raftlog/internal/memlog"
+	"github.com/cairn-kv/cairn/internal/raftlog/raftlogtest"
+)
+
+func open(t testing.TB, dir string) raftlog.Log {
+	t.Helper()
+	l, err := Open(dir, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestConformance(t *testing.T) { raftlogtest.Run(t, open) }
+
+func BenchmarkSave(b *testing.B) { raftlogtest.BenchmarkSave(b, open) }
+
+func entry(i, term uint64) *raftpb.Entry {
+	return &raftpb.Entry{Index: new(i), Term: new(term), Data: []byte("some data")}
+}
+
+// writeLog saves one entry per frame, entries 1..n, and returns the file
+// size after each Save: sizes[i] is the end of the frame holding entry i+1.
+func writeLog(t *testing.T, dir string, n uint64) (sizes []int64) {
+	t.Helper()
+	l := open(t, dir)
+	defer l.Close()
+	for i := uint64(1); i <= n; i++ {
+		if err := l.Save(&raftpb.HardState{Term: new(uint64(1)), Commit: new(i)}, []*raftpb.Entry{entry(i, 1)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, walFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, fi.Size())
+	}
+	return sizes
+}
+
+func lastIndex(t *testing.T, l raftlog.Log) uint64 {
+	t.Helper()
+	last, _ := l.LastIndex()
+	return last
+}
+
+func fileSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, walFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// A Save cut short by a crash, or followed by junk, is dropped at open: the
+// log ends at the last complete frame and later Saves append after it.
+func TestTornTail(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(data []byte, sizes []int64) []byte
+	}{
+		{"short by a few bytes", func(d []byte, _ []int64) []byte { return d[:len(d)-3] }},
+		{"header cut", func(d []byte, s []int64) []byte { return d[:s[3]+5] }},
+		{"last frame flipped", func(d []byte, _ []int64) []byte { d[len(d)-2] ^= 0x40; return d }},
+		{"last length flipped", func(d []byte, s []int64) []byte { d[s[3]+1] ^= 0x01; return d }},
+		{"zeros appended", func(d []byte, _ []int64) []byte { return append(d[:len(d):len(d)], make([]byte, 4096)...) }},
+		{"garbage appended", func(d []byte, _ []int64) []byte {
+			return append(d[:len(d):len(d)], bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef, 7}, 100)...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sizes := writeLog(t, dir, 5)
+			path := filepath.Join(dir, walFile)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged := tc.damage(data, sizes)
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Damage past the fifth frame keeps all five.
+			want, wantSize := uint64(4), sizes[3]
+			if len(damaged) > len(data) {
+				want, wantSize = 5, sizes[4]
+			}
+			l := open(t, dir)
+			if got := lastIndex(t, l); got != want {
+				t.Fatalf("last index %d after damage, want %d", got, want)
+			}
+			if got := fileSize(t, dir); got != wantSize {
+				t.Fatalf("file is %d bytes after open, want it cut to %d", got, wantSize)
+			}
+			if err := l.Save(nil, []*raftpb.Entry{entry(want+1, 2)}, nil); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			l = open(t, dir)
+			defer l.Close()
+			if got := lastIndex(t, l); got != want+1 {
+				t.Fatalf("last index %d after a Save past the cut and a reopen, want %d", got, want+1)
+			}
+			if hs, _, _ := l.InitialState(); hs.GetCommit() != want {
+				t.Fatalf("commit %d, want %d", hs.GetCommit(), want)
+			}
+		})
+	}
+}
+
+// Damage to a frame that other valid frames follow was acknowledged data:
+// Open must refuse the log rather than drop it.
+func TestCorruptionFailsOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(data []byte, sizes []int64) []byte
+	}{
+		{"body byte flipped", func(d []byte, s []int64) []byte { d[s[1]+frameHeaderLen+7] ^= 0x01; return d }},
+		{"checksum flipped", func(d []byte, s []int64) []byte { d[s[1]+5] ^= 0x80; return d }},
+		{"length made huge", func(d []byte, s []int64) []byte { d[s[1]+3] = 0x7f; return d }},
+		{"length made zero", func(d []byte, s []int64) []byte { copy(d[s[1]:], []byte{0, 0, 0, 0}); return d }},
+		{"frame missing", func(d []byte, s []int64) []byte {
+			return append(d[:s[1]:s[1]], d[s[2]:]...)
+		}},
+		{"bad magic", func(d []byte, _ []int64) []byte { d[0] = 'X'; return d }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sizes := writeLog(t, dir, 5)
+			path := filepath.Join(dir, walFile)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.damage(data, sizes), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			l, err := Open(dir, zaptest.NewLogger(t))
+			if !errors.Is(err, raftlog.ErrCorrupt) {
+				if l != nil {
+					l.Close()
+				}
+				t.Fatalf("Open of a damaged log: %v, want ErrCorrupt", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// A frame whose checksum holds but whose records do not fit the log is
+// corruption, not a torn tail.
+func TestInconsistentRecordFailsOpen(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 3)
+	f, err := os.OpenFile(filepath.Join(dir, walFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := appendSave(nil, memlog.SavePlan{Entries: []*raftpb.Entry{entry(7, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := Open(dir, zaptest.NewLogger(t)); !errors.Is(err, raftlog.ErrCorrupt) {
+		t.Fatalf("Open of a log with a gap: %v, want ErrCorrupt", err)
+	}
+}
+
+// CreateSnapshot leaves one compact file, and a temporary file left by a
+// rewrite that crashed is ignored and removed.
+func TestRewrite(t *testing.T) {
+	dir := t.TempDir()
+	sizes := writeLog(t, dir, 100)
+	l := open(t, dir)
+	if _, err := l.CreateSnapshot(100, nil, nil, 95); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSize(t, dir); got >= sizes[10] {
+		t.Fatalf("file is %d bytes after compaction to 5 entries, want less than 11 Saves took (%d)", got, sizes[10])
+	}
+	if err := l.Save(nil, []*raftpb.Entry{entry(101, 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	tmp := filepath.Join(dir, tmpFile)
+	if err := os.WriteFile(tmp, []byte("half a rewrite"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir)
+	defer l.Close()
+	if first, _ := l.FirstIndex(); first != 96 || lastIndex(t, l) != 101 {
+		t.Fatalf("log is [%d, %d] after reopen, want [96, 101]", first, lastIndex(t, l))
+	}
+	if ents, err := l.Entries(96, 102, math.MaxUint64); err != nil || len(ents) != 6 {
+		t.Fatalf("Entries(96, 102) = %d entries, %v", len(ents), err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary file still there: %v", err)
+	}
+}
+
+// After a failed write the file's content is unknown: every later write
+// fails with the same error.
+func TestWriteFailureIsSticky(t *testing.T) {
+	l, err := Open(t.TempDir(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.f.Close() // makes the next write fail
+	first := l.Save(nil, []*raftpb.Entry{entry(1, 1)}, nil)
+	if first == nil {
+		t.Fatal("Save on a closed file succeeded")
+	}
+	if err := l.Save(nil, []*raftpb.Entry{entry(1, 1)}, nil); err != first {
+		t.Fatalf("second Save: %v, want the first failure %v", err, first)
+	}
+	if _, err := l.CreateSnapshot(0, nil, nil, 0); err != first {
+		t.Fatalf("CreateSnapshot: %v, want the first failure %v", err, first)
+	}
+	if last := lastIndex(t, l); last != 0 {
+		t.Fatalf("failed Save is visible: last index %d", last)
+	}
+}
+
+// The base frame is written before the file is named, so damage to it is
+// never a torn write, even with nothing after it.
+func TestDamagedBaseFailsOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(data []byte) []byte
+	}{
+		{"flipped", func(d []byte) []byte { d[len(d)-1] ^= 0x01; return d }},
+		{"cut", func(d []byte) []byte { return d[:len(d)-1] }},
+		{"missing", func(d []byte) []byte { return d[:len(magic)] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLog(t, dir, 0)
+			path := filepath.Join(dir, walFile)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.damage(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(dir, zaptest.NewLogger(t)); !errors.Is(err, raftlog.ErrCorrupt) {
+				t.Fatalf("Open with a damaged base: %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,245 @@
+package filelog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/raftlog"
+	"github.com/cairn-kv/cairn/internal/raftlog/internal/memlog"
+)
+
+// magic opens every log file; its last byte is the format version.
+var magic = [8]byte{'C', 'A', 'I', 'R', 'N', 'R', 'L', 1}
+
+// Record types; see the package comment.
+const (
+	recSnapshot  byte = 1
+	recTruncate  byte = 2
+	recEntry     byte = 3
+	recHardState byte = 4
+)
+
+const (
+	frameHeaderLen  = 8 // length:u32 crc:u32
+	recordHeaderLen = 5 // type:u8 n:u32
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendSave appends the frame that persists p to buf.
+func appendSave(buf []byte, p memlog.SavePlan) ([]byte, error) {
+	start := len(buf)
+	buf = append(buf, make([]byte, frameHeaderLen)...)
+	var err error
+	if p.Snapshot != nil {
+		md := p.Snapshot.GetMetadata()
+		if buf, err = appendSnapshot(buf, p.Snapshot, md.GetIndex(), md.GetTerm()); err != nil {
+			return buf, err
+		}
+	}
+	if p.Truncate != 0 {
+		buf = append(buf, recTruncate, 8, 0, 0, 0)
+		buf = binary.LittleEndian.AppendUint64(buf, p.Truncate)
+	}
+	for _, e := range p.Entries {
+		if buf, err = appendProto(buf, recEntry, e); err != nil {
+			return buf, err
+		}
+	}
+	if p.HardState != nil {
+		if buf, err = appendProto(buf, recHardState, p.HardState); err != nil {
+			return buf, err
+		}
+	}
+	return sealFrame(buf, start)
+}
+
+// newFile returns the content of a log file holding snap, the compaction
+// point (startIndex, startTerm), the entries after it and hs: the magic and
+// one base frame.
+func newFile(snap *raftpb.Snapshot, startIndex, startTerm uint64, ents []*raftpb.Entry, hs *raftpb.HardState) ([]byte, error) {
+	buf := append([]byte(nil), magic[:]...)
+	buf = append(buf, make([]byte, frameHeaderLen)...)
+	buf, err := appendSnapshot(buf, snap, startIndex, startTerm)
+	if err != nil {
+		return buf, err
+	}
+	for _, e := range ents {
+		if buf, err = appendProto(buf, recEntry, e); err != nil {
+			return buf, err
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		if buf, err = appendProto(buf, recHardState, hs); err != nil {
+			return buf, err
+		}
+	}
+	return sealFrame(buf, len(magic))
+}
+
+func appendSnapshot(buf []byte, snap *raftpb.Snapshot, startIndex, startTerm uint64) ([]byte, error) {
+	rec := len(buf)
+	buf = append(buf, recSnapshot, 0, 0, 0, 0)
+	buf = binary.LittleEndian.AppendUint64(buf, startIndex)
+	buf = binary.LittleEndian.AppendUint64(buf, startTerm)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, snap)
+	if err != nil {
+		return buf, err
+	}
+	return sealRecord(buf, rec)
+}
+
+func appendProto(buf []byte, typ byte, m proto.Message) ([]byte, error) {
+	rec := len(buf)
+	buf = append(buf, typ, 0, 0, 0, 0)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
+	if err != nil {
+		return buf, err
+	}
+	return sealRecord(buf, rec)
+}
+
+// sealRecord fills in the length of the record that starts at buf[rec:].
+func sealRecord(buf []byte, rec int) ([]byte, error) {
+	n := len(buf) - rec - recordHeaderLen
+	if uint64(n) > math.MaxUint32 {
+		return buf, fmt.Errorf("raftlog: record of %d bytes is too large", n)
+	}
+	binary.LittleEndian.PutUint32(buf[rec+1:], uint32(n))
+	return buf, nil
+}
+
+// sealFrame fills in the header of the frame that starts at buf[start:].
+func sealFrame(buf []byte, start int) ([]byte, error) {
+	body := buf[start+frameHeaderLen:]
+	if uint64(len(body)) > math.MaxUint32 {
+		return buf, fmt.Errorf("raftlog: frame of %d bytes is too large", len(body))
+	}
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(body, castagnoli))
+	return buf, nil
+}
+
+// replay decodes data, a whole log file, into the log it holds. end is the
+// offset where the valid frames end: len(data) unless the file has a torn
+// tail.
+func replay(data []byte) (st memlog.State, end int, err error) {
+	if !bytes.HasPrefix(data, magic[:]) {
+		return st, 0, fmt.Errorf("%w: not a raft log file of a known version", raftlog.ErrCorrupt)
+	}
+	off := len(magic)
+	// The first pass reads the base frame, which must be there.
+	for off == len(magic) || off < len(data) {
+		body, ok := frameAt(data, off)
+		if !ok && off == len(magic) {
+			// The base frame was fsynced before the file got its name, so
+			// it cannot be torn.
+			return st, 0, fmt.Errorf("%w: base record is missing or damaged", raftlog.ErrCorrupt)
+		}
+		if !ok {
+			if next := nextFrame(data, off+1); next >= 0 {
+				return st, 0, fmt.Errorf("%w: damaged record at offset %d is followed by a valid one at offset %d",
+					raftlog.ErrCorrupt, off, next)
+			}
+			return st, off, nil
+		}
+		if err := replayFrame(&st, body); err != nil {
+			return st, 0, fmt.Errorf("%w: record at offset %d: %v", raftlog.ErrCorrupt, off, err)
+		}
+		off += frameHeaderLen + len(body)
+	}
+	return st, off, nil
+}
+
+// frameAt returns the body of the frame at data[off:], or false if there is
+// no complete frame with a matching checksum there.
+func frameAt(data []byte, off int) ([]byte, bool) {
+	rest := data[off:]
+	if len(rest) < frameHeaderLen {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(rest)
+	if n < recordHeaderLen || uint64(n) > uint64(len(rest)-frameHeaderLen) {
+		return nil, false
+	}
+	body := rest[frameHeaderLen : frameHeaderLen+int(n)]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
+		return nil, false
+	}
+	return body, true
+}
+
+// nextFrame returns the offset of the first valid frame at or after from, or
+// -1. A damaged frame's length cannot be trusted, so every offset is tried.
+func nextFrame(data []byte, from int) int {
+	for off := from; off+frameHeaderLen <= len(data); off++ {
+		if _, ok := frameAt(data, off); ok {
+			return off
+		}
+	}
+	return -1
+}
+
+// replayFrame applies the records of one frame to st.
+func replayFrame(st *memlog.State, body []byte) error {
+	for len(body) > 0 {
+		if len(body) < recordHeaderLen {
+			return errors.New("truncated record header")
+		}
+		typ, n := body[0], binary.LittleEndian.Uint32(body[1:])
+		if uint64(n) > uint64(len(body)-recordHeaderLen) {
+			return fmt.Errorf("record length %d overruns its frame", n)
+		}
+		payload := body[recordHeaderLen : recordHeaderLen+int(n)]
+		body = body[recordHeaderLen+int(n):]
+		last := st.StartIndex + uint64(len(st.Entries))
+		switch typ {
+		case recSnapshot:
+			if len(payload) < 16 {
+				return errors.New("short snapshot record")
+			}
+			snap := new(raftpb.Snapshot)
+			if err := proto.Unmarshal(payload[16:], snap); err != nil {
+				return fmt.Errorf("snapshot: %v", err)
+			}
+			st.Snapshot, st.Entries = snap, nil
+			st.StartIndex = binary.LittleEndian.Uint64(payload)
+			st.StartTerm = binary.LittleEndian.Uint64(payload[8:])
+		case recTruncate:
+			if len(payload) != 8 {
+				return errors.New("bad truncation record")
+			}
+			i := binary.LittleEndian.Uint64(payload)
+			if i <= st.StartIndex || i > last {
+				return fmt.Errorf("truncation at %d outside the log [%d, %d]", i, st.StartIndex+1, last)
+			}
+			st.Entries = st.Entries[:i-st.StartIndex-1]
+		case recEntry:
+			e := new(raftpb.Entry)
+			if err := proto.Unmarshal(payload, e); err != nil {
+				return fmt.Errorf("entry: %v", err)
+			}
+			if e.GetIndex() != last+1 {
+				return fmt.Errorf("entry %d found where %d belongs", e.GetIndex(), last+1)
+			}
+			st.Entries = append(st.Entries, e)
+		case recHardState:
+			hs := new(raftpb.HardState)
+			if err := proto.Unmarshal(payload, hs); err != nil {
+				return fmt.Errorf("hard state: %v", err)
+			}
+			st.HardState = hs
+		default:
+			return fmt.Errorf("unknown record type %d", typ)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,431 @@
+// Package raftnode is the raft actor: it owns a raft.RawNode and the durable
+// raft log, turns proposals into committed entries and answers ReadIndex
+// requests for linearizable reads.
+//
+// Everything that touches the RawNode runs on the actor's goroutine. A Ready
+// is processed by a message the actor sends itself, so proposals that queue
+// up while the log is being fsynced are appended together by the next Ready:
+// one fsync covers every proposal that arrived during the previous one.
+package raftnode
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/raftlog"
+)
+
+// ErrNoLeader is returned when a proposal or read cannot be served because
+// the group has no leader.
+var ErrNoLeader = errors.New("raftnode: no leader")
+
+// ErrStopped is returned for requests that were pending when the node
+// stopped, or that arrive after.
+var ErrStopped = errors.New("raftnode: stopped")
+
+// Transport delivers raft messages to other members. Send is called from the
+// raft actor's goroutine and must not block on the network; messages it
+// cannot deliver are dropped, and raft retries.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+}
+
+// Config configures a raft node.
+type Config struct {
+	// ID is this member's raft ID; never zero.
+	ID uint64
+	// Peers are the voters of a cluster being bootstrapped. They are used
+	// only when Log is empty.
+	Peers []uint64
+	// Log is the durable log; the node owns it from Start until Stop.
+	Log raftlog.Log
+	// TickInterval is etcd's heartbeat interval (default 100ms).
+	TickInterval time.Duration
+	// ElectionTicks is the election timeout in ticks (default 10).
+	ElectionTicks int
+	// SnapshotCatchUpEntries is how many entries are kept behind a snapshot
+	// so slow followers can catch up without one (default 5000).
+	SnapshotCatchUpEntries uint64
+	// Commit receives committed entries in log order, on the raft actor's
+	// goroutine. It must hand them off quickly (the store actor applies
+	// them). Configuration changes have already been applied to raft when it
+	// is called.
+	Commit func(ents []*raftpb.Entry)
+	// Transport sends messages to peers; nil for a single-member cluster.
+	Transport Transport
+	// Logger receives raft's and the node's logs.
+	Logger *zap.Logger
+}
+
+// Node is the client of the raft actor. Its methods are safe for concurrent
+// use.
+type Node struct {
+	ref *actors.Ref
+	id  uint64
+
+	term   atomic.Uint64
+	leader atomic.Uint64
+	commit atomic.Uint64
+
+	stopTick chan struct{}
+	stopped  atomic.Bool
+}
+
+// Start restores (or bootstraps) the raft node and starts its actor and
+// ticker.
+func Start(sys *actors.System, cfg Config) (*Node, error) {
+	if cfg.ID == 0 {
+		return nil, errors.New("raftnode: member ID must not be zero")
+	}
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 100 * time.Millisecond
+	}
+	if cfg.ElectionTicks == 0 {
+		cfg.ElectionTicks = 10
+	}
+	if cfg.SnapshotCatchUpEntries == 0 {
+		cfg.SnapshotCatchUpEntries = 5000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             1,
+		Storage:                   cfg.Log,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           512,
+		MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    &zapRaftLogger{cfg.Logger.Sugar()},
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	last, err := cfg.Log.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	if last == 0 {
+		peers := make([]raft.Peer, 0, len(cfg.Peers))
+		for _, id := range cfg.Peers {
+			peers = append(peers, raft.Peer{ID: id})
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	}
+	snap, err := cfg.Log.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	a := &raftActor{
+		cfg:       cfg,
+		rn:        rn,
+		lg:        cfg.Logger,
+		confState: snap.GetMetadata().GetConfState(),
+		inflight:  make(map[uint64][]readWaiter),
+	}
+	n := &Node{id: cfg.ID, stopTick: make(chan struct{})}
+	a.node = n
+	n.ref = sys.Spawn("raft", 0, a.receive)
+	a.self = n.ref
+	go n.tick(cfg.TickInterval)
+	n.ref.Send(campaignMsg{})
+	return n, nil
+}
+
+// Propose submits data to be appended to the log. It does not wait: the
+// entry reaches Config.Commit once committed. done is called (from the raft
+// goroutine) with an error only when the proposal was rejected outright,
+// for example because there is no leader.
+func (n *Node) Propose(data []byte, rejected func(error)) {
+	if n.stopped.Load() {
+		rejected(ErrStopped)
+		return
+	}
+	n.ref.Send(proposeMsg{data: data, rejected: rejected})
+}
+
+// ReadIndex returns a commit index that is at least as new as every write
+// acknowledged before the call: once the state machine has applied it, a
+// local read is linearizable.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.stopped.Load() {
+		return 0, ErrStopped
+	}
+	ch := make(chan readResult, 1)
+	n.ref.Send(readIndexMsg{reply: func(idx uint64, err error) { ch <- readResult{idx, err} }})
+	select {
+	case r := <-ch:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Step delivers a message received from a peer by the transport.
+func (n *Node) Step(m *raftpb.Message) { n.ref.Send(stepMsg{m: m}) }
+
+// Compact records a raft snapshot at applied, whose state the state machine
+// has made durable, and truncates the log behind it (keeping
+// SnapshotCatchUpEntries).
+func (n *Node) Compact(applied uint64) { n.ref.Send(compactMsg{applied: applied}) }
+
+// Status is a point-in-time view of the node.
+type Status struct {
+	ID, Leader, Term, Commit uint64
+}
+
+// Status returns the node's last observed leader, term and commit index.
+func (n *Node) Status() Status {
+	return Status{ID: n.id, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load()}
+}
+
+// Stop stops the ticker and the actor; pending reads fail with ErrStopped.
+// It does not close the log.
+func (n *Node) Stop() {
+	if n.stopped.Swap(true) {
+		return
+	}
+	close(n.stopTick)
+	n.ref.Stop()
+}
+
+func (n *Node) tick(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			n.ref.Send(tickMsg{})
+		case <-n.stopTick:
+			return
+		}
+	}
+}
+
+type readResult struct {
+	index uint64
+	err   error
+}
+
+type readWaiter func(index uint64, err error)
+
+// The actor's messages.
+type (
+	proposeMsg struct {
+		data     []byte
+		rejected func(error)
+	}
+	readIndexMsg struct{ reply readWaiter }
+	compactMsg   struct{ applied uint64 }
+	tickMsg      struct{}
+	campaignMsg  struct{}
+	readyMsg     struct{}
+	stepMsg      struct{ m *raftpb.Message }
+)
+
+type raftActor struct {
+	cfg  Config
+	rn   *raft.RawNode
+	lg   *zap.Logger
+	node *Node
+	self *actors.Ref
+
+	confState      *raftpb.ConfState
+	readyScheduled bool
+
+	pendingReads []readWaiter
+	readSeq      uint64
+	inflight     map[uint64][]readWaiter
+}
+
+func (a *raftActor) receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case proposeMsg:
+		a.propose(m)
+	case readIndexMsg:
+		a.readIndex(m)
+	case readyMsg:
+		a.handleReady()
+	case tickMsg:
+		a.rn.Tick()
+		a.scheduleReady()
+	case stepMsg:
+		a.step(m.m)
+	case campaignMsg:
+		a.campaign()
+	case compactMsg:
+		a.compact(m.applied)
+	case *actor.Stopped:
+		a.failReads(ErrStopped)
+	}
+}
+
+func (a *raftActor) scheduleReady() {
+	if !a.readyScheduled {
+		a.readyScheduled = true
+		a.self.Send(readyMsg{})
+	}
+}
+
+func (a *raftActor) propose(m proposeMsg) {
+	if err := a.rn.Propose(m.data); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = ErrNoLeader
+		}
+		m.rejected(err)
+		return
+	}
+	a.scheduleReady()
+}
+
+func (a *raftActor) readIndex(m readIndexMsg) {
+	if a.rn.BasicStatus().Lead == raft.None {
+		m.reply(0, ErrNoLeader)
+		return
+	}
+	a.pendingReads = append(a.pendingReads, m.reply)
+	a.scheduleReady()
+}
+
+func (a *raftActor) step(m *raftpb.Message) {
+	if err := a.rn.Step(m); err != nil {
+		a.lg.Debug("raft step failed", zap.Error(err))
+	}
+	a.scheduleReady()
+}
+
+// campaign makes a sole voter leader at once instead of after an election
+// timeout; in a larger cluster the election runs as usual.
+func (a *raftActor) campaign() {
+	st := a.rn.Status()
+	if len(st.Config.Voters.IDs()) == 1 {
+		if _, ok := st.Config.Voters.IDs()[a.cfg.ID]; ok {
+			if err := a.rn.Campaign(); err != nil {
+				a.lg.Warn("campaign failed", zap.Error(err))
+			}
+		}
+	}
+	a.scheduleReady()
+}
+
+func (a *raftActor) handleReady() {
+	a.readyScheduled = false
+	if len(a.pendingReads) > 0 {
+		// One ReadIndex round serves every read that queued since the last.
+		a.readSeq++
+		var rctx [8]byte
+		binary.BigEndian.PutUint64(rctx[:], a.readSeq)
+		a.inflight[a.readSeq] = a.pendingReads
+		a.pendingReads = nil
+		a.rn.ReadIndex(rctx[:])
+	}
+	if !a.rn.HasReady() {
+		return
+	}
+	rd := a.rn.Ready()
+	if err := a.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		// The log can no longer promise durability; continuing could
+		// acknowledge writes that a restart loses.
+		a.lg.Fatal("failed to persist raft log", zap.Error(err))
+	}
+	if len(rd.Messages) > 0 && a.cfg.Transport != nil {
+		a.cfg.Transport.Send(rd.Messages)
+	}
+	if rd.SoftState != nil {
+		a.node.leader.Store(rd.SoftState.Lead)
+		if rd.SoftState.Lead == raft.None {
+			a.failReads(ErrNoLeader)
+		}
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		a.node.term.Store(rd.HardState.GetTerm())
+		a.node.commit.Store(rd.HardState.GetCommit())
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(rs.RequestCtx)
+		for _, w := range a.inflight[seq] {
+			w(rs.Index, nil)
+		}
+		delete(a.inflight, seq)
+	}
+	if len(rd.CommittedEntries) > 0 {
+		a.applyConfChanges(rd.CommittedEntries)
+		a.cfg.Commit(rd.CommittedEntries)
+	}
+	a.rn.Advance(rd)
+	if a.rn.HasReady() || len(a.pendingReads) > 0 {
+		a.scheduleReady()
+	}
+}
+
+func (a *raftActor) applyConfChanges(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		var cc raftpb.ConfChangeI
+		switch e.GetType() {
+		case raftpb.EntryConfChange:
+			c := &raftpb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), c); err != nil {
+				a.lg.Fatal("corrupt conf change entry", zap.Uint64("index", e.GetIndex()), zap.Error(err))
+			}
+			cc = c
+		case raftpb.EntryConfChangeV2:
+			c := &raftpb.ConfChangeV2{}
+			if err := proto.Unmarshal(e.GetData(), c); err != nil {
+				a.lg.Fatal("corrupt conf change entry", zap.Uint64("index", e.GetIndex()), zap.Error(err))
+			}
+			cc = c
+		default:
+			continue
+		}
+		a.confState = a.rn.ApplyConfChange(cc)
+	}
+}
+
+func (a *raftActor) compact(applied uint64) {
+	snap, err := a.cfg.Log.Snapshot()
+	if err != nil || applied <= snap.GetMetadata().GetIndex() {
+		return
+	}
+	compactTo := uint64(0)
+	if applied > a.cfg.SnapshotCatchUpEntries {
+		compactTo = applied - a.cfg.SnapshotCatchUpEntries
+	}
+	if _, err := a.cfg.Log.CreateSnapshot(applied, a.confState, nil, compactTo); err != nil {
+		a.lg.Warn("failed to create raft snapshot", zap.Uint64("index", applied), zap.Error(err))
+		return
+	}
+	a.lg.Info("compacted raft log", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compactTo))
+}
+
+func (a *raftActor) failReads(err error) {
+	for _, w := range a.pendingReads {
+		w(0, err)
+	}
+	a.pendingReads = nil
+	for seq, ws := range a.inflight {
+		for _, w := range ws {
+			w(0, err)
+		}
+		delete(a.inflight, seq)
+	}
+}

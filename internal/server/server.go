@@ -1,0 +1,284 @@
+// Package server assembles a Cairn member: storage engine, raft log, MVCC
+// state, the raft and store actors, and the front ends (etcd gRPC and HTTP
+// on the client URLs, the REST API on its own address).
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/clientmux"
+	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/raftlog"
+	"github.com/cairn-kv/cairn/internal/raftlog/enginelog"
+	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
+	"github.com/cairn-kv/cairn/internal/raftnode"
+	"github.com/cairn-kv/cairn/internal/storage"
+	"github.com/cairn-kv/cairn/internal/storage/memory"
+	"github.com/cairn-kv/cairn/internal/storage/rocksdb"
+	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/pkg/etcdcompat"
+	"github.com/cairn-kv/cairn/pkg/httpapi"
+)
+
+// Server is a running member.
+type Server struct {
+	cfg *config.Config
+	lg  *zap.Logger
+
+	sys    *actors.System
+	engine storage.Engine
+	rlog   raftlog.Log
+	kv     *mvcc.KV
+	store  *store.Client
+
+	grpcSrv  *grpc.Server
+	gwConn   *grpc.ClientConn
+	httpSrvs []*http.Server
+	closers  []func() error
+
+	clientAddrs []string
+	httpAddr    string
+}
+
+// Start opens the member's storage under cfg.DataDir and starts serving.
+// It returns once every listener accepts connections and the member has
+// replayed its log.
+func Start(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
+	if len(cfg.InitialCluster) != 1 {
+		return nil, errors.New("multi-member clusters are not supported yet (see docs/limitations.md); --initial-cluster must name only this member")
+	}
+	s = &Server{cfg: cfg, lg: lg, sys: actors.NewSystem()}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if err := s.openStorage(); err != nil {
+		return nil, err
+	}
+	selfID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
+	cl := &staticCluster{members: []*pb.Member{{
+		ID:         selfID,
+		Name:       cfg.Name,
+		PeerURLs:   urlStrings(cfg.InitialAdvertisePeerURLs),
+		ClientURLs: urlStrings(cfg.AdvertiseClientURLs),
+	}}}
+	s.store, err = store.Start(s.sys, store.Config{
+		Engine:            s.engine,
+		KV:                s.kv,
+		ClusterID:         clusterID([]uint64{selfID}),
+		MemberID:          selfID,
+		MaxRequestBytes:   int(cfg.MaxRequestBytes),
+		MaxTxnOps:         int(cfg.MaxTxnOps),
+		QuotaBackendBytes: cfg.QuotaBackendBytes,
+		SnapshotCount:     cfg.SnapshotCount,
+		RequestTimeout:    5*time.Second + 2*cfg.ElectionTimeout,
+		Logger:            lg.Named("store"),
+		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
+			return raftnode.Start(s.sys, raftnode.Config{
+				ID:            selfID,
+				Peers:         []uint64{selfID},
+				Log:           s.rlog,
+				TickInterval:  cfg.HeartbeatInterval,
+				ElectionTicks: int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+				Commit:        commit,
+				Logger:        lg.Named("raft"),
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.serveClients(cl); err != nil {
+		return nil, err
+	}
+	if err := s.serveREST(); err != nil {
+		return nil, err
+	}
+	lg.Info("ready to serve client requests")
+	for _, a := range s.clientAddrs {
+		lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", a))
+	}
+	return s, nil
+}
+
+func (s *Server) openStorage() error {
+	dir := s.cfg.EngineDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot access data directory: %w", err)
+	}
+	switch s.cfg.StorageEngine {
+	case "memory":
+		e, err := memory.Open(dir)
+		if err != nil {
+			return err
+		}
+		s.engine = e
+		l, err := filelog.Open(filepath.Join(dir, "raft"), s.lg.Named("raftlog"))
+		if err != nil {
+			return err
+		}
+		s.rlog = l
+	default:
+		e, err := rocksdb.Open(dir, rocksdb.Options{Logger: s.lg.Named("rocksdb")})
+		if err != nil {
+			return err
+		}
+		s.engine = e
+		l, err := enginelog.Open(e)
+		if err != nil {
+			return err
+		}
+		s.rlog = l
+	}
+	kv, err := mvcc.Open(s.engine, mvcc.Options{MaxTxnOps: int(s.cfg.MaxTxnOps), Logger: s.lg.Named("mvcc")})
+	if err != nil {
+		return err
+	}
+	s.kv = kv
+	s.lg.Info("opened storage", zap.String("engine", s.cfg.StorageEngine), zap.String("dir", dir),
+		zap.Int64("current-revision", kv.Rev()), zap.Uint64("applied-index", kv.AppliedIndex()))
+	return nil
+}
+
+// serveClients listens on every --listen-client-urls address, serving gRPC
+// and HTTP on each.
+func (s *Server) serveClients(cl etcdcompat.Cluster) error {
+	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
+		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
+		Logger:          s.lg.Named("etcdcompat"),
+	})
+	var listeners []net.Listener
+	for _, u := range s.cfg.ListenClientURLs {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen on client URL %s: %w", u.String(), err)
+		}
+		listeners = append(listeners, l)
+		s.clientAddrs = append(s.clientAddrs, l.Addr().String())
+	}
+	conn, err := grpc.NewClient(s.clientAddrs[0],
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1)))
+	if err != nil {
+		return err
+	}
+	s.gwConn = conn
+	mux := http.NewServeMux()
+	if err := etcdcompat.RegisterHTTP(context.Background(), mux, s.store, conn); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	registerMetrics(reg, s.store)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/actors", s.debugActors)
+	for _, l := range listeners {
+		grpcL, httpL, closeAll := clientmux.Split(l, s.lg)
+		s.closers = append(s.closers, closeAll)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.httpSrvs = append(s.httpSrvs, hs)
+		go func() { _ = s.grpcSrv.Serve(grpcL) }()
+		go func() { _ = hs.Serve(httpL) }()
+	}
+	return nil
+}
+
+// serveREST starts Cairn's REST API on --http-listen-addr.
+func (s *Server) serveREST() error {
+	l, err := net.Listen("tcp", s.cfg.HTTPListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-listen-addr %s: %w", s.cfg.HTTPListenAddr, err)
+	}
+	s.httpAddr = l.Addr().String()
+	hs := &http.Server{
+		Handler: httpapi.New(s.store, httpapi.Options{
+			Logger:          s.lg.Named("httpapi"),
+			MaxRequestBytes: int64(s.cfg.MaxRequestBytes),
+			MaxTxnOps:       int(s.cfg.MaxTxnOps),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	s.httpSrvs = append(s.httpSrvs, hs)
+	go func() { _ = hs.Serve(l) }()
+	s.lg.Info("serving REST API", zap.String("address", s.httpAddr))
+	return nil
+}
+
+// debugActors serves /debug/actors: every actor's mailbox depth, messages
+// processed and handling times, as JSON.
+func (s *Server) debugActors(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"actors": s.sys.Snapshot()})
+}
+
+// ClientAddrs returns the addresses the client listeners are bound to.
+func (s *Server) ClientAddrs() []string { return s.clientAddrs }
+
+// HTTPAddr returns the address the REST API is bound to.
+func (s *Server) HTTPAddr() string { return s.httpAddr }
+
+// Stop shuts the member down: front ends first, so no new request enters,
+// then the store and raft actors, then storage. Safe on a partly started
+// server.
+func (s *Server) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, hs := range s.httpSrvs {
+		_ = hs.Shutdown(ctx)
+	}
+	if s.grpcSrv != nil {
+		stopped := make(chan struct{})
+		go func() { s.grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.grpcSrv.Stop()
+		}
+	}
+	for _, c := range s.closers {
+		_ = c()
+	}
+	if s.gwConn != nil {
+		_ = s.gwConn.Close()
+	}
+	if s.store != nil {
+		s.store.Stop()
+	}
+	if s.kv != nil {
+		if err := s.kv.Close(); err != nil {
+			s.lg.Warn("closing mvcc", zap.Error(err))
+		}
+	}
+	if s.rlog != nil {
+		if err := s.rlog.Close(); err != nil {
+			s.lg.Warn("closing raft log", zap.Error(err))
+		}
+	}
+	if s.engine != nil {
+		if err := s.engine.Close(); err != nil {
+			s.lg.Warn("closing storage engine", zap.Error(err))
+		}
+	}
+}

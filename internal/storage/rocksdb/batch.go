@@ -1,0 +1,140 @@
+package rocksdb
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/linxGnu/grocksdb"
+
+	"github.com/cairn-kv/cairn/internal/storage"
+)
+
+type opKind uint8
+
+const (
+	opPut opKind = iota
+	opDelete
+	opDeleteRange
+)
+
+// op is one recorded write. For opDeleteRange, key and value are the start
+// and end of the range; a nil end is resolved at Commit.
+type op struct {
+	kind       opKind
+	b          storage.Bucket
+	key, value []byte
+}
+
+// batch records its operations in Go memory and builds the RocksDB write
+// batch only in Commit. A batch that is dropped without Commit or Close then
+// leaks no C memory, and an open-ended DeleteRange can be resolved against
+// the state it is committed to rather than the state it was recorded in.
+type batch struct {
+	e   *Engine
+	ops []op
+	// arena holds copies of every key and value, so a batch costs a few
+	// allocations rather than two per operation.
+	arena     []byte
+	openEnded bool
+}
+
+// keep copies p into the arena. Earlier copies stay valid when append moves
+// the arena: they keep the old array alive.
+func (b *batch) keep(p []byte) []byte {
+	if len(p) == 0 {
+		// Keeps nil apart from empty, which matters for a range end.
+		return p
+	}
+	n := len(b.arena)
+	b.arena = append(b.arena, p...)
+	return b.arena[n:len(b.arena):len(b.arena)]
+}
+
+func (b *batch) Put(bk storage.Bucket, key, value []byte) {
+	b.ops = append(b.ops, op{kind: opPut, b: bk, key: b.keep(key), value: b.keep(value)})
+}
+
+func (b *batch) Delete(bk storage.Bucket, key []byte) {
+	b.ops = append(b.ops, op{kind: opDelete, b: bk, key: b.keep(key)})
+}
+
+// DeleteRange records the removal of [start, end); as for Iterate, a nil
+// start is the first key and a nil end is past the last key.
+func (b *batch) DeleteRange(bk storage.Bucket, start, end []byte) {
+	if end == nil {
+		b.openEnded = true
+	}
+	b.ops = append(b.ops, op{kind: opDeleteRange, b: bk, key: b.keep(start), value: b.keep(end)})
+}
+
+func (b *batch) Len() int { return len(b.ops) }
+
+func (b *batch) Close() { b.ops, b.arena = nil, nil }
+
+// Commit writes the operations as one RocksDB write batch, atomic for
+// readers and durable on return when sync is set.
+func (b *batch) Commit(sync bool) error {
+	e := b.e
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return storage.ErrClosed
+	}
+	if b.openEnded {
+		e.commitMu.Lock()
+		defer e.commitMu.Unlock()
+	} else {
+		e.commitMu.RLock()
+		defer e.commitMu.RUnlock()
+	}
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	// An open range end must also cover keys put earlier in this batch.
+	var maxPut [storage.NumBuckets][]byte
+	var put [storage.NumBuckets]bool
+	for _, o := range b.ops {
+		cf := e.cfs[o.b]
+		switch o.kind {
+		case opPut:
+			wb.PutCF(cf, o.key, o.value)
+			if b.openEnded && (!put[o.b] || bytes.Compare(o.key, maxPut[o.b]) > 0) {
+				maxPut[o.b], put[o.b] = o.key, true
+			}
+		case opDelete:
+			wb.DeleteCF(cf, o.key)
+		case opDeleteRange:
+			end := o.value
+			if end == nil {
+				last, ok, err := e.lastKey(o.b)
+				if err != nil {
+					return err
+				}
+				if put[o.b] && (!ok || bytes.Compare(maxPut[o.b], last) > 0) {
+					last, ok = maxPut[o.b], true
+				}
+				if !ok {
+					continue
+				}
+				end = after(last)
+			}
+			// RocksDB rejects an inverted range; it is empty here.
+			if bytes.Compare(o.key, end) < 0 {
+				wb.DeleteRangeCF(cf, o.key, end)
+			}
+		}
+	}
+	wo := e.wo
+	if sync {
+		wo = e.woSync
+	}
+	if err := e.db.Write(wo, wb); err != nil {
+		return fmt.Errorf("rocksdb engine: commit: %w", err)
+	}
+	b.Close()
+	return nil
+}
+
+// after returns the smallest key greater than k.
+func after(k []byte) []byte {
+	return append(k[:len(k):len(k)], 0)
+}

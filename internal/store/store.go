@@ -1,0 +1,368 @@
+// Package store is the store actor and its client: the one place where
+// requests from every front end meet the raft log and the MVCC state.
+//
+// A write travels: Client (validate, encode) → store actor (register the
+// waiter, propose) → raft actor (append, fsync, commit) → store actor (apply
+// to MVCC in log order, answer the waiter). Reads do not queue behind
+// writes: serializable reads run on the caller's goroutine against MVCC's
+// concurrent read path, and linearizable reads first obtain a ReadIndex from
+// raft and wait until the store has applied it.
+package store
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/raftnode"
+	"github.com/cairn-kv/cairn/internal/storage"
+)
+
+// Version is the etcd version Cairn's API is compatible with; it is what
+// clients see in Status and /version.
+const Version = "3.7.3"
+
+// storageVersion is the etcd storage schema version reported by Status.
+const storageVersion = "3.7.0"
+
+// Raft is what the store needs from the raft node; *raftnode.Node
+// implements it.
+type Raft interface {
+	Propose(data []byte, rejected func(error))
+	ReadIndex(ctx context.Context) (uint64, error)
+	Compact(applied uint64)
+	Status() raftnode.Status
+	Stop()
+}
+
+// Config configures the store.
+type Config struct {
+	// Engine is the member's storage engine; KV is the MVCC state over it.
+	Engine storage.Engine
+	KV     *mvcc.KV
+	// StartRaft starts the raft node, wiring commit (which the store
+	// provides) as its commit callback.
+	StartRaft func(commit func([]*raftpb.Entry)) (Raft, error)
+	// ClusterID and MemberID fill response headers.
+	ClusterID, MemberID uint64
+	// MaxRequestBytes bounds an encoded request (etcd's --max-request-bytes).
+	MaxRequestBytes int
+	// MaxTxnOps bounds the operations of one txn branch (--max-txn-ops).
+	MaxTxnOps int
+	// QuotaBackendBytes rejects writes once the engine is larger (0: no
+	// quota).
+	QuotaBackendBytes int64
+	// SnapshotCount is the number of applied entries after which the engine
+	// is checkpointed and the raft log truncated (--snapshot-count).
+	SnapshotCount uint64
+	// RequestTimeout bounds a request whose context has no deadline.
+	RequestTimeout time.Duration
+	// MailboxSize bounds the store actor's mailbox (backpressure).
+	MailboxSize int
+	Logger      *zap.Logger
+}
+
+// Client is the store's front door, used by every front end. Its methods
+// are safe for concurrent use.
+type Client struct {
+	cfg     Config
+	kv      *mvcc.KV
+	raft    Raft
+	ref     *actors.Ref
+	applied *appliedWait
+	nextID  atomic.Uint64
+	dbSize  atomic.Int64
+	stop    chan struct{}
+}
+
+// Start spawns the store actor, then the raft node, and returns the client.
+// Entries committed before the last shutdown but not yet applied are
+// replayed by raft and applied before any new request is answered.
+func Start(sys *actors.System, cfg Config) (*Client, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 7 * time.Second
+	}
+	if cfg.MailboxSize == 0 {
+		cfg.MailboxSize = 4096
+	}
+	c := &Client{
+		cfg:     cfg,
+		kv:      cfg.KV,
+		applied: &appliedWait{applied: cfg.KV.AppliedIndex()},
+		stop:    make(chan struct{}),
+	}
+	// IDs are unique per member and increase across restarts, as etcd's
+	// idutil generator does: member ID bits on top, time below.
+	c.nextID.Store(cfg.MemberID<<48 | uint64(time.Now().UnixMilli())<<8)
+	a := &storeActor{
+		c:        c,
+		lg:       cfg.Logger,
+		waiters:  make(map[uint64]func(result)),
+		lastSnap: cfg.KV.AppliedIndex(),
+	}
+	c.ref = sys.Spawn("store", cfg.MailboxSize, a.receive)
+	r, err := cfg.StartRaft(func(ents []*raftpb.Entry) { c.ref.Send(applyMsg{ents: ents}) })
+	if err != nil {
+		c.ref.Stop()
+		return nil, err
+	}
+	c.raft = r
+	c.dbSize.Store(cfg.Engine.Stats().SizeBytes)
+	go c.watchSize()
+	return c, nil
+}
+
+// Stop stops raft, then the store actor. Requests in flight fail with
+// ErrStopped.
+func (c *Client) Stop() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	c.raft.Stop()
+	c.ref.Stop()
+}
+
+// watchSize refreshes the cached engine size used by the quota check and
+// Status, so requests never wait on engine statistics.
+func (c *Client) watchSize() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.dbSize.Store(c.cfg.Engine.Stats().SizeBytes)
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// header returns a response header for rev.
+func (c *Client) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: c.cfg.ClusterID,
+		MemberId:  c.cfg.MemberID,
+		Revision:  rev,
+		RaftTerm:  c.raft.Status().Term,
+	}
+}
+
+func (c *Client) fillHeader(h **pb.ResponseHeader) {
+	rev := int64(0)
+	if *h != nil {
+		rev = (*h).Revision
+	}
+	*h = c.header(rev)
+}
+
+// withTimeout applies the request timeout to contexts without a deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.cfg.RequestTimeout)
+}
+
+// linearize waits until every write acknowledged before the call is
+// visible to local reads.
+func (c *Client) linearize(ctx context.Context) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	idx, err := c.raft.ReadIndex(ctx)
+	if err != nil {
+		return mapRaftErr(err)
+	}
+	if err := c.applied.wait(ctx, idx); err != nil {
+		return mapCtxErr(err)
+	}
+	return nil
+}
+
+// Range reads keys, linearizably unless req.Serializable.
+func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := mvcc.ValidateRange(req); err != nil {
+		return nil, err
+	}
+	if !req.Serializable {
+		if err := c.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.kv.Range(req)
+	if err != nil {
+		return nil, err
+	}
+	c.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// Put writes one key through raft.
+func (c *Client) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := mvcc.ValidatePut(req); err != nil {
+		return nil, err
+	}
+	res, err := c.propose(ctx, &pb.InternalRaftRequest{Put: req})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.(*pb.PutResponse)
+	c.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// DeleteRange deletes keys through raft.
+func (c *Client) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := mvcc.ValidateDeleteRange(req); err != nil {
+		return nil, err
+	}
+	res, err := c.propose(ctx, &pb.InternalRaftRequest{DeleteRange: req})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.(*pb.DeleteRangeResponse)
+	c.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// Txn runs a transaction. Read-only transactions are served like
+// linearizable ranges, without a raft entry, as etcd does.
+func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := mvcc.ValidateTxn(req, c.cfg.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	var resp *pb.TxnResponse
+	if mvcc.IsTxnReadOnly(req) {
+		if err := c.linearize(ctx); err != nil {
+			return nil, err
+		}
+		r, err := c.kv.TxnRead(req)
+		if err != nil {
+			return nil, err
+		}
+		resp = r
+	} else {
+		res, err := c.propose(ctx, &pb.InternalRaftRequest{Txn: req})
+		if err != nil {
+			return nil, err
+		}
+		resp = res.(*pb.TxnResponse)
+	}
+	c.fillHeader(&resp.Header)
+	return resp, nil
+}
+
+// Compact compacts the MVCC history up to req.Revision; with req.Physical
+// it returns only after old revisions are removed from the engine.
+func (c *Client) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	res, err := c.propose(ctx, &pb.InternalRaftRequest{Compaction: req})
+	if err != nil {
+		return nil, err
+	}
+	cr := res.(compactResult)
+	if req.Physical {
+		select {
+		case <-cr.done:
+		case <-ctx.Done():
+			return nil, mapCtxErr(ctx.Err())
+		}
+	}
+	return &pb.CompactionResponse{Header: c.header(cr.rev)}, nil
+}
+
+// Status reports what etcd's Maintenance.Status reports.
+func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	st := c.raft.Status()
+	size := c.dbSize.Load()
+	return &pb.StatusResponse{
+		Header:           c.header(c.kv.Rev()),
+		Version:          Version,
+		DbSize:           size,
+		DbSizeInUse:      size,
+		Leader:           st.Leader,
+		RaftIndex:        st.Commit,
+		RaftTerm:         st.Term,
+		RaftAppliedIndex: c.kv.AppliedIndex(),
+		StorageVersion:   storageVersion,
+		DbSizeQuota:      c.cfg.QuotaBackendBytes,
+	}, nil
+}
+
+// Header returns a response header at the current revision, for front-end
+// services (Cluster, Maintenance) that answer without touching the store.
+func (c *Client) Header() *pb.ResponseHeader { return c.header(c.kv.Rev()) }
+
+// result is the outcome of applying one proposal.
+type result struct {
+	resp any
+	err  error
+}
+
+type compactResult struct {
+	rev  int64
+	done <-chan struct{}
+}
+
+// propose sends r through raft and waits for the result of applying it.
+func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	if r.Compaction == nil && c.cfg.QuotaBackendBytes > 0 && c.dbSize.Load() > c.cfg.QuotaBackendBytes {
+		return nil, ErrNoSpace
+	}
+	id := c.nextID.Add(1)
+	r.Header = &pb.RequestHeader{ID: id}
+	data, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > c.cfg.MaxRequestBytes {
+		return nil, ErrRequestTooLarge
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	ch := make(chan result, 1)
+	select {
+	case <-c.stop:
+		return nil, ErrStopped
+	default:
+	}
+	c.ref.Send(proposeMsg{id: id, data: data, reply: func(res result) { ch <- res }})
+	select {
+	case res := <-ch:
+		return res.resp, res.err
+	case <-ctx.Done():
+		c.ref.Send(forgetMsg{id: id})
+		return nil, mapCtxErr(ctx.Err())
+	case <-c.stop:
+		return nil, ErrStopped
+	}
+}
+
+func mapCtxErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrTimeout
+	}
+	return err
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case errors.Is(err, raftnode.ErrNoLeader):
+		return ErrNoLeader
+	case errors.Is(err, raftnode.ErrStopped):
+		return ErrStopped
+	}
+	return mapCtxErr(err)
+}

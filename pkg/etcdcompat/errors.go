@@ -1,0 +1,59 @@
+package etcdcompat
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/store"
+)
+
+// grpcErrors maps the core packages' sentinel errors to etcd's exact gRPC
+// status (code and message). clientv3 recognises errors by their message,
+// so these must match etcd byte for byte; rpctypes is etcd's own table.
+var grpcErrors = []struct {
+	err  error
+	grpc error
+}{
+	{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{mvcc.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
+	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{store.ErrStopped, rpctypes.ErrGRPCStopped},
+	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+}
+
+// toGRPCError converts an error from the store into what etcd would send.
+// Context errors pass through so gRPC reports Canceled/DeadlineExceeded, as
+// etcd does; anything unknown becomes codes.Unknown with its text.
+func toGRPCError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, m := range grpcErrors {
+		if errors.Is(err, m.err) {
+			return m.grpc
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
+}

@@ -1,0 +1,71 @@
+// Package etcdcompat serves etcd's v3 gRPC API (KV, Maintenance, Cluster)
+// over Cairn's store. It translates between etcd's protocol and the store's
+// client and maps errors to etcd's exact status codes and messages; it holds
+// no state of its own.
+package etcdcompat
+
+import (
+	"context"
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Store is the store as the etcd API needs it; *store.Client implements it.
+type Store interface {
+	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
+	Status(ctx context.Context) (*pb.StatusResponse, error)
+	// Header is a response header at the current revision.
+	Header() *pb.ResponseHeader
+}
+
+// Cluster describes the members, for the Cluster service.
+type Cluster interface {
+	Members() []*pb.Member
+}
+
+// Options configures the gRPC server.
+type Options struct {
+	// MaxRequestBytes is etcd's --max-request-bytes; the gRPC receive limit
+	// is this plus etcd's 512 KiB allowance for framing.
+	MaxRequestBytes int
+	Logger          *zap.Logger
+}
+
+// grpcOverheadBytes is the slack etcd adds to --max-request-bytes for the
+// gRPC receive limit, so an oversized request reaches the server and gets
+// etcd's "request is too large" rather than a transport error.
+const grpcOverheadBytes = 512 * 1024
+
+// NewServer returns a gRPC server with etcd's services registered and
+// etcd's server options (message sizes, keepalive enforcement).
+func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	srv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+	)
+	pb.RegisterKVServer(srv, &kvServer{st: st})
+	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st})
+	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	return srv
+}

@@ -1,0 +1,163 @@
+// Package httpapi is Cairn's own REST API: JSON over HTTP, routed by
+// gorilla/mux, in front of the same store the etcd gRPC layer uses.
+//
+// Every handler does three things: translate the HTTP request into the
+// etcdserverpb request the store understands, call the Backend, and render
+// the answer as JSON. The package holds no state and no storage code.
+// Errors from the store are mapped to HTTP statuses in one table
+// (errors.go). The contract for clients is api/openapi/httpapi.yaml.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+)
+
+// Backend is the store as the REST API needs it; *store.Client implements it.
+//
+// Handlers call it from their request goroutines, concurrently, with the
+// request's context, so a client that goes away cancels its call. Errors are
+// the store's sentinel errors (packages mvcc and store), bare or wrapped
+// with %w; any other error is reported to the client as a 500.
+type Backend interface {
+	// Range reads Key alone when RangeEnd is empty, else the keys in
+	// [Key, RangeEnd); RangeEnd "\x00" means every key ≥ Key.
+	Range(ctx context.Context, r *etcdserverpb.RangeRequest) (*etcdserverpb.RangeResponse, error)
+	// Put writes one key and returns the revision it was written at.
+	Put(ctx context.Context, r *etcdserverpb.PutRequest) (*etcdserverpb.PutResponse, error)
+	// DeleteRange deletes Key, or the keys in [Key, RangeEnd) as for Range.
+	// Deleting nothing is not an error: Deleted is then 0.
+	DeleteRange(ctx context.Context, r *etcdserverpb.DeleteRangeRequest) (*etcdserverpb.DeleteRangeResponse, error)
+	// Txn evaluates the compares and applies one branch atomically. A false
+	// compare is not an error: Succeeded is then false and the failure
+	// branch has run.
+	Txn(ctx context.Context, r *etcdserverpb.TxnRequest) (*etcdserverpb.TxnResponse, error)
+	// Status reports this member's view of itself and of the cluster.
+	Status(ctx context.Context) (*etcdserverpb.StatusResponse, error)
+}
+
+// DefaultMaxRequestBytes is the body limit when Options.MaxRequestBytes is
+// not set: 1.5 MiB, etcd's default --max-request-bytes.
+const DefaultMaxRequestBytes = 3 << 19
+
+// DefaultMaxTxnOps is the txn size limit when Options.MaxTxnOps is not set:
+// 128, etcd's default --max-txn-ops.
+const DefaultMaxTxnOps = 128
+
+// Options tune the handler returned by New. The zero value is usable.
+type Options struct {
+	// Logger receives recovered panics and errors the API does not know;
+	// nil discards them.
+	Logger *zap.Logger
+	// MaxRequestBytes caps a request body; a larger body is answered 413.
+	// Zero or less means DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+	// MaxTxnOps caps the compares, and the ops of each branch, of a txn and
+	// of every txn nested in it, as etcd's --max-txn-ops does; a larger txn
+	// is answered 400 too_many_ops before it reaches the store. Zero or less
+	// means DefaultMaxTxnOps.
+	MaxTxnOps int
+}
+
+// handler serves every endpoint; it is immutable after New.
+type handler struct {
+	backend   Backend
+	log       *zap.Logger
+	maxBody   int64
+	maxTxnOps int
+}
+
+// New returns the REST API over b. The handler is safe for concurrent use
+// and answers every request, including unknown paths, wrong methods and
+// panics, with a JSON body.
+func New(b Backend, opts Options) http.Handler {
+	h := &handler{
+		backend:   b,
+		log:       opts.Logger,
+		maxBody:   opts.MaxRequestBytes,
+		maxTxnOps: opts.MaxTxnOps,
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxRequestBytes
+	}
+	if h.maxTxnOps <= 0 {
+		h.maxTxnOps = DefaultMaxTxnOps
+	}
+
+	// Keys are taken from the path byte for byte: match on the escaped path
+	// so that %2F stays inside the key, and never clean it, so that keys
+	// such as "/a//b" or "../x" are neither redirected nor rewritten.
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.getKV)).Methods(http.MethodGet)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.putKV)).Methods(http.MethodPut)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.deleteKV)).Methods(http.MethodDelete)
+	r.Handle("/v1/txn", h.serve(h.txn)).Methods(http.MethodPost)
+	r.Handle("/v1/status", h.serve(h.status)).Methods(http.MethodGet)
+	r.NotFoundHandler = h.serve(func(http.ResponseWriter, *http.Request) error { return errNoRoute })
+	r.MethodNotAllowedHandler = h.serve(func(w http.ResponseWriter, req *http.Request) error {
+		w.Header().Set("Allow", strings.Join(allowedMethods(r, req), ", "))
+		return errMethodNotAllowed
+	})
+	return h.recoverPanics(r)
+}
+
+// allowedMethods lists the methods router serves req's path with, for the
+// Allow header that RFC 9110 requires on a 405.
+func allowedMethods(router *mux.Router, req *http.Request) []string {
+	var allowed []string
+	_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		methods, err := route.GetMethods()
+		if err != nil {
+			return nil
+		}
+		probe := req.Clone(req.Context())
+		probe.Method = methods[0]
+		if route.Match(probe, &mux.RouteMatch{}) {
+			allowed = append(allowed, methods...)
+		}
+		return nil
+	})
+	return allowed
+}
+
+// serve adapts a handler that returns its error to http.Handler; the error
+// is answered through the table in errors.go.
+func (h *handler) serve(f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+// recoverPanics turns a panic in a handler into a logged 500, so one bad
+// request cannot take the member down. http.ErrAbortHandler is re-raised:
+// it is net/http's own way to abort a response.
+func (h *handler) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.Error("httpapi: panic serving request",
+				zap.Any("panic", v),
+				zap.String("method", r.Method),
+				zap.String("path", r.URL.EscapedPath()),
+				zap.Stack("stack"))
+			writeJSON(w, http.StatusInternalServerError, errorResponse{Error: internalError})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/store"
+	"go.uber.org/zap"
+)
+
+// Errors the REST layer detects itself. Handlers wrap them with %w to say
+// what exactly was wrong; the wrapped text becomes the response message.
+var (
+	// errInvalidArgument: a query parameter, path or JSON field has a value
+	// the API does not accept.
+	errInvalidArgument = errors.New("invalid argument")
+	// errMalformedBody: the body is not one JSON value of the expected
+	// shape (syntax, unknown field, wrong type, trailing data, empty).
+	errMalformedBody = errors.New("malformed request body")
+	// errBodyTooLarge: the body exceeds Options.MaxRequestBytes.
+	errBodyTooLarge = errors.New("request body too large")
+	// errCompareFailed: a txn with "require_success" did not succeed.
+	errCompareFailed = errors.New("txn compare failed")
+	// errNoRoute: no endpoint has this path.
+	errNoRoute = errors.New("no such endpoint")
+	// errMethodNotAllowed: the endpoint exists but not with this method.
+	errMethodNotAllowed = errors.New("method not allowed")
+)
+
+// errorTable is the one place errors become HTTP statuses and the stable
+// codes clients switch on. The first entry that errors.Is matches wins.
+// Codes are part of the API (see api/openapi/httpapi.yaml): add, never
+// rename.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	// The request itself is wrong: do not retry unchanged.
+	{errInvalidArgument, http.StatusBadRequest, "invalid_argument"},
+	{errMalformedBody, http.StatusBadRequest, "malformed_body"},
+	{mvcc.ErrEmptyKey, http.StatusBadRequest, "empty_key"},
+	{mvcc.ErrTooManyOps, http.StatusBadRequest, "too_many_ops"},
+	{mvcc.ErrDuplicateKey, http.StatusBadRequest, "duplicate_key"},
+	{mvcc.ErrInvalidSortOption, http.StatusBadRequest, "invalid_sort_option"},
+	{mvcc.ErrValueProvided, http.StatusBadRequest, "value_provided"},
+	{mvcc.ErrLeaseProvided, http.StatusBadRequest, "lease_provided"},
+	{mvcc.ErrFutureRev, http.StatusBadRequest, "future_revision"},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
+	{store.ErrRequestTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
+	{errNoRoute, http.StatusNotFound, "not_found"},
+	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
+
+	// The request is well formed but the data does not fit it.
+	{mvcc.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
+	{mvcc.ErrLeaseNotFound, http.StatusNotFound, "lease_not_found"},
+	{mvcc.ErrCompacted, http.StatusGone, "compacted"},
+	{errCompareFailed, http.StatusPreconditionFailed, "compare_failed"},
+
+	// The member cannot serve now: retry later or elsewhere.
+	{store.ErrTooManyRequests, http.StatusTooManyRequests, "too_many_requests"},
+	{store.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{store.ErrStopped, http.StatusServiceUnavailable, "stopped"},
+	{store.ErrTimeout, http.StatusServiceUnavailable, "timeout"},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout"},
+	{context.Canceled, http.StatusServiceUnavailable, "canceled"},
+	{store.ErrNoSpace, http.StatusInsufficientStorage, "no_space"},
+}
+
+// errorDetail is the body of every error response, under "error".
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// errorResponse is the JSON body of every non-2xx response.
+type errorResponse struct {
+	Error errorDetail `json:"error"`
+}
+
+// internalError answers errors the table does not know. Their text may
+// carry internals, so it goes to the log and not to the client.
+var internalError = errorDetail{Code: "internal", Message: "internal server error"}
+
+// classify looks err up in errorTable and returns the status and body to
+// answer it with; an unknown error is logged and becomes a 500.
+func (h *handler) classify(r *http.Request, err error) (int, errorDetail) {
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.status, errorDetail{Code: e.code, Message: err.Error()}
+		}
+	}
+	h.log.Error("httpapi: unexpected error",
+		zap.Error(err),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.EscapedPath()))
+	return http.StatusInternalServerError, internalError
+}
+
+// writeError answers the request with err as a JSON error response.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, detail := h.classify(r, err)
+	writeJSON(w, status, errorResponse{Error: detail})
+}

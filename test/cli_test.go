@@ -1,0 +1,243 @@
+package test
+
+// The cairn command line behaves as etcd's: the same --version output,
+// flags, ETCD_* environment variables and signals.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runCairn runs cairn to completion with args and extra environment
+// variables on top of a clean environment, and returns its output and
+// exit code.
+func runCairn(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(c, cairnBin, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit) && c.Err() == nil:
+		return string(out), exit.ExitCode()
+	default:
+		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, out)
+		return "", -1
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test
+// reading at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// localURLs returns flags that put a member named name on free local ports,
+// without --name and --data-dir, and its client endpoint.
+func localURLs(t *testing.T, name string) ([]string, string) {
+	client := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	return []string{
+		"--listen-client-urls", "http://" + client,
+		"--advertise-client-urls", "http://" + client,
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", name + "=" + peer,
+		"--http-listen-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}, client
+}
+
+func TestCLIVersion(t *testing.T) {
+	out, code := runCairn(t, nil, "--version")
+	if code != 0 {
+		t.Fatalf("cairn --version: exit %d\n%s", code, out)
+	}
+	if first, _, _ := strings.Cut(out, "\n"); first != "etcd Version: 3.7.3" {
+		t.Errorf("cairn --version first line %q, want %q\n%s", first, "etcd Version: 3.7.3", out)
+	}
+	// etcd prints these lines next, in this order.
+	for i, prefix := range []string{"Git SHA: ", "Go Version: ", "Go OS/Arch: "} {
+		lines := strings.Split(out, "\n")
+		if len(lines) < i+2 || !strings.HasPrefix(lines[i+1], prefix) {
+			t.Errorf("cairn --version line %d does not start with %q:\n%s", i+2, prefix, out)
+		}
+	}
+}
+
+func TestCLIFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		args   []string
+		exit   int // 0: any non-zero code
+		output []string
+	}{
+		{
+			name: "unknown flag exits 2 as etcd does",
+			args: []string{"--no-such-flag"},
+			exit: 2, output: []string{"no-such-flag"},
+		},
+		{
+			name: "a stray argument is not a valid flag",
+			args: []string{"stray"},
+			output: []string{`"stray" is not a valid flag`},
+		},
+		{
+			name: "an environment variable and its flag together are refused",
+			env:  []string{"ETCD_NAME=from-env"},
+			args: []string{"--name", "from-flag"},
+			output: []string{"conflicting environment variable", "ETCD_NAME",
+				"shadowed by corresponding command-line flag (either unset environment variable or disable flag)"},
+		},
+		{
+			name:   "an unknown storage engine is refused",
+			args:   []string{"--storage-engine", "bbolt"},
+			output: []string{"storage-engine"},
+		},
+		{
+			name:   "an environment variable with a bad value is refused",
+			env:    []string{"ETCD_SNAPSHOT_COUNT=lots"},
+			output: []string{"ETCD_SNAPSHOT_COUNT"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Were the configuration accepted, the member would serve on
+			// free ports until runCairn's timeout rather than collide.
+			urls, _ := localURLs(t, "from-flag")
+			args := append(append(append([]string{}, tc.args...), "--data-dir", t.TempDir()), urls...)
+			out, code := runCairn(t, tc.env, args...)
+			switch {
+			case code == 0:
+				t.Errorf("cairn %s: exit 0, want an error", strings.Join(args, " "))
+			case tc.exit != 0 && code != tc.exit:
+				t.Errorf("cairn %s: exit %d, want %d", strings.Join(args, " "), code, tc.exit)
+			}
+			for _, s := range tc.output {
+				if !strings.Contains(out, s) {
+					t.Errorf("cairn %s: output lacks %q:\n%s", strings.Join(args, " "), s, out)
+				}
+			}
+			if strings.Contains(out, "ready to serve client requests") {
+				t.Errorf("cairn served despite the bad configuration:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestCLIEnvironmentConfiguresMember(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		dataDir := t.TempDir()
+		flags, client := localURLs(t, "from-env")
+		cmd := exec.Command(cairnBin, append(flags, "--storage-engine", engine)...)
+		cmd.Env = append(cleanEnv(), "ETCD_NAME=from-env", "ETCD_DATA_DIR="+dataDir)
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		defer func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}()
+		deadline := time.After(60 * time.Second)
+		for !strings.Contains(out.String(), "ready to serve client requests") {
+			select {
+			case <-exited:
+				t.Fatalf("cairn exited before becoming ready:\n%s", out.String())
+			case <-deadline:
+				t.Fatalf("cairn not ready after 60s:\n%s", out.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		ctlOut, code := etcdctlAt(client, "", "member", "list")
+		if code != 0 || !strings.Contains(ctlOut, ", started, from-env, ") {
+			t.Errorf("member list (exit %d) does not show the member named by ETCD_NAME:\n%s", code, ctlOut)
+		}
+		if _, code := etcdctlAt(client, "", "put", "k", "v"); code != 0 {
+			t.Errorf("put failed with exit %d", code)
+		}
+		entries, err := os.ReadDir(dataDir)
+		if err != nil || len(entries) == 0 {
+			t.Errorf("ETCD_DATA_DIR %s holds nothing (%v): the member wrote its data elsewhere", dataDir, err)
+		}
+		if _, err := os.Stat("from-env.etcd"); err == nil {
+			t.Errorf("the member also created the default data dir from-env.etcd in %s", mustGetwd(t))
+		}
+	})
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
+func TestCLISignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			forEachEngine(t, func(t *testing.T, engine string) {
+				m := startMember(t, engine)
+				if out, err := m.etcdctl("put", "k", "v"); err != nil {
+					t.Fatalf("put: %v\n%s", err, out)
+				}
+				cmd := m.cmd
+				if err := cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case <-m.exited:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("cairn still running 20s after %v:\n%s", sig, m.logs())
+				}
+				m.cmd = nil
+				if code := cmd.ProcessState.ExitCode(); code != 0 {
+					t.Errorf("cairn exited %d after %v, want 0:\n%s", code, sig, m.logs())
+				}
+				if !strings.Contains(m.logs(), "ready to serve client requests") {
+					t.Errorf("log lacks etcd's %q:\n%s", "ready to serve client requests", m.logs())
+				}
+				// A clean stop keeps the data.
+				m.start()
+				out, err := m.etcdctl("get", "k", "--print-value-only")
+				if err != nil || strings.TrimSpace(out) != "v" {
+					t.Errorf("after restart, get k = %q, %v; want v", out, err)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,261 @@
+// Package test holds Cairn's integration tests. Each test starts real
+// members (the bin/cairn binary, built once by TestMain) on both storage
+// engines and talks to them with the official etcd client, etcdctl and
+// plain HTTP; differential tests also start an embedded etcd as the
+// reference.
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// engines are the storage engines every integration test runs on.
+var engines = []string{"memory", "rocksdb"}
+
+var (
+	cairnBin   string
+	etcdctlBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cairn-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cairnBin = filepath.Join(dir, "cairn")
+	etcdctlBin = filepath.Join(dir, "etcdctl")
+	for _, b := range []struct{ out, pkg string }{
+		{cairnBin, "github.com/cairn-kv/cairn/cmd/cairn"},
+		{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3"},
+	} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// forEachEngine runs fn as a subtest per storage engine.
+func forEachEngine(t *testing.T, fn func(t *testing.T, engine string)) {
+	for _, e := range engines {
+		t.Run(e, func(t *testing.T) { fn(t, e) })
+	}
+}
+
+// member is a cairn process started by a test.
+type member struct {
+	t       *testing.T
+	engine  string
+	dataDir string
+	args    []string
+
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	logMu    sync.Mutex
+	log      bytes.Buffer
+	clientEP string // host:port of the etcd API
+	httpURL  string // http://host:port of the REST API
+}
+
+// startMember starts a single-member cluster on engine with a fresh data
+// directory; extra are additional command-line flags.
+func startMember(t *testing.T, engine string, extra ...string) *member {
+	t.Helper()
+	m := &member{t: t, engine: engine, dataDir: t.TempDir(), args: extra}
+	m.start()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start launches the process on new ports and waits for etcd's readiness
+// log line.
+func (m *member) start() {
+	t := m.t
+	t.Helper()
+	cport, pport, hport := freePort(t), freePort(t), freePort(t)
+	m.clientEP = fmt.Sprintf("127.0.0.1:%d", cport)
+	m.httpURL = fmt.Sprintf("http://127.0.0.1:%d", hport)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	args := append([]string{
+		"--name", "m1",
+		"--data-dir", m.dataDir,
+		"--storage-engine", m.engine,
+		"--listen-client-urls", "http://" + m.clientEP,
+		"--advertise-client-urls", "http://" + m.clientEP,
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "m1=" + peer,
+		"--http-listen-addr", strings.TrimPrefix(m.httpURL, "http://"),
+	}, m.args...)
+	cmd := exec.Command(cairnBin, args...)
+	cmd.Env = cleanEnv()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m.cmd = cmd
+	m.exited = make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			m.logMu.Lock()
+			m.log.WriteString(line + "\n")
+			m.logMu.Unlock()
+			if strings.Contains(line, "ready to serve client requests") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(m.exited)
+	}()
+	select {
+	case <-ready:
+	case <-m.exited:
+		t.Fatalf("cairn exited before becoming ready:\n%s", m.logs())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("cairn not ready after 60s:\n%s", m.logs())
+	}
+}
+
+// cleanEnv drops ETCD_* variables of the test runner's environment, which
+// would otherwise configure the member.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (m *member) logs() string {
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	return m.log.String()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (m *member) stop() {
+	if m.cmd == nil {
+		return
+	}
+	select {
+	case <-m.exited:
+	default:
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.exited:
+		case <-time.After(20 * time.Second):
+			_ = m.cmd.Process.Kill()
+			<-m.exited
+			m.t.Errorf("cairn did not stop within 20s of SIGTERM:\n%s", m.logs())
+		}
+	}
+	m.cmd = nil
+}
+
+// kill9 kills the process without warning, as a crash would.
+func (m *member) kill9() {
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+	m.cmd = nil
+}
+
+// restart starts the process again on the same data directory.
+func (m *member) restart() {
+	m.stop()
+	m.start()
+}
+
+// client returns an etcd client for the member, closed at test end.
+func (m *member) client(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{m.clientEP},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// etcdctl runs etcdctl against the member and returns its combined output.
+func (m *member) etcdctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, etcdctlBin, append([]string{"--endpoints", m.clientEP}, args...)...)
+	cmd.Env = append(cleanEnv(), "ETCDCTL_API=3")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// httpDo sends an HTTP request to the REST API and returns status and body.
+func (m *member) httpDo(t *testing.T, method, path string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, m.httpURL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// ctx returns a context bounded by a generous timeout for one test step.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
