@@ -104,14 +104,14 @@ func TestCLIFlagErrors(t *testing.T) {
 			exit: 2, output: []string{"no-such-flag"},
 		},
 		{
-			name: "a stray argument is not a valid flag",
-			args: []string{"stray"},
+			name:   "a stray argument is not a valid flag",
+			args:   []string{"stray"},
 			output: []string{`"stray" is not a valid flag`},
 		},
 		{
 			name: "an environment variable and its flag together are refused",
 			env:  []string{"ETCD_NAME=from-env"},
-			args: []string{"--name", "from-flag"},
+			args: []string{"--name", "default"},
 			output: []string{"conflicting environment variable", "ETCD_NAME",
 				"shadowed by corresponding command-line flag (either unset environment variable or disable flag)"},
 		},
@@ -129,7 +129,7 @@ func TestCLIFlagErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// Were the configuration accepted, the member would serve on
 			// free ports until runCairn's timeout rather than collide.
-			urls, _ := localURLs(t, "from-flag")
+			urls, _ := localURLs(t, "default")
 			args := append(append(append([]string{}, tc.args...), "--data-dir", t.TempDir()), urls...)
 			out, code := runCairn(t, tc.env, args...)
 			switch {
@@ -182,6 +182,7 @@ func TestCLIEnvironmentConfiguresMember(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
+		waitEndpointServing(t, client, out.String)
 		ctlOut, code := etcdctlAt(client, "", "member", "list")
 		if code != 0 || !strings.Contains(ctlOut, ", started, from-env, ") {
 			t.Errorf("member list (exit %d) does not show the member named by ETCD_NAME:\n%s", code, ctlOut)
@@ -211,7 +212,7 @@ func TestCLISignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, engine string) {
-				m := startMember(t, engine)
+				m := startServingMember(t, engine)
 				if out, err := m.etcdctl("put", "k", "v"); err != nil {
 					t.Fatalf("put: %v\n%s", err, out)
 				}
@@ -232,7 +233,7 @@ func TestCLISignals(t *testing.T) {
 					t.Errorf("log lacks etcd's %q:\n%s", "ready to serve client requests", m.logs())
 				}
 				// A clean stop keeps the data.
-				m.start()
+				m.startServing(t)
 				out, err := m.etcdctl("get", "k", "--print-value-only")
 				if err != nil || strings.TrimSpace(out) != "v" {
 					t.Errorf("after restart, get k = %q, %v; want v", out, err)

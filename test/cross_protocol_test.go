@@ -60,7 +60,7 @@ func restPut(m *member, key, value string) (int64, error) {
 
 func TestCrossProtocol(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		cli := m.client(t)
 
 		t.Run("REST write, etcd read", func(t *testing.T) {

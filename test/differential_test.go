@@ -239,7 +239,7 @@ func runDifferential(t *testing.T, scenarios []scenario) {
 		want[i] = sc.run(t, etcdKV)
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		kv := rawKV(t, m.clientEP)
 		for i, sc := range scenarios {
 			t.Run(sc.name, func(t *testing.T) {

@@ -150,13 +150,13 @@ func crash(t *testing.T, m *member) *clientv3.Client {
 	if m.cmd != nil {
 		m.kill9()
 	}
-	m.start()
+	m.startServing(t)
 	return m.client(t)
 }
 
 func TestDurabilityKill9(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		cli := m.client(t)
 		l := newLedger()
 
@@ -199,7 +199,7 @@ func TestDurabilityKill9(t *testing.T) {
 
 func TestDurabilityAfterSnapshot(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine, "--snapshot-count", "50")
+		m := startServingMember(t, engine, "--snapshot-count", "50")
 		cli := m.client(t)
 		l := newLedger()
 

@@ -128,7 +128,7 @@ func TestEtcdctlMatchesEtcd(t *testing.T) {
 		want[i] = s.run(etcdEP)
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		for i, s := range session {
 			got := s.run(m.clientEP)
 			if got != want[i] {
@@ -238,7 +238,7 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 	etcdStatusTable, _ := etcdctlAt(etcdEP, "", "endpoint", "status")
 
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		if out, err := m.etcdctl("put", "foo", "bar"); err != nil {
 			t.Fatalf("etcdctl put: %v\n%s", err, out)
 		}
@@ -364,7 +364,8 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 		t.Run("endpoint status agrees with a restarted member", func(t *testing.T) {
 			var before, after []endpointStatus
 			ctlJSON(t, m.clientEP, &before, "endpoint", "status")
-			m.restart()
+			m.stop()
+			m.startServing(t)
 			ctlJSON(t, m.clientEP, &after, "endpoint", "status")
 			b, a := before[0].Status, after[0].Status
 			if a.Header.ClusterID != b.Header.ClusterID || a.Header.MemberID != b.Header.MemberID {

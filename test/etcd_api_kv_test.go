@@ -639,7 +639,7 @@ func TestKVRangeStreamMatchesEtcd(t *testing.T) {
 		want[i] = rangeStream(t, etcdKV, r.req)
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		kv := rawKV(t, m.clientEP)
 		load(t, kv)
 		for i, r := range requests {

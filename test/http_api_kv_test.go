@@ -26,7 +26,7 @@ const (
 
 func TestHTTPKV(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		play(t, m, []exchange{
 			{"get of a missing key is 404", get_, "/v1/kv/foo", "", absent, `{"error":{"code":"key_not_found"}}`},
 			{"put answers the new revision", put_, "/v1/kv/foo", "bar", ok, `{"revision":2}`},
@@ -110,7 +110,7 @@ func TestHTTPKV(t *testing.T) {
 
 func TestHTTPKeysAndEncoding(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		play(t, m, []exchange{
 			{"a key may start with / and hold spaces", put_, "/v1/kv//registry/pods/default/my%20pod", "spec", ok, `{"revision":2}`},
 			{"the same key read back", get_, "/v1/kv//registry/pods/default/my%20pod", "", ok,
@@ -192,7 +192,7 @@ func manyOps(n int) string {
 
 func TestHTTPTxn(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		const cfgV2 = `{"key":"cfg","value":"v2","create_revision":2,"mod_revision":3,"version":2}`
 		play(t, m, []exchange{
 			{"setup", put_, "/v1/kv/cfg", "v1", ok, `{"revision":2}`},
@@ -282,7 +282,7 @@ func TestHTTPTxn(t *testing.T) {
 
 func TestHTTPCompacted(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		cli := m.client(t)
 		for _, v := range []string{"v1", "v2", "v3"} { // revisions 2, 3, 4
 			if _, err := cli.Put(ctx(t), "k", v); err != nil {
@@ -322,7 +322,7 @@ type statusBody struct {
 
 func TestHTTPStatus(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		m := startMember(t, engine)
+		m := startServingMember(t, engine)
 		cli := m.client(t)
 		if _, err := cli.Put(ctx(t), "foo", "bar"); err != nil {
 			t.Fatal(err)

@@ -69,9 +69,10 @@ type compactor struct {
 	running     bool
 	runningDone []chan struct{} // closed when the running compaction ends
 
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	stopped  chan struct{}
 }
 
 func newCompactor(kv *KV) *compactor {
@@ -118,9 +119,9 @@ func (c *compactor) barrier() <-chan struct{} {
 }
 
 // close stops the goroutine, interrupting a compaction in progress, and
-// waits for it to exit.
+// waits for it to exit. Calling it again is harmless.
 func (c *compactor) close() {
-	close(c.stop)
+	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.stopped
 }
 
@@ -151,7 +152,7 @@ func (c *compactor) loop() {
 			c.running, c.runningDone = false, nil
 			c.mu.Unlock()
 			closeAll(done)
-			if err == errCompactionStopped {
+			if errors.Is(err, errCompactionStopped) {
 				c.releaseAll()
 				return
 			}

@@ -295,3 +295,20 @@ func TestOpenRejectsCorruptBucket(t *testing.T) {
 		}
 	})
 }
+
+// The writes of one entry share its main revision and are numbered by sub
+// revision in the order made; deletions carry the tombstone mark.
+func TestStorageLayout(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		f := newFixture(t, ec, Options{})
+		f.mustPut("z", "1")
+		f.index++
+		req := txn(nil, ops(opPut(put("x", "1")), opDel(del("z")), opPut(put("y", "1"))), nil)
+		if _, _, err := f.kv.Txn(f.index, req); err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff([]string{"2.0", "3.0", "3.1t", "3.2"}, revKeys(t, f.e)); d != "" {
+			t.Fatalf("KV bucket (-want +got):\n%s", d)
+		}
+	})
+}

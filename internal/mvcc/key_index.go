@@ -112,7 +112,7 @@ func (ki *keyIndex) compact(atRev int64, keep map[revision]struct{}) {
 	i := 0
 	for i < len(ki.gens)-1 {
 		g := &ki.gens[i]
-		if len(g.revs) > 0 && g.revs[len(g.revs)-1].main > atRev {
+		if len(g.revs) > 0 && g.revs[len(g.revs)-1].main >= atRev {
 			break
 		}
 		i++

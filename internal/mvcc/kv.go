@@ -133,10 +133,9 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Compaction may have removed the records of the newest revisions (a
-	// delete is dropped once it is older than the compaction), and the
-	// revision must never go back, so the compaction revisions bound it
-	// from below.
+	// Compaction keeps the newest record, but the revision must never go
+	// back whatever the bucket holds, so, as in etcd, the compaction
+	// revisions bound it from below.
 	kv.rev = max(kv.rev, lastRev)
 	if finishedFound {
 		kv.compactRev = finished
@@ -146,17 +145,22 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 		kv.rev = max(kv.rev, scheduled)
 	}
 
-	kv.compactor = newCompactor(kv)
-	if scheduledFound && scheduled > kv.compactRev {
+	// A compaction whose entry was applied but whose background work did
+	// not finish is published again and resumed.
+	resume := scheduledFound && scheduled > kv.compactRev
+	if resume {
 		kv.compactRev = scheduled
-		kv.compactor.schedule(scheduled)
-		kv.lg.Info("resuming unfinished compaction", zap.Int64("revision", scheduled))
 	}
 	kv.lg.Info("mvcc store opened",
 		zap.Int64("revision", kv.rev),
 		zap.Int64("compact-revision", kv.compactRev),
 		zap.Uint64("applied-index", kv.applied.Load()),
 		zap.Int("keys", kv.idx.tree.Len()))
+	kv.compactor = newCompactor(kv)
+	if resume {
+		kv.compactor.schedule(scheduled)
+		kv.lg.Info("resuming unfinished compaction", zap.Int64("revision", scheduled))
+	}
 	return kv, nil
 }
 

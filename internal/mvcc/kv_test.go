@@ -371,8 +371,8 @@ func TestTxn(t *testing.T) {
 				want: txnResp(4, true, respRange(rangeResp(4, 0, false))),
 			},
 			{
-				do:   txn(nil, ops(opTxn(txn(cmps(cmpVersion("a", pb.Compare_EQUAL, 5)), nil, ops(opPut(&pb.PutRequest{Key: []byte("i"), Lease: 2}))))), nil),
-				err:  ErrLeaseNotFound,
+				do:  txn(nil, ops(opTxn(txn(cmps(cmpVersion("a", pb.Compare_EQUAL, 5)), nil, ops(opPut(&pb.PutRequest{Key: []byte("i"), Lease: 2}))))), nil),
+				err: ErrLeaseNotFound,
 			},
 			{do: getRange("a", "\x00"), want: rangeResp(4, 3, false, a1, b2, c3)},
 			{

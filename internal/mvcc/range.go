@@ -128,7 +128,7 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 // modify them.
 func (v *view) fetch(ents []rangeEntry) ([]*mvccpb.KeyValue, error) {
 	kvs := make([]*mvccpb.KeyValue, len(ents))
-	var key []byte
+	key := make([]byte, 0, revKeyLen)
 	for i, e := range ents {
 		if e.staged != nil {
 			kvs[i] = cloneKV(e.staged)

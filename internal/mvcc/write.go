@@ -49,9 +49,8 @@ func (kv *KV) beginWrite() *writeTxn {
 
 // Put applies the raft entry at index, a put. Besides the response it
 // returns the one event the put causes. On error the store is unchanged but
-// for the applied index. Errors other than this package's sentinels are
-// engine failures that leave even the applied index as it was; the caller
-// should stop applying.
+// for the applied index. An error that is none of this package's sentinels
+// is an engine failure, after which the caller should stop applying.
 func (kv *KV) Put(index uint64, req *pb.PutRequest) (*pb.PutResponse, []*mvccpb.Event, error) {
 	w := kv.beginWrite()
 	resp, err := w.put(req)

@@ -36,8 +36,10 @@ var ErrClosed = errors.New("raftlog: log is closed")
 type Log interface {
 	raft.Storage
 
-	// Save durably records, before returning, everything a raft Ready asks
-	// to persist: snap if it is not empty (the log then restarts right
+	// Save records everything a raft Ready asks to persist, durably before
+	// returning whenever raft needs it (a snapshot, entries, a new term or
+	// vote); a hard state that only advances the commit index is written
+	// without an fsync, as raft permits. It records snap if it is not empty (the log then restarts right
 	// after snap's index, and a snap not newer than the current snapshot
 	// fails with raft.ErrSnapOutOfDate), then ents, which overwrite every
 	// entry with an index >= ents[0].Index, then st if it is not empty.

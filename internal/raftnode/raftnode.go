@@ -68,6 +68,10 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// maxWaitingProposals bounds the proposals held while there is no leader;
+// beyond it proposals fail with ErrNoLeader at once.
+const maxWaitingProposals = 4096
+
 // Node is the client of the raft actor. Its methods are safe for concurrent
 // use.
 type Node struct {
@@ -150,9 +154,10 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 }
 
 // Propose submits data to be appended to the log. It does not wait: the
-// entry reaches Config.Commit once committed. done is called (from the raft
-// goroutine) with an error only when the proposal was rejected outright,
-// for example because there is no leader.
+// entry reaches Config.Commit once committed. While there is no leader the
+// proposal waits for one. rejected is called (from the raft goroutine) only
+// when the proposal is refused: too many are waiting for a leader, raft
+// dropped it, or the node stopped.
 func (n *Node) Propose(data []byte, rejected func(error)) {
 	if n.stopped.Load() {
 		rejected(ErrStopped)
@@ -250,6 +255,9 @@ type raftActor struct {
 	confState      *raftpb.ConfState
 	readyScheduled bool
 
+	// waitingProposals wait for a leader to be known.
+	waitingProposals []proposeMsg
+
 	pendingReads []readWaiter
 	readSeq      uint64
 	inflight     map[uint64][]readWaiter
@@ -273,7 +281,7 @@ func (a *raftActor) receive(ctx actor.Context) {
 	case compactMsg:
 		a.compact(m.applied)
 	case *actor.Stopped:
-		a.failReads(ErrStopped)
+		a.stop()
 	}
 }
 
@@ -285,6 +293,16 @@ func (a *raftActor) scheduleReady() {
 }
 
 func (a *raftActor) propose(m proposeMsg) {
+	if a.rn.BasicStatus().Lead == raft.None {
+		// Like etcd, wait for a leader instead of failing at once; the
+		// caller's deadline bounds the wait.
+		if len(a.waitingProposals) >= maxWaitingProposals {
+			m.rejected(ErrNoLeader)
+			return
+		}
+		a.waitingProposals = append(a.waitingProposals, m)
+		return
+	}
 	if err := a.rn.Propose(m.data); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = ErrNoLeader
@@ -296,10 +314,6 @@ func (a *raftActor) propose(m proposeMsg) {
 }
 
 func (a *raftActor) readIndex(m readIndexMsg) {
-	if a.rn.BasicStatus().Lead == raft.None {
-		m.reply(0, ErrNoLeader)
-		return
-	}
 	a.pendingReads = append(a.pendingReads, m.reply)
 	a.scheduleReady()
 }
@@ -327,8 +341,9 @@ func (a *raftActor) campaign() {
 
 func (a *raftActor) handleReady() {
 	a.readyScheduled = false
-	if len(a.pendingReads) > 0 {
+	if len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
 		// One ReadIndex round serves every read that queued since the last.
+		// Without a leader the reads wait for one, as proposals do.
 		a.readSeq++
 		var rctx [8]byte
 		binary.BigEndian.PutUint64(rctx[:], a.readSeq)
@@ -351,7 +366,9 @@ func (a *raftActor) handleReady() {
 	if rd.SoftState != nil {
 		a.node.leader.Store(rd.SoftState.Lead)
 		if rd.SoftState.Lead == raft.None {
-			a.failReads(ErrNoLeader)
+			// Reads in flight may never get their ReadState from a lost
+			// leader: fail them so callers can retry.
+			a.failInflightReads(ErrNoLeader)
 		}
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
@@ -373,7 +390,14 @@ func (a *raftActor) handleReady() {
 		a.cfg.Commit(rd.CommittedEntries)
 	}
 	a.rn.Advance(rd)
-	if a.rn.HasReady() || len(a.pendingReads) > 0 {
+	if len(a.waitingProposals) > 0 && a.rn.BasicStatus().Lead != raft.None {
+		waiting := a.waitingProposals
+		a.waitingProposals = nil
+		for _, m := range waiting {
+			a.propose(m)
+		}
+	}
+	if a.rn.HasReady() || len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
 		a.scheduleReady()
 	}
 }
@@ -417,11 +441,20 @@ func (a *raftActor) compact(applied uint64) {
 	a.lg.Info("compacted raft log", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compactTo))
 }
 
-func (a *raftActor) failReads(err error) {
+// stop fails everything still waiting on the node.
+func (a *raftActor) stop() {
 	for _, w := range a.pendingReads {
-		w(0, err)
+		w(0, ErrStopped)
 	}
 	a.pendingReads = nil
+	for _, m := range a.waitingProposals {
+		m.rejected(ErrStopped)
+	}
+	a.waitingProposals = nil
+	a.failInflightReads(ErrStopped)
+}
+
+func (a *raftActor) failInflightReads(err error) {
 	for seq, ws := range a.inflight {
 		for _, w := range ws {
 			w(0, err)

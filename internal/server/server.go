@@ -107,6 +107,11 @@ func Start(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.store.WaitReady(readyCtx); err != nil {
+		return nil, fmt.Errorf("member did not become ready: %w", err)
+	}
 	if err := s.serveClients(cl); err != nil {
 		return nil, err
 	}

@@ -192,6 +192,10 @@ func (c *Client) linearize(ctx context.Context) error {
 	return nil
 }
 
+// WaitReady returns once the member has a leader and has applied every
+// entry committed before it started, so that it serves current data.
+func (c *Client) WaitReady(ctx context.Context) error { return c.linearize(ctx) }
+
 // Range reads keys, linearizably unless req.Serializable.
 func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if err := mvcc.ValidateRange(req); err != nil {

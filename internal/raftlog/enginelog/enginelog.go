@@ -165,7 +165,7 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 			return err
 		}
 	}
-	if err := b.Commit(true); err != nil {
+	if err := b.Commit(p.MustSync); err != nil {
 		return l.fail(err)
 	}
 	if err := p.Apply(l.ms); err != nil {

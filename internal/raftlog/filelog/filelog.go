@@ -157,8 +157,10 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if _, err := l.f.Write(l.buf); err != nil {
 		return l.fail(err)
 	}
-	if err := l.f.Sync(); err != nil {
-		return l.fail(err)
+	if p.MustSync {
+		if err := l.f.Sync(); err != nil {
+			return l.fail(err)
+		}
 	}
 	if err := p.Apply(l.ms); err != nil {
 		return l.fail(err)

@@ -95,6 +95,12 @@ type SavePlan struct {
 	Entries []*raftpb.Entry
 	// HardState, when not nil, replaces the hard state.
 	HardState *raftpb.HardState
+	// MustSync says whether the plan must be fsynced before Save returns:
+	// raft needs durability for a snapshot, entries, or a new term or vote.
+	// A hard state that only moves the commit index may be lost in a crash
+	// (the leader teaches it again), so it is written without an fsync, as
+	// etcd does.
+	MustSync bool
 }
 
 // PlanSave validates a Save of st, ents and snap against ms.
@@ -134,6 +140,14 @@ func PlanSave(ms *raft.MemoryStorage, st *raftpb.HardState, ents []*raftpb.Entry
 		// raft hands out a fresh HardState per Ready, but keeping a copy
 		// costs little and guards against a caller reusing one.
 		p.HardState = proto.CloneOf(st)
+	}
+	p.MustSync = p.Snapshot != nil || len(p.Entries) > 0 || p.Truncate != 0
+	if p.HardState != nil && !p.MustSync {
+		cur, _, err := ms.InitialState()
+		if err != nil {
+			return p, err
+		}
+		p.MustSync = cur.GetTerm() != p.HardState.GetTerm() || cur.GetVote() != p.HardState.GetVote()
 	}
 	return p, nil
 }

@@ -1,0 +1,255 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/raftlog"
+	"github.com/cairn-kv/cairn/internal/raftlog/enginelog"
+	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
+	"github.com/cairn-kv/cairn/internal/raftnode"
+	"github.com/cairn-kv/cairn/internal/storage"
+	"github.com/cairn-kv/cairn/internal/storage/memory"
+	"github.com/cairn-kv/cairn/internal/storage/rocksdb"
+	"github.com/cairn-kv/cairn/internal/store"
+)
+
+// member is the store pipeline of one member without network front ends:
+// engine, raft log, MVCC, raft actor and store actor.
+type member struct {
+	engine storage.Engine
+	log    raftlog.Log
+	kv     *mvcc.KV
+	c      *store.Client
+}
+
+type opener func(t *testing.T, dir string) (storage.Engine, raftlog.Log)
+
+var engines = map[string]opener{
+	"memory": func(t *testing.T, dir string) (storage.Engine, raftlog.Log) {
+		e, err := memory.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := filelog.Open(filepath.Join(dir, "raft"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, l
+	},
+	"rocksdb": func(t *testing.T, dir string) (storage.Engine, raftlog.Log) {
+		e, err := rocksdb.Open(dir, rocksdb.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := enginelog.Open(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, l
+	},
+}
+
+func start(t *testing.T, open opener, dir string, snapshotCount uint64) *member {
+	t.Helper()
+	e, l := open(t, dir)
+	kv, err := mvcc.Open(e, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := actors.NewSystem()
+	c, err := store.Start(sys, store.Config{
+		Engine: e, KV: kv, ClusterID: 7, MemberID: 1,
+		MaxRequestBytes: 1 << 20, MaxTxnOps: 128, SnapshotCount: snapshotCount,
+		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
+			return raftnode.Start(sys, raftnode.Config{ID: 1, Peers: []uint64{1}, Log: l, TickInterval: 10 * time.Millisecond, Commit: commit})
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &member{engine: e, log: l, kv: kv, c: c}
+}
+
+func (m *member) stop() {
+	m.c.Stop()
+	m.kv.Close()
+	m.log.Close()
+	m.engine.Close()
+}
+
+func forEachEngine(t *testing.T, fn func(t *testing.T, open opener)) {
+	for name, open := range engines {
+		t.Run(name, func(t *testing.T) { fn(t, open) })
+	}
+}
+
+func put(t *testing.T, c *store.Client, k, v string) *pb.PutResponse {
+	t.Helper()
+	resp, err := c.Put(context.Background(), &pb.PutRequest{Key: []byte(k), Value: []byte(v)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func get(t *testing.T, c *store.Client, k string, serializable bool) *pb.RangeResponse {
+	t.Helper()
+	resp, err := c.Range(context.Background(), &pb.RangeRequest{Key: []byte(k), Serializable: serializable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestWritesAreOrderedAndHeadersFilled(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		m := start(t, open, t.TempDir(), 0)
+		defer m.stop()
+		for i := 1; i <= 5; i++ {
+			resp := put(t, m.c, "k", fmt.Sprint(i))
+			if resp.Header.Revision != int64(i+1) {
+				t.Fatalf("put %d: revision %d, want %d", i, resp.Header.Revision, i+1)
+			}
+			if resp.Header.ClusterId != 7 || resp.Header.MemberId != 1 || resp.Header.RaftTerm == 0 {
+				t.Fatalf("header not filled: %+v", resp.Header)
+			}
+		}
+		for _, serializable := range []bool{false, true} {
+			r := get(t, m.c, "k", serializable)
+			if len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "5" || r.Kvs[0].Version != 5 || r.Header.Revision != 6 {
+				t.Fatalf("serializable=%v: got %+v", serializable, r)
+			}
+		}
+	})
+}
+
+// TestConcurrentWritesThenReadYourWrites checks that a linearizable read
+// issued after acknowledged writes sees all of them, while writers race.
+func TestConcurrentWritesThenReadYourWrites(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		m := start(t, open, t.TempDir(), 0)
+		defer m.stop()
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					k := fmt.Sprintf("w%d/%d", w, i)
+					put(t, m.c, k, k)
+					if r := get(t, m.c, k, false); len(r.Kvs) != 1 {
+						t.Errorf("read after acknowledged write of %s found nothing", k)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		r, err := m.c.Range(context.Background(), &pb.RangeRequest{Key: []byte("w"), RangeEnd: []byte("x"), CountOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Count != 200 || r.Header.Revision != 201 {
+			t.Fatalf("count %d at revision %d, want 200 at 201", r.Count, r.Header.Revision)
+		}
+	})
+}
+
+// TestRestartReplaysLog stops a member and starts it on the same data: every
+// acknowledged write is there with its revision, including across raft log
+// compaction (snapshot count 10).
+func TestRestartReplaysLog(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		dir := t.TempDir()
+		m := start(t, open, dir, 10)
+		revs := map[string]int64{}
+		for i := 0; i < 45; i++ {
+			k := fmt.Sprintf("k%02d", i)
+			revs[k] = put(t, m.c, k, k).Header.Revision
+		}
+		// Let a background checkpoint finish before stopping.
+		time.Sleep(100 * time.Millisecond)
+		m.stop()
+		m = start(t, open, dir, 10)
+		defer m.stop()
+		for k, rev := range revs {
+			r := get(t, m.c, k, false)
+			if len(r.Kvs) != 1 || r.Kvs[0].ModRevision != rev || string(r.Kvs[0].Value) != k {
+				t.Fatalf("%s after restart: %+v, want mod revision %d", k, r.Kvs, rev)
+			}
+		}
+		if resp := put(t, m.c, "after", "x"); resp.Header.Revision != 47 {
+			t.Fatalf("first write after restart at revision %d, want 47", resp.Header.Revision)
+		}
+	})
+}
+
+func TestErrorsAreSentinels(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		m := start(t, open, t.TempDir(), 0)
+		defer m.stop()
+		ctx := context.Background()
+		if _, err := m.c.Put(ctx, &pb.PutRequest{Key: []byte("big"), Value: make([]byte, 2<<20)}); !errors.Is(err, store.ErrRequestTooLarge) {
+			t.Fatalf("oversized put: %v", err)
+		}
+		if _, err := m.c.Put(ctx, &pb.PutRequest{}); !errors.Is(err, mvcc.ErrEmptyKey) {
+			t.Fatalf("empty key: %v", err)
+		}
+		if _, err := m.c.Put(ctx, &pb.PutRequest{Key: []byte("a"), Lease: 5}); !errors.Is(err, mvcc.ErrLeaseNotFound) {
+			t.Fatalf("unknown lease: %v", err)
+		}
+		if _, err := m.c.Compact(ctx, &pb.CompactionRequest{Revision: 100}); !errors.Is(err, mvcc.ErrFutureRev) {
+			t.Fatalf("compact future: %v", err)
+		}
+		if err := m.c.RangeStream(ctx, &pb.RangeRequest{Key: []byte("a"), SortOrder: pb.RangeRequest_DESCEND}, func(*pb.RangeResponse) error { return nil }); !errors.Is(err, store.ErrStreamSortOrder) {
+			t.Fatalf("stream sort: %v", err)
+		}
+	})
+}
+
+func TestRangeStreamChunksMergeToRange(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		m := start(t, open, t.TempDir(), 0)
+		defer m.stop()
+		for i := 0; i < 300; i++ {
+			put(t, m.c, fmt.Sprintf("s%03d", i), "v")
+		}
+		req := &pb.RangeRequest{Key: []byte("s"), RangeEnd: []byte("t"), Limit: 250}
+		full, err := m.c.Range(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		var last *pb.RangeResponse
+		chunks := 0
+		err = m.c.RangeStream(context.Background(), req, func(r *pb.RangeResponse) error {
+			chunks++
+			for _, kv := range r.Kvs {
+				keys = append(keys, string(kv.Key))
+			}
+			last = r
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chunks < 2 || len(keys) != len(full.Kvs) || last.Count != full.Count || last.More != full.More || last.Header.Revision != full.Header.Revision {
+			t.Fatalf("stream: %d chunks, %d keys, count %d more %v; range: %d keys, count %d more %v", chunks, len(keys), last.Count, last.More, len(full.Kvs), full.Count, full.More)
+		}
+		for i, kv := range full.Kvs {
+			if keys[i] != string(kv.Key) {
+				t.Fatalf("key %d: stream %s, range %s", i, keys[i], kv.Key)
+			}
+		}
+	})
+}
