@@ -183,11 +183,11 @@ func TestCLIEnvironmentConfiguresMember(t *testing.T) {
 			}
 		}
 		waitEndpointServing(t, client, out.String)
-		ctlOut, code := etcdctlAt(client, "", "member", "list")
+		ctlOut, _, code := etcdctlAt(client, "", "member", "list")
 		if code != 0 || !strings.Contains(ctlOut, ", started, from-env, ") {
 			t.Errorf("member list (exit %d) does not show the member named by ETCD_NAME:\n%s", code, ctlOut)
 		}
-		if _, code := etcdctlAt(client, "", "put", "k", "v"); code != 0 {
+		if _, _, code := etcdctlAt(client, "", "put", "k", "v"); code != 0 {
 			t.Errorf("put failed with exit %d", code)
 		}
 		entries, err := os.ReadDir(dataDir)
@@ -213,8 +213,8 @@ func TestCLISignals(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, engine string) {
 				m := startServingMember(t, engine)
-				if out, err := m.etcdctl("put", "k", "v"); err != nil {
-					t.Fatalf("put: %v\n%s", err, out)
+				if out, code := m.etcdctlStdin("", "put", "k", "v"); code != 0 {
+					t.Fatalf("put: exit %d\n%s", code, out)
 				}
 				cmd := m.cmd
 				if err := cmd.Process.Signal(sig); err != nil {
@@ -234,9 +234,9 @@ func TestCLISignals(t *testing.T) {
 				}
 				// A clean stop keeps the data.
 				m.startServing(t)
-				out, err := m.etcdctl("get", "k", "--print-value-only")
-				if err != nil || strings.TrimSpace(out) != "v" {
-					t.Errorf("after restart, get k = %q, %v; want v", out, err)
+				out, _, code := etcdctlAt(m.clientEP, "", "get", "k", "--print-value-only")
+				if code != 0 || strings.TrimSpace(out) != "v" {
+					t.Errorf("after restart, get k = %q, exit %d; want v", out, code)
 				}
 			})
 		})

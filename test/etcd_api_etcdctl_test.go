@@ -27,8 +27,8 @@ type ctlResult struct {
 }
 
 func (s ctlStep) run(endpoint string) ctlResult {
-	out, exit := etcdctlAt(endpoint, s.stdin, strings.Fields(s.args)...)
-	return ctlResult{normaliseCtlOutput(out, endpoint), exit}
+	stdout, stderr, exit := etcdctlAt(endpoint, s.stdin, strings.Fields(s.args)...)
+	return ctlResult{normaliseCtlOutput(stdout+stderr, endpoint), exit}
 }
 
 // clientLogLine matches the JSON log lines the etcd client library writes
@@ -142,9 +142,9 @@ func TestEtcdctlMatchesEtcd(t *testing.T) {
 // ctlJSON runs etcdctl with -w json and decodes its output into v.
 func ctlJSON(t *testing.T, endpoint string, v any, args ...string) {
 	t.Helper()
-	out, exit := etcdctlAt(endpoint, "", append(args, "-w", "json")...)
+	out, stderr, exit := etcdctlAt(endpoint, "", append(args, "-w", "json")...)
 	if exit != 0 {
-		t.Fatalf("etcdctl %s: exit %d:\n%s", strings.Join(args, " "), exit, out)
+		t.Fatalf("etcdctl %s: exit %d:\n%s%s", strings.Join(args, " "), exit, out, stderr)
 	}
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		t.Fatalf("etcdctl %s -w json: %v:\n%s", strings.Join(args, " "), err, out)
@@ -235,12 +235,12 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 	ctlJSON(t, etcdEP, &etcdStatus, "endpoint", "status")
 	ctlJSON(t, etcdEP, &etcdMembers, "member", "list")
 	ctlJSON(t, etcdEP, &etcdHealth, "endpoint", "health")
-	etcdStatusTable, _ := etcdctlAt(etcdEP, "", "endpoint", "status")
+	etcdStatusTable, _, _ := etcdctlAt(etcdEP, "", "endpoint", "status")
 
 	forEachEngine(t, func(t *testing.T, engine string) {
 		m := startServingMember(t, engine)
-		if out, err := m.etcdctl("put", "foo", "bar"); err != nil {
-			t.Fatalf("etcdctl put: %v\n%s", err, out)
+		if out, exit := m.etcdctlStdin("", "put", "foo", "bar"); exit != 0 {
+			t.Fatalf("etcdctl put: exit %d\n%s", exit, out)
 		}
 
 		t.Run("endpoint status -w json", func(t *testing.T) {
@@ -286,9 +286,9 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 		})
 
 		t.Run("endpoint status table", func(t *testing.T) {
-			out, err := m.etcdctl("endpoint", "status")
-			if err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			out, stderr, exit := etcdctlAt(m.clientEP, "", "endpoint", "status")
+			if exit != 0 {
+				t.Fatalf("exit %d\n%s%s", exit, out, stderr)
 			}
 			got := strings.Split(strings.TrimSpace(out), ", ")
 			want := strings.Split(strings.TrimSpace(etcdStatusTable), ", ")
@@ -302,9 +302,9 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 		})
 
 		t.Run("endpoint health", func(t *testing.T) {
-			out, err := m.etcdctl("endpoint", "health")
-			if err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			out, stderr, exit := etcdctlAt(m.clientEP, "", "endpoint", "health")
+			if exit != 0 {
+				t.Fatalf("exit %d\n%s%s", exit, out, stderr)
 			}
 			if !strings.HasPrefix(out, m.clientEP+" is healthy: successfully committed proposal: took = ") {
 				t.Errorf("endpoint health printed %q", out)
@@ -324,9 +324,9 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 		})
 
 		t.Run("member list", func(t *testing.T) {
-			out, err := m.etcdctl("member", "list")
-			if err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			out, stderr, exit := etcdctlAt(m.clientEP, "", "member", "list")
+			if exit != 0 {
+				t.Fatalf("exit %d\n%s%s", exit, out, stderr)
 			}
 			f := strings.Split(strings.TrimSpace(out), ", ")
 			if len(f) != 6 || f[1] != "started" || f[2] != "m1" || f[4] != "http://"+m.clientEP || f[5] != "false" {
@@ -361,22 +361,24 @@ func TestEtcdctlEndpointAndMember(t *testing.T) {
 			sameShape(t, "member list -w json", etcdMembers, raw)
 		})
 
-		t.Run("endpoint status agrees with a restarted member", func(t *testing.T) {
-			var before, after []endpointStatus
-			ctlJSON(t, m.clientEP, &before, "endpoint", "status")
-			m.stop()
-			m.startServing(t)
-			ctlJSON(t, m.clientEP, &after, "endpoint", "status")
-			b, a := before[0].Status, after[0].Status
-			if a.Header.ClusterID != b.Header.ClusterID || a.Header.MemberID != b.Header.MemberID {
-				t.Errorf("cluster/member ID changed across restart: %x/%x then %x/%x", b.Header.ClusterID, b.Header.MemberID, a.Header.ClusterID, a.Header.MemberID)
-			}
-			if a.Header.Revision != b.Header.Revision {
-				t.Errorf("revision %d before restart, %d after", b.Header.Revision, a.Header.Revision)
-			}
-			if a.RaftTerm < b.RaftTerm || a.Leader == 0 {
-				t.Errorf("after restart raftTerm %d (was %d), leader %x", a.RaftTerm, b.RaftTerm, a.Leader)
-			}
-		})
+		// A restarted member is the same member, on whatever ports it now
+		// listens (etcd keeps the member ID from its data directory). The
+		// restart happens here rather than in a subtest because the
+		// member belongs to this test.
+		var before, after []endpointStatus
+		ctlJSON(t, m.clientEP, &before, "endpoint", "status")
+		m.stop()
+		m.startServing(t)
+		ctlJSON(t, m.clientEP, &after, "endpoint", "status")
+		b, a := before[0].Status, after[0].Status
+		if a.Header.ClusterID != b.Header.ClusterID || a.Header.MemberID != b.Header.MemberID {
+			t.Errorf("cluster/member ID changed across restart: %x/%x then %x/%x", b.Header.ClusterID, b.Header.MemberID, a.Header.ClusterID, a.Header.MemberID)
+		}
+		if a.Header.Revision != b.Header.Revision {
+			t.Errorf("revision %d before restart, %d after", b.Header.Revision, a.Header.Revision)
+		}
+		if a.RaftTerm < b.RaftTerm || a.Leader != a.Header.MemberID {
+			t.Errorf("after restart raftTerm %d (was %d), leader %x, member %x", a.RaftTerm, b.RaftTerm, a.Leader, a.Header.MemberID)
+		}
 	})
 }

@@ -68,9 +68,15 @@ func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
 		mailbox = actor.Unbounded(st)
 	}
 	handler := func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actor.Stopped); ok {
+		switch ctx.Message().(type) {
+		case *actor.Stopped:
 			receive(ctx)
 			close(ref.done)
+			return
+		case actor.SystemMessage, actor.AutoReceiveMessage:
+			// Lifecycle notices (Started, Stopping) are not traffic: they
+			// stay out of the processed count and handling times.
+			receive(ctx)
 			return
 		}
 		start := time.Now()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -124,9 +125,10 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		c.DataDir = c.Name + ".etcd"
 	}
 	if *icluster == "" {
-		*icluster = c.Name + "=" + *apurls
-	}
-	if c.InitialCluster, err = parseInitialCluster(*icluster); err != nil {
+		// One entry per advertised peer URL, as etcd builds it: the raw
+		// flag may hold several comma-separated URLs.
+		c.InitialCluster = map[string][]url.URL{c.Name: slices.Clone(c.InitialAdvertisePeerURLs)}
+	} else if c.InitialCluster, err = parseInitialCluster(*icluster); err != nil {
 		return nil, fmt.Errorf("--initial-cluster: %w", err)
 	}
 	if c.QuotaBackendBytes == 0 {
@@ -165,10 +167,16 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	known := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = f.Name })
-	var unknown []string
+	var unknown, warnings []string
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(k, "ETCD_") {
+			continue
+		}
+		if k == "ETCD_VERSION" {
+			// As in etcd, --version cannot come from the environment, where
+			// scripts often keep ETCD_VERSION for their own use.
+			warnings = append(warnings, "cannot set special environment variable ETCD_VERSION")
 			continue
 		}
 		name, isFlag := known[k]
@@ -181,12 +189,15 @@ func applyEnv(fs *flag.FlagSet, environ []string) ([]string, error) {
 		if set[name] {
 			return nil, fmt.Errorf("conflicting environment variable %q is shadowed by corresponding command-line flag (either unset environment variable or disable flag)", k)
 		}
+		if v == "" {
+			// etcd applies only non-empty variables.
+			continue
+		}
 		if err := fs.Set(name, v); err != nil {
 			return nil, fmt.Errorf("invalid value %q for %s: %w", v, k, err)
 		}
 	}
 	sort.Strings(unknown)
-	var warnings []string
 	for _, k := range unknown {
 		warnings = append(warnings, "unrecognized environment variable "+k)
 	}

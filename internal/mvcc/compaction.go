@@ -187,9 +187,11 @@ var errCompactionStopped = errors.New("mvcc: compaction interrupted by close")
 func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 	start := time.Now()
 	// Reads that began before rev was published may still read below it;
-	// wait until they are done. Later reads cannot go below rev.
+	// wait until they are done. Later reads cannot go below rev. The empty
+	// critical section is the barrier.
 	kv.readers.Lock()
-	kv.readers.Unlock() //nolint:staticcheck // SA2001: the empty critical section is the barrier
+	//lint:ignore SA2001 taking the write lock waits out every earlier reader
+	kv.readers.Unlock()
 
 	limit := kv.opts.CompactionBatchLimit
 	keep := make(map[revision]struct{})

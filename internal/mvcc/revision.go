@@ -12,11 +12,6 @@ type revision struct {
 	main, sub int64
 }
 
-// after reports whether a is a later change than b.
-func (a revision) after(b revision) bool {
-	return a.main > b.main || (a.main == b.main && a.sub > b.sub)
-}
-
 // Keys of the KV bucket are revisions, so the bucket iterates in the order
 // the changes were made and compaction can delete "everything up to main
 // revision r" as one key range. The layout follows etcd's so that a reader

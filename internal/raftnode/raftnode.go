@@ -83,7 +83,10 @@ type Node struct {
 	commit atomic.Uint64
 
 	stopTick chan struct{}
-	stopped  atomic.Bool
+	// done is closed once the actor has stopped. The actor drops messages
+	// still queued when it stops, so a read queued then is never answered.
+	done    chan struct{}
+	stopped atomic.Bool
 }
 
 // Start restores (or bootstraps) the raft node and starts its actor and
@@ -144,7 +147,7 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		confState: snap.GetMetadata().GetConfState(),
 		inflight:  make(map[uint64][]readWaiter),
 	}
-	n := &Node{id: cfg.ID, stopTick: make(chan struct{})}
+	n := &Node{id: cfg.ID, stopTick: make(chan struct{}), done: make(chan struct{})}
 	a.node = n
 	n.ref = sys.Spawn("raft", 0, a.receive)
 	a.self = n.ref
@@ -178,6 +181,8 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	select {
 	case r := <-ch:
 		return r.index, r.err
+	case <-n.done:
+		return 0, ErrStopped
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -209,6 +214,7 @@ func (n *Node) Stop() {
 	}
 	close(n.stopTick)
 	n.ref.Stop()
+	close(n.done)
 }
 
 func (n *Node) tick(every time.Duration) {

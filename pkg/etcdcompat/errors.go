@@ -35,6 +35,10 @@ var grpcErrors = []struct {
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{store.ErrStopped, rpctypes.ErrGRPCStopped},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	// etcd's RangeStream checks answer plain statuses, not rpctypes values
+	// (etcdserver/api/v3rpc/key.go, checkRangeStreamRequest).
+	{store.ErrStreamSortOrder, status.Error(codes.Unimplemented, "RangeStream does not support custom sort orders")},
+	{store.ErrStreamRevisionFilter, status.Error(codes.Unimplemented, "RangeStream does not support revision filters")},
 }
 
 // toGRPCError converts an error from the store into what etcd would send.

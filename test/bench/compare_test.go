@@ -3,9 +3,13 @@
 //
 //	go test -run '^$' -bench Compare -benchtime 1x -timeout 30m ./test/bench/
 //
-// The reference etcd runs in this test process (go.etcd.io/etcd/server/v3/embed);
-// Cairn runs as a separate process built from this module. Both keep
-// fsync on. See docs/performance.md for the method and the figures.
+// By default the reference etcd runs in this test process
+// (go.etcd.io/etcd/server/v3/embed, default configuration, fsync on) and
+// Cairn runs as a separate process built from this module, one per storage
+// engine. All servers are up at once and the targets take turns workload by
+// workload, over several rounds, so that load from elsewhere on the
+// machine falls on all of them alike; the report gives medians. See
+// docs/performance.md for the method and the figures.
 package bench
 
 import (
@@ -21,8 +25,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,10 +44,26 @@ import (
 )
 
 var (
-	flagScale   = flag.Float64("compare.scale", 1, "multiply every workload's request count (0.1 for a quick look)")
-	flagEngines = flag.String("compare.engines", "rocksdb,memory", "Cairn storage engines to measure, comma-separated")
-	flagBin     = flag.String("compare.cairn-bin", "", "measure this cairn binary instead of building ./cmd/cairn")
+	flagScale       = flag.Float64("compare.scale", 1, "multiply every workload's request count (0.1 for a quick look)")
+	flagRounds      = flag.Int("compare.rounds", 3, "rounds of every workload on every target; the report gives medians")
+	flagEngines     = flag.String("compare.engines", "rocksdb,memory", "Cairn storage engines to measure, comma-separated")
+	flagBin         = flag.String("compare.cairn-bin", "", "measure this cairn binary instead of building ./cmd/cairn")
+	flagEtcdProcess = flag.Bool("compare.etcd-process", false, "run the reference etcd in a child process (this test binary re-executed) instead of in-process")
 )
+
+// etcdChildEnv, when set in the environment of this test binary, makes it
+// serve as a standalone etcd ("dir client-port peer-port") instead of
+// running tests: the -compare.etcd-process mode.
+const etcdChildEnv = "CAIRN_BENCH_ETCD_CHILD"
+
+const readyLine = "ready to serve client requests"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(etcdChildEnv); spec != "" {
+		os.Exit(serveEtcdChild(spec))
+	}
+	os.Exit(m.Run())
+}
 
 // workload is one row of the comparison: the same load on every target.
 type workload struct {
@@ -66,34 +87,36 @@ func rangeOf(c loadgen.Consistency) func(context.Context, loadgen.Config) (loadg
 
 // workloads follow etcd's op-guide/performance.md (key 8 B, value 256 B),
 // scaled to two cores. MaxDuration bounds each run whatever the server's
-// speed, so the whole benchmark stays within a few minutes.
+// speed: with three targets and three rounds the whole benchmark takes
+// about two minutes here and at most five.
 var workloads = []workload{
-	{"put, 1 client", 1, 1, 3000, 20 * time.Second, put},
-	{"put, 64 clients", 64, 8, 30000, 25 * time.Second, put},
-	{"range serializable, 64 clients", 64, 8, 60000, 20 * time.Second, rangeOf(loadgen.Serializable)},
-	{"range linearizable, 64 clients", 64, 8, 60000, 20 * time.Second, rangeOf(loadgen.Linearizable)},
+	{"put, 1 client", 1, 1, 1500, 8 * time.Second, put},
+	{"put, 64 clients", 64, 8, 15000, 10 * time.Second, put},
+	{"range serializable, 64 clients", 64, 8, 30000, 8 * time.Second, rangeOf(loadgen.Serializable)},
+	{"range linearizable, 64 clients", 64, 8, 30000, 8 * time.Second, rangeOf(loadgen.Linearizable)},
 }
 
-// warmup runs before the measured workloads on every fresh server, so the
-// first row does not pay for connection set-up, first allocation of
-// memtables, and the like.
+// warmup runs once on every fresh server before the measured rounds, so
+// the first row does not pay for connection set-up, first allocations, and
+// the like.
 var warmup = workload{"warm-up", 16, 4, 2000, 20 * time.Second, put}
 
 // target is a server under test.
 type target struct {
 	name     string
 	endpoint string
-	pid      int    // process to account CPU to; 0 means this process
+	pid      int    // process whose CPU is the server's; 0 means this process
 	httpURL  string // client URL for /debug/actors, Cairn only
 	stop     func()
 }
 
-// measurement is one workload on one target.
+// measurement is one workload on one target in one round.
 type measurement struct {
-	res     loadgen.Result
-	cpuSelf time.Duration // CPU of this process (load generator, and etcd when in-process)
-	cpuPeer time.Duration // CPU of the Cairn process
-	actors  []actorLoad
+	res       loadgen.Result
+	cpuSelf   time.Duration // CPU of this process: load generator, and etcd when in-process
+	cpuServer time.Duration // CPU of the server process when it is not this one
+	cpuOther  float64       // cores used by every other process on the machine
+	actors    []actorLoad
 }
 
 // actorLoad is what /debug/actors says an actor did during one workload.
@@ -112,58 +135,78 @@ func BenchmarkCompare(b *testing.B) {
 	if bin == "" {
 		bin = buildCairn(b)
 	}
-	var engines []string
+	rounds := max(*flagRounds, 1)
+
+	started := time.Now()
+	var targets []target
+	if *flagEtcdProcess {
+		targets = append(targets, startEtcdProcess(b))
+	} else {
+		targets = append(targets, startEtcd(b))
+	}
 	for _, e := range strings.Split(*flagEngines, ",") {
 		if e = strings.TrimSpace(e); e != "" {
-			engines = append(engines, e)
+			targets = append(targets, startCairn(b, bin, e))
+		}
+	}
+	defer func() {
+		for _, t := range targets {
+			t.stop()
+		}
+	}()
+
+	ctx := context.Background()
+	for _, t := range targets {
+		if res, err := runOne(ctx, t, warmup); err != nil || res.Errors > 0 {
+			b.Fatalf("%s: warm-up: %v %v", t.name, err, res.ErrorKinds)
+		}
+	}
+	// results[target][workload][round]
+	results := make([][][]measurement, len(targets))
+	for ti := range targets {
+		results[ti] = make([][]measurement, len(workloads))
+	}
+	for r := range rounds {
+		for wi, w := range workloads {
+			// Rotate who goes first, so no target always follows another.
+			for k := range targets {
+				ti := (k + r + wi) % len(targets)
+				m := measureOne(b, targets[ti], w)
+				results[ti][wi] = append(results[ti][wi], m)
+				fmt.Fprintf(os.Stderr, "round %d  %-14s %-32s %7.0f req/s  p99 %7.2fms  errors %d  other load %.2f cores\n",
+					r+1, targets[ti].name, w.name, m.res.Throughput, msf(m.res.Latency.P99), m.res.Errors, m.cpuOther)
+			}
 		}
 	}
 
-	started := time.Now()
-	results := map[string][]measurement{} // target name → one per workload
-	names := []string{"etcd"}
-	results["etcd"] = measureAll(b, startEtcd(b))
-	for _, e := range engines {
-		name := "cairn-" + e
-		names = append(names, name)
-		results[name] = measureAll(b, startCairn(b, bin, e))
-	}
-
-	printReport(os.Stdout, names, results, time.Since(started))
-	for _, name := range names[1:] {
-		for i, w := range workloads {
-			if ratio, ok := ratioOf(results[name][i].res, results["etcd"][i].res); ok {
-				b.ReportMetric(ratio, fmt.Sprintf("x-etcd/%s/%s", strings.TrimPrefix(name, "cairn-"), metricName(w.name)))
+	printReport(os.Stdout, targets, results, rounds, time.Since(started))
+	for ti, t := range targets[1:] {
+		for wi, w := range workloads {
+			if et := medianOf(results[0][wi], throughput); et > 0 {
+				b.ReportMetric(medianOf(results[ti+1][wi], throughput)/et,
+					fmt.Sprintf("x-etcd/%s/%s", strings.TrimPrefix(t.name, "cairn-"), metricName(w.name)))
 			}
 		}
 	}
 }
 
-// measureAll runs the warm-up, then every workload against t, then stops t.
-func measureAll(b *testing.B, t target) []measurement {
-	defer t.stop()
-	ctx := context.Background()
-	if res, err := runOne(ctx, t, warmup); err != nil || res.Errors > 0 {
-		b.Fatalf("%s: warm-up: %v %v", t.name, err, res.ErrorKinds)
+// measureOne runs w against t and gathers CPU and actor figures around it.
+func measureOne(b *testing.B, t target, w workload) measurement {
+	before := actorStats(t)
+	selfBefore, serverBefore := cpuTime(0), cpuTime(t.pid)
+	busyBefore := machineBusy()
+	res, err := runOne(context.Background(), t, w)
+	if err != nil {
+		b.Fatalf("%s: %s: %v", t.name, w.name, err)
 	}
-	var out []measurement
-	for _, w := range workloads {
-		before := actorStats(t)
-		selfBefore, peerBefore := cpuTime(0), cpuTime(t.pid)
-		res, err := runOne(ctx, t, w)
-		if err != nil {
-			b.Fatalf("%s: %s: %v", t.name, w.name, err)
-		}
-		m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore}
-		if t.pid != 0 {
-			m.cpuPeer = cpuTime(t.pid) - peerBefore
-		}
-		m.actors = actorDelta(before, actorStats(t))
-		out = append(out, m)
-		fmt.Fprintf(os.Stderr, "%-14s %-32s %8.0f req/s  p99 %6.2fms  errors %d\n",
-			t.name, w.name, res.Throughput, msf(res.Latency.P99), res.Errors)
+	m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore}
+	if t.pid != 0 {
+		m.cpuServer = cpuTime(t.pid) - serverBefore
 	}
-	return out
+	other := machineBusy() - busyBefore - m.cpuSelf - m.cpuServer
+	m.cpuOther = max(other.Seconds()/res.Elapsed.Seconds(), 0)
+	m.actors = actorDelta(before, actorStats(t))
+	return m
 }
 
 func runOne(ctx context.Context, t target, w workload) (loadgen.Result, error) {
@@ -178,82 +221,163 @@ func runOne(ctx context.Context, t target, w workload) (loadgen.Result, error) {
 }
 
 // printReport writes the comparison table, then the detail behind it.
-func printReport(w io.Writer, names []string, results map[string][]measurement, took time.Duration) {
-	fmt.Fprintf(w, "\nCairn vs etcd on this machine (etcd in-process via embed, Cairn as a separate process; fsync on in both; took %s)\n\n",
-		took.Round(time.Second))
+func printReport(w io.Writer, targets []target, results [][][]measurement, rounds int, took time.Duration) {
+	etcdMode := "in this test process (embed)"
+	if *flagEtcdProcess {
+		etcdMode = "in its own process (this test binary re-executed, embed)"
+	}
+	fmt.Fprintf(w, "\nCairn vs etcd on this machine: etcd %s, Cairn as a separate process; fsync on in both.\n", etcdMode)
+	fmt.Fprintf(w, "Medians of %d rounds (cairn/etcd: ratio of the medians; range: lowest and highest of the per-round ratios); took %s.\n",
+		rounds, took.Round(time.Second))
+	var others []float64
+	for _, byWorkload := range results {
+		for _, ms := range byWorkload {
+			for _, m := range ms {
+				others = append(others, m.cpuOther)
+			}
+		}
+	}
+	if o := median(others); o > 0.25 {
+		fmt.Fprintf(w, "Other processes used a median %.2f of this machine's cores during the runs: expect noise.\n", o)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tcairn engine\tetcd req/s\tcairn req/s\tcairn/etcd\tetcd p99\tcairn p99\t")
-	for i, wl := range workloads {
-		e := results["etcd"][i].res
-		for _, name := range names[1:] {
-			c := results[name][i].res
-			ratio := "n/a"
-			if r, ok := ratioOf(c, e); ok {
-				ratio = fmt.Sprintf("%.2fx", r)
+	fmt.Fprintln(tw, "workload\tcairn engine\tetcd req/s\tcairn req/s\tcairn/etcd\t(range)\tetcd p99\tcairn p99\t")
+	for wi, wl := range workloads {
+		e := results[0][wi]
+		for ti, t := range targets[1:] {
+			c := results[ti+1][wi]
+			ratio, spread := "n/a", ""
+			if et := medianOf(e, throughput); et > 0 {
+				ratio = fmt.Sprintf("%.2fx", medianOf(c, throughput)/et)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%.2fms\t%.2fms\t\n",
-				wl.name, strings.TrimPrefix(name, "cairn-"), e.Throughput, c.Throughput, ratio, msf(e.Latency.P99), msf(c.Latency.P99))
+			if ratios := pairedRatios(c, e); len(ratios) > 0 {
+				spread = fmt.Sprintf("%.2f-%.2f", slices.Min(ratios), slices.Max(ratios))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%.2fms\t%.2fms\t\n",
+				wl.name, strings.TrimPrefix(t.name, "cairn-"), medianOf(e, throughput), medianOf(c, throughput),
+				ratio, spread, medianOf(e, p99)*1e3, medianOf(c, p99)*1e3)
 		}
 	}
 	_ = tw.Flush()
 
-	fmt.Fprintf(w, "\nDetail per target (CPU µs/req: this process = load generator [+ etcd when in-process]; server = the Cairn process)\n\n")
+	fmt.Fprintf(w, "\nDetail (medians over rounds). CPU µs/req: \"load gen\" is this process (the load generator, plus etcd when\n"+
+		"etcd runs in-process); \"server\" is the server's own process. \"other\" is cores used meanwhile by the rest of the machine.\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tworkload\trequests\terrors\telapsed\treq/s\tp50\tp90\tp99\tmax\tCPU µs/req this process\tCPU µs/req server\t")
-	for _, name := range names {
-		for i, wl := range workloads {
-			m := results[name][i]
-			r := m.res
-			n := float64(max(r.Requests, 1))
+	fmt.Fprintln(tw, "target\tworkload\trequests\terrors\treq/s\tp50\tp90\tp99\tmax\tCPU µs/req load gen\tCPU µs/req server\tother\t")
+	for ti, t := range targets {
+		for wi, wl := range workloads {
+			ms := results[ti][wi]
+			reqs, errs, cut := 0, 0, false
+			for _, m := range ms {
+				reqs += m.res.Requests
+				errs += m.res.Errors
+				cut = cut || m.res.Incomplete
+			}
+			note := ""
+			if cut {
+				note = " (cut at max duration)"
+			}
 			server := "-"
-			if m.cpuPeer > 0 {
-				server = fmt.Sprintf("%.0f", float64(m.cpuPeer.Microseconds())/n)
+			if t.pid != 0 {
+				server = fmt.Sprintf("%.0f", medianOf(ms, func(m measurement) float64 { return perReq(m.cpuServer, m.res) }))
 			}
-			incomplete := ""
-			if r.Incomplete {
-				incomplete = " (cut at max duration)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d%s\t%d\t%s\t%.0f\t%.2fms\t%.2fms\t%.2fms\t%.2fms\t%.0f\t%s\t\n",
-				name, wl.name, r.Requests, incomplete, r.Errors, r.Elapsed.Round(time.Millisecond), r.Throughput,
-				msf(r.Latency.P50), msf(r.Latency.P90), msf(r.Latency.P99), msf(r.Latency.Max),
-				float64(m.cpuSelf.Microseconds())/n, server)
+			fmt.Fprintf(tw, "%s\t%s\t%d%s\t%d\t%.0f\t%.2fms\t%.2fms\t%.2fms\t%.2fms\t%.0f\t%s\t%.2f\t\n",
+				t.name, wl.name, reqs, note, errs, medianOf(ms, throughput),
+				medianOf(ms, lat(func(l loadgen.Latency) time.Duration { return l.P50 }))*1e3,
+				medianOf(ms, lat(func(l loadgen.Latency) time.Duration { return l.P90 }))*1e3,
+				medianOf(ms, p99)*1e3,
+				medianOf(ms, lat(func(l loadgen.Latency) time.Duration { return l.Max }))*1e3,
+				medianOf(ms, func(m measurement) float64 { return perReq(m.cpuSelf, m.res) }),
+				server,
+				medianOf(ms, func(m measurement) float64 { return m.cpuOther }))
 		}
 	}
 	_ = tw.Flush()
 
-	fmt.Fprintf(w, "\nCairn actors during each workload (from /debug/actors; busy = handling time / wall time)\n\n")
+	fmt.Fprintf(w, "\nCairn actors during each workload (from /debug/actors, medians over rounds; busy = handling time / wall time)\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tworkload\tactor\tmessages\tmessages/req\tmean handling\tbusy\t")
-	for _, name := range names[1:] {
-		for i, wl := range workloads {
-			m := results[name][i]
-			for _, a := range m.actors {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t%.1fµs\t%.0f%%\t\n", name, wl.name, a.name, a.messages,
-					float64(a.messages)/float64(max(m.res.Requests, 1)), a.meanMicro,
-					100*a.busy.Seconds()/m.res.Elapsed.Seconds())
+	fmt.Fprintln(tw, "target\tworkload\tactor\tmessages/req\tmean handling\tbusy\t")
+	for ti, t := range targets {
+		if t.httpURL == "" {
+			continue
+		}
+		for wi, wl := range workloads {
+			ms := results[ti][wi]
+			for ai, a := range ms[0].actors {
+				pick := func(f func(actorLoad, measurement) float64) float64 {
+					var xs []float64
+					for _, m := range ms {
+						if ai < len(m.actors) && m.actors[ai].name == a.name {
+							xs = append(xs, f(m.actors[ai], m))
+						}
+					}
+					return median(xs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.1fµs\t%.0f%%\t\n", t.name, wl.name, a.name,
+					pick(func(a actorLoad, m measurement) float64 { return float64(a.messages) / float64(max(m.res.Requests, 1)) }),
+					pick(func(a actorLoad, _ measurement) float64 { return a.meanMicro }),
+					pick(func(a actorLoad, m measurement) float64 { return 100 * a.busy.Seconds() / m.res.Elapsed.Seconds() }))
 			}
 		}
 	}
 	_ = tw.Flush()
-	for _, name := range names {
-		for i, wl := range workloads {
-			for k, n := range results[name][i].res.ErrorKinds {
-				fmt.Fprintf(w, "%s %s: error x%d: %s\n", name, wl.name, n, k)
+	for ti, t := range targets {
+		for wi, wl := range workloads {
+			for _, m := range results[ti][wi] {
+				for k, n := range m.res.ErrorKinds {
+					fmt.Fprintf(w, "%s %s: error x%d: %s\n", t.name, wl.name, n, k)
+				}
 			}
 		}
 	}
 }
 
-func ratioOf(cairn, etcd loadgen.Result) (float64, bool) {
-	if etcd.Throughput == 0 {
-		return 0, false
+func throughput(m measurement) float64 { return m.res.Throughput }
+
+func p99(m measurement) float64 { return m.res.Latency.P99.Seconds() }
+
+func lat(f func(loadgen.Latency) time.Duration) func(measurement) float64 {
+	return func(m measurement) float64 { return f(m.res.Latency).Seconds() }
+}
+
+func perReq(cpu time.Duration, r loadgen.Result) float64 {
+	return float64(cpu.Microseconds()) / float64(max(r.Requests, 1))
+}
+
+// pairedRatios returns cairn/etcd throughput round by round.
+func pairedRatios(cairn, etcd []measurement) []float64 {
+	var out []float64
+	for i := range min(len(cairn), len(etcd)) {
+		if etcd[i].res.Throughput > 0 {
+			out = append(out, cairn[i].res.Throughput/etcd[i].res.Throughput)
+		}
 	}
-	return cairn.Throughput / etcd.Throughput, true
+	return out
+}
+
+func medianOf(ms []measurement, f func(measurement) float64) float64 {
+	xs := make([]float64, len(ms))
+	for i, m := range ms {
+		xs[i] = f(m)
+	}
+	return median(xs)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func metricName(s string) string {
-	r := strings.NewReplacer(", ", "-", " clients", "c", " client", "c", " ", "-")
-	return r.Replace(s)
+	return strings.NewReplacer(", ", "-", " clients", "c", " client", "c", " ", "-").Replace(s)
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -280,20 +404,26 @@ func freePort(b *testing.B) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startEtcd starts the reference: a single-member etcd in this process
-// with its default configuration (fsync on), data in a temporary directory.
-func startEtcd(b *testing.B) target {
-	b.Helper()
+// etcdConfig is the reference's configuration: etcd's defaults (fsync on,
+// snapshot count, quota, ...) with data in dir and the given loopback ports.
+func etcdConfig(dir string, clientPort, peerPort int) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Dir = b.TempDir()
+	cfg.Dir = dir
 	// At "error", Close logs its listeners' shutdown as failures; request
 	// failures are counted by loadgen instead.
 	cfg.LogLevel = "fatal"
-	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(b)))
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(b)))
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	return cfg
+}
+
+// startEtcd starts the reference in this process.
+func startEtcd(b *testing.B) target {
+	b.Helper()
+	cfg := etcdConfig(b.TempDir(), freePort(b), freePort(b))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -304,11 +434,53 @@ func startEtcd(b *testing.B) target {
 		e.Close()
 		b.Fatal("embedded etcd not ready after 60s")
 	}
-	return target{name: "etcd", endpoint: cu.Host, stop: e.Close}
+	return target{name: "etcd", endpoint: cfg.ListenClientUrls[0].Host, stop: e.Close}
+}
+
+// startEtcdProcess starts the reference as a child: this test binary,
+// re-executed with etcdChildEnv set.
+func startEtcdProcess(b *testing.B) target {
+	b.Helper()
+	client, peer := freePort(b), freePort(b)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(cleanEnv(), fmt.Sprintf("%s=%s %d %d", etcdChildEnv, b.TempDir(), client, peer))
+	t := startProcess(b, "etcd", cmd, fmt.Sprintf("127.0.0.1:%d", client))
+	t.httpURL = "" // etcd has no /debug/actors
+	return t
+}
+
+// serveEtcdChild runs etcd until SIGTERM; spec is "dir client-port
+// peer-port".
+func serveEtcdChild(spec string) int {
+	var (
+		dir          string
+		client, peer int
+	)
+	if _, err := fmt.Sscanf(spec, "%s %d %d", &dir, &client, &peer); err != nil {
+		fmt.Fprintf(os.Stderr, "%s=%q: %v\n", etcdChildEnv, spec, err)
+		return 2
+	}
+	e, err := embed.StartEtcd(etcdConfig(dir, client, peer))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-e.Server.ReadyNotify():
+		fmt.Println(readyLine)
+	case <-sig:
+		e.Close()
+		return 1
+	}
+	<-sig
+	e.Close()
+	return 0
 }
 
 // startCairn starts bin as a single member on engine, data in a temporary
-// directory, and waits for its readiness log line.
+// directory.
 func startCairn(b *testing.B, bin, engine string) target {
 	b.Helper()
 	client := fmt.Sprintf("127.0.0.1:%d", freePort(b))
@@ -324,13 +496,25 @@ func startCairn(b *testing.B, bin, engine string) target {
 		"--initial-cluster", "bench="+peer,
 		"--http-listen-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
 	)
+	cmd.Env = cleanEnv()
+	return startProcess(b, "cairn-"+engine, cmd, client)
+}
+
+// cleanEnv drops ETCD_* variables, which would configure the servers.
+func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ETCD_") {
+		if !strings.HasPrefix(kv, "ETCD_") && !strings.HasPrefix(kv, etcdChildEnv+"=") {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = env
+	return env
+}
+
+// startProcess starts cmd, waits for its readiness line and for a leader,
+// and returns it as a target serving on endpoint.
+func startProcess(b *testing.B, name string, cmd *exec.Cmd, endpoint string) target {
+	b.Helper()
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -350,7 +534,7 @@ func startCairn(b *testing.B, bin, engine string) target {
 			logMu.Lock()
 			log.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
-			if strings.Contains(sc.Text(), "ready to serve client requests") {
+			if strings.Contains(sc.Text(), readyLine) {
 				once.Do(func() { close(ready) })
 			}
 		}
@@ -369,26 +553,26 @@ func startCairn(b *testing.B, bin, engine string) target {
 	select {
 	case <-ready:
 	case <-done:
-		b.Fatalf("cairn exited before becoming ready:\n%s", logs())
+		b.Fatalf("%s exited before becoming ready:\n%s", name, logs())
 	case <-time.After(60 * time.Second):
 		stop()
-		b.Fatalf("cairn not ready after 60s:\n%s", logs())
+		b.Fatalf("%s not ready after 60s:\n%s", name, logs())
 	}
-	// Readiness is logged before the member has elected itself; wait for
-	// a linearizable read to succeed, as etcd's ReadyNotify implies.
-	if err := waitLeader(client); err != nil {
+	// Cairn logs readiness before it has elected itself; wait for a
+	// linearizable read to succeed, as etcd's ReadyNotify implies.
+	if err := waitLeader(endpoint); err != nil {
 		stop()
-		b.Fatalf("cairn has no leader: %v\n%s", err, logs())
+		b.Fatalf("%s has no leader: %v\n%s", name, err, logs())
 	}
 	return target{
-		name:     "cairn-" + engine,
-		endpoint: client,
+		name:     name,
+		endpoint: endpoint,
 		pid:      cmd.Process.Pid,
-		httpURL:  "http://" + client,
+		httpURL:  "http://" + endpoint,
 		stop: func() {
 			stop()
-			if l := logs(); strings.Contains(l, `"level":"error"`) || strings.Contains(l, "panic") {
-				fmt.Fprintf(os.Stderr, "cairn-%s logged errors:\n%s", engine, l)
+			if l := logs(); strings.Contains(l, `"level":"error"`) || strings.Contains(l, "panic:") {
+				fmt.Fprintf(os.Stderr, "%s logged errors:\n%s", name, l)
 			}
 		},
 	}
@@ -413,6 +597,9 @@ func waitLeader(endpoint string) error {
 	}
 }
 
+// clockTick is the unit of /proc CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
 // cpuTime returns the user+system CPU time of process pid, or of this
 // process if pid is 0.
 func cpuTime(pid int) time.Duration {
@@ -427,8 +614,9 @@ func cpuTime(pid int) time.Duration {
 	if err != nil {
 		return 0
 	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line, in clock ticks (100 Hz on Linux).
+	// utime and stime are fields 14 and 15 of the line, counted from the
+	// pid; the command name before them may hold spaces, so count from
+	// its closing parenthesis.
 	s := string(raw)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(fields) < 13 {
@@ -436,7 +624,27 @@ func cpuTime(pid int) time.Duration {
 	}
 	ut, _ := strconv.ParseInt(fields[11], 10, 64)
 	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return time.Duration(ut+st) * clockTick
+}
+
+// machineBusy returns the CPU time every core of the machine has spent
+// not idle (user, nice, system, irq, softirq, steal) since boot.
+func machineBusy() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick
 }
 
 // actorSnapshot mirrors one entry of Cairn's /debug/actors.
@@ -458,7 +666,7 @@ func actorStats(t target) map[string]actorSnapshot {
 	var body struct {
 		Actors []actorSnapshot `json:"actors"`
 	}
-	if json.NewDecoder(resp.Body).Decode(&body) != nil {
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
 		return nil
 	}
 	out := make(map[string]actorSnapshot, len(body.Actors))
@@ -469,7 +677,7 @@ func actorStats(t target) map[string]actorSnapshot {
 }
 
 // actorDelta turns two /debug/actors snapshots into the work done between
-// them.
+// them, sorted by actor name.
 func actorDelta(before, after map[string]actorSnapshot) []actorLoad {
 	var out []actorLoad
 	for name, a := range after {
@@ -482,6 +690,6 @@ func actorDelta(before, after map[string]actorSnapshot) []actorLoad {
 		}
 		out = append(out, l)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	slices.SortFunc(out, func(x, y actorLoad) int { return strings.Compare(x.name, y.name) })
 	return out
 }

@@ -1,0 +1,119 @@
+package etcdcompat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/store"
+)
+
+// etcdErrors is what etcd sends for each of the core packages' sentinel
+// errors, written out independently of the table under test. The last two
+// are etcd's own RangeStream checks (etcdserver/api/v3rpc/key.go), which
+// are plain status errors rather than rpctypes values.
+var etcdErrors = []struct {
+	err  error
+	want error
+}{
+	{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{mvcc.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
+	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{store.ErrStopped, rpctypes.ErrGRPCStopped},
+	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{store.ErrStreamSortOrder, status.Error(codes.Unimplemented, "RangeStream does not support custom sort orders")},
+	{store.ErrStreamRevisionFilter, status.Error(codes.Unimplemented, "RangeStream does not support revision filters")},
+}
+
+func assertSameStatus(t *testing.T, got, want error) {
+	t.Helper()
+	gs, ok := status.FromError(got)
+	if !ok {
+		t.Fatalf("got %T %v, want a gRPC status", got, got)
+	}
+	ws, _ := status.FromError(want)
+	if gs.Code() != ws.Code() || gs.Message() != ws.Message() {
+		t.Errorf("got status %v %q, want %v %q", gs.Code(), gs.Message(), ws.Code(), ws.Message())
+	}
+}
+
+// TestToGRPCErrorSentinels checks every sentinel, bare and wrapped, against
+// etcd's exact code and message.
+func TestToGRPCErrorSentinels(t *testing.T) {
+	for _, tt := range etcdErrors {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			assertSameStatus(t, toGRPCError(tt.err), tt.want)
+			assertSameStatus(t, toGRPCError(fmt.Errorf("applying entry 7: %w", tt.err)), tt.want)
+			assertSameStatus(t, toGRPCError(fmt.Errorf("outer: %w", fmt.Errorf("inner: %w", tt.err))), tt.want)
+		})
+	}
+}
+
+// TestGRPCErrorsTableCovered fails when a row is added to grpcErrors
+// without saying here what etcd sends for it.
+func TestGRPCErrorsTableCovered(t *testing.T) {
+	for _, row := range grpcErrors {
+		found := false
+		for _, tt := range etcdErrors {
+			if tt.err == row.err {
+				found = true
+				assertSameStatus(t, row.grpc, tt.want)
+			}
+		}
+		if !found {
+			t.Errorf("grpcErrors maps %q, which etcdErrors does not list", row.err)
+		}
+	}
+}
+
+func TestToGRPCErrorOthers(t *testing.T) {
+	already := status.Error(codes.PermissionDenied, "etcdserver: permission denied")
+	tests := []struct {
+		name     string
+		err      error
+		wantSame bool // the very error comes back
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{name: "nil", err: nil, wantSame: true},
+		{name: "canceled", err: context.Canceled, wantSame: true},
+		{name: "deadline", err: context.DeadlineExceeded, wantSame: true},
+		{name: "wrapped canceled", err: fmt.Errorf("waiting for apply: %w", context.Canceled), wantSame: true},
+		{name: "gRPC status", err: already, wantSame: true},
+		{name: "rpctypes status", err: rpctypes.ErrGRPCCorrupt, wantSame: true},
+		{name: "unknown", err: errors.New("disk on fire"), wantCode: codes.Unknown, wantMsg: "disk on fire"},
+		{name: "unknown wrapping nothing known", err: fmt.Errorf("a: %w", errors.New("b")), wantCode: codes.Unknown, wantMsg: "a: b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := toGRPCError(tt.err)
+			if tt.wantSame {
+				if got != tt.err {
+					t.Errorf("toGRPCError(%v) = %v, want it unchanged", tt.err, got)
+				}
+				return
+			}
+			s, ok := status.FromError(got)
+			if !ok || s.Code() != tt.wantCode || s.Message() != tt.wantMsg {
+				t.Errorf("toGRPCError(%v) = %v, want %v %q", tt.err, got, tt.wantCode, tt.wantMsg)
+			}
+		})
+	}
+}
