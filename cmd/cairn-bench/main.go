@@ -7,7 +7,8 @@
 //	cairn-bench txn-put --txn-ops 4 --clients 16 --total 5000
 //
 // Every run is bounded by --total and --max-duration, and endpoints must be
-// loopback addresses.
+// loopback addresses. It exits 1 if the run could not start or any request
+// failed, 2 on a usage error.
 package main
 
 import (

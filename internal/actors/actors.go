@@ -83,13 +83,67 @@ func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
 		receive(ctx)
 		st.observe(time.Since(start))
 	}
-	props := actor.PropsFromFunc(handler, actor.WithMailbox(mailbox))
+	d := newPinnedDispatcher(ref.done)
+	props := actor.PropsFromFunc(handler, actor.WithMailbox(mailbox), actor.WithDispatcher(d))
 	ref.pid = s.sys.Root.Spawn(props)
 	s.mu.Lock()
 	s.actors[name] = st
 	s.mu.Unlock()
 	return ref
 }
+
+// pinnedDispatcher runs an actor's mailbox on one long-lived goroutine.
+// protoactor's default dispatcher starts a fresh goroutine whenever an idle
+// mailbox receives a message; on a hot actor that goroutine's stack then
+// regrows through the same deep call paths every time (profiles of the raft
+// actor showed most of its CPU in runtime.copystack). A pinned goroutine
+// keeps its grown stack.
+type pinnedDispatcher struct {
+	runs chan func()
+	done <-chan struct{}
+}
+
+// dispatcherThroughput is how many messages a mailbox handles before
+// yielding the goroutine; protoactor's default.
+const dispatcherThroughput = 300
+
+func newPinnedDispatcher(done <-chan struct{}) *pinnedDispatcher {
+	// A mailbox schedules a run only when it goes from idle to running, and
+	// may do so once more while finishing the previous run; a small buffer
+	// means Schedule never blocks on the worker.
+	d := &pinnedDispatcher{runs: make(chan func(), 4), done: done}
+	go func() {
+		for {
+			select {
+			case fn := <-d.runs:
+				fn()
+			case <-done:
+				// Drain runs scheduled while stopping, then quit.
+				for {
+					select {
+					case fn := <-d.runs:
+						fn()
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+	return d
+}
+
+// Schedule implements actor.Dispatcher. Once the actor has stopped, runs
+// are dropped: its mailbox is detached and there is nothing left to do.
+func (d *pinnedDispatcher) Schedule(fn func()) {
+	select {
+	case d.runs <- fn:
+	case <-d.done:
+	}
+}
+
+// Throughput implements actor.Dispatcher.
+func (d *pinnedDispatcher) Throughput() int { return dispatcherThroughput }
 
 // Send delivers msg to the actor's mailbox; it blocks only while a bounded
 // mailbox is full.

@@ -62,18 +62,23 @@ type Server struct {
 // Start opens the member's storage under cfg.DataDir and starts serving.
 // It returns once every listener accepts connections and the member has
 // replayed its log.
-func Start(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
+func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 	if len(cfg.InitialCluster) != 1 {
 		return nil, errors.New("multi-member clusters are not supported yet (see docs/limitations.md); --initial-cluster must name only this member")
 	}
-	s = &Server{cfg: cfg, lg: lg, sys: actors.NewSystem()}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
-	if err := s.openStorage(); err != nil {
+	s := &Server{cfg: cfg, lg: lg, sys: actors.NewSystem()}
+	if err := s.start(); err != nil {
+		// Release whatever was opened: listeners, actors, storage.
+		s.Stop()
 		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start() error {
+	cfg, lg := s.cfg, s.lg
+	if err := s.openStorage(); err != nil {
+		return err
 	}
 	selfID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
 	cl := &staticCluster{members: []*pb.Member{{
@@ -82,6 +87,7 @@ func Start(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
 		PeerURLs:   urlStrings(cfg.InitialAdvertisePeerURLs),
 		ClientURLs: urlStrings(cfg.AdvertiseClientURLs),
 	}}}
+	var err error
 	s.store, err = store.Start(s.sys, store.Config{
 		Engine:            s.engine,
 		KV:                s.kv,
@@ -106,24 +112,24 @@ func Start(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.store.WaitReady(readyCtx); err != nil {
-		return nil, fmt.Errorf("member did not become ready: %w", err)
+		return fmt.Errorf("member did not become ready: %w", err)
 	}
 	if err := s.serveClients(cl); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.serveREST(); err != nil {
-		return nil, err
+		return err
 	}
 	lg.Info("ready to serve client requests")
 	for _, a := range s.clientAddrs {
 		lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", a))
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Server) openStorage() error {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/cairn-kv/cairn/internal/loadgen"
+)
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		say  string
+	}{
+		{nil, 2, "usage"},
+		{[]string{"watch"}, 2, "unknown command"},
+		{[]string{"put", "--no-such-flag"}, 2, "not defined"},
+		{[]string{"put", "extra"}, 2, "unexpected arguments"},
+		{[]string{"put", "-w", "yaml"}, 2, "table or json"},
+		{[]string{"range", "--consistency", "x", "--total", "1"}, 1, "consistency must be l or s"},
+		{[]string{"put", "--endpoints", "10.1.2.3:2379", "--total", "1"}, 1, "not a loopback address"},
+		{[]string{"put", "--total", "0"}, 1, "total must be"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(tc.args, &out, &errOut)
+		if code != tc.code || !strings.Contains(errOut.String(), tc.say) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, errOut.String(), tc.code, tc.say)
+		}
+	}
+}
+
+func TestRunsAgainstEtcd(t *testing.T) {
+	ep := startEtcd(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"range", "--endpoints", ep, "--consistency", "s", "--clients", "4", "--conns", "2",
+		"--total", "40", "--prefill-val-size", "16"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "req/s") || !strings.Contains(lines[1], "range-s") {
+		t.Errorf("table:\n%s", out.String())
+	}
+
+	out.Reset()
+	if code := run([]string{"txn-put", "--endpoints", ep, "--txn-ops", "2", "--total", "10", "-w", "json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if res.Workload != "txn-put" || res.Requests != 10 || res.Errors != 0 {
+		t.Errorf("json result: %+v", res)
+	}
+}
+
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cfg.LogLevel = "fatal"
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(60 * time.Second):
+		t.Fatal("embedded etcd not ready after 60s")
+	}
+	return cu.Host
+}
