@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,7 +107,7 @@ func TestCLIFlagErrors(t *testing.T) {
 		{
 			name:   "a stray argument is not a valid flag",
 			args:   []string{"stray"},
-			output: []string{`"stray" is not a valid flag`},
+			output: []string{"stray", "is not a valid flag"},
 		},
 		{
 			name: "an environment variable and its flag together are refused",
@@ -156,6 +157,9 @@ func TestCLIEnvironmentConfiguresMember(t *testing.T) {
 		flags, client := localURLs(t, "from-env")
 		cmd := exec.Command(cairnBin, append(flags, "--storage-engine", engine)...)
 		cmd.Env = append(cleanEnv(), "ETCD_NAME=from-env", "ETCD_DATA_DIR="+dataDir)
+		// Run elsewhere than dataDir, where the default from-env.etcd would
+		// appear if ETCD_DATA_DIR were ignored.
+		cmd.Dir = t.TempDir()
 		var out syncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -194,40 +198,35 @@ func TestCLIEnvironmentConfiguresMember(t *testing.T) {
 		if err != nil || len(entries) == 0 {
 			t.Errorf("ETCD_DATA_DIR %s holds nothing (%v): the member wrote its data elsewhere", dataDir, err)
 		}
-		if _, err := os.Stat("from-env.etcd"); err == nil {
-			t.Errorf("the member also created the default data dir from-env.etcd in %s", mustGetwd(t))
+		if _, err := os.Stat(filepath.Join(cmd.Dir, "from-env.etcd")); err == nil {
+			t.Errorf("the member created the default data dir from-env.etcd in its working directory")
 		}
 	})
 }
 
-func mustGetwd(t *testing.T) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wd
-}
-
 func TestCLISignals(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
+	for _, sig := range []struct {
+		name string
+		syscall.Signal
+	}{{"SIGTERM", syscall.SIGTERM}, {"SIGINT", syscall.SIGINT}} {
+		t.Run(sig.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, engine string) {
 				m := startServingMember(t, engine)
 				if out, code := m.etcdctlStdin("", "put", "k", "v"); code != 0 {
 					t.Fatalf("put: exit %d\n%s", code, out)
 				}
 				cmd := m.cmd
-				if err := cmd.Process.Signal(sig); err != nil {
+				if err := cmd.Process.Signal(sig.Signal); err != nil {
 					t.Fatal(err)
 				}
 				select {
 				case <-m.exited:
 				case <-time.After(20 * time.Second):
-					t.Fatalf("cairn still running 20s after %v:\n%s", sig, m.logs())
+					t.Fatalf("cairn still running 20s after %s:\n%s", sig.name, m.logs())
 				}
 				m.cmd = nil
 				if code := cmd.ProcessState.ExitCode(); code != 0 {
-					t.Errorf("cairn exited %d after %v, want 0:\n%s", code, sig, m.logs())
+					t.Errorf("cairn exited %d after %s, want 0:\n%s", code, sig.name, m.logs())
 				}
 				if !strings.Contains(m.logs(), "ready to serve client requests") {
 					t.Errorf("log lacks etcd's %q:\n%s", "ready to serve client requests", m.logs())

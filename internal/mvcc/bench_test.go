@@ -11,6 +11,20 @@ const benchKeys = 10000
 
 func benchKey(i int) []byte { return fmt.Appendf(nil, "key/%05d", i%benchKeys) }
 
+// loadBenchKeys puts the benchKeys keys with value.
+func loadBenchKeys(b *testing.B, f *fixture, value []byte) {
+	a := f.kv.BeginApply()
+	for i := range benchKeys {
+		f.index++
+		if _, _, err := a.Put(f.index, &pb.PutRequest{Key: benchKey(i), Value: value}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := a.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkPut measures applying one put of a 256-byte value to one of 10k
 // existing keys: one engine batch, one index update, one event.
 func BenchmarkPut(b *testing.B) {
@@ -18,12 +32,7 @@ func BenchmarkPut(b *testing.B) {
 		b.Run(ec.name, func(b *testing.B) {
 			f := newFixture(b, ec, Options{})
 			value := make([]byte, 256)
-			for i := range benchKeys {
-				f.index++
-				if _, _, err := f.kv.Put(f.index, &pb.PutRequest{Key: benchKey(i), Value: value}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			loadBenchKeys(b, f, value)
 			reqs := make([]*pb.PutRequest, benchKeys)
 			for i := range reqs {
 				reqs[i] = &pb.PutRequest{Key: benchKey(i), Value: value}
@@ -38,6 +47,61 @@ func BenchmarkPut(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// BenchmarkApply measures applying the entries of one busy raft Ready, 64
+// puts of 256-byte values to existing keys: one by one, each its own engine
+// commit, and staged in one Applier, one engine commit. An op is the 64
+// entries; ns/entry divides by them.
+func BenchmarkApply(b *testing.B) {
+	const entries = 64
+	modes := []struct {
+		name  string
+		apply func(f *fixture, reqs []*pb.PutRequest) error
+	}{
+		{"one-by-one", func(f *fixture, reqs []*pb.PutRequest) error {
+			for _, req := range reqs {
+				f.index++
+				if _, _, err := f.kv.Put(f.index, req); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"applier", func(f *fixture, reqs []*pb.PutRequest) error {
+			a := f.kv.BeginApply()
+			for _, req := range reqs {
+				f.index++
+				if _, _, err := a.Put(f.index, req); err != nil {
+					a.Abort()
+					return err
+				}
+			}
+			return a.Commit()
+		}},
+	}
+	for _, ec := range engines {
+		for _, mode := range modes {
+			b.Run(ec.name+"/"+mode.name, func(b *testing.B) {
+				f := newFixture(b, ec, Options{})
+				value := make([]byte, 256)
+				loadBenchKeys(b, f, value)
+				reqs := make([]*pb.PutRequest, benchKeys)
+				for i := range reqs {
+					reqs[i] = &pb.PutRequest{Key: benchKey(i), Value: value}
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if err := mode.apply(f, reqs[i:i+entries]); err != nil {
+						b.Fatal(err)
+					}
+					i = (i + entries) % (benchKeys - entries)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*entries), "ns/entry")
+			})
+		}
 	}
 }
 
@@ -58,12 +122,7 @@ func BenchmarkRange(b *testing.B) {
 		b.Run(ec.name, func(b *testing.B) {
 			f := newFixture(b, ec, Options{})
 			value := make([]byte, 256)
-			for i := range benchKeys {
-				f.index++
-				if _, _, err := f.kv.Put(f.index, &pb.PutRequest{Key: benchKey(i), Value: value}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			loadBenchKeys(b, f, value)
 			for _, c := range cases {
 				b.Run(c.name, func(b *testing.B) {
 					b.ReportAllocs()

@@ -23,7 +23,16 @@ import (
 // compacting above the current revision fails with ErrFutureRev and a nil
 // done. Compacting at the current revision is allowed. Either way the
 // applied index advances. Other errors are engine failures, as for Put.
+//
+// A compaction is never part of an Applier's batch: it checks rev against
+// the committed revision and publishes the compaction at once, so the
+// writer commits its open Applier before a compaction entry and opens a
+// new one after it. Compactions are rare, so the extra engine commit costs
+// nothing that matters. It panics if an Applier is open.
 func (kv *KV) Compact(index uint64, rev int64) (done <-chan struct{}, err error) {
+	if kv.applying {
+		panic("mvcc: Compact while an Applier is open")
+	}
 	kv.mu.RLock()
 	compacted, current := kv.compactRev, kv.rev
 	kv.mu.RUnlock()

@@ -35,3 +35,21 @@ var ErrInvalidSortOption = errors.New("mvcc: invalid sort option")
 // ErrTxnNotReadOnly: TxnRead was given a txn that IsTxnReadOnly rejects;
 // such a txn must go through raft and Txn.
 var ErrTxnNotReadOnly = errors.New("mvcc: txn is not read-only")
+
+// isRequestError reports whether err is one of the sentinels above: the
+// request failed, not the store. Any other error from the apply path is an
+// engine failure.
+func isRequestError(err error) bool {
+	for _, s := range requestErrors {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var requestErrors = []error{
+	ErrCompacted, ErrFutureRev, ErrEmptyKey, ErrTooManyOps, ErrDuplicateKey,
+	ErrLeaseNotFound, ErrKeyNotFound, ErrValueProvided, ErrLeaseProvided,
+	ErrInvalidSortOption, ErrTxnNotReadOnly,
+}

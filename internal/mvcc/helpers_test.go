@@ -46,6 +46,84 @@ type fixture struct {
 	e     storage.Engine
 	kv    *KV
 	index uint64
+
+	// In batched mode, run stages consecutive writes in one Applier, ap,
+	// and commits it before anything else; committed is the index of the
+	// last committed entry.
+	batched   bool
+	ap        *Applier
+	committed uint64
+}
+
+// entryApplier applies or stages raft entries: *KV one by one, *Applier in
+// a batch.
+type entryApplier interface {
+	Put(index uint64, req *pb.PutRequest) (*pb.PutResponse, []*mvccpb.Event, error)
+	DeleteRange(index uint64, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, []*mvccpb.Event, error)
+	Txn(index uint64, req *pb.TxnRequest) (*pb.TxnResponse, []*mvccpb.Event, error)
+}
+
+// writer returns what the next write entry goes through.
+func (f *fixture) writer() entryApplier {
+	if !f.batched {
+		return f.kv
+	}
+	if f.ap == nil {
+		f.ap = f.kv.BeginApply()
+	}
+	return f.ap
+}
+
+// applyEntry applies, or in batched mode stages, the next raft entry,
+// which carries req: a put, delete or txn request, or nil for an entry
+// that does not touch the KV.
+func (f *fixture) applyEntry(req any) (resp proto.Message, evs []*mvccpb.Event, err error) {
+	f.index++
+	switch r := req.(type) {
+	case *pb.PutRequest:
+		resp, evs, err = f.writer().Put(f.index, r)
+	case *pb.DeleteRangeRequest:
+		resp, evs, err = f.writer().DeleteRange(f.index, r)
+	case *pb.TxnRequest:
+		resp, evs, err = f.writer().Txn(f.index, r)
+	case nil:
+		err = f.setApplied(f.index)
+	default:
+		f.t.Fatalf("unknown entry %T", req)
+	}
+	if f.ap == nil {
+		f.committed = f.index
+	}
+	return resp, evs, err
+}
+
+// setApplied applies or stages an entry that does not touch the KV.
+func (f *fixture) setApplied(index uint64) error {
+	if f.batched {
+		if f.ap == nil {
+			f.ap = f.kv.BeginApply()
+		}
+		f.ap.SetApplied(index)
+		return nil
+	}
+	return f.kv.SetApplied(index)
+}
+
+// flush commits the open Applier, if any.
+func (f *fixture) flush() {
+	f.t.Helper()
+	if f.ap == nil {
+		return
+	}
+	// Nothing staged is visible before the commit.
+	if got := f.kv.AppliedIndex(); got != f.committed {
+		f.t.Fatalf("applied index %d before commit, want %d", got, f.committed)
+	}
+	if err := f.ap.Commit(); err != nil {
+		f.t.Fatalf("commit: %v", err)
+	}
+	f.ap = nil
+	f.committed = f.index
 }
 
 func newFixture(t testing.TB, ec engineCase, opts Options) *fixture {
@@ -73,6 +151,10 @@ func (f *fixture) close() {
 	if f.kv == nil {
 		return
 	}
+	if f.ap != nil {
+		f.ap.Abort()
+		f.ap = nil
+	}
 	if err := f.kv.Close(); err != nil {
 		f.t.Errorf("close kv: %v", err)
 	}
@@ -86,6 +168,7 @@ func (f *fixture) close() {
 // them again from the directory.
 func (f *fixture) reopen() {
 	f.t.Helper()
+	f.flush()
 	if err := f.kv.Close(); err != nil {
 		f.t.Fatalf("close kv: %v", err)
 	}
@@ -161,20 +244,18 @@ func (f *fixture) run(i int, st step) {
 		evs []*mvccpb.Event
 		err error
 	)
+	switch st.do.(type) {
+	case *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest:
+	default:
+		f.flush()
+	}
 	switch req := st.do.(type) {
 	case *pb.RangeRequest:
 		got, err = f.kv.Range(req)
 	case readTxn:
 		got, err = f.kv.TxnRead(req.req)
-	case *pb.PutRequest:
-		f.index++
-		got, evs, err = f.kv.Put(f.index, req)
-	case *pb.DeleteRangeRequest:
-		f.index++
-		got, evs, err = f.kv.DeleteRange(f.index, req)
-	case *pb.TxnRequest:
-		f.index++
-		got, evs, err = f.kv.Txn(f.index, req)
+	case *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest:
+		got, evs, err = f.applyEntry(req)
 	case compact:
 		f.index++
 		var done <-chan struct{}
@@ -190,8 +271,14 @@ func (f *fixture) run(i int, st step) {
 	if !errors.Is(err, st.err) {
 		f.t.Fatalf("step %d (%T): error %v, want %v", i, st.do, err, st.err)
 	}
-	if got := f.kv.AppliedIndex(); got != f.index {
-		f.t.Fatalf("step %d: applied index %d, want %d", i, got, f.index)
+	wantApplied := f.index
+	if f.ap != nil {
+		wantApplied = f.committed
+	} else {
+		f.committed = f.index
+	}
+	if got := f.kv.AppliedIndex(); got != wantApplied {
+		f.t.Fatalf("step %d: applied index %d, want %d", i, got, wantApplied)
 	}
 	if st.want == nil {
 		return
@@ -204,24 +291,35 @@ func (f *fixture) run(i int, st step) {
 	}
 }
 
+// runScenarios runs every scenario on every engine twice: applying each
+// write on its own, and staging each run of consecutive writes in one
+// Applier, committed before the next read, compaction or reopen. Both must
+// give the same answers.
 func runScenarios(t *testing.T, scs []scenario) {
 	forEachEngine(t, func(t *testing.T, ec engineCase) {
 		for _, sc := range scs {
 			t.Run(sc.name, func(t *testing.T) {
-				f := newFixture(t, ec, sc.opts)
-				for i, st := range sc.steps {
-					f.run(i, st)
-				}
-				// Whatever the scenario did, a reopened store must hold
-				// exactly the same history.
-				before := f.dump()
-				f.reopen()
-				if d := cmp.Diff(before, f.dump(), diffOpts...); d != "" {
-					t.Fatalf("state differs after reopen (-before +after):\n%s", d)
-				}
+				t.Run("one-by-one", func(t *testing.T) { runScenario(t, ec, sc, false) })
+				t.Run("batched", func(t *testing.T) { runScenario(t, ec, sc, true) })
 			})
 		}
 	})
+}
+
+func runScenario(t *testing.T, ec engineCase, sc scenario, batched bool) {
+	f := newFixture(t, ec, sc.opts)
+	f.batched = batched
+	for i, st := range sc.steps {
+		f.run(i, st)
+	}
+	f.flush()
+	// Whatever the scenario did, a reopened store must hold exactly the
+	// same history.
+	before := f.dump()
+	f.reopen()
+	if d := cmp.Diff(before, f.dump(), diffOpts...); d != "" {
+		t.Fatalf("state differs after reopen (-before +after):\n%s", d)
+	}
 }
 
 // stateDump is everything observable about a store: its revisions and the
@@ -242,6 +340,18 @@ func (f *fixture) dump() stateDump {
 		}
 		d.ByRev[r] = resp
 	}
+	return d
+}
+
+// dumpCurrent is dump with the key space at the current revision only.
+func (f *fixture) dumpCurrent() stateDump {
+	f.t.Helper()
+	d := stateDump{Rev: f.kv.Rev(), CompactRev: f.kv.CompactRev(), Applied: f.kv.AppliedIndex()}
+	resp, err := f.kv.Range(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	if err != nil {
+		f.t.Fatalf("dump: %v", err)
+	}
+	d.ByRev = map[int64]*pb.RangeResponse{d.Rev: resp}
 	return d
 }
 

@@ -9,9 +9,11 @@
 // rebuilt from the KV bucket at Open.
 //
 // Concurrency: one goroutine, the store actor, calls the writing methods
-// (Put, DeleteRange, Txn, Compact, SetApplied). Range, TxnRead and the
-// accessors may be called from any goroutine at the same time; each read
-// sees the state at one revision, never part of a write.
+// (BeginApply and the Applier it returns, which applies many raft entries in
+// one engine commit; Put, DeleteRange, Txn, SetApplied, which apply one;
+// Compact). Range, TxnRead and the accessors may be called from any
+// goroutine at the same time; each read sees the state at one revision,
+// never part of a write nor of an Applier's batch.
 //
 // Responses and events may share KeyValue messages with each other; callers
 // treat everything returned as read-only.
@@ -25,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/btree"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -87,7 +90,10 @@ type KV struct {
 
 	compactor *compactor
 
-	// Scratch buffers of the writer goroutine.
+	// Writer goroutine only: whether an Applier is open, the tree of its
+	// staged keys (kept for the next one), and scratch buffers.
+	applying       bool
+	staged         *btree.BTreeG[*stagedKey]
 	keyBuf, valBuf []byte
 }
 
@@ -114,7 +120,7 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 	if opts.CompactionSleepInterval == 0 {
 		opts.CompactionSleepInterval = DefaultCompactionSleepInterval
 	}
-	kv := &KV{e: e, opts: opts, lg: opts.Logger, idx: newIndex(), rev: 1, compactRev: -1}
+	kv := &KV{e: e, opts: opts, lg: opts.Logger, idx: newIndex(), rev: 1, compactRev: -1, staged: newStagedTree()}
 
 	applied, _, err := readMeta(e, appliedIndexKey)
 	if err != nil {
@@ -251,16 +257,12 @@ func (kv *KV) MaxTxnOps() int {
 }
 
 // SetApplied records that the raft entry at index was applied without
-// touching the KV (a lease or membership change, for example).
+// touching the KV (a lease or membership change, for example), as a
+// one-entry Applier.
 func (kv *KV) SetApplied(index uint64) error {
-	b := kv.e.NewBatch()
-	defer b.Close()
-	kv.putApplied(b, index)
-	if err := b.Commit(false); err != nil {
-		return fmt.Errorf("mvcc: commit applied index: %w", err)
-	}
-	kv.applied.Store(index)
-	return nil
+	a := kv.BeginApply()
+	a.SetApplied(index)
+	return a.Commit()
 }
 
 // putApplied adds the applied index to a batch: the index commits together

@@ -67,57 +67,78 @@ func (m *model) rangeAt(rev int64) []*mvccpb.KeyValue {
 
 // TestAgainstModel applies random puts, deletes, txns, compactions and
 // reopens, and after each checks every readable revision against the model.
+// Batched, it stages the writes in Appliers committed at random points, and
+// checks that until a commit the store shows the model as of the last one.
 func TestAgainstModel(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, ec engineCase) {
-		rng := rand.New(rand.NewPCG(1, 2))
-		f := newFixture(t, ec, Options{CompactionBatchLimit: 3, CompactionSleepInterval: 1})
-		m := newModel()
-		key := func() string { return fmt.Sprintf("k%d", rng.IntN(8)) }
-		writeOp := func() *pb.RequestOp {
-			switch rng.IntN(4) {
-			case 0:
-				return opDel(del(key()))
-			case 1:
-				return opDel(delRange(key(), key()))
-			}
-			return opPut(put(key(), fmt.Sprint(rng.IntN(1000))))
+		t.Run("one-by-one", func(t *testing.T) { testAgainstModel(t, ec, false) })
+		t.Run("batched", func(t *testing.T) { testAgainstModel(t, ec, true) })
+	})
+}
+
+func testAgainstModel(t *testing.T, ec engineCase, batched bool) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	f := newFixture(t, ec, Options{CompactionBatchLimit: 3, CompactionSleepInterval: 1})
+	f.batched = batched
+	m := newModel()
+	committedRev := m.rev
+	key := func() string { return fmt.Sprintf("k%d", rng.IntN(8)) }
+	writeOp := func() *pb.RequestOp {
+		switch rng.IntN(4) {
+		case 0:
+			return opDel(del(key()))
+		case 1:
+			return opDel(delRange(key(), key()))
 		}
-		for i := range 300 {
-			f.index++
-			var err error
-			switch n := rng.IntN(10); {
-			case n < 7:
-				var ops []*pb.RequestOp
-				for range 1 + rng.IntN(3) {
-					ops = append(ops, writeOp())
-				}
-				req := txn(nil, ops, nil)
-				if ValidateTxn(req, DefaultMaxTxnOps) != nil {
-					err = f.kv.SetApplied(f.index)
-					break
-				}
-				_, _, err = f.kv.Txn(f.index, req)
-				m.apply(ops)
-			case n < 9:
-				rev := m.compactRev + 1 + rng.Int64N(3)
-				var done <-chan struct{}
-				done, err = f.kv.Compact(f.index, rev)
-				if rev > m.rev {
-					err = expect(err, ErrFutureRev)
-					break
-				}
-				waitDone(t, done)
-				m.compactRev = rev
-			default:
-				err = f.kv.SetApplied(f.index)
+		return opPut(put(key(), fmt.Sprint(rng.IntN(1000))))
+	}
+	for i := range 300 {
+		f.index++
+		var err error
+		switch n := rng.IntN(10); {
+		case n < 7:
+			var ops []*pb.RequestOp
+			for range 1 + rng.IntN(3) {
+				ops = append(ops, writeOp())
+			}
+			req := txn(nil, ops, nil)
+			if ValidateTxn(req, DefaultMaxTxnOps) != nil {
+				err = f.setApplied(f.index)
+				break
+			}
+			_, _, err = f.writer().Txn(f.index, req)
+			m.apply(ops)
+		case n < 9:
+			f.flush()
+			rev := m.compactRev + 1 + rng.Int64N(3)
+			var done <-chan struct{}
+			done, err = f.kv.Compact(f.index, rev)
+			f.committed = f.index
+			if rev > m.rev {
+				err = expect(err, ErrFutureRev)
+				break
+			}
+			waitDone(t, done)
+			m.compactRev = rev
+		default:
+			err = f.setApplied(f.index)
+			if rng.IntN(2) == 0 {
 				f.reopen()
 			}
-			if err != nil {
-				t.Fatalf("op %d: %v", i, err)
-			}
-			checkModel(t, i, f.kv, m)
 		}
-	})
+		if err != nil {
+			t.Fatalf("op %d: %v", i, err)
+		}
+		if f.ap != nil && rng.IntN(4) == 0 {
+			f.flush()
+		}
+		if f.ap == nil {
+			committedRev = m.rev
+		}
+		visible := *m
+		visible.rev = committedRev
+		checkModel(t, i, f.kv, &visible)
+	}
 }
 
 func checkModel(t *testing.T, step int, kv *KV, m *model) {

@@ -15,8 +15,10 @@ import (
 
 // view reads the store as of one revision. A read-only view sees the
 // committed state at rev. The view of a write txn (w set) has rev = the
-// revision before the txn, and its reads "at the current revision" also see
-// the txn's own changes, as etcd's do.
+// revision before the entry, which may be that of an entry staged in the
+// same Applier: its reads see the staged entries up to the revision they
+// read at, and reads "at the current revision" also see the entry's own
+// changes, as etcd's do.
 type view struct {
 	kv         *KV
 	rev        int64
@@ -44,7 +46,7 @@ func (kv *KV) readView() *view {
 // headerRev is the revision a response reports: the txn's new revision once
 // it has changed something, the view's revision otherwise.
 func (v *view) headerRev() int64 {
-	if v.w != nil && len(v.w.changes) > 0 {
+	if v.w != nil && v.w.changed() {
 		return v.rev + 1
 	}
 	return v.rev
@@ -73,19 +75,24 @@ type rangeEntry struct {
 	mod     revision
 	created int64
 	ver     int64
-	staged  *mvccpb.KeyValue // the txn's own uncommitted value, if it is one
+	staged  *mvccpb.KeyValue // the uncommitted value of a staged entry, if it is one
 }
 
 // all is a keep limit of collect that keeps every entry.
 const all = math.MaxInt
 
-// collect finds the keys of span s that exist at atRev, merged with the
-// txn's own changes when own is set. It keeps the first keep of them, in key
-// order, and counts them all, as etcd's count ignores the limit.
+// collect finds the keys of span s that exist at atRev, merged, in a write
+// txn, with the staged changes up to atRev and with the entry's own changes
+// when own is set. It keeps the first keep of them, in key order, and counts
+// them all, as etcd's count ignores the limit.
 func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []rangeEntry, total int) {
 	var staged []change
-	if own && v.w != nil {
-		staged = v.w.changesIn(s)
+	if v.w != nil {
+		limit := atRev
+		if own {
+			limit = v.rev + 1
+		}
+		staged = v.w.a.visible(s, limit)
 	}
 	add := func(e rangeEntry) {
 		total++
@@ -105,7 +112,7 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 			staged = staged[1:]
 		}
 		if len(staged) > 0 && bytes.Equal(staged[0].kv.Key, ki.key) {
-			// The txn changed this key: its own state replaces the
+			// A staged entry changed this key: its state replaces the
 			// committed one.
 			addStaged(staged[0])
 			staged = staged[1:]
@@ -124,7 +131,7 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 }
 
 // fetch returns the full key-values of entries, read from the KV bucket (or
-// copied from the txn's own changes). Every message is new, so callers may
+// copied from the staged changes). Every message is new, so callers may
 // modify them.
 func (v *view) fetch(ents []rangeEntry) ([]*mvccpb.KeyValue, error) {
 	kvs := make([]*mvccpb.KeyValue, len(ents))
@@ -173,7 +180,8 @@ func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
 }
 
 // current returns the full key-value of one key at the view's current
-// revision (with the txn's own changes), or nil if the key does not exist.
+// revision (with the entry's own changes), or nil if the key does not
+// exist.
 func (v *view) current(key []byte) (*mvccpb.KeyValue, error) {
 	ents, _ := v.collect(keySpan{key: key, single: true}, v.rev, true, 1)
 	if len(ents) == 0 {

@@ -8,19 +8,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// Txn applies the raft entry at index, a txn, and returns one event per
-// changed key in the order the txn made the changes. The request is
-// expected to have passed ValidateTxn. Errors are as for Put: a txn that
-// fails (a lease or key that does not exist, a range at a compacted or
-// future revision) changes nothing.
+// Txn applies the raft entry at index, a txn, as a one-entry Applier (see
+// Applier.Txn). Errors are as for Put.
 func (kv *KV) Txn(index uint64, req *pb.TxnRequest) (*pb.TxnResponse, []*mvccpb.Event, error) {
-	w := kv.beginWrite()
-	resp, err := w.txn(req)
-	evs, err := w.finish(index, err)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, evs, nil
+	return applyOne(kv, func(a *Applier) (*pb.TxnResponse, []*mvccpb.Event, error) { return a.Txn(index, req) })
 }
 
 // TxnRead serves a txn that IsTxnReadOnly accepts, without raft, at one

@@ -1,77 +1,48 @@
 package mvcc
 
 import (
-	"bytes"
-	"fmt"
-	"slices"
-
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/cairn-kv/cairn/internal/storage"
 )
 
-// writeTxn stages the changes of one raft entry. Nothing is visible to
-// readers, nor written to the engine, until finish commits them all at once;
-// a request that fails part way is discarded whole.
+// writeTxn stages the changes of one raft entry in an Applier, on top of
+// the entries staged before it. Its view reads the Applier's overlay; a
+// request that fails part way is discarded whole (see Applier.end).
 type writeTxn struct {
 	view
-	changes []change
-	latest  map[string]int // key -> position in changes of its last change
+	a     *Applier
+	start int // position in a.changes of the entry's first change
 }
 
-// change is one write of a txn. Writes are numbered by sub revision in the
-// order they are made, which is also the order of their events.
+// change is one write of an entry. The writes of one entry are numbered by
+// sub revision in the order they are made, which is also the order of their
+// events.
 type change struct {
 	rev revision
 	// kv is the new key-value; for a deletion it holds the key and the
 	// mod revision only, as etcd's delete events do.
 	kv      *mvccpb.KeyValue
 	deleted bool
-	// before is the key's value before the txn began (nil if it did not
+	// before is the key's value before the entry began (nil if it did not
 	// exist): the PrevKv of the change's event. It is the value before the
-	// txn, not before this change, because that is what etcd's watch
+	// entry, not before this change, because that is what etcd's watch
 	// reports, looking the key up at the revision before the event's.
 	before *mvccpb.KeyValue
 }
 
-// beginWrite starts a write on top of the current revision. Only the writer
-// goroutine calls it, so the revision cannot move under the txn.
-func (kv *KV) beginWrite() *writeTxn {
-	kv.mu.RLock()
-	w := &writeTxn{view: view{kv: kv, rev: kv.rev, compactRev: kv.compactRev}}
-	kv.mu.RUnlock()
-	w.view.w = w
-	return w
-}
-
-// Put applies the raft entry at index, a put. Besides the response it
-// returns the one event the put causes. On error the store is unchanged but
-// for the applied index. An error that is none of this package's sentinels
-// is an engine failure, after which the caller should stop applying.
+// Put applies the raft entry at index, a put, as a one-entry Applier (see
+// Applier.Put). On error the store is unchanged but for the applied index;
+// an error that is none of this package's sentinels is an engine failure,
+// after which the applied index has not moved either and the caller should
+// stop applying.
 func (kv *KV) Put(index uint64, req *pb.PutRequest) (*pb.PutResponse, []*mvccpb.Event, error) {
-	w := kv.beginWrite()
-	resp, err := w.put(req)
-	evs, err := w.finish(index, err)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, evs, nil
+	return applyOne(kv, func(a *Applier) (*pb.PutResponse, []*mvccpb.Event, error) { return a.Put(index, req) })
 }
 
-// DeleteRange applies the raft entry at index, a delete, and returns one
-// event per deleted key, in key order. Deleting nothing leaves the revision
-// as it is. Errors are as for Put.
+// DeleteRange applies the raft entry at index, a delete, as a one-entry
+// Applier (see Applier.DeleteRange). Errors are as for Put.
 func (kv *KV) DeleteRange(index uint64, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, []*mvccpb.Event, error) {
-	w := kv.beginWrite()
-	resp, err := w.deleteRange(req)
-	evs, err := w.finish(index, err)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, evs, nil
+	return applyOne(kv, func(a *Applier) (*pb.DeleteRangeResponse, []*mvccpb.Event, error) { return a.DeleteRange(index, req) })
 }
 
 func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
@@ -128,96 +99,29 @@ func (w *writeTxn) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeRespons
 	return resp, nil
 }
 
-// existedBefore reports whether key existed before the txn.
+// existedBefore reports whether key existed before the entry.
 func (w *writeTxn) existedBefore(key []byte) bool {
 	_, n := w.collect(keySpan{key: key, single: true}, w.rev, false, 0)
 	return n > 0
 }
 
-// stage adds a change; prior is the key's value in the txn's current state
-// just before it.
+// stage adds a change at the entry's revision; prior is the key's value in
+// the entry's current state just before it.
 func (w *writeTxn) stage(kv *mvccpb.KeyValue, deleted bool, prior *mvccpb.KeyValue) {
-	c := change{rev: revision{main: w.rev + 1, sub: int64(len(w.changes))}, kv: kv, deleted: deleted, before: prior}
-	if w.latest == nil {
-		w.latest = make(map[string]int)
-	}
-	k := string(kv.Key)
-	if i, ok := w.latest[k]; ok {
-		c.before = w.changes[i].before
-	}
-	w.latest[k] = len(w.changes)
-	w.changes = append(w.changes, c)
+	sub := int64(len(w.a.changes) - w.start)
+	w.a.stage(w.start, change{rev: revision{main: w.rev + 1, sub: sub}, kv: kv, deleted: deleted, before: prior})
 }
 
-// changesIn returns the last change of each key of span s the txn has
-// changed, in key order.
-func (w *writeTxn) changesIn(s keySpan) []change {
-	if len(w.changes) == 0 {
-		return nil
-	}
-	if s.single {
-		if i, ok := w.latest[string(s.key)]; ok {
-			return []change{w.changes[i]}
-		}
-		return nil
-	}
-	var out []change
-	for _, i := range w.latest {
-		if s.contains(w.changes[i].kv.Key) {
-			out = append(out, w.changes[i])
-		}
-	}
-	slices.SortFunc(out, func(a, b change) int { return bytes.Compare(a.kv.Key, b.kv.Key) })
-	return out
+// changed reports whether the entry has changed anything so far.
+func (w *writeTxn) changed() bool {
+	return len(w.a.changes) > w.start
 }
 
-// finish ends the write of the raft entry at index. If failed is nil the
-// changes, the new revision and the applied index commit in one engine
-// batch and are then published to readers; otherwise only the applied index
-// moves, and failed is returned. It returns the events of the changes.
-func (w *writeTxn) finish(index uint64, failed error) ([]*mvccpb.Event, error) {
-	kv := w.kv
-	b := kv.e.NewBatch()
-	defer b.Close()
-	if failed == nil {
-		for _, c := range w.changes {
-			val, err := proto.MarshalOptions{}.MarshalAppend(kv.valBuf[:0], c.kv)
-			if err != nil {
-				return nil, fmt.Errorf("mvcc: encode key-value: %w", err)
-			}
-			kv.valBuf = val
-			kv.keyBuf = appendRevKey(kv.keyBuf[:0], c.rev, c.deleted)
-			b.Put(storage.KV, kv.keyBuf, val)
-		}
-	}
-	kv.putApplied(b, index)
-	if err := b.Commit(false); err != nil {
-		return nil, fmt.Errorf("mvcc: commit entry %d: %w", index, err)
-	}
-	if failed != nil || len(w.changes) == 0 {
-		kv.applied.Store(index)
-		return nil, failed
-	}
-
-	kv.mu.Lock()
-	for _, c := range w.changes {
-		if !c.deleted {
-			kv.idx.put(c.kv.Key, c.rev)
-		} else if !kv.idx.tombstone(c.kv.Key, c.rev) {
-			kv.lg.Error("deleted key missing from the index", zap.ByteString("key", c.kv.Key))
-		}
-	}
-	kv.rev = w.rev + 1
-	kv.mu.Unlock()
-	// Published after the revision, so that whoever waits for an applied
-	// index to read its effects finds them.
-	kv.applied.Store(index)
-	return w.events(), nil
-}
-
+// events returns the events of the entry's changes.
 func (w *writeTxn) events() []*mvccpb.Event {
-	evs := make([]*mvccpb.Event, len(w.changes))
-	for i, c := range w.changes {
+	own := w.a.changes[w.start:]
+	evs := make([]*mvccpb.Event, len(own))
+	for i, c := range own {
 		ev := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: c.kv}
 		if c.deleted {
 			ev.Type = mvccpb.Event_DELETE

@@ -258,8 +258,9 @@ type raftActor struct {
 	node *Node
 	self *actors.Ref
 
-	confState      *raftpb.ConfState
-	readyScheduled bool
+	confState       *raftpb.ConfState
+	readyScheduled  bool
+	campaignPending bool
 
 	// waitingProposals wait for a leader to be known.
 	waitingProposals []proposeMsg
@@ -332,15 +333,25 @@ func (a *raftActor) step(m *raftpb.Message) {
 }
 
 // campaign makes a sole voter leader at once instead of after an election
-// timeout; in a larger cluster the election runs as usual.
+// timeout; in a larger cluster the election runs as usual. Raft refuses to
+// campaign while configuration changes are committed but not yet applied
+// (a fresh bootstrap), so the attempt waits for them, retried after each
+// Ready.
 func (a *raftActor) campaign() {
 	st := a.rn.Status()
-	if len(st.Config.Voters.IDs()) == 1 {
-		if _, ok := st.Config.Voters.IDs()[a.cfg.ID]; ok {
-			if err := a.rn.Campaign(); err != nil {
-				a.lg.Warn("campaign failed", zap.Error(err))
-			}
-		}
+	voters := st.Config.Voters.IDs()
+	if _, self := voters[a.cfg.ID]; len(voters) != 1 || !self || st.Lead != raft.None {
+		a.campaignPending = false
+		return
+	}
+	if st.Applied < st.GetCommit() {
+		a.campaignPending = true
+		a.scheduleReady()
+		return
+	}
+	a.campaignPending = false
+	if err := a.rn.Campaign(); err != nil {
+		a.lg.Warn("campaign failed", zap.Error(err))
 	}
 	a.scheduleReady()
 }
@@ -396,6 +407,9 @@ func (a *raftActor) handleReady() {
 		a.cfg.Commit(rd.CommittedEntries)
 	}
 	a.rn.Advance(rd)
+	if a.campaignPending {
+		a.campaign()
+	}
 	if len(a.waitingProposals) > 0 && a.rn.BasicStatus().Lead != raft.None {
 		waiting := a.waitingProposals
 		a.waitingProposals = nil

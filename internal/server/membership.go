@@ -26,8 +26,8 @@ func memberID(peerURLs []url.URL, token string) uint64 {
 	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }
 
-// clusterID derives the cluster ID from the sorted member IDs.
-func clusterID(ids []uint64) uint64 {
+// clusterIDOf derives the cluster ID from the sorted member IDs.
+func clusterIDOf(ids []uint64) uint64 {
 	sorted := append([]uint64(nil), ids...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 	h := sha1.New()

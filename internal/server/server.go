@@ -80,18 +80,21 @@ func (s *Server) start() error {
 	if err := s.openStorage(); err != nil {
 		return err
 	}
-	selfID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
+	initialID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
+	selfID, clusterID, err := loadIdentity(s.engine, initialID, clusterIDOf([]uint64{initialID}))
+	if err != nil {
+		return fmt.Errorf("member identity: %w", err)
+	}
 	cl := &staticCluster{members: []*pb.Member{{
 		ID:         selfID,
 		Name:       cfg.Name,
 		PeerURLs:   urlStrings(cfg.InitialAdvertisePeerURLs),
 		ClientURLs: urlStrings(cfg.AdvertiseClientURLs),
 	}}}
-	var err error
 	s.store, err = store.Start(s.sys, store.Config{
 		Engine:            s.engine,
 		KV:                s.kv,
-		ClusterID:         clusterID([]uint64{selfID}),
+		ClusterID:         clusterID,
 		MemberID:          selfID,
 		MaxRequestBytes:   int(cfg.MaxRequestBytes),
 		MaxTxnOps:         int(cfg.MaxTxnOps),

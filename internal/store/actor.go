@@ -1,11 +1,15 @@
 package store
 
 import (
+	"errors"
+
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
 // The store actor's messages.
@@ -85,8 +89,16 @@ func (a *storeActor) failAll() {
 // apply applies committed entries in order. Entries at or below the MVCC
 // applied index were applied before a restart and are skipped, so replay
 // never applies an entry twice.
+//
+// The entries are staged in one MVCC Applier and committed to the engine
+// once, and only then are their waiters answered and the applied index
+// advanced: no client learns of an entry that a read could not yet see. A
+// compaction cannot join a batch (see mvcc.Applier), so it commits the
+// entries before it and starts a new batch after it.
 func (a *storeActor) apply(ents []*raftpb.Entry) {
 	kv := a.c.kv
+	ap := kv.BeginApply()
+	var replies []pendingReply
 	last := uint64(0)
 	for _, e := range ents {
 		index := e.GetIndex()
@@ -96,52 +108,84 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 		}
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			// Leader no-ops and configuration changes carry no KV change.
-			if err := kv.SetApplied(index); err != nil {
-				a.lg.Fatal("failed to record applied index", zap.Uint64("index", index), zap.Error(err))
-			}
+			ap.SetApplied(index)
 			continue
 		}
 		r := &pb.InternalRaftRequest{}
 		if err := proto.Unmarshal(e.GetData(), r); err != nil {
 			a.lg.Fatal("corrupt raft entry", zap.Uint64("index", index), zap.Error(err))
 		}
-		res := a.applyRequest(index, r)
+		var res result
+		if r.Compaction != nil {
+			replies = a.commit(ap, replies)
+			res = a.compact(index, r.Compaction)
+			ap = kv.BeginApply()
+		} else {
+			res = a.stage(ap, index, r)
+		}
 		if r.Header != nil {
 			if w, ok := a.waiters[r.Header.ID]; ok {
 				delete(a.waiters, r.Header.ID)
-				w(res)
+				replies = append(replies, pendingReply{reply: w, res: res})
 			}
 		}
 	}
+	a.commit(ap, replies)
 	if last > 0 {
 		a.c.applied.advance(last)
 		a.maybeCheckpoint(last)
 	}
 }
 
-func (a *storeActor) applyRequest(index uint64, r *pb.InternalRaftRequest) result {
-	kv := a.c.kv
+// pendingReply is a waiter's answer, held back until its entry commits.
+type pendingReply struct {
+	reply func(result)
+	res   result
+}
+
+// commit commits the staged entries, then answers their waiters. It
+// returns replies emptied for reuse. An engine failure is fatal: the state
+// machine cannot go on without the entries, nor skip them.
+func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingReply {
+	if err := ap.Commit(); err != nil {
+		a.lg.Fatal("failed to apply committed entries", zap.Uint64("applied-index", a.c.kv.AppliedIndex()), zap.Error(err))
+	}
+	for i, p := range replies {
+		p.reply(p.res)
+		replies[i] = pendingReply{}
+	}
+	return replies[:0]
+}
+
+// stage stages one request. An engine failure is not answered here: it
+// poisons the Applier, and commit reports it.
+func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftRequest) result {
 	var res result
 	switch {
 	case r.Put != nil:
-		res.resp, _, res.err = kv.Put(index, r.Put)
+		res.resp, _, res.err = ap.Put(index, r.Put)
 	case r.DeleteRange != nil:
-		res.resp, _, res.err = kv.DeleteRange(index, r.DeleteRange)
+		res.resp, _, res.err = ap.DeleteRange(index, r.DeleteRange)
 	case r.Txn != nil:
-		res.resp, _, res.err = kv.Txn(index, r.Txn)
-	case r.Compaction != nil:
-		done, err := kv.Compact(index, r.Compaction.Revision)
-		res.resp, res.err = compactResult{rev: kv.Rev(), done: done}, err
+		res.resp, _, res.err = ap.Txn(index, r.Txn)
 	default:
 		// A request kind this version does not know: record it as applied
 		// so the log can move on, and fail the caller.
 		a.lg.Warn("unknown request in raft entry", zap.Uint64("index", index))
-		if err := kv.SetApplied(index); err != nil {
-			a.lg.Fatal("failed to record applied index", zap.Uint64("index", index), zap.Error(err))
-		}
+		ap.SetApplied(index)
 		res.err = errUnknownRequest
 	}
 	return res
+}
+
+// compact applies a compaction entry; no Applier may be open.
+func (a *storeActor) compact(index uint64, c *pb.CompactionRequest) result {
+	kv := a.c.kv
+	done, err := kv.Compact(index, c.Revision)
+	if err != nil && !errors.Is(err, mvcc.ErrCompacted) && !errors.Is(err, mvcc.ErrFutureRev) {
+		a.lg.Fatal("failed to apply compaction", zap.Uint64("index", index), zap.Error(err))
+	}
+	return result{resp: compactResult{rev: kv.Rev(), done: done}, err: err}
 }
 
 // maybeCheckpoint makes the engine durable up to index in the background

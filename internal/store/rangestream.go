@@ -45,6 +45,9 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 	r.Limit = min(firstChunkKeys, total)
 	target := c.cfg.MaxRequestBytes
 	sent := int64(0)
+	// The final header carries the store's revision when the stream began,
+	// as Range would report it, even for a read at a past revision.
+	headerRev := int64(0)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -53,15 +56,18 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 		if err != nil {
 			return err
 		}
-		// Pin every later chunk to the revision the first one saw.
-		if r.Revision == 0 {
-			r.Revision = resp.Header.Revision
+		if headerRev == 0 {
+			headerRev = resp.Header.Revision
+			// Pin every later chunk to the revision the first one saw.
+			if r.Revision == 0 {
+				r.Revision = headerRev
+			}
 		}
 		sent += int64(len(resp.Kvs))
 		out := &pb.RangeResponse{Kvs: resp.Kvs}
 		last := !resp.More || sent == total
 		if last {
-			out.Header = c.header(r.Revision)
+			out.Header = c.header(headerRev)
 			out.More = resp.More
 			// resp.Count counts from this chunk's first key to the end of
 			// the range; add what earlier chunks returned.

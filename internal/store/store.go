@@ -302,12 +302,17 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftAppliedIndex: c.kv.AppliedIndex(),
 		StorageVersion:   storageVersion,
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
+		DowngradeInfo:    &pb.DowngradeInfo{},
 	}, nil
 }
 
 // Header returns a response header at the current revision, for front-end
-// services (Cluster, Maintenance) that answer without touching the store.
+// services (Maintenance) that answer without touching the store.
 func (c *Client) Header() *pb.ResponseHeader { return c.header(c.kv.Rev()) }
+
+// ClusterHeader returns a header without a revision, as etcd's Cluster
+// service sends.
+func (c *Client) ClusterHeader() *pb.ResponseHeader { return c.header(0) }
 
 // result is the outcome of applying one proposal.
 type result struct {

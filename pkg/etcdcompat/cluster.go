@@ -15,5 +15,5 @@ type clusterServer struct {
 }
 
 func (s *clusterServer) MemberList(_ context.Context, _ *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	return &pb.MemberListResponse{Header: s.st.Header(), Members: s.cl.Members()}, nil
+	return &pb.MemberListResponse{Header: s.st.ClusterHeader(), Members: s.cl.Members()}, nil
 }

@@ -28,6 +28,9 @@ type Store interface {
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 	// Header is a response header at the current revision.
 	Header() *pb.ResponseHeader
+	// ClusterHeader is a response header without a revision, for the
+	// Cluster service.
+	ClusterHeader() *pb.ResponseHeader
 }
 
 // Cluster describes the members, for the Cluster service.

@@ -108,6 +108,8 @@ func (f *fakeStore) Status(context.Context) (*pb.StatusResponse, error) {
 
 func (f *fakeStore) Header() *pb.ResponseHeader { return hdr() }
 
+func (f *fakeStore) ClusterHeader() *pb.ResponseHeader { h := hdr(); h.Revision = 0; return h }
+
 type fakeCluster struct{}
 
 func (fakeCluster) Members() []*pb.Member { return []*pb.Member{{ID: 2, Name: "m"}} }
