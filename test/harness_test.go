@@ -224,16 +224,6 @@ func (m *member) client(t *testing.T) *clientv3.Client {
 	return cli
 }
 
-// etcdctl runs etcdctl against the member and returns its combined output.
-func (m *member) etcdctl(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, etcdctlBin, append([]string{"--endpoints", m.clientEP}, args...)...)
-	cmd.Env = append(cleanEnv(), "ETCDCTL_API=3")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // httpDo sends an HTTP request to the REST API and returns status and body.
 func (m *member) httpDo(t *testing.T, method, path string, body io.Reader) (int, []byte) {
 	t.Helper()
