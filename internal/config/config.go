@@ -38,6 +38,9 @@ type Config struct {
 	StorageEngine string
 	// HTTPListenAddr is where Cairn's REST API listens (host:port).
 	HTTPListenAddr string
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
+	// client URLs, as etcd's --enable-pprof does.
+	EnablePprof bool
 	// PrintVersion asks for the version lines instead of starting.
 	PrintVersion bool
 	// Warnings are problems worth logging that do not stop the start, such
@@ -75,6 +78,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		logLevel    = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
+		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -101,6 +105,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		LogLevel:            *logLevel,
 		StorageEngine:       *engine,
 		HTTPListenAddr:      *httpAddr,
+		EnablePprof:         *enablePprof,
 		PrintVersion:        *showVersion,
 		Warnings:            warnings,
 	}

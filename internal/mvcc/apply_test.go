@@ -482,7 +482,8 @@ func TestApplierEngineFailure(t *testing.T) {
 		}
 		defer inner.Close()
 		e := &failingEngine{Engine: inner}
-		kv, err := Open(e, Options{})
+		// With prev kv in events, putting an existing key reads its value.
+		kv, err := Open(e, Options{EventsWithPrevKV: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,7 +497,6 @@ func TestApplierEngineFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.fail.Store(true)
-		// Putting an existing key reads its value.
 		if _, _, err := a.Put(3, put("a", "2")); !errors.Is(err, errInjected) {
 			t.Fatalf("put: error %v, want the engine's", err)
 		}

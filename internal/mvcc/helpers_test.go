@@ -126,8 +126,12 @@ func (f *fixture) flush() {
 	f.committed = f.index
 }
 
+// newFixture opens a store for scenario tests, whose expected events carry
+// PrevKv as etcd's watch reports it; TestPutEventsWithoutPrevKV covers the
+// default.
 func newFixture(t testing.TB, ec engineCase, opts Options) *fixture {
 	t.Helper()
+	opts.EventsWithPrevKV = true
 	f := &fixture{t: t, ec: ec, dir: t.TempDir(), opts: opts}
 	f.open()
 	t.Cleanup(f.close)

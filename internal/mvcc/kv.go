@@ -55,6 +55,11 @@ type Options struct {
 	// for which it returns false fails with ErrLeaseNotFound. It is called
 	// from the writer goroutine. Nil means no lease exists.
 	LeaseExists func(id int64) bool
+	// EventsWithPrevKV makes every put event carry the key's previous value
+	// (PrevKv), at the cost of an engine read per put. Without it a put
+	// event carries PrevKv only when the request asked for prev_kv; delete
+	// events always carry it.
+	EventsWithPrevKV bool
 	// Logger receives compaction and recovery messages; nil discards them.
 	Logger *zap.Logger
 	// CompactionBatchLimit is the number of revisions one engine batch of

@@ -432,3 +432,43 @@ func TestCompaction(t *testing.T) {
 		},
 	}})
 }
+
+// TestPutEventsWithoutPrevKV checks the default: a put event carries PrevKv
+// only when the put asked for prev_kv, while versions and create revisions
+// (which come from the index) are exact either way.
+func TestPutEventsWithoutPrevKV(t *testing.T) {
+	for _, ec := range engines {
+		t.Run(ec.name, func(t *testing.T) {
+			e, err := ec.open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			kv, err := Open(e, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kv.Close()
+			if _, _, err := kv.Put(1, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+				t.Fatal(err)
+			}
+			resp, evs, err := kv.Put(2, &pb.PutRequest{Key: []byte("a"), Value: []byte("2")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.PrevKv != nil || len(evs) != 1 || evs[0].PrevKv != nil {
+				t.Fatalf("unrequested prev kv: resp %v events %v", resp.PrevKv, evs)
+			}
+			if got := evs[0].Kv; got.Version != 2 || got.CreateRevision != 2 || got.ModRevision != 3 {
+				t.Fatalf("event kv %v, want version 2, create 2, mod 3", got)
+			}
+			resp, evs, err = kv.Put(3, &pb.PutRequest{Key: []byte("a"), Value: []byte("3"), PrevKv: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(resp.PrevKv.GetValue()) != "2" || string(evs[0].PrevKv.GetValue()) != "2" {
+				t.Fatalf("requested prev kv: resp %v event %v", resp.PrevKv, evs[0].PrevKv)
+			}
+		})
+	}
+}

@@ -49,9 +49,20 @@ func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if p.Lease != 0 && (w.kv.opts.LeaseExists == nil || !w.kv.opts.LeaseExists(p.Lease)) {
 		return nil, ErrLeaseNotFound
 	}
-	cur, err := w.current(p.Key)
-	if err != nil {
-		return nil, err
+	// The previous value is read only when something uses it: the request
+	// (prev_kv, ignore_value, ignore_lease) or events that must carry it.
+	// Otherwise the index alone gives the create revision and version, as
+	// etcd's put does, and the engine read is saved.
+	needValue := p.PrevKv || p.IgnoreValue || p.IgnoreLease || w.kv.opts.EventsWithPrevKV
+	var cur, before *mvccpb.KeyValue
+	if needValue {
+		var err error
+		if cur, err = w.current(p.Key); err != nil {
+			return nil, err
+		}
+		before = cur
+	} else if ents, _ := w.collect(keySpan{key: p.Key, single: true}, w.rev, true, 1); len(ents) > 0 {
+		cur = indexOnly(ents)[0]
 	}
 	if p.IgnoreValue || p.IgnoreLease {
 		// etcd requires the key to exist before the txn starts (it checks
@@ -73,7 +84,7 @@ func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 			kv.Lease = cur.Lease
 		}
 	}
-	w.stage(kv, false, cur)
+	w.stage(kv, false, before)
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: rev}}
 	if p.PrevKv {
 		resp.PrevKv = cur

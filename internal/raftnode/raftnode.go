@@ -68,6 +68,9 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// maxReadiesPerTurn bounds the Readies handled for one ready message.
+const maxReadiesPerTurn = 4
+
 // maxWaitingProposals bounds the proposals held while there is no leader;
 // beyond it proposals fail with ErrNoLeader at once.
 const maxWaitingProposals = 4096
@@ -368,9 +371,30 @@ func (a *raftActor) handleReady() {
 		a.pendingReads = nil
 		a.rn.ReadIndex(rctx[:])
 	}
-	if !a.rn.HasReady() {
-		return
+	// Persisting entries lets raft advance the commit index at once (a
+	// sole voter acknowledges its own append), which shows as a second
+	// Ready; handling it here rather than behind the mailbox saves a hop
+	// on every write. The bound keeps the mailbox from starving.
+	for i := 0; i < maxReadiesPerTurn && a.rn.HasReady(); i++ {
+		a.processReady()
 	}
+	if a.campaignPending {
+		a.campaign()
+	}
+	if len(a.waitingProposals) > 0 && a.rn.BasicStatus().Lead != raft.None {
+		waiting := a.waitingProposals
+		a.waitingProposals = nil
+		for _, m := range waiting {
+			a.propose(m)
+		}
+	}
+	if a.rn.HasReady() || len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
+		a.scheduleReady()
+	}
+}
+
+// processReady persists, sends and hands off one Ready.
+func (a *raftActor) processReady() {
 	rd := a.rn.Ready()
 	if err := a.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		// The log can no longer promise durability; continuing could
@@ -407,19 +431,6 @@ func (a *raftActor) handleReady() {
 		a.cfg.Commit(rd.CommittedEntries)
 	}
 	a.rn.Advance(rd)
-	if a.campaignPending {
-		a.campaign()
-	}
-	if len(a.waitingProposals) > 0 && a.rn.BasicStatus().Lead != raft.None {
-		waiting := a.waitingProposals
-		a.waitingProposals = nil
-		for _, m := range waiting {
-			a.propose(m)
-		}
-	}
-	if a.rn.HasReady() || len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
-		a.scheduleReady()
-	}
 }
 
 func (a *raftActor) applyConfChanges(ents []*raftpb.Entry) {

@@ -81,6 +81,7 @@ type Client struct {
 	nextID  atomic.Uint64
 	dbSize  atomic.Int64
 	stop    chan struct{}
+	stopped atomic.Bool
 }
 
 // Start spawns the store actor, then the raft node, and returns the client.
@@ -131,6 +132,7 @@ func (c *Client) Stop() {
 		return
 	default:
 	}
+	c.stopped.Store(true)
 	close(c.stop)
 	c.raft.Stop()
 	c.ref.Stop()
@@ -341,12 +343,14 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	ch := make(chan result, 1)
-	select {
-	case <-c.stop:
+	if c.stopped.Load() {
 		return nil, ErrStopped
-	default:
 	}
+	// The wait selects on per-request channels only: a channel shared by
+	// every request (such as a stop channel) would be locked by each
+	// select and become a point of contention. On Stop the store actor
+	// fails every registered waiter with ErrStopped.
+	ch := make(chan result, 1)
 	c.ref.Send(proposeMsg{id: id, data: data, reply: func(res result) { ch <- res }})
 	select {
 	case res := <-ch:
@@ -354,8 +358,6 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	case <-ctx.Done():
 		c.ref.Send(forgetMsg{id: id})
 		return nil, mapCtxErr(ctx.Err())
-	case <-c.stop:
-		return nil, ErrStopped
 	}
 }
 
