@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -31,12 +32,16 @@ func main() {
 
 func run(args, environ []string) int {
 	cfg, err := config.Parse(args, environ, os.Stderr)
-	if err == flag.ErrHelp {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
+	case errors.Is(err, config.ErrFlagSyntax):
+		// The flag package has already printed the problem and the usage.
 		return 2
+	case err != nil:
+		// etcd exits 1 for every other configuration error.
+		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
+		return 1
 	}
 	if cfg.PrintVersion {
 		fmt.Printf("etcd Version: %s\nGit SHA: %s\nGo Version: %s\nGo OS/Arch: %s/%s\nCairn Version: %s\n",
@@ -46,7 +51,7 @@ func run(args, environ []string) int {
 	lg, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
-		return 2
+		return 1
 	}
 	defer func() { _ = lg.Sync() }()
 	for _, w := range cfg.Warnings {

@@ -79,26 +79,26 @@ func TestRunExitCodes(t *testing.T) {
 		{
 			name:       "bad value",
 			args:       []string{"--storage-engine=bolt"},
-			wantCode:   2,
+			wantCode:   1,
 			wantStderr: []string{"cairn: --storage-engine must be"},
 		},
 		{
 			name:       "positional argument",
 			args:       []string{"start"},
-			wantCode:   2,
+			wantCode:   1,
 			wantStderr: []string{"is not a valid flag"},
 		},
 		{
 			name:       "environment shadowed by flag",
 			args:       []string{"--name=a"},
 			environ:    []string{"ETCD_NAME=b"},
-			wantCode:   2,
+			wantCode:   1,
 			wantStderr: []string{`conflicting environment variable "ETCD_NAME" is shadowed`},
 		},
 		{
 			name:       "bad log level",
 			args:       []string{"--log-level=loud", "--storage-engine=memory", "--data-dir=" + t.TempDir()},
-			wantCode:   2,
+			wantCode:   1,
 			wantStderr: []string{"--log-level"},
 		},
 	}

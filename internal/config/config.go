@@ -15,6 +15,11 @@ import (
 	"time"
 )
 
+// ErrFlagSyntax wraps errors of the command line's syntax (an unknown flag,
+// a value of the wrong type), for which etcd exits with status 2 rather
+// than 1.
+var ErrFlagSyntax = errors.New("invalid command line")
+
 // Config is a member's configuration.
 type Config struct {
 	Name                     string
@@ -82,10 +87,13 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", ErrFlagSyntax, err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("'%s' is not a valid flag", fs.Arg(0))
+		return nil, fmt.Errorf("%q is not a valid flag", fs.Arg(0))
 	}
 	warnings, err := applyEnv(fs, environ)
 	if err != nil {

@@ -99,6 +99,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	e.opts.SetInfoLogLevel(grocksdb.InfoInfoLogLevel)
 	e.opts.SetKeepLogFileNum(4)
 	e.opts.SetMaxLogFileSize(16 << 20)
+	e.opts.SetEnableWriteThreadAdaptiveYield(false)
 
 	names, err := e.columnFamilies()
 	if err != nil {
