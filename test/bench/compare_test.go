@@ -48,7 +48,7 @@ var (
 	flagRounds      = flag.Int("compare.rounds", 3, "rounds of every workload on every target; the report gives medians")
 	flagEngines     = flag.String("compare.engines", "rocksdb,memory", "Cairn storage engines to measure, comma-separated")
 	flagBin         = flag.String("compare.cairn-bin", "", "measure this cairn binary instead of building ./cmd/cairn")
-	flagEtcdProcess = flag.Bool("compare.etcd-process", false, "run the reference etcd in a child process (this test binary re-executed) instead of in-process")
+	flagEtcdProcess = flag.Bool("compare.etcd-process", true, "run the reference etcd in a child process (this test binary re-executed), started the same way as Cairn; false runs it inside the test process")
 )
 
 // etcdChildEnv, when set in the environment of this test binary, makes it
