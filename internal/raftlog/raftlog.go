@@ -27,10 +27,11 @@ var ErrClosed = errors.New("raftlog: log is closed")
 // Log is raft's durable log: hard state, entries and the latest snapshot
 // metadata.
 //
-// Save, CreateSnapshot and Close are called from the raft goroutine only,
-// never concurrently with each other. The raft.Storage methods are served
-// from memory and may be called from any goroutine; they follow raft's
-// contract: ErrCompacted below FirstIndex, ErrUnavailable past LastIndex.
+// Every method, the raft.Storage reads included, is called from the raft
+// goroutine only, never concurrently: the reads are served from a
+// raft.MemoryStorage, whose InitialState is not synchronised with its
+// writers. The reads follow raft's contract: ErrCompacted below FirstIndex,
+// ErrUnavailable past LastIndex.
 // Entries returned by Entries and the slices handed to Save are shared with
 // raft and must not be modified by anyone.
 type Log interface {
