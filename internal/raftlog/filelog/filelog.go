@@ -15,7 +15,10 @@
 //	record = type:u8 n:u32 payload      (payload is n bytes)
 //
 // Each Save appends exactly one frame and fsyncs once, so a frame is the unit
-// that is either durable or lost. The record types, replayed in order:
+// that is either durable or lost. The file is preallocated with zeros in
+// chunks ahead of the frames (as etcd preallocates its WAL segments): an
+// append then never changes the file's size, and fdatasync has no metadata
+// to commit. Zeros after the last frame are free space, not damage. The record types, replayed in order:
 //
 //	1 snapshot   start-index:u64 start-term:u64 raftpb.Snapshot (protobuf)
 //	             The snapshot becomes current and the log is reset to start
@@ -39,9 +42,10 @@
 //
 // # Recovery
 //
-// Open replays every frame. A frame after the base that is incomplete or
-// fails its checksum ends the log when no valid frame follows it anywhere in
-// the file: it is the torn tail of a Save that crashed before its fsync, so
+// Open replays every frame. The log ends at the first position holding only
+// zeros to the end of the file (the preallocated space). A frame after the
+// base that is incomplete or fails its checksum ends the log when no valid
+// frame follows it anywhere in the file: it is the torn tail of a Save that crashed before its fsync, so
 // the file is truncated there. If a valid frame does follow, an acknowledged
 // Save was damaged and Open fails with raftlog.ErrCorrupt. So it does when
 // the base frame is damaged, which cannot be torn, and when a frame passes
@@ -55,6 +59,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -67,6 +72,9 @@ import (
 const (
 	walFile = "raft.wal"
 	tmpFile = walFile + ".tmp"
+	// preallocBytes is how far ahead of the last frame the file is
+	// extended with zeros at a time.
+	preallocBytes = 16 << 20
 )
 
 // readPath names the embedded read path; raft.Storage's methods are promoted
@@ -79,7 +87,10 @@ type Log struct {
 	ms  *raft.MemoryStorage
 	dir string
 	f   *os.File
-	buf []byte // the frame being encoded, reused across Saves
+	// end is where the next frame goes; size is the file's (preallocated)
+	// size.
+	end, size int64
+	buf       []byte // the frame being encoded, reused across Saves
 	// err, once set, fails every later Save and CreateSnapshot: after a
 	// failed write or fsync the file's content is no longer known.
 	err error
@@ -123,19 +134,42 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	if end < len(data) {
+	if end < len(data) && !allZero(data[end:]) {
 		lg.Warn("raft log has a torn tail, truncating it",
 			zap.String("path", path), zap.Int("offset", end), zap.Int("dropped-bytes", len(data)-end))
 		if err := truncate(f, int64(end)); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("raftlog: truncate torn tail: %w", err)
 		}
+		data = data[:end]
 	}
-	return &Log{readPath: ms, ms: ms, dir: dir, f: f}, nil
+	return &Log{readPath: ms, ms: ms, dir: dir, f: f, end: int64(end), size: int64(len(data))}, nil
+}
+
+// write puts buf at the end of the log, extending the preallocated space
+// first when buf does not fit in it.
+func (l *Log) write(buf []byte) error {
+	if need := l.end + int64(len(buf)); need > l.size {
+		size := need + preallocBytes
+		if err := syscall.Fallocate(int(l.f.Fd()), 0, l.size, size-l.size); err != nil {
+			return err
+		}
+		// The new size is metadata: make it durable now, once per chunk,
+		// so that later appends need only fdatasync.
+		if err := l.f.Sync(); err != nil {
+			return err
+		}
+		l.size = size
+	}
+	if _, err := l.f.WriteAt(buf, l.end); err != nil {
+		return err
+	}
+	l.end += int64(len(buf))
+	return nil
 }
 
 // Save implements raftlog.Log: it appends one frame and fsyncs it. A Save
@@ -154,11 +188,11 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if l.buf, err = appendSave(l.buf[:0], p); err != nil {
 		return err
 	}
-	if _, err := l.f.Write(l.buf); err != nil {
+	if err := l.write(l.buf); err != nil {
 		return l.fail(err)
 	}
 	if p.MustSync {
-		if err := l.f.Sync(); err != nil {
+		if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {
 			return l.fail(err)
 		}
 	}
@@ -205,9 +239,10 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, co
 	if err := syncDir(l.dir); err != nil {
 		return nil, l.fail(err)
 	}
-	if l.f, err = os.OpenFile(filepath.Join(l.dir, walFile), os.O_WRONLY|os.O_APPEND, 0); err != nil {
+	if l.f, err = os.OpenFile(filepath.Join(l.dir, walFile), os.O_WRONLY, 0); err != nil {
 		return nil, l.fail(err)
 	}
+	l.end, l.size = int64(len(buf)), int64(len(buf))
 	return p.Snapshot, nil
 }
 

@@ -33,8 +33,9 @@ func entry(i, term uint64) *raftpb.Entry {
 	return &raftpb.Entry{Index: new(i), Term: new(term), Data: []byte("some data")}
 }
 
-// writeLog saves one entry per frame, entries 1..n, and returns the file
-// size after each Save: sizes[i] is the end of the frame holding entry i+1.
+// writeLog saves one entry per frame, entries 1..n, and returns where the
+// frames end after each Save: sizes[i] is the end of the frame holding
+// entry i+1. The file itself is larger: preallocated zeros follow.
 func writeLog(t *testing.T, dir string, n uint64) (sizes []int64) {
 	t.Helper()
 	l := open(t, dir)
@@ -43,13 +44,34 @@ func writeLog(t *testing.T, dir string, n uint64) (sizes []int64) {
 		if err := l.Save(&raftpb.HardState{Term: new(uint64(1)), Commit: new(i)}, []*raftpb.Entry{entry(i, 1)}, nil); err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(filepath.Join(dir, walFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sizes = append(sizes, fi.Size())
+		sizes = append(sizes, l.(*Log).end)
 	}
 	return sizes
+}
+
+// rewriteDamaged replaces the log's frames (data up to end) with damaged,
+// followed by zeros as preallocation leaves them: the layout a torn or
+// damaged write leaves in a preallocated file.
+func rewriteDamaged(t *testing.T, dir string, damaged []byte) {
+	t.Helper()
+	padded := append(damaged[:len(damaged):len(damaged)], make([]byte, 64<<10)...)
+	if err := os.WriteFile(filepath.Join(dir, walFile), padded, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frames reads the log file and returns its frames, without the
+// preallocated zeros after end.
+func frames(t *testing.T, dir string, end int64) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, walFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !allZero(data[end:]) {
+		t.Fatalf("bytes after the last frame (offset %d) are not zeros", end)
+	}
+	return data[:end]
 }
 
 func lastIndex(t *testing.T, l raftlog.Log) uint64 {
@@ -86,15 +108,9 @@ func TestTornTail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			sizes := writeLog(t, dir, 5)
-			path := filepath.Join(dir, walFile)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := frames(t, dir, sizes[4])
 			damaged := tc.damage(data, sizes)
-			if err := os.WriteFile(path, damaged, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			rewriteDamaged(t, dir, damaged)
 			// Damage past the fifth frame keeps all five.
 			want, wantSize := uint64(4), sizes[3]
 			if len(damaged) > len(data) {
@@ -104,9 +120,9 @@ func TestTornTail(t *testing.T) {
 			if got := lastIndex(t, l); got != want {
 				t.Fatalf("last index %d after damage, want %d", got, want)
 			}
-			if got := fileSize(t, dir); got != wantSize {
-				t.Fatalf("file is %d bytes after open, want it cut to %d", got, wantSize)
-			}
+			// The damaged bytes are gone: only zeros (or nothing) follow the
+			// last good frame.
+			frames(t, dir, wantSize)
 			if err := l.Save(nil, []*raftpb.Entry{entry(want+1, 2)}, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -142,14 +158,7 @@ func TestCorruptionFailsOpen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			sizes := writeLog(t, dir, 5)
-			path := filepath.Join(dir, walFile)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, tc.damage(data, sizes), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			rewriteDamaged(t, dir, tc.damage(frames(t, dir, sizes[4]), sizes))
 			l, err := Open(dir, zaptest.NewLogger(t))
 			if !errors.Is(err, raftlog.ErrCorrupt) {
 				if l != nil {
@@ -166,8 +175,8 @@ func TestCorruptionFailsOpen(t *testing.T) {
 // corruption, not a torn tail.
 func TestInconsistentRecordFailsOpen(t *testing.T) {
 	dir := t.TempDir()
-	writeLog(t, dir, 3)
-	f, err := os.OpenFile(filepath.Join(dir, walFile), os.O_WRONLY|os.O_APPEND, 0)
+	sizes := writeLog(t, dir, 3)
+	f, err := os.OpenFile(filepath.Join(dir, walFile), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +184,7 @@ func TestInconsistentRecordFailsOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write(frame); err != nil {
+	if _, err := f.WriteAt(frame, sizes[2]); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -268,5 +277,36 @@ func TestDamagedBaseFailsOpen(t *testing.T) {
 				t.Fatalf("Open with a damaged base: %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// The zeros preallocated after the last frame are free space: a reopen
+// keeps every entry, does not cut the file, and appends where the frames
+// end.
+func TestPreallocatedSpaceIsNotATornTail(t *testing.T) {
+	dir := t.TempDir()
+	sizes := writeLog(t, dir, 3)
+	before := fileSize(t, dir)
+	if before <= sizes[2] {
+		t.Fatalf("file is %d bytes, frames end at %d: nothing preallocated", before, sizes[2])
+	}
+	l := open(t, dir)
+	if got := lastIndex(t, l); got != 3 {
+		t.Fatalf("last index %d after reopen, want 3", got)
+	}
+	if got := fileSize(t, dir); got != before {
+		t.Fatalf("reopen changed the file from %d to %d bytes", before, got)
+	}
+	if err := l.Save(nil, []*raftpb.Entry{entry(4, 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if end := l.(*Log).end; end <= sizes[2] || end > before {
+		t.Fatalf("frame written at end %d, want just after %d within the %d preallocated bytes", end, sizes[2], before)
+	}
+	l.Close()
+	l = open(t, dir)
+	defer l.Close()
+	if got := lastIndex(t, l); got != 4 {
+		t.Fatalf("last index %d after a Save and a reopen, want 4", got)
 	}
 }

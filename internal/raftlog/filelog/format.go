@@ -145,6 +145,10 @@ func replay(data []byte) (st memlog.State, end int, err error) {
 			return st, 0, fmt.Errorf("%w: base record is missing or damaged", raftlog.ErrCorrupt)
 		}
 		if !ok {
+			if allZero(data[off:]) {
+				// Preallocated space: the log ends here, undamaged.
+				return st, off, nil
+			}
 			if next := nextFrame(data, off+1); next >= 0 {
 				return st, 0, fmt.Errorf("%w: damaged record at offset %d is followed by a valid one at offset %d",
 					raftlog.ErrCorrupt, off, next)
@@ -157,6 +161,22 @@ func replay(data []byte) (st memlog.State, end int, err error) {
 		off += frameHeaderLen + len(body)
 	}
 	return st, off, nil
+}
+
+// zeros is compared against in blocks: bytes.Equal is vectorised, which
+// matters for the megabytes of preallocated space read at every open.
+var zeros = make([]byte, 64<<10)
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // frameAt returns the body of the frame at data[off:], or false if there is
