@@ -46,6 +46,9 @@ type Config struct {
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
 	// client URLs, as etcd's --enable-pprof does.
 	EnablePprof bool
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// to watchers that ask for them (--watch-progress-notify-interval).
+	WatchProgressNotifyInterval time.Duration
 	// PrintVersion asks for the version lines instead of starting.
 	PrintVersion bool
 	// Warnings are problems worth logging that do not stop the start, such
@@ -83,6 +86,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		logLevel    = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
+		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
@@ -117,6 +121,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		PrintVersion:        *showVersion,
 		Warnings:            warnings,
 	}
+	c.WatchProgressNotifyInterval = *watchProg
 	if c.PrintVersion {
 		return c, nil
 	}

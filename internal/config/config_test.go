@@ -59,6 +59,7 @@ func TestDefaults(t *testing.T) {
 		StorageEngine:            "rocksdb",
 		HTTPListenAddr:           "127.0.0.1:8080",
 	}
+	want.WatchProgressNotifyInterval = 10 * time.Minute
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse(no flags) mismatch (-want +got):\n%s", diff)
 	}

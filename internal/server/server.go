@@ -36,6 +36,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/storage/memory"
 	"github.com/cairn-kv/cairn/internal/storage/rocksdb"
 	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/internal/watch"
 	"github.com/cairn-kv/cairn/pkg/etcdcompat"
 	"github.com/cairn-kv/cairn/pkg/httpapi"
 )
@@ -50,6 +51,7 @@ type Server struct {
 	rlog   raftlog.Log
 	kv     *mvcc.KV
 	store  *store.Client
+	watch  *watch.Hub
 
 	grpcSrv  *grpc.Server
 	gwConn   *grpc.ClientConn
@@ -92,7 +94,14 @@ func (s *Server) start() error {
 		PeerURLs:   urlStrings(cfg.InitialAdvertisePeerURLs),
 		ClientURLs: urlStrings(cfg.AdvertiseClientURLs),
 	}}}
+	// Like etcd, watch responses are fragmented above the gRPC receive
+	// limit: --max-request-bytes plus 512 KiB of framing allowance.
+	s.watch = watch.NewHub(s.sys, s.kv, watch.Options{
+		MaxRequestBytes:        int(cfg.MaxRequestBytes) + 512<<10,
+		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+	})
 	s.store, err = store.Start(s.sys, store.Config{
+		Publish:           s.watch.Publish,
 		Engine:            s.engine,
 		KV:                s.kv,
 		ClusterID:         clusterID,
@@ -165,6 +174,8 @@ func (s *Server) openStorage() error {
 		}
 		s.rlog = l
 	}
+	// Put events carry no PrevKv: a watcher that asks for prev_kv has its
+	// stream actor read it at rev-1, off the write path, as etcd does.
 	kv, err := mvcc.Open(s.engine, mvcc.Options{MaxTxnOps: int(s.cfg.MaxTxnOps), Logger: s.lg.Named("mvcc")})
 	if err != nil {
 		return err
@@ -180,6 +191,7 @@ func (s *Server) openStorage() error {
 func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
+		Watch:           s.watch,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener
@@ -270,6 +282,11 @@ func (s *Server) Stop() {
 	defer cancel()
 	for _, hs := range s.httpSrvs {
 		_ = hs.Shutdown(ctx)
+	}
+	if s.watch != nil {
+		// Watch streams never end by themselves; end them so the graceful
+		// stop below does not wait for them.
+		s.watch.Close()
 	}
 	if s.grpcSrv != nil {
 		stopped := make(chan struct{})

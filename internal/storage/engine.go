@@ -141,6 +141,11 @@ type Engine interface {
 	// call. The memory engine writes a snapshot file; RocksDB syncs its WAL.
 	// It may run concurrently with every other method.
 	Checkpoint() error
+	// Defragment reclaims the space of deleted and overwritten keys. It runs
+	// alongside reads and writes, which it never stops (unlike etcd's bbolt
+	// defragmentation), and returns when it is done. The memory engine has
+	// nothing to reclaim.
+	Defragment() error
 	// WriteSnapshot streams the full content of every bucket except Raft to
 	// w in the engine-independent format of snapshot.go.
 	WriteSnapshot(w io.Writer) error

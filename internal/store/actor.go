@@ -5,6 +5,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +45,7 @@ type storeActor struct {
 	lg *zap.Logger
 
 	waiters       map[uint64]func(result)
+	events        []*mvccpb.Event // of the entries staged since the last commit
 	lastSnap      uint64
 	checkpointing bool
 }
@@ -143,13 +145,18 @@ type pendingReply struct {
 	res   result
 }
 
-// commit commits the staged entries, then answers their waiters. It
+// commit commits the staged entries, publishes their events to watchers,
+// then answers their waiters. It
 // returns replies emptied for reuse. An engine failure is fatal: the state
 // machine cannot go on without the entries, nor skip them.
 func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingReply {
 	if err := ap.Commit(); err != nil {
 		a.lg.Fatal("failed to apply committed entries", zap.Uint64("applied-index", a.c.kv.AppliedIndex()), zap.Error(err))
 	}
+	if len(a.events) > 0 && a.c.cfg.Publish != nil {
+		a.c.cfg.Publish(a.events)
+	}
+	a.events = nil
 	for i, p := range replies {
 		p.reply(p.res)
 		replies[i] = pendingReply{}
@@ -160,14 +167,18 @@ func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingR
 // stage stages one request. An engine failure is not answered here: it
 // poisons the Applier, and commit reports it.
 func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftRequest) result {
-	var res result
+	var (
+		res result
+		evs []*mvccpb.Event
+	)
+	defer func() { a.events = append(a.events, evs...) }()
 	switch {
 	case r.Put != nil:
-		res.resp, _, res.err = ap.Put(index, r.Put)
+		res.resp, evs, res.err = ap.Put(index, r.Put)
 	case r.DeleteRange != nil:
-		res.resp, _, res.err = ap.DeleteRange(index, r.DeleteRange)
+		res.resp, evs, res.err = ap.DeleteRange(index, r.DeleteRange)
 	case r.Txn != nil:
-		res.resp, _, res.err = ap.Txn(index, r.Txn)
+		res.resp, evs, res.err = ap.Txn(index, r.Txn)
 	default:
 		// A request kind this version does not know: record it as applied
 		// so the log can move on, and fail the caller.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -65,6 +66,10 @@ type Config struct {
 	SnapshotCount uint64
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
+	// Publish, if set, receives the events of every engine commit, in
+	// revision order, from the store actor right after the commit and
+	// before the waiters are answered. It must not block.
+	Publish func(events []*mvccpb.Event)
 	// MailboxSize bounds the store actor's mailbox (backpressure).
 	MailboxSize int
 	Logger      *zap.Logger
@@ -306,6 +311,19 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 	}, nil
+}
+
+// Defragment reclaims the engine's free space while requests go on (etcd's
+// Maintenance.Defragment, without its stop-the-world pause).
+func (c *Client) Defragment(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- c.cfg.Engine.Defragment() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return mapCtxErr(ctx.Err())
+	}
 }
 
 // Header returns a response header at the current revision, for front-end

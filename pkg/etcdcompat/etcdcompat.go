@@ -1,4 +1,4 @@
-// Package etcdcompat serves etcd's v3 gRPC API (KV, Maintenance, Cluster)
+// Package etcdcompat serves etcd's v3 gRPC API (KV, Watch, Maintenance, Cluster)
 // over Cairn's store. It translates between etcd's protocol and the store's
 // client and maps errors to etcd's exact status codes and messages; it holds
 // no state of its own.
@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/cairn-kv/cairn/internal/watch"
 )
 
 // Store is the store as the etcd API needs it; *store.Client implements it.
@@ -26,6 +28,7 @@ type Store interface {
 	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
 	Status(ctx context.Context) (*pb.StatusResponse, error)
+	Defragment(ctx context.Context) error
 	// Header is a response header at the current revision.
 	Header() *pb.ResponseHeader
 	// ClusterHeader is a response header without a revision, for the
@@ -43,7 +46,10 @@ type Options struct {
 	// MaxRequestBytes is etcd's --max-request-bytes; the gRPC receive limit
 	// is this plus etcd's 512 KiB allowance for framing.
 	MaxRequestBytes int
-	Logger          *zap.Logger
+	// Watch serves the Watch service; without it the service is not
+	// registered.
+	Watch  *watch.Hub
+	Logger *zap.Logger
 }
 
 // grpcOverheadBytes is the slack etcd adds to --max-request-bytes for the
@@ -67,6 +73,9 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st})
 	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
+	if opts.Watch != nil {
+		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
+	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)

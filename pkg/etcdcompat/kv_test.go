@@ -99,6 +99,8 @@ func (f *fakeStore) Compact(context.Context, *pb.CompactionRequest) (*pb.Compact
 	return &pb.CompactionResponse{Header: hdr()}, nil
 }
 
+func (f *fakeStore) Defragment(context.Context) error { return f.fail() }
+
 func (f *fakeStore) Status(context.Context) (*pb.StatusResponse, error) {
 	if err := f.fail(); err != nil {
 		return nil, err

@@ -23,3 +23,12 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 func (s *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	return &pb.AlarmResponse{Header: s.st.Header()}, nil
 }
+
+// Defragment reclaims free space. Unlike etcd's, it does not block the
+// member's reads and writes while it runs.
+func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.st.Defragment(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DefragmentResponse{Header: s.st.Header()}, nil
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -46,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Engine) {
 		{"Reopen", s.reopen},
 		{"Stats", s.stats},
 		{"ConcurrentReadersAndWriters", s.concurrent},
+		{"Defragment", s.defragment},
 	}
 	for _, c := range cases {
 		t.Run(c.name, c.fn)
@@ -820,5 +822,36 @@ func (s suite) concurrent(t *testing.T) {
 	wg.Wait()
 	if gen, _ := oneGeneration(e, false); gen != strconv.Itoa(generations) {
 		t.Errorf("final generation = %s; want %d", gen, generations)
+	}
+}
+
+// defragment checks that defragmentation keeps every live key, drops
+// nothing it should keep, and lets writes go on while it runs.
+func (s suite) defragment(t *testing.T) {
+	e := s.engine(t)
+	for i := 0; i < 500; i++ {
+		put(t, e, storage.KV, fmt.Sprintf("k%03d", i), strings.Repeat("v", 100))
+	}
+	commit(t, e, func(b storage.Batch) { b.DeleteRange(storage.KV, []byte("k100"), []byte("k400")) })
+	put(t, e, storage.Meta, "m", "1")
+	done := make(chan error, 1)
+	go func() { done <- e.Defragment() }()
+	put(t, e, storage.KV, "during", "x")
+	if err := <-done; err != nil {
+		t.Fatalf("Defragment: %v", err)
+	}
+	n := 0
+	if err := e.Iterate(storage.KV, nil, nil, false, func(k, _ []byte) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 201 {
+		t.Fatalf("%d keys after defragmentation, want 201", n)
+	}
+	wantValue(t, e, storage.Meta, "m", "1")
+	wantValue(t, e, storage.KV, "during", "x")
+	wantAbsent(t, e, storage.KV, "k250")
+	e.Close()
+	if err := e.Defragment(); !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("Defragment after Close: %v, want ErrClosed", err)
 	}
 }

@@ -1,0 +1,232 @@
+// Package watch is Cairn's watch service core: a hub that the store
+// publishes committed events to, and one actor per client stream that
+// serves that stream's watchers with etcd's semantics (key, range and
+// from-key watchers, start revisions in the past, prev_kv, filters,
+// progress notifications, fragmentation).
+//
+// Publishing never blocks the store: each stream has a bounded queue of
+// published batches, and a stream whose queue is full misses live batches
+// and catches up from the MVCC history instead, as etcd's unsynced watchers
+// do. A slow client therefore slows only its own stream.
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+)
+
+// Errors a create request can be canceled with; their texts are etcd's,
+// which clients see as the cancel reason.
+var (
+	ErrDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	ErrEmptyRange  = errors.New("mvcc: watcher range is empty")
+	// ErrCompacted is the cancel reason of a negative start revision.
+	ErrCompacted = errors.New("etcdserver: mvcc: required revision has been compacted")
+)
+
+// History is the MVCC state as the watch service reads it; *mvcc.KV
+// implements it. All methods are called from stream actors, concurrently
+// with the store's writer.
+type History interface {
+	// Rev is the revision of the last committed write.
+	Rev() int64
+	// CompactRev is the last compaction revision, -1 if none.
+	CompactRev() int64
+	// Events replays committed changes in [from, to], oldest first; it
+	// fails with an error wrapping mvcc.ErrCompacted when from is below the
+	// compaction revision.
+	Events(from, to int64, fn func(*mvccpb.Event) bool) error
+	// PrevKV is key's value at rev-1, or nil.
+	PrevKV(key []byte, rev int64) *mvccpb.KeyValue
+}
+
+// Options configures a Hub.
+type Options struct {
+	// ProgressNotifyInterval is how often watchers that asked for progress
+	// notifications get one (etcd's --watch-progress-notify-interval);
+	// 10 minutes when 0, and, as in etcd, never less than 100ms.
+	ProgressNotifyInterval time.Duration
+	// MaxRequestBytes is the size above which a response to a watcher that
+	// asked for fragments is split (etcd's --max-request-bytes).
+	MaxRequestBytes int
+	// QueueLen is how many published batches a stream may have queued
+	// before it falls back to catching up from history; 1024 when 0.
+	QueueLen int
+	// MailboxSize bounds each stream actor's mailbox; 256 when 0.
+	MailboxSize int
+}
+
+// minProgressNotifyInterval is etcd's floor for the progress interval.
+const minProgressNotifyInterval = 100 * time.Millisecond
+
+// Hub distributes committed events to the open streams. Its methods are
+// safe for concurrent use.
+type Hub struct {
+	sys  *actors.System
+	hist History
+	opts Options
+
+	mu     sync.Mutex
+	subs   map[*Stream]struct{}
+	nextID atomic.Uint64
+
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// NewHub returns a hub reading history from hist and spawning stream actors
+// in sys.
+func NewHub(sys *actors.System, hist History, opts Options) *Hub {
+	switch {
+	case opts.ProgressNotifyInterval <= 0:
+		opts.ProgressNotifyInterval = 10 * time.Minute
+	case opts.ProgressNotifyInterval < minProgressNotifyInterval:
+		opts.ProgressNotifyInterval = minProgressNotifyInterval
+	}
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = 1024
+	}
+	if opts.MailboxSize <= 0 {
+		opts.MailboxSize = 256
+	}
+	return &Hub{sys: sys, hist: hist, opts: opts, subs: make(map[*Stream]struct{}), closed: make(chan struct{})}
+}
+
+// Close tells every stream, through Done, that the member is stopping, so
+// front ends end their streams instead of holding a graceful shutdown up.
+// Safe to call twice.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
+
+// batch is the events of one commit, in revision order.
+type batch []*mvccpb.Event
+
+// Publish hands the events of one engine commit to every stream. The store
+// actor calls it after the commit, in revision order; it never blocks and
+// keeps no reference into evs beyond reading them.
+func (h *Hub) Publish(evs []*mvccpb.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		select {
+		case s.live <- batch(evs):
+		default:
+			// The stream is behind: it drops live batches and will replay
+			// them from history.
+			s.missed.Store(true)
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Stream is one client stream's set of watchers, served by its own actor.
+// Create, Cancel and RequestProgress may be called from one goroutine (the
+// stream's receive loop) while the actor sends responses; Close ends it.
+type Stream struct {
+	hub    *Hub
+	ref    *actors.Ref
+	live   chan batch
+	wake   chan struct{}
+	missed atomic.Bool
+	done   chan struct{}
+	pumped chan struct{}
+	once   sync.Once
+}
+
+// Open starts a stream whose responses go to send, called from the stream's
+// actor only. send gets responses whose Header carries only the revision;
+// the caller fills in the rest. When send fails, the stream stops sending.
+func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
+	n := h.nextID.Add(1)
+	s := &Stream{
+		hub:    h,
+		live:   make(chan batch, h.opts.QueueLen),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		pumped: make(chan struct{}),
+	}
+	a := &streamActor{
+		hist:     h.hist,
+		opts:     h.opts,
+		send:     send,
+		watchers: make(map[int64]*watcher),
+	}
+	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	go s.pump(h.opts.ProgressNotifyInterval)
+	return s
+}
+
+// pump moves published batches, catch-up wake-ups and progress ticks into
+// the actor's mailbox. It may block on a full mailbox; Publish never does.
+func (s *Stream) pump(interval time.Duration) {
+	defer close(s.pumped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case b := <-s.live:
+			s.send(liveMsg{evs: b})
+		case <-s.wake:
+			if s.missed.Swap(false) {
+				s.send(catchUpMsg{})
+			}
+		case <-t.C:
+			s.send(progressTickMsg{})
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *Stream) send(m any) {
+	select {
+	case <-s.done:
+	default:
+		s.ref.Send(m)
+	}
+}
+
+// Done is closed when the hub is closed: the stream should end.
+func (s *Stream) Done() <-chan struct{} { return s.hub.closed }
+
+// Create adds a watcher, as etcd's WatchCreateRequest does; the actor
+// answers with a created (or canceled) response.
+func (s *Stream) Create(req *pb.WatchCreateRequest) { s.send(createMsg{req: req}) }
+
+// Cancel removes watcher id; the actor answers with a canceled response if
+// it existed.
+func (s *Stream) Cancel(id int64) { s.send(cancelMsg{id: id}) }
+
+// RequestProgress asks for a progress notification for all watchers.
+func (s *Stream) RequestProgress() { s.send(progressRequestMsg{}) }
+
+// Close unsubscribes the stream and stops its actor. The pump may be
+// blocked on the actor's full mailbox, so the actor keeps running until the
+// pump has quit; a send blocked on the client must therefore fail (its
+// stream ended) for Close to return. Safe to call twice.
+func (s *Stream) Close() {
+	s.once.Do(func() {
+		s.hub.mu.Lock()
+		delete(s.hub.subs, s)
+		s.hub.mu.Unlock()
+		close(s.done)
+		<-s.pumped
+		s.ref.Stop()
+	})
+}

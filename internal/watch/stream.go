@@ -1,0 +1,350 @@
+package watch
+
+import (
+	"bytes"
+	"errors"
+	"sort"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
+)
+
+// invalidID is the watch ID of responses that concern no single watcher
+// (clientv3.InvalidWatchID).
+const invalidID = -1
+
+// The stream actor's messages.
+type (
+	// createMsg adds a watcher.
+	createMsg struct{ req *pb.WatchCreateRequest }
+	// cancelMsg removes a watcher.
+	cancelMsg struct{ id int64 }
+	// progressRequestMsg asks for one progress notification for the stream.
+	progressRequestMsg struct{}
+	// liveMsg carries one published batch.
+	liveMsg struct{ evs batch }
+	// catchUpMsg reports that live batches were dropped for this stream.
+	catchUpMsg struct{}
+	// progressTickMsg is the periodic progress notification tick.
+	progressTickMsg struct{}
+)
+
+// watcher is one watch of a stream.
+type watcher struct {
+	id       int64
+	key, end []byte // end nil: the key alone; empty: every key from key on
+	start    int64  // the start revision asked for (0: the next one)
+	next     int64  // the next revision this watcher has to be sent
+	prevKV   bool
+	fragment bool
+	noPut    bool
+	noDelete bool
+	progress bool
+	// quiet is set by a progress tick and cleared by events: a watcher
+	// gets a notification only for an interval in which it got no event.
+	quiet bool
+}
+
+func (w *watcher) contains(k []byte) bool {
+	switch {
+	case w.end == nil:
+		return bytes.Equal(k, w.key)
+	case len(w.end) == 0:
+		return bytes.Compare(k, w.key) >= 0
+	}
+	return bytes.Compare(k, w.key) >= 0 && bytes.Compare(k, w.end) < 0
+}
+
+// streamActor serves one stream's watchers. Each watcher is either synced
+// (next is past the current revision, and live batches reach it) or behind
+// and caught up from history before anything newer is sent to it, so
+// every event is sent exactly once and in revision order.
+type streamActor struct {
+	hist History
+	opts Options
+	send func(*pb.WatchResponse) error
+
+	watchers map[int64]*watcher
+	nextID   int64
+	failed   bool // the client stream is gone; nothing more is sent
+}
+
+func (a *streamActor) receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case createMsg:
+		a.create(m.req)
+	case cancelMsg:
+		a.cancel(m.id)
+	case progressRequestMsg:
+		a.progressAll()
+	case liveMsg:
+		a.deliver(m.evs)
+	case catchUpMsg:
+		a.catchUpAll(a.hist.Rev())
+	case progressTickMsg:
+		a.progressTick()
+	}
+}
+
+func (a *streamActor) respond(r *pb.WatchResponse) {
+	if a.failed {
+		return
+	}
+	if err := a.send(r); err != nil {
+		a.failed = true
+	}
+}
+
+func header(rev int64) *pb.ResponseHeader { return &pb.ResponseHeader{Revision: rev} }
+
+// create adds a watcher with etcd's rules: an empty key means "\x00", a
+// range_end of "\x00" means every key from key on, watch ID 0 asks for the
+// lowest free ID, and a start revision at or below the current one replays
+// history first.
+func (a *streamActor) create(req *pb.WatchCreateRequest) {
+	rev := a.hist.Rev()
+	if req.StartRevision < 0 {
+		a.respond(&pb.WatchResponse{Header: header(rev), WatchId: invalidID, Created: true, Canceled: true, CancelReason: ErrCompacted.Error()})
+		return
+	}
+	w := &watcher{
+		key:      req.Key,
+		start:    req.StartRevision,
+		prevKV:   req.PrevKv,
+		fragment: req.Fragment,
+		progress: req.ProgressNotify,
+	}
+	if len(w.key) == 0 {
+		w.key = []byte{0}
+	}
+	switch {
+	case len(req.RangeEnd) == 0:
+	case len(req.RangeEnd) == 1 && req.RangeEnd[0] == 0:
+		w.end = []byte{}
+	default:
+		w.end = req.RangeEnd
+	}
+	for _, f := range req.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			w.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			w.noDelete = true
+		}
+	}
+	id, err := a.assignID(req.WatchId, w)
+	if err != nil {
+		a.respond(&pb.WatchResponse{Header: header(rev), WatchId: invalidID, Created: true, Canceled: true, CancelReason: err.Error()})
+		return
+	}
+	w.id = id
+	w.next = rev + 1
+	if w.start > 0 {
+		w.next = w.start
+	}
+	a.watchers[id] = w
+	a.respond(&pb.WatchResponse{Header: header(rev), WatchId: id, Created: true})
+	if w.next <= rev {
+		a.catchUp(w, rev)
+	}
+}
+
+func (a *streamActor) assignID(want int64, w *watcher) (int64, error) {
+	if len(w.end) > 0 && bytes.Compare(w.key, w.end) >= 0 {
+		return 0, ErrEmptyRange
+	}
+	if want != 0 {
+		if _, ok := a.watchers[want]; ok {
+			return 0, ErrDuplicateID
+		}
+		return want, nil
+	}
+	for a.watchers[a.nextID] != nil {
+		a.nextID++
+	}
+	id := a.nextID
+	a.nextID++
+	return id, nil
+}
+
+// cancel removes watcher id; an unknown ID gets no answer, as in etcd.
+func (a *streamActor) cancel(id int64) {
+	if _, ok := a.watchers[id]; !ok {
+		return
+	}
+	delete(a.watchers, id)
+	a.respond(&pb.WatchResponse{Header: header(a.hist.Rev()), WatchId: id, Canceled: true})
+}
+
+// ids returns the watcher IDs in order, so responses go out in a stable
+// order.
+func (a *streamActor) ids() []int64 {
+	ids := make([]int64, 0, len(a.watchers))
+	for id := range a.watchers {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// deliver sends a published batch to every watcher it concerns. A watcher
+// that is behind the batch (a batch was dropped before it) is caught up
+// from history instead, which covers the batch too.
+func (a *streamActor) deliver(b batch) {
+	if a.failed {
+		return
+	}
+	first, last := b[0].Kv.ModRevision, b[len(b)-1].Kv.ModRevision
+	for _, id := range a.ids() {
+		w := a.watchers[id]
+		switch {
+		case w.next > last:
+			continue
+		case w.next < first:
+			a.catchUp(w, a.hist.Rev())
+			continue
+		}
+		for i := 0; i < len(b); {
+			rev := b[i].Kv.ModRevision
+			j := i
+			for j < len(b) && b[j].Kv.ModRevision == rev {
+				j++
+			}
+			if rev >= w.next {
+				if evs := a.filter(w, b[i:j]); len(evs) > 0 {
+					a.sendEvents(w, rev, evs)
+				}
+			}
+			i = j
+		}
+		w.next = last + 1
+	}
+}
+
+// catchUpAll catches up every watcher that is behind rev.
+func (a *streamActor) catchUpAll(rev int64) {
+	if a.failed {
+		return
+	}
+	for _, id := range a.ids() {
+		a.catchUp(a.watchers[id], rev)
+	}
+}
+
+// catchUp sends w every event from w.next to rev (no newer than the
+// current revision), in one
+// response as etcd does, or cancels w if that history is compacted.
+func (a *streamActor) catchUp(w *watcher, rev int64) {
+	if w.next > rev || a.failed {
+		return
+	}
+	var evs []*mvccpb.Event
+	err := a.hist.Events(w.next, rev, func(ev *mvccpb.Event) bool {
+		evs = append(evs, ev)
+		return true
+	})
+	if err != nil {
+		delete(a.watchers, w.id)
+		if errors.Is(err, mvcc.ErrCompacted) {
+			// etcd's compaction notice carries no revision in its header.
+			a.respond(&pb.WatchResponse{Header: header(0), WatchId: w.id, CompactRevision: a.hist.CompactRev(), Canceled: true})
+		} else {
+			a.respond(&pb.WatchResponse{Header: header(rev), WatchId: w.id, Canceled: true, CancelReason: err.Error()})
+		}
+		return
+	}
+	w.next = rev + 1
+	if evs = a.filter(w, evs); len(evs) > 0 {
+		a.sendEvents(w, rev, evs)
+	}
+}
+
+// filter returns the events of evs that w wants, as new events carrying
+// PrevKv only if w asked for it.
+func (a *streamActor) filter(w *watcher, evs []*mvccpb.Event) []*mvccpb.Event {
+	var out []*mvccpb.Event
+	for _, ev := range evs {
+		if !w.contains(ev.Kv.Key) {
+			continue
+		}
+		if (ev.Type == mvccpb.Event_PUT && w.noPut) || (ev.Type == mvccpb.Event_DELETE && w.noDelete) {
+			continue
+		}
+		e := &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		if w.prevKV && !ev.IsCreate() {
+			e.PrevKv = ev.PrevKv
+			if e.PrevKv == nil {
+				e.PrevKv = a.hist.PrevKV(ev.Kv.Key, ev.Kv.ModRevision)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// sendEvents sends events at revision rev to w, in fragments if w asked
+// for them and the response is too large.
+func (a *streamActor) sendEvents(w *watcher, rev int64, evs []*mvccpb.Event) {
+	w.quiet = false
+	r := &pb.WatchResponse{Header: header(rev), WatchId: w.id, Events: evs}
+	if !w.fragment || a.opts.MaxRequestBytes <= 0 || len(evs) < 2 || proto.Size(r) < a.opts.MaxRequestBytes {
+		a.respond(r)
+		return
+	}
+	for len(evs) > 0 {
+		cur := &pb.WatchResponse{Header: r.Header, WatchId: w.id, Fragment: true}
+		n := 0
+		for n < len(evs) {
+			cur.Events = evs[:n+1]
+			if n > 0 && proto.Size(cur) >= a.opts.MaxRequestBytes {
+				break
+			}
+			n++
+		}
+		cur.Events = evs[:n]
+		evs = evs[n:]
+		cur.Fragment = len(evs) > 0
+		a.respond(cur)
+	}
+}
+
+// synced reports whether w has been sent everything up to rev and its
+// start revision is reached.
+func (w *watcher) synced(rev int64) bool { return w.next > rev && rev >= w.start }
+
+// progressAll answers a progress request: one notification with watch ID
+// -1 at the current revision, if every watcher is synced (etcd sends none
+// otherwise, nor when the stream has no watcher).
+func (a *streamActor) progressAll() {
+	rev := a.hist.Rev()
+	a.catchUpAll(rev)
+	if len(a.watchers) == 0 {
+		return
+	}
+	for _, w := range a.watchers {
+		if !w.synced(rev) {
+			return
+		}
+	}
+	a.respond(&pb.WatchResponse{Header: header(rev), WatchId: invalidID})
+}
+
+// progressTick sends a progress notification to each synced watcher that
+// asked for them and got no event since the last tick.
+func (a *streamActor) progressTick() {
+	rev := a.hist.Rev()
+	for _, id := range a.ids() {
+		w := a.watchers[id]
+		if !w.progress {
+			continue
+		}
+		if w.quiet && w.synced(rev) {
+			a.respond(&pb.WatchResponse{Header: header(rev), WatchId: w.id})
+		}
+		w.quiet = true
+	}
+}
