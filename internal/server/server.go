@@ -252,6 +252,9 @@ func (s *Server) serveREST() error {
 			Logger:          s.lg.Named("httpapi"),
 			MaxRequestBytes: int64(s.cfg.MaxRequestBytes),
 			MaxTxnOps:       int(s.cfg.MaxTxnOps),
+			Watch: func(send func(*pb.WatchResponse) error) httpapi.WatchStream {
+				return s.watch.Open(send)
+			},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -62,11 +62,15 @@ type Options struct {
 	// is answered 400 too_many_ops before it reaches the store. Zero or less
 	// means DefaultMaxTxnOps.
 	MaxTxnOps int
+	// Watch opens watch streams for GET /v1/watch/{key}; without it that
+	// route answers 404.
+	Watch OpenWatch
 }
 
 // handler serves every endpoint; it is immutable after New.
 type handler struct {
 	backend   Backend
+	openWatch OpenWatch
 	log       *zap.Logger
 	maxBody   int64
 	maxTxnOps int
@@ -78,6 +82,7 @@ type handler struct {
 func New(b Backend, opts Options) http.Handler {
 	h := &handler{
 		backend:   b,
+		openWatch: opts.Watch,
 		log:       opts.Logger,
 		maxBody:   opts.MaxRequestBytes,
 		maxTxnOps: opts.MaxTxnOps,
@@ -101,6 +106,7 @@ func New(b Backend, opts Options) http.Handler {
 	r.Handle("/v1/kv/{key:.*}", h.serve(h.deleteKV)).Methods(http.MethodDelete)
 	r.Handle("/v1/txn", h.serve(h.txn)).Methods(http.MethodPost)
 	r.Handle("/v1/status", h.serve(h.status)).Methods(http.MethodGet)
+	r.Handle("/v1/watch/{key:.*}", h.serve(h.watch)).Methods(http.MethodGet)
 	r.NotFoundHandler = h.serve(func(http.ResponseWriter, *http.Request) error { return errNoRoute })
 	r.MethodNotAllowedHandler = h.serve(func(w http.ResponseWriter, req *http.Request) error {
 		w.Header().Set("Allow", strings.Join(allowedMethods(r, req), ", "))
