@@ -48,6 +48,8 @@ type Applier struct {
 	keys    *btree.BTreeG[*stagedKey] // KV.staged, emptied by close
 	probe   stagedKey                 // for lookups in keys, without allocating
 	applied uint64                    // index of the last staged entry; 0 if none
+	// leaseOps are the staged lease grants and revokes, in order.
+	leaseOps []leaseOp
 	// err is the engine failure that poisoned the Applier: every later
 	// call, and Commit, returns it and nothing is committed.
 	err  error
@@ -142,8 +144,9 @@ func (a *Applier) Commit() error {
 	if err := a.b.Commit(false); err != nil {
 		return fmt.Errorf("mvcc: commit entries up to %d: %w", a.applied, err)
 	}
-	if len(a.changes) > 0 {
+	if len(a.changes) > 0 || len(a.leaseOps) > 0 {
 		kv.mu.Lock()
+		a.commitLeases()
 		for _, c := range a.changes {
 			if !c.deleted {
 				kv.idx.put(c.kv.Key, c.rev)

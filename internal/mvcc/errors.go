@@ -19,6 +19,8 @@ var (
 	ErrDuplicateKey = errors.New("mvcc: duplicate key given in txn request")
 	// ErrLeaseNotFound: a put names a lease that does not exist.
 	ErrLeaseNotFound = errors.New("mvcc: requested lease not found")
+	// ErrLeaseExist: a lease grant names a lease that exists.
+	ErrLeaseExist = errors.New("mvcc: lease already exists")
 	// ErrKeyNotFound: a put with ignore_value or ignore_lease targets a key
 	// that does not exist.
 	ErrKeyNotFound = errors.New("mvcc: key not found")
@@ -50,6 +52,6 @@ func isRequestError(err error) bool {
 
 var requestErrors = []error{
 	ErrCompacted, ErrFutureRev, ErrEmptyKey, ErrTooManyOps, ErrDuplicateKey,
-	ErrLeaseNotFound, ErrKeyNotFound, ErrValueProvided, ErrLeaseProvided,
+	ErrLeaseNotFound, ErrLeaseExist, ErrKeyNotFound, ErrValueProvided, ErrLeaseProvided,
 	ErrInvalidSortOption, ErrTxnNotReadOnly,
 }

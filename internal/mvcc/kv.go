@@ -51,9 +51,10 @@ type Options struct {
 	// DefaultMaxTxnOps when 0. The apply path itself never enforces it, so
 	// members configured differently still apply identically.
 	MaxTxnOps int
-	// LeaseExists reports whether a lease is granted; a put naming a lease
-	// for which it returns false fails with ErrLeaseNotFound. It is called
-	// from the writer goroutine. Nil means no lease exists.
+	// LeaseExists reports whether a lease granted outside this KV exists; a
+	// put naming a lease that neither the KV's own lease table (see
+	// Applier.LeaseGrant) nor LeaseExists knows fails with ErrLeaseNotFound.
+	// It is called from the writer goroutine. Nil means no such lease.
 	LeaseExists func(id int64) bool
 	// EventsWithPrevKV makes every put event carry the key's previous value
 	// (PrevKv), at the cost of an engine read per put. Without it a put
@@ -88,6 +89,7 @@ type KV struct {
 	// only while they walk the index, never while they fetch values.
 	mu         sync.RWMutex
 	idx        *index
+	leases     *leaseTable
 	rev        int64 // revision of the last write; 1 for an empty store
 	compactRev int64 // revision of the last compaction; -1 if none
 
@@ -140,10 +142,14 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 	if err != nil {
 		return nil, err
 	}
+	if kv.leases, err = loadLeases(e); err != nil {
+		return nil, err
+	}
 	lastRev, err := kv.rebuildIndex()
 	if err != nil {
 		return nil, err
 	}
+	kv.leases.attachRestored(kv.lg)
 	// Compaction keeps the newest record, but the revision must never go
 	// back whatever the bucket holds, so, as in etcd, the compaction
 	// revisions bound it from below.
@@ -197,6 +203,7 @@ func (kv *KV) rebuildIndex() (int64, error) {
 			return false
 		}
 		last = r.main
+		kv.leases.restoreKey(kvMsg.Key, kvMsg.Lease, tomb)
 		ki := byKey[string(kvMsg.Key)]
 		switch {
 		case ki == nil:

@@ -46,7 +46,7 @@ func (kv *KV) DeleteRange(index uint64, req *pb.DeleteRangeRequest) (*pb.DeleteR
 }
 
 func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
-	if p.Lease != 0 && (w.kv.opts.LeaseExists == nil || !w.kv.opts.LeaseExists(p.Lease)) {
+	if p.Lease != 0 && !w.a.leaseExists(p.Lease) {
 		return nil, ErrLeaseNotFound
 	}
 	// The previous value is read only when something uses it: the request

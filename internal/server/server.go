@@ -27,6 +27,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/clientmux"
 	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/raftlog"
 	"github.com/cairn-kv/cairn/internal/raftlog/enginelog"
@@ -52,6 +53,7 @@ type Server struct {
 	kv     *mvcc.KV
 	store  *store.Client
 	watch  *watch.Hub
+	lease  *lease.Lessor
 
 	grpcSrv  *grpc.Server
 	gwConn   *grpc.ClientConn
@@ -100,8 +102,11 @@ func (s *Server) start() error {
 		MaxRequestBytes:        int(cfg.MaxRequestBytes) + 512<<10,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	})
+	s.lease = lease.Start(s.sys, lease.Config{Leases: s.kv.Leases(), Logger: lg.Named("lease")})
 	s.store, err = store.Start(s.sys, store.Config{
 		Publish:           s.watch.Publish,
+		LeaseApplied:      s.lease.Applied,
+		MinLeaseTTL:       store.MinLeaseTTL(cfg.HeartbeatInterval, cfg.ElectionTimeout),
 		Engine:            s.engine,
 		KV:                s.kv,
 		ClusterID:         clusterID,
@@ -127,6 +132,7 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	s.lease.Attach(s.store)
 	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.store.WaitReady(readyCtx); err != nil {
@@ -192,6 +198,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
 		Watch:           s.watch,
+		Lease:           s.lease,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener
@@ -308,6 +315,9 @@ func (s *Server) Stop() {
 	}
 	if s.store != nil {
 		s.store.Stop()
+	}
+	if s.lease != nil {
+		s.lease.Stop()
 	}
 	if s.kv != nil {
 		if err := s.kv.Close(); err != nil {

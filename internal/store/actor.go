@@ -46,6 +46,7 @@ type storeActor struct {
 
 	waiters       map[uint64]func(result)
 	events        []*mvccpb.Event // of the entries staged since the last commit
+	leaseOps      [][2]int64      // lease grants and revokes staged since the last commit
 	lastSnap      uint64
 	checkpointing bool
 }
@@ -157,6 +158,12 @@ func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingR
 		a.c.cfg.Publish(a.events)
 	}
 	a.events = nil
+	if f := a.c.cfg.LeaseApplied; f != nil {
+		for _, op := range a.leaseOps {
+			f(op[0], op[1])
+		}
+	}
+	a.leaseOps = a.leaseOps[:0]
 	for i, p := range replies {
 		p.reply(p.res)
 		replies[i] = pendingReply{}
@@ -179,6 +186,17 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 		res.resp, evs, res.err = ap.DeleteRange(index, r.DeleteRange)
 	case r.Txn != nil:
 		res.resp, evs, res.err = ap.Txn(index, r.Txn)
+	case r.LeaseGrant != nil:
+		g := r.LeaseGrant
+		if res.err = ap.LeaseGrant(index, g.ID, g.TTL); res.err == nil {
+			res.resp = &pb.LeaseGrantResponse{ID: g.ID, TTL: g.TTL}
+			a.leaseOps = append(a.leaseOps, [2]int64{g.ID, g.TTL})
+		}
+	case r.LeaseRevoke != nil:
+		if evs, res.err = ap.LeaseRevoke(index, r.LeaseRevoke.ID); res.err == nil {
+			res.resp = &pb.LeaseRevokeResponse{}
+			a.leaseOps = append(a.leaseOps, [2]int64{r.LeaseRevoke.ID, 0})
+		}
 	default:
 		// A request kind this version does not know: record it as applied
 		// so the log can move on, and fail the caller.

@@ -17,6 +17,8 @@ var (
 	ErrTooManyRequests = errors.New("store: too many requests")
 	// ErrNoSpace: the backend quota (--quota-backend-bytes) is exhausted.
 	ErrNoSpace = errors.New("store: database space exceeded")
+	// ErrLeaseTTLTooLarge: a lease grant asks for more than MaxLeaseTTL.
+	ErrLeaseTTLTooLarge = errors.New("store: too large lease TTL")
 )
 
 // errUnknownRequest fails a request whose raft entry this version cannot

@@ -70,6 +70,13 @@ type Config struct {
 	// revision order, from the store actor right after the commit and
 	// before the waiters are answered. It must not block.
 	Publish func(events []*mvccpb.Event)
+	// LeaseApplied, if set, learns of every applied lease grant (ttl > 0,
+	// the granted TTL) and revoke (ttl == 0), from the store actor after
+	// the commit that made it visible. It must not block.
+	LeaseApplied func(id, ttl int64)
+	// MinLeaseTTL is the smallest TTL a grant gets, in seconds; shorter
+	// requests are raised to it, as etcd does (see MinLeaseTTL).
+	MinLeaseTTL int64
 	// MailboxSize bounds the store actor's mailbox (backpressure).
 	MailboxSize int
 	Logger      *zap.Logger

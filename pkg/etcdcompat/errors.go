@@ -29,6 +29,8 @@ var grpcErrors = []struct {
 	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
 	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
 	{mvcc.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{mvcc.ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
+	{store.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},

@@ -1,4 +1,4 @@
-// Package etcdcompat serves etcd's v3 gRPC API (KV, Watch, Maintenance, Cluster)
+// Package etcdcompat serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster)
 // over Cairn's store. It translates between etcd's protocol and the store's
 // client and maps errors to etcd's exact status codes and messages; it holds
 // no state of its own.
@@ -48,7 +48,10 @@ type Options struct {
 	MaxRequestBytes int
 	// Watch serves the Watch service; without it the service is not
 	// registered.
-	Watch  *watch.Hub
+	Watch *watch.Hub
+	// Lease serves the Lease service; without it the service is not
+	// registered.
+	Lease  Lessor
 	Logger *zap.Logger
 }
 
@@ -75,6 +78,9 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
 	if opts.Watch != nil {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
+	}
+	if opts.Lease != nil {
+		pb.RegisterLeaseServer(srv, &leaseServer{le: opts.Lease})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

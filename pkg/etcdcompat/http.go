@@ -34,6 +34,7 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 	for _, register := range []func(context.Context, *gw.ServeMux, *grpc.ClientConn) error{
 		etcdgw.RegisterKVHandler,
 		etcdgw.RegisterWatchHandler,
+		etcdgw.RegisterLeaseHandler,
 		etcdgw.RegisterClusterHandler,
 		etcdgw.RegisterMaintenanceHandler,
 	} {

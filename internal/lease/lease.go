@@ -1,0 +1,349 @@
+// Package lease is the lease actor and its client: etcd's Lease service
+// over the store.
+//
+// The lease table itself (which leases exist, their granted TTLs, the keys
+// attached to each) is replicated state: grants and revokes are raft
+// entries that the store applies, and mvcc keeps the table in the engine's
+// Lease bucket. What is not replicated is each lease's expiry: the leader
+// keeps it in memory, here. Keep-alives renew it; when it passes, the actor
+// proposes a revoke through the store, at most RevokeRate per second so that
+// a storm of expiring leases becomes a bounded stream of raft entries.
+//
+// As in etcd without lease checkpoints, a restart forgets the remaining
+// TTLs: every lease starts again with its full granted TTL, so a lease
+// outlives its TTL by at most the downtime plus one TTL. A lease granted
+// with a key never loses the key early.
+package lease
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+)
+
+// ErrLeaseNotFound: the lease does not exist (or has expired and is being
+// revoked). It is mvcc's sentinel, so the front ends map one error.
+var ErrLeaseNotFound = mvcc.ErrLeaseNotFound
+
+// ErrStopped: the lessor has stopped.
+var ErrStopped = errors.New("lease: lessor stopped")
+
+// DefaultRevokeRate is etcd's leaseRevokeRate: expired leases revoked per
+// second at most.
+const DefaultRevokeRate = 1000
+
+// Store is what the lessor needs from the store; *store.Client implements
+// it. Its methods are called from any goroutine.
+type Store interface {
+	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
+	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
+	// Lease and Leases read the applied lease table.
+	Lease(id int64, withKeys bool) (ttl int64, keys [][]byte, ok bool)
+	Leases() []mvcc.LeaseInfo
+	// IsLeader reports whether this member decides expiry.
+	IsLeader() bool
+	// Header is a response header at the current revision.
+	Header() *pb.ResponseHeader
+}
+
+// Config configures a Lessor.
+type Config struct {
+	// Leases are the leases that exist when the lessor starts (from the
+	// KV just opened); each gets its full TTL.
+	Leases []mvcc.LeaseInfo
+	// RevokeRate bounds the revokes proposed per second;
+	// DefaultRevokeRate when 0.
+	RevokeRate int
+	// Tick is how often expiry is checked; 500ms when 0 (etcd checks
+	// every 500ms too).
+	Tick time.Duration
+	// RevokeTimeout bounds one revoke proposal; after it fails the lease
+	// is tried again a second later. 5s when 0.
+	RevokeTimeout time.Duration
+	Logger        *zap.Logger
+}
+
+// Lessor is the lease actor's front door. Its methods are safe for
+// concurrent use once Attach has been called.
+type Lessor struct {
+	cfg  Config
+	ref  *actors.Ref
+	st   Store
+	stop chan struct{}
+}
+
+// The lease actor's messages.
+type (
+	appliedMsg struct{ id, ttl int64 }
+	renewMsg   struct {
+		id    int64
+		reply chan<- renewResult
+	}
+	remainingMsg struct {
+		id    int64
+		reply chan<- time.Duration // negative: unknown to the actor
+	}
+	tickMsg struct{}
+)
+
+type renewResult struct {
+	ttl int64
+	err error
+}
+
+// Start spawns the lease actor. Expiry is not checked until Attach.
+func Start(sys *actors.System, cfg Config) *Lessor {
+	if cfg.RevokeRate <= 0 {
+		cfg.RevokeRate = DefaultRevokeRate
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 500 * time.Millisecond
+	}
+	if cfg.RevokeTimeout <= 0 {
+		cfg.RevokeTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	l := &Lessor{cfg: cfg, stop: make(chan struct{})}
+	a := &lessorActor{l: l, leases: make(map[int64]*entry)}
+	now := time.Now()
+	for _, li := range cfg.Leases {
+		a.grant(li.ID, li.TTL, now)
+	}
+	// Unbounded: it is fed by the store actor, which must never block, and
+	// by keep-alives, one message each.
+	l.ref = sys.Spawn("lease", 0, a.receive)
+	return l
+}
+
+// Attach gives the lessor its store and starts expiry checks. Call it
+// once, before any other method but Applied.
+func (l *Lessor) Attach(st Store) {
+	l.st = st
+	go l.tick()
+}
+
+// Stop stops the expiry checks and the actor.
+func (l *Lessor) Stop() {
+	select {
+	case <-l.stop:
+		return
+	default:
+	}
+	close(l.stop)
+	l.ref.Stop()
+}
+
+func (l *Lessor) tick() {
+	t := time.NewTicker(l.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.ref.Send(tickMsg{})
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// Applied tells the lessor of an applied grant (ttl > 0) or revoke (ttl
+// == 0); it is the store's LeaseApplied hook and never blocks.
+func (l *Lessor) Applied(id, ttl int64) { l.ref.Send(appliedMsg{id: id, ttl: ttl}) }
+
+// Grant grants a lease through raft (see store.Client.LeaseGrant).
+func (l *Lessor) Grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return l.st.LeaseGrant(ctx, r)
+}
+
+// Revoke revokes a lease through raft, deleting its keys.
+func (l *Lessor) Revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return l.st.LeaseRevoke(ctx, r)
+}
+
+// Renew restarts lease id's TTL and returns it; ErrLeaseNotFound if the
+// lease does not exist or has expired.
+func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
+	ch := make(chan renewResult, 1)
+	l.ref.Send(renewMsg{id: id, reply: ch})
+	select {
+	case r := <-ch:
+		return r.ttl, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-l.stop:
+		return 0, ErrStopped
+	}
+}
+
+// TimeToLive answers etcd's LeaseTimeToLive; ErrLeaseNotFound for an
+// unknown lease.
+func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	granted, keys, ok := l.st.Lease(r.ID, r.Keys)
+	if !ok {
+		return nil, ErrLeaseNotFound
+	}
+	ch := make(chan time.Duration, 1)
+	l.ref.Send(remainingMsg{id: r.ID, reply: ch})
+	var left time.Duration
+	select {
+	case left = <-ch:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.stop:
+		return nil, ErrStopped
+	}
+	ttl := granted
+	if left >= 0 {
+		ttl = int64(left.Seconds())
+	}
+	return &pb.LeaseTimeToLiveResponse{Header: l.st.Header(), ID: r.ID, TTL: ttl, GrantedTTL: granted, Keys: keys}, nil
+}
+
+// Leases lists the granted leases in ID order.
+func (l *Lessor) Leases(context.Context) (*pb.LeaseLeasesResponse, error) {
+	ls := l.st.Leases()
+	out := make([]*pb.LeaseStatus, len(ls))
+	for i, li := range ls {
+		out[i] = &pb.LeaseStatus{ID: li.ID}
+	}
+	return &pb.LeaseLeasesResponse{Header: l.st.Header(), Leases: out}, nil
+}
+
+// Header is a response header at the current revision.
+func (l *Lessor) Header() *pb.ResponseHeader { return l.st.Header() }
+
+// entry is a lease as the actor sees it. Its position in the heap is
+// found by id; stale heap items (renewed since) are skipped when popped.
+type entry struct {
+	ttl    time.Duration
+	expiry time.Time
+	// expired: its revoke has been proposed; it cannot be renewed.
+	expired bool
+}
+
+type item struct {
+	id     int64
+	expiry time.Time
+}
+
+// expiryHeap orders items by expiry, earliest first.
+type expiryHeap []item
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(item)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// lessorActor owns every lease's expiry.
+type lessorActor struct {
+	l      *Lessor
+	leases map[int64]*entry
+	heap   expiryHeap
+}
+
+func (a *lessorActor) receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case appliedMsg:
+		a.applied(m)
+	case renewMsg:
+		a.renew(m)
+	case remainingMsg:
+		a.remaining(m)
+	case tickMsg:
+		a.expire(time.Now())
+	}
+}
+
+func (a *lessorActor) grant(id, ttl int64, now time.Time) {
+	e := &entry{ttl: time.Duration(ttl) * time.Second}
+	a.leases[id] = e
+	a.schedule(id, e, now.Add(e.ttl))
+}
+
+func (a *lessorActor) schedule(id int64, e *entry, at time.Time) {
+	e.expiry = at
+	heap.Push(&a.heap, item{id: id, expiry: at})
+}
+
+func (a *lessorActor) applied(m appliedMsg) {
+	if m.ttl > 0 {
+		a.grant(m.id, m.ttl, time.Now())
+		return
+	}
+	delete(a.leases, m.id)
+}
+
+func (a *lessorActor) renew(m renewMsg) {
+	e := a.leases[m.id]
+	now := time.Now()
+	if e == nil || e.expired || !now.Before(e.expiry) {
+		m.reply <- renewResult{err: ErrLeaseNotFound}
+		return
+	}
+	a.schedule(m.id, e, now.Add(e.ttl))
+	m.reply <- renewResult{ttl: int64(e.ttl / time.Second)}
+}
+
+func (a *lessorActor) remaining(m remainingMsg) {
+	e := a.leases[m.id]
+	if e == nil {
+		m.reply <- -1
+		return
+	}
+	if e.expired {
+		m.reply <- 0
+		return
+	}
+	m.reply <- max(time.Until(e.expiry), 0)
+}
+
+// expire proposes revokes for the leases whose expiry has passed, at most
+// RevokeRate per second, earliest first. A proposed lease is checked again
+// a second later, so a revoke that failed (no leader, timeout) is retried;
+// one that succeeded removes the lease through Applied first.
+func (a *lessorActor) expire(now time.Time) {
+	l := a.l
+	if l.st == nil || !l.st.IsLeader() {
+		return
+	}
+	budget := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
+	for budget > 0 && len(a.heap) > 0 && !a.heap[0].expiry.After(now) {
+		it := heap.Pop(&a.heap).(item)
+		e := a.leases[it.id]
+		if e == nil || !e.expiry.Equal(it.expiry) {
+			continue // revoked, or renewed since this item was pushed
+		}
+		budget--
+		// Expired for good: renewals fail from now on, and the item comes
+		// back in a second to retry if the revoke does not apply.
+		heap.Push(&a.heap, item{id: it.id, expiry: now.Add(time.Second)})
+		e.expiry = now.Add(time.Second)
+		e.expired = true
+		go a.revoke(it.id)
+	}
+}
+
+func (a *lessorActor) revoke(id int64) {
+	l := a.l
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RevokeTimeout)
+	defer cancel()
+	if _, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id}); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+		l.cfg.Logger.Warn("failed to revoke expired lease", zap.Int64("lease", id), zap.Error(err))
+	}
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-kv/cairn/internal/mvcc"
+)
+
+// MaxLeaseTTL is the largest TTL a lease may be granted, in seconds
+// (etcd's lease.MaxLeaseTTL).
+const MaxLeaseTTL = 9000000000
+
+// MinLeaseTTL is etcd's smallest lease TTL for a member with the given raft
+// timing: one and a half election timeouts, rounded up to whole seconds,
+// so that a lease outlives a leader election.
+func MinLeaseTTL(heartbeat, election time.Duration) int64 {
+	if heartbeat <= 0 {
+		return 1
+	}
+	ticks := int64(election / heartbeat)
+	return int64(math.Ceil((time.Duration(3*ticks/2) * heartbeat).Seconds()))
+}
+
+// LeaseGrant grants a lease through raft. A zero ID is replaced by a
+// generated one; a TTL below the minimum is raised to it.
+func (c *Client) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if req.TTL > MaxLeaseTTL {
+		return nil, ErrLeaseTTLTooLarge
+	}
+	r := &pb.LeaseGrantRequest{ID: req.ID, TTL: max(req.TTL, c.cfg.MinLeaseTTL, 1)}
+	for r.ID == 0 {
+		// A lease ID is positive, as etcd's are.
+		r.ID = int64(rand.Uint64() & math.MaxInt64)
+	}
+	res, err := c.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.(*pb.LeaseGrantResponse)
+	resp.Header = c.header(c.kv.Rev())
+	return resp, nil
+}
+
+// LeaseRevoke revokes a lease through raft, deleting its keys in one
+// revision; an unknown lease fails with mvcc.ErrLeaseNotFound.
+func (c *Client) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	res, err := c.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: req.ID}})
+	if err != nil {
+		return nil, err
+	}
+	resp := res.(*pb.LeaseRevokeResponse)
+	resp.Header = c.header(c.kv.Rev())
+	return resp, nil
+}
+
+// Lease returns the granted TTL of lease id and, with withKeys, its keys,
+// as of the last applied entry; ok is false if it does not exist.
+func (c *Client) Lease(id int64, withKeys bool) (ttl int64, keys [][]byte, ok bool) {
+	return c.kv.Lease(id, withKeys)
+}
+
+// IsLeader reports whether this member leads the raft group.
+func (c *Client) IsLeader() bool {
+	st := c.raft.Status()
+	return st.Leader != 0 && st.Leader == st.ID
+}
+
+// Leases lists the granted leases.
+func (c *Client) Leases() []mvcc.LeaseInfo { return c.kv.Leases() }
