@@ -13,12 +13,14 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -57,6 +59,8 @@ type Server struct {
 
 	grpcSrv  *grpc.Server
 	gwConn   *grpc.ClientConn
+	selfMu   sync.Mutex
+	self     *clientv3.Client
 	httpSrvs []*http.Server
 	closers  []func() error
 
@@ -199,6 +203,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
 		Watch:           s.watch,
 		Lease:           s.lease,
+		Self:            s.selfClient,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener
@@ -278,6 +283,26 @@ func (s *Server) debugActors(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"actors": s.sys.Snapshot()})
 }
 
+// selfClient returns the member's client of itself, made on first use, for
+// the lock and election services.
+func (s *Server) selfClient() (*clientv3.Client, error) {
+	s.selfMu.Lock()
+	defer s.selfMu.Unlock()
+	if s.self != nil {
+		return s.self, nil
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{s.clientAddrs[0]},
+		DialTimeout: 5 * time.Second,
+		Logger:      s.lg.Named("self-client"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.self = cli
+	return cli, nil
+}
+
 // ClientAddrs returns the addresses the client listeners are bound to.
 func (s *Server) ClientAddrs() []string { return s.clientAddrs }
 
@@ -313,6 +338,11 @@ func (s *Server) Stop() {
 	if s.gwConn != nil {
 		_ = s.gwConn.Close()
 	}
+	s.selfMu.Lock()
+	if s.self != nil {
+		_ = s.self.Close()
+	}
+	s.selfMu.Unlock()
 	if s.store != nil {
 		s.store.Stop()
 	}

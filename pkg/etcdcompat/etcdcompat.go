@@ -16,6 +16,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+
 	"github.com/cairn-kv/cairn/internal/watch"
 )
 
@@ -51,7 +54,10 @@ type Options struct {
 	Watch *watch.Hub
 	// Lease serves the Lease service; without it the service is not
 	// registered.
-	Lease  Lessor
+	Lease Lessor
+	// Self makes a client of this member for the lock and election
+	// services; without it they are not registered.
+	Self   SelfClient
 	Logger *zap.Logger
 }
 
@@ -74,6 +80,11 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 	)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
+	if opts.Self != nil {
+		self := &onceClient{new: opts.Self}
+		v3lockpb.RegisterLockServer(srv, &lockServer{c: self})
+		v3electionpb.RegisterElectionServer(srv, &electionServer{c: self})
+	}
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st})
 	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
 	if opts.Watch != nil {
