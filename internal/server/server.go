@@ -267,6 +267,7 @@ func (s *Server) serveREST() error {
 			Watch: func(send func(*pb.WatchResponse) error) httpapi.WatchStream {
 				return s.watch.Open(send)
 			},
+			Leases: s.lease,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

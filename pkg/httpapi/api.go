@@ -65,12 +65,15 @@ type Options struct {
 	// Watch opens watch streams for GET /v1/watch/{key}; without it that
 	// route answers 404.
 	Watch OpenWatch
+	// Leases serves the /v1/leases routes; without it they answer 404.
+	Leases Leases
 }
 
 // handler serves every endpoint; it is immutable after New.
 type handler struct {
 	backend   Backend
 	openWatch OpenWatch
+	leases    Leases
 	log       *zap.Logger
 	maxBody   int64
 	maxTxnOps int
@@ -83,6 +86,7 @@ func New(b Backend, opts Options) http.Handler {
 	h := &handler{
 		backend:   b,
 		openWatch: opts.Watch,
+		leases:    opts.Leases,
 		log:       opts.Logger,
 		maxBody:   opts.MaxRequestBytes,
 		maxTxnOps: opts.MaxTxnOps,
@@ -107,6 +111,12 @@ func New(b Backend, opts Options) http.Handler {
 	r.Handle("/v1/txn", h.serve(h.txn)).Methods(http.MethodPost)
 	r.Handle("/v1/status", h.serve(h.status)).Methods(http.MethodGet)
 	r.Handle("/v1/watch/{key:.*}", h.serve(h.watch)).Methods(http.MethodGet)
+	if h.leases != nil {
+		r.Handle("/v1/leases", h.serve(h.grantLease)).Methods(http.MethodPost)
+		r.Handle("/v1/leases/{id}", h.serve(h.getLease)).Methods(http.MethodGet)
+		r.Handle("/v1/leases/{id}", h.serve(h.revokeLease)).Methods(http.MethodDelete)
+		r.Handle("/v1/leases/{id}/keepalive", h.serve(h.keepAlive)).Methods(http.MethodPost)
+	}
 	r.NotFoundHandler = h.serve(func(http.ResponseWriter, *http.Request) error { return errNoRoute })
 	r.MethodNotAllowedHandler = h.serve(func(w http.ResponseWriter, req *http.Request) error {
 		w.Header().Set("Allow", strings.Join(allowedMethods(r, req), ", "))

@@ -48,6 +48,7 @@ var errorTable = []struct {
 	{mvcc.ErrValueProvided, http.StatusBadRequest, "value_provided"},
 	{mvcc.ErrLeaseProvided, http.StatusBadRequest, "lease_provided"},
 	{mvcc.ErrFutureRev, http.StatusBadRequest, "future_revision"},
+	{store.ErrLeaseTTLTooLarge, http.StatusBadRequest, "lease_ttl_too_large"},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
 	{store.ErrRequestTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
 	{errNoRoute, http.StatusNotFound, "not_found"},
@@ -56,6 +57,7 @@ var errorTable = []struct {
 	// The request is well formed but the data does not fit it.
 	{mvcc.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{mvcc.ErrLeaseNotFound, http.StatusNotFound, "lease_not_found"},
+	{mvcc.ErrLeaseExist, http.StatusConflict, "lease_exists"},
 	{mvcc.ErrCompacted, http.StatusGone, "compacted"},
 	{errCompareFailed, http.StatusPreconditionFailed, "compare_failed"},
 
