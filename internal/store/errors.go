@@ -13,7 +13,8 @@ var (
 	ErrNoLeader = errors.New("store: no leader")
 	// ErrRequestTooLarge: the encoded request exceeds --max-request-bytes.
 	ErrRequestTooLarge = errors.New("store: request is too large")
-	// ErrTooManyRequests: too many proposals are in flight; retry later.
+	// ErrTooManyRequests: the state machine trails the raft log by more
+	// than etcd allows (5000 entries); retry later.
 	ErrTooManyRequests = errors.New("store: too many requests")
 	// ErrNoSpace: the backend quota (--quota-backend-bytes) is exhausted.
 	ErrNoSpace = errors.New("store: database space exceeded")

@@ -31,6 +31,10 @@ import (
 // clients see in Status and /version.
 const Version = "3.7.3"
 
+// maxApplyLag is how far the applied index may trail the commit index
+// before proposals are refused with ErrTooManyRequests (etcd's limit).
+const maxApplyLag = 5000
+
 // storageVersion is the etcd storage schema version reported by Status.
 const storageVersion = "3.7.0"
 
@@ -356,6 +360,11 @@ type compactResult struct {
 func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
 	if r.Compaction == nil && c.cfg.QuotaBackendBytes > 0 && c.dbSize.Load() > c.cfg.QuotaBackendBytes {
 		return nil, ErrNoSpace
+	}
+	// Like etcd, refuse new proposals while the state machine lags far
+	// behind the log: queueing more would only grow the backlog.
+	if commit, applied := c.raft.Status().Commit, c.kv.AppliedIndex(); commit > applied+maxApplyLag {
+		return nil, ErrTooManyRequests
 	}
 	id := c.nextID.Add(1)
 	r.Header = &pb.RequestHeader{ID: id}

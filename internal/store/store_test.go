@@ -253,3 +253,41 @@ func TestRangeStreamChunksMergeToRange(t *testing.T) {
 		}
 	})
 }
+
+// laggingRaft reports a commit index far ahead of anything applied and
+// never commits: the state a member is in when apply falls behind.
+type laggingRaft struct{}
+
+func (laggingRaft) Propose([]byte, func(error))               {}
+func (laggingRaft) ReadIndex(context.Context) (uint64, error) { return 0, nil }
+func (laggingRaft) Compact(uint64)                            {}
+func (laggingRaft) Status() raftnode.Status                   { return raftnode.Status{Commit: 5001, Term: 1} }
+func (laggingRaft) Stop()                                     {}
+
+// TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
+// entries behind the commit index, writes fail fast with
+// ErrTooManyRequests, as etcd answers "too many requests".
+func TestProposalsRefusedWhenApplyLags(t *testing.T) {
+	e, err := memory.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	kv, err := mvcc.Open(e, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	c, err := store.Start(actors.NewSystem(), store.Config{
+		Engine: e, KV: kv, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+		StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) { return laggingRaft{}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	_, err = c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	if !errors.Is(err, store.ErrTooManyRequests) {
+		t.Fatalf("put while apply lags: %v, want ErrTooManyRequests", err)
+	}
+}
