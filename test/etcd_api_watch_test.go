@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,5 +444,79 @@ func TestWatchProgressNotifyMatchesEtcd(t *testing.T) {
 	})
 	forEachEngine(t, func(t *testing.T, engine string) {
 		check(t, startServingMember(t, engine, "--watch-progress-notify-interval", interval.String()).client(t))
+	})
+}
+
+// catchUpBatches writes n revisions under "cu/", then watches the prefix
+// from the first of them and returns how many events each response
+// carried, and whether every event came once and in order.
+func catchUpBatches(t *testing.T, cli *clientv3.Client, n int) (sizes []int, inOrder bool) {
+	t.Helper()
+	c := ctx(t)
+	var first int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				r, err := cli.Put(c, fmt.Sprintf("cu/%04d", i), "v")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if first == 0 || r.Header.Revision < first {
+					first = r.Header.Revision
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return nil, false
+	}
+	wc := cli.Watch(c, "cu/", clientv3.WithPrefix(), clientv3.WithRev(first))
+	next, got := first, 0
+	inOrder = true
+	for got < n {
+		select {
+		case r := <-wc:
+			if err := r.Err(); err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, len(r.Events))
+			for _, ev := range r.Events {
+				if ev.Kv.ModRevision != next {
+					inOrder = false
+				}
+				next++
+				got++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("catch-up stalled after %d of %d events", got, n)
+		}
+	}
+	return sizes, inOrder
+}
+
+// TestWatchCatchUpBatchesMatchEtcd: a watcher starting far in the past
+// gets its history in responses of at most 1000 revisions, as etcd sends
+// them.
+func TestWatchCatchUpBatchesMatchEtcd(t *testing.T) {
+	const n = 2300
+	want, ok := catchUpBatches(t, startEtcd(t), n)
+	if !ok {
+		t.Fatalf("etcd sent events out of order")
+	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		t.Parallel()
+		got, ok := catchUpBatches(t, startServingMember(t, engine).client(t), n)
+		if !ok {
+			t.Errorf("events out of order or repeated")
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("events per catch-up response %v, etcd's %v", got, want)
+		}
 	})
 }

@@ -4,10 +4,12 @@
 // from-key watchers, start revisions in the past, prev_kv, filters,
 // progress notifications, fragmentation).
 //
-// Publishing never blocks the store: each stream has a bounded queue of
-// published batches, and a stream whose queue is full misses live batches
-// and catches up from the MVCC history instead, as etcd's unsynced watchers
-// do. A slow client therefore slows only its own stream.
+// Publishing never blocks the store: each stream has a queue of published
+// batches bounded in count and bytes, and a stream whose queue is full
+// misses live batches and catches up from the MVCC history instead, as
+// etcd's unsynced watchers do, in chunks of at most 1000 revisions (etcd's
+// batch) and about one request's size. A slow client therefore slows only
+// its own stream, and what the server holds for it stays bounded.
 package watch
 
 import (
@@ -60,6 +62,10 @@ type Options struct {
 	// QueueLen is how many published batches a stream may have queued
 	// before it falls back to catching up from history; 1024 when 0.
 	QueueLen int
+	// QueueBytes bounds the key and value bytes of the batches a stream
+	// has queued or in its mailbox; past it, the stream falls back to
+	// catching up from history. 8 MiB when 0.
+	QueueBytes int64
 	// MailboxSize bounds each stream actor's mailbox; 256 when 0.
 	MailboxSize int
 }
@@ -97,6 +103,9 @@ func NewHub(sys *actors.System, hist History, opts Options) *Hub {
 	if opts.MailboxSize <= 0 {
 		opts.MailboxSize = 256
 	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 8 << 20
+	}
 	return &Hub{sys: sys, hist: hist, opts: opts, subs: make(map[*Stream]struct{}), closed: make(chan struct{})}
 }
 
@@ -108,6 +117,22 @@ func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
 // batch is the events of one commit, in revision order.
 type batch []*mvccpb.Event
 
+// published is a batch on its way to one stream, with the bytes it holds.
+type published struct {
+	evs  batch
+	size int64
+}
+
+// eventBytes is what a stream's queue is charged for evs: their keys and
+// values plus a fixed overhead per event.
+func eventBytes(evs []*mvccpb.Event) int64 {
+	var n int64
+	for _, ev := range evs {
+		n += int64(len(ev.Kv.Key)+len(ev.Kv.Value)) + 64
+	}
+	return n
+}
+
 // Publish hands the events of one engine commit to every stream. The store
 // actor calls it after the commit, in revision order; it never blocks and
 // keeps no reference into evs beyond reading them.
@@ -115,19 +140,19 @@ func (h *Hub) Publish(evs []*mvccpb.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	p := published{evs: evs, size: eventBytes(evs)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
+		if q := s.queued.Load(); q > 0 && q+p.size > h.opts.QueueBytes {
+			s.kick()
+			continue
+		}
 		select {
-		case s.live <- batch(evs):
+		case s.live <- p:
+			s.queued.Add(p.size)
 		default:
-			// The stream is behind: it drops live batches and will replay
-			// them from history.
-			s.missed.Store(true)
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
+			s.kick()
 		}
 	}
 }
@@ -136,11 +161,15 @@ func (h *Hub) Publish(evs []*mvccpb.Event) {
 // Create, Cancel and RequestProgress may be called from one goroutine (the
 // stream's receive loop) while the actor sends responses; Close ends it.
 type Stream struct {
-	hub    *Hub
-	ref    *actors.Ref
-	live   chan batch
-	wake   chan struct{}
+	hub  *Hub
+	ref  *actors.Ref
+	live chan published
+	wake chan struct{}
+	// missed is set when the stream dropped a live batch, or its actor left
+	// a watcher behind, and cleared when a catch-up is sent to the actor.
 	missed atomic.Bool
+	// queued is the size of the batches in live or in the mailbox.
+	queued atomic.Int64
 	done   chan struct{}
 	pumped chan struct{}
 	once   sync.Once
@@ -153,7 +182,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)
 	s := &Stream{
 		hub:    h,
-		live:   make(chan batch, h.opts.QueueLen),
+		live:   make(chan published, h.opts.QueueLen),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		pumped: make(chan struct{}),
@@ -163,6 +192,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		opts:     h.opts,
 		send:     send,
 		watchers: make(map[int64]*watcher),
+		stream:   s,
 	}
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
 	h.mu.Lock()
@@ -180,8 +210,8 @@ func (s *Stream) pump(interval time.Duration) {
 	defer t.Stop()
 	for {
 		select {
-		case b := <-s.live:
-			s.send(liveMsg{evs: b})
+		case p := <-s.live:
+			s.send(liveMsg(p))
 		case <-s.wake:
 			if s.missed.Swap(false) {
 				s.send(catchUpMsg{})
@@ -191,6 +221,17 @@ func (s *Stream) pump(interval time.Duration) {
 		case <-s.done:
 			return
 		}
+	}
+}
+
+// kick has the stream's watchers caught up from history: the stream is
+// behind, having dropped a live batch or left a watcher mid-catch-up. It
+// never blocks.
+func (s *Stream) kick() {
+	s.missed.Store(true)
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -26,7 +26,7 @@ type (
 	// progressRequestMsg asks for one progress notification for the stream.
 	progressRequestMsg struct{}
 	// liveMsg carries one published batch.
-	liveMsg struct{ evs batch }
+	liveMsg published
 	// catchUpMsg reports that live batches were dropped for this stream.
 	catchUpMsg struct{}
 	// progressTickMsg is the periodic progress notification tick.
@@ -71,7 +71,19 @@ type streamActor struct {
 	watchers map[int64]*watcher
 	nextID   int64
 	failed   bool // the client stream is gone; nothing more is sent
+	// behind is set when a catch-up stopped at its chunk limit; the stream
+	// is kicked after the message, so the rest follows in later messages
+	// and live batches and requests are served in between.
+	behind bool
+	stream *Stream
 }
+
+// maxCatchUpRevs is how many revisions one catch-up response carries at
+// most: etcd's watchBatchMaxRevs.
+const maxCatchUpRevs = 1000
+
+// minCatchUpBytes is the floor of the size a catch-up response is cut at.
+const minCatchUpBytes = 1 << 20
 
 func (a *streamActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -83,10 +95,15 @@ func (a *streamActor) receive(ctx actor.Context) {
 		a.progressAll()
 	case liveMsg:
 		a.deliver(m.evs)
+		a.stream.queued.Add(-m.size)
 	case catchUpMsg:
 		a.catchUpAll(a.hist.Rev())
 	case progressTickMsg:
 		a.progressTick()
+	}
+	if a.behind {
+		a.behind = false
+		a.stream.kick()
 	}
 }
 
@@ -235,16 +252,35 @@ func (a *streamActor) catchUpAll(rev int64) {
 	}
 }
 
-// catchUp sends w every event from w.next to rev (no newer than the
-// current revision), in one
-// response as etcd does, or cancels w if that history is compacted.
+// catchUp sends w the events from w.next on, up to rev (no newer than the
+// current revision), or cancels w if that history is compacted. Like
+// etcd, one response carries at most maxCatchUpRevs revisions; Cairn also
+// cuts it at about one request's size, so a far-behind watcher is caught up
+// in bounded steps, one per message the actor handles.
 func (a *streamActor) catchUp(w *watcher, rev int64) {
 	if w.next > rev || a.failed {
 		return
 	}
-	var evs []*mvccpb.Event
+	limit := int64(max(a.opts.MaxRequestBytes, minCatchUpBytes))
+	var (
+		evs   []*mvccpb.Event
+		revs  int
+		bytes int64
+	)
+	next := rev + 1
 	err := a.hist.Events(w.next, rev, func(ev *mvccpb.Event) bool {
+		if !w.contains(ev.Kv.Key) {
+			return true
+		}
+		if r := ev.Kv.ModRevision; len(evs) == 0 || r > evs[len(evs)-1].Kv.ModRevision {
+			if revs == maxCatchUpRevs || bytes >= limit {
+				next = r
+				return false
+			}
+			revs++
+		}
 		evs = append(evs, ev)
+		bytes += eventBytes(evs[len(evs)-1:])
 		return true
 	})
 	if err != nil {
@@ -257,7 +293,10 @@ func (a *streamActor) catchUp(w *watcher, rev int64) {
 		}
 		return
 	}
-	w.next = rev + 1
+	w.next = next
+	if next <= rev {
+		a.behind = true
+	}
 	if evs = a.filter(w, evs); len(evs) > 0 {
 		a.sendEvents(w, rev, evs)
 	}

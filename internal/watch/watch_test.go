@@ -250,3 +250,94 @@ func TestManyStreamsConcurrently(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestCatchUpInChunks: a watcher far behind gets its history in responses
+// of at most maxCatchUpRevs revisions each (etcd's batch), each headed by
+// the current revision, every event once and in order.
+func TestCatchUpInChunks(t *testing.T) {
+	f := newFixture(t, Options{})
+	const n = 2500
+	for i := range n {
+		f.put(fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
+	}
+	f.put("other", "x") // a key the watcher does not watch
+	c := &client{}
+	s := f.hub.Open(c.send)
+	defer s.Close()
+	s.Create(&pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l"), StartRevision: 1})
+	rs := c.waitFor(t, "every event", func(rs []*pb.WatchResponse) bool { return len(events(rs, 0)) >= n })
+	var chunks []int
+	for _, r := range rs {
+		if len(r.Events) == 0 {
+			continue
+		}
+		chunks = append(chunks, len(r.Events))
+		if r.Header.Revision != n+2 {
+			t.Errorf("catch-up response headed by revision %d, want the current %d", r.Header.Revision, n+2)
+		}
+	}
+	if want := []int{1000, 1000, 500}; fmt.Sprint(chunks) != fmt.Sprint(want) {
+		t.Errorf("catch-up responses carried %v events, want %v", chunks, want)
+	}
+	for i, ev := range events(rs, 0) {
+		if want := int64(i + 2); ev.Kv.ModRevision != want {
+			t.Fatalf("event %d at revision %d, want %d", i, ev.Kv.ModRevision, want)
+		}
+	}
+}
+
+// TestCatchUpCutAtSize: large values are caught up in responses of about
+// one request's size, not in one response holding the whole history.
+func TestCatchUpCutAtSize(t *testing.T) {
+	f := newFixture(t, Options{MaxRequestBytes: 1 << 20})
+	value := string(make([]byte, 100<<10))
+	const n = 30 // 3 MiB in all
+	for range n {
+		f.put("big", value)
+	}
+	c := &client{}
+	s := f.hub.Open(c.send)
+	defer s.Close()
+	s.Create(&pb.WatchCreateRequest{Key: []byte("big"), StartRevision: 1})
+	rs := c.waitFor(t, "every event", func(rs []*pb.WatchResponse) bool { return len(events(rs, 0)) >= n })
+	for _, r := range rs {
+		if len(r.Events) > 11 {
+			t.Errorf("one catch-up response carried %d events of 100 KiB, above the 1 MiB cut", len(r.Events))
+		}
+	}
+	if got := len(events(rs, 0)); got != n {
+		t.Errorf("got %d events, want %d", got, n)
+	}
+}
+
+// TestQueueBoundedInBytes: what a stream that does not read holds queued
+// stays within QueueBytes (plus the batch the actor is blocked on), and it
+// still gets every event once it reads.
+func TestQueueBoundedInBytes(t *testing.T) {
+	const bound = 1 << 20
+	f := newFixture(t, Options{QueueBytes: bound, QueueLen: 1 << 16, MailboxSize: 1 << 16})
+	slow := &client{gate: make(chan struct{})}
+	s := f.hub.Open(slow.send)
+	defer s.Close()
+	s.Create(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 2})
+	value := string(make([]byte, 64<<10))
+	const n = 200 // 12.5 MiB
+	var peak int64
+	for range n {
+		f.put("k", value)
+		peak = max(peak, s.queued.Load())
+	}
+	if peak > bound+eventBytes([]*mvccpb.Event{{Kv: &mvccpb.KeyValue{Key: []byte("k"), Value: []byte(value)}}}) {
+		t.Errorf("queued bytes peaked at %d, bound %d", peak, bound)
+	}
+	close(slow.gate)
+	got := events(slow.waitFor(t, "every event", func(rs []*pb.WatchResponse) bool { return len(events(rs, 0)) >= n }), 0)
+	if len(got) != n {
+		t.Fatalf("got %d events, want %d", len(got), n)
+	}
+	for i, ev := range got {
+		if want := int64(i + 2); ev.Kv.ModRevision != want {
+			t.Fatalf("event %d at revision %d, want %d", i, ev.Kv.ModRevision, want)
+		}
+	}
+}
