@@ -316,3 +316,60 @@ func TestLeaseRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseCheckpointRestart: with etcd's LeaseCheckpoint feature gate the
+// remaining TTL survives kill -9 (the lease resumes from its last
+// checkpoint, not from its whole TTL, and expires by it), and a keep-alive
+// clears the checkpoint so the renewed TTL is what survives.
+func TestLeaseCheckpointRestart(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		t.Parallel()
+		m := startMember(t, engine, "--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true", "--lease-checkpoint-interval=1s")
+		cli := m.client(t)
+		c := ctx(t)
+		aging, err := cli.Grant(c, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		renewed, err := cli.Grant(c, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(c, "k", "v", clientv3.WithLease(aging.ID)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3500 * time.Millisecond) // checkpoints at about 1, 2 and 3 s
+		if ka, err := cli.KeepAliveOnce(c, renewed.ID); err != nil || ka.TTL != 30 {
+			t.Fatalf("keep-alive: %v, %v", ka, err)
+		}
+		m.kill9()
+		m.restart()
+		cli = m.client(t)
+		c = ctx(t)
+		ttl, err := cli.TimeToLive(c, aging.ID, clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without the checkpoint it would be back at 12.
+		if ttl.GrantedTTL != 12 || ttl.TTL > 10 || ttl.TTL < 5 || len(ttl.Keys) != 1 {
+			t.Fatalf("after restart: TTL %d of %d, keys %q; want the checkpointed 9 or 10 s left", ttl.TTL, ttl.GrantedTTL, ttl.Keys)
+		}
+		if ttl, err := cli.TimeToLive(c, renewed.ID); err != nil || ttl.TTL < 28 {
+			t.Fatalf("the renewed lease after restart: %v, %v; want about 30 s left", ttl, err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r, err := cli.Get(c, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Kvs) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the checkpointed lease's key outlived its remaining TTL")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}

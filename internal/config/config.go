@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,6 +50,15 @@ type Config struct {
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// to watchers that ask for them (--watch-progress-notify-interval).
 	WatchProgressNotifyInterval time.Duration
+	// LeaseCheckpoint has the leader record leases' remaining TTLs through
+	// raft every LeaseCheckpointInterval, so that a restart or a new
+	// leader does not give every lease its whole TTL again (etcd's
+	// LeaseCheckpoint feature gate; checkpoints are always persisted, as
+	// LeaseCheckpointPersist asks and etcd 3.6 on does by default).
+	LeaseCheckpoint bool
+	// LeaseCheckpointInterval is the time between checkpoints of a lease
+	// (5 minutes, etcd's default).
+	LeaseCheckpointInterval time.Duration
 	// PrintVersion asks for the version lines instead of starting.
 	PrintVersion bool
 	// Warnings are problems worth logging that do not stop the start, such
@@ -87,8 +97,17 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
+		gates       = fs.String("feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist are honoured; etcd's other gates are accepted).")
+		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
+	)
+	// etcd 3.5's spellings of flags above, still accepted.
+	var (
+		oldWatchProg  = fs.Duration("experimental-watch-progress-notify-interval", 10*time.Minute, "Deprecated: use --watch-progress-notify-interval.")
+		oldCP         = fs.Bool("experimental-enable-lease-checkpoint", false, "Deprecated: use --feature-gates=LeaseCheckpoint=true.")
+		oldCPPersist  = fs.Bool("experimental-enable-lease-checkpoint-persist", false, "Deprecated: use --feature-gates=LeaseCheckpointPersist=true.")
+		oldCPInterval = fs.Duration("experimental-lease-checkpoint-interval", 5*time.Minute, "Deprecated: use --lease-checkpoint-interval.")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,7 +140,32 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		PrintVersion:        *showVersion,
 		Warnings:            warnings,
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, p := range []struct{ old, cur string }{
+		{"experimental-watch-progress-notify-interval", "watch-progress-notify-interval"},
+		{"experimental-lease-checkpoint-interval", "lease-checkpoint-interval"},
+	} {
+		if set[p.old] && set[p.cur] {
+			return nil, fmt.Errorf("cannot specify both --%s and --%s", p.old, p.cur)
+		}
+	}
 	c.WatchProgressNotifyInterval = *watchProg
+	if set["experimental-watch-progress-notify-interval"] {
+		c.WatchProgressNotifyInterval = *oldWatchProg
+	}
+	c.LeaseCheckpointInterval = *cpInterval
+	if set["experimental-lease-checkpoint-interval"] {
+		c.LeaseCheckpointInterval = *oldCPInterval
+	}
+	enabled, err := parseFeatureGates(*gates)
+	if err != nil {
+		return nil, fmt.Errorf("--feature-gates: %w", err)
+	}
+	c.LeaseCheckpoint = enabled["LeaseCheckpoint"] || *oldCP
+	if persist := enabled["LeaseCheckpointPersist"] || *oldCPPersist; persist && !c.LeaseCheckpoint {
+		return nil, errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
+	}
 	if c.PrintVersion {
 		return c, nil
 	}
@@ -167,6 +211,8 @@ func (c *Config) validate() error {
 		return errors.New("--max-txn-ops must be positive")
 	case c.QuotaBackendBytes < 0:
 		return errors.New("--quota-backend-bytes must not be negative")
+	case c.LeaseCheckpointInterval <= 0:
+		return errors.New("--lease-checkpoint-interval must be positive")
 	case c.HeartbeatInterval <= 0 || c.ElectionTimeout < 5*c.HeartbeatInterval:
 		return fmt.Errorf("--election-timeout[%v] should be at least 5 times as --heartbeat-interval[%v]", c.ElectionTimeout, c.HeartbeatInterval)
 	}
@@ -252,6 +298,47 @@ func parseURLs(s string) ([]url.URL, error) {
 			return nil, fmt.Errorf("URL must not contain a path: %s", raw)
 		}
 		out = append(out, *u)
+	}
+	return out, nil
+}
+
+// featureGates are etcd 3.7's server feature gates, which --feature-gates
+// accepts; Cairn acts on the lease checkpoint ones only.
+var featureGates = map[string]bool{
+	"AllAlpha": true, "AllBeta": true,
+	"StopGRPCServiceOnDefrag": true, "InitialCorruptCheck": true, "CompactHashCheck": true,
+	"TxnModeWriteWithSharedBuffer": true, "LeaseCheckpoint": true, "LeaseCheckpointPersist": true,
+	"SetMemberLocalAddr": true, "FastLeaseKeepAlive": true, "PriorityRequest": true,
+}
+
+// parseFeatureGates reads "Name=bool,Name=bool" with etcd's errors.
+func parseFeatureGates(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k = strings.TrimSpace(k)
+		if !ok {
+			return nil, fmt.Errorf("missing bool value for %s", k)
+		}
+		v = strings.TrimSpace(v)
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid value of %s=%s, err: %w", k, v, err)
+		}
+		if !featureGates[k] {
+			return nil, fmt.Errorf("unrecognized feature gate: %s", k)
+		}
+		out[k] = b
+	}
+	if out["AllAlpha"] {
+		for _, k := range []string{"LeaseCheckpoint", "LeaseCheckpointPersist"} {
+			if _, ok := out[k]; !ok {
+				out[k] = true
+			}
+		}
 	}
 	return out, nil
 }

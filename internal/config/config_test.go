@@ -60,6 +60,7 @@ func TestDefaults(t *testing.T) {
 		HTTPListenAddr:           "127.0.0.1:8080",
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
+	want.LeaseCheckpointInterval = 5 * time.Minute
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse(no flags) mismatch (-want +got):\n%s", diff)
 	}
@@ -335,6 +336,12 @@ func TestInvalid(t *testing.T) {
 		{"name missing from initial cluster", []string{"--name=n3", "--initial-cluster=n1=http://h1:1,n2=http://h2:2"}, nil, `couldn't find local name "n3" in the initial cluster configuration`},
 		{"env name missing from explicit cluster", []string{"--initial-cluster=n1=http://h1:1"}, []string{"ETCD_NAME=n2"}, `couldn't find local name "n2"`},
 		{"non-numeric env value", nil, []string{"ETCD_SNAPSHOT_COUNT=many"}, `invalid value "many" for ETCD_SNAPSHOT_COUNT`},
+		{"unknown feature gate", []string{"--feature-gates=NoSuchGate=true"}, nil, "unrecognized feature gate: NoSuchGate"},
+		{"feature gate without value", []string{"--feature-gates=LeaseCheckpoint"}, nil, "missing bool value for LeaseCheckpoint"},
+		{"feature gate not a bool", []string{"--feature-gates=LeaseCheckpoint=yes"}, nil, "invalid value of LeaseCheckpoint=yes"},
+		{"checkpoint persist alone", []string{"--feature-gates=LeaseCheckpointPersist=true"}, nil, "enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint"},
+		{"both progress interval spellings", []string{"--watch-progress-notify-interval=1s", "--experimental-watch-progress-notify-interval=2s"}, nil, "cannot specify both"},
+		{"zero checkpoint interval", []string{"--lease-checkpoint-interval=0s"}, nil, "--lease-checkpoint-interval must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,6 +373,40 @@ func TestValidEdges(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := parse(t, tt.args, nil); err != nil {
 				t.Errorf("Parse(%q) = %v, want no error", tt.args, err)
+			}
+		})
+	}
+}
+
+// TestLeaseCheckpointAndOldSpellings: the feature gates and etcd 3.5's
+// experimental spellings set the same configuration, from flags and from
+// the environment.
+func TestLeaseCheckpointAndOldSpellings(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		environ    []string
+		checkpoint bool
+		interval   time.Duration
+		progress   time.Duration
+	}{
+		{"defaults", nil, nil, false, 5 * time.Minute, 10 * time.Minute},
+		{"feature gates", []string{"--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true", "--lease-checkpoint-interval=2s"}, nil, true, 2 * time.Second, 10 * time.Minute},
+		{"gate set false", []string{"--feature-gates=LeaseCheckpoint=false,FastLeaseKeepAlive=true"}, nil, false, 5 * time.Minute, 10 * time.Minute},
+		{"all alpha", []string{"--feature-gates=AllAlpha=true"}, nil, true, 5 * time.Minute, 10 * time.Minute},
+		{"experimental flags", []string{"--experimental-enable-lease-checkpoint", "--experimental-lease-checkpoint-interval=3s", "--experimental-watch-progress-notify-interval=4s"}, nil, true, 3 * time.Second, 4 * time.Second},
+		{"experimental variables", nil, []string{"ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT=true", "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL=5s"}, true, 5 * time.Minute, 5 * time.Second},
+		{"gate variable", nil, []string{"ETCD_FEATURE_GATES=LeaseCheckpoint=true", "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL=6s"}, true, 5 * time.Minute, 6 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.args, tt.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LeaseCheckpoint != tt.checkpoint || c.LeaseCheckpointInterval != tt.interval || c.WatchProgressNotifyInterval != tt.progress {
+				t.Errorf("checkpoint %v every %v, progress every %v; want %v, %v, %v",
+					c.LeaseCheckpoint, c.LeaseCheckpointInterval, c.WatchProgressNotifyInterval, tt.checkpoint, tt.interval, tt.progress)
 			}
 		})
 	}

@@ -12,13 +12,18 @@
 // As in etcd without lease checkpoints, a restart forgets the remaining
 // TTLs: every lease starts again with its full granted TTL, so a lease
 // outlives its TTL by at most the downtime plus one TTL. A lease granted
-// with a key never loses the key early.
+// with a key never loses the key early. With checkpoints (etcd's
+// LeaseCheckpoint feature), the leader records each long-lived lease's
+// remaining TTL through raft every checkpoint interval, and a restart
+// resumes from the last one instead; a keep-alive clears the checkpoint,
+// through raft too, before it renews.
 package lease
 
 import (
 	"container/heap"
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -45,8 +50,11 @@ const DefaultRevokeRate = 1000
 type Store interface {
 	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
 	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
-	// Lease and Leases read the applied lease table.
+	// LeaseCheckpoint records remaining TTLs through raft.
+	LeaseCheckpoint(ctx context.Context, r *pb.LeaseCheckpointRequest) error
+	// Lease, LeaseCheckpointed and Leases read the applied lease table.
 	Lease(id int64, withKeys bool) (ttl int64, keys [][]byte, ok bool)
+	LeaseCheckpointed(id int64) int64
 	Leases() []mvcc.LeaseInfo
 	// IsLeader reports whether this member decides expiry.
 	IsLeader() bool
@@ -57,8 +65,13 @@ type Store interface {
 // Config configures a Lessor.
 type Config struct {
 	// Leases are the leases that exist when the lessor starts (from the
-	// KV just opened); each gets its full TTL.
+	// KV just opened); each gets its checkpointed remaining TTL if it has
+	// one, its full TTL otherwise.
 	Leases []mvcc.LeaseInfo
+	// Checkpoint turns lease checkpoints on, every CheckpointInterval
+	// (5 minutes when 0) for each lease whose TTL is longer than that.
+	Checkpoint         bool
+	CheckpointInterval time.Duration
 	// RevokeRate bounds the revokes proposed per second;
 	// DefaultRevokeRate when 0.
 	RevokeRate int
@@ -110,6 +123,9 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 	if cfg.RevokeTimeout <= 0 {
 		cfg.RevokeTimeout = 5 * time.Second
 	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 5 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -117,7 +133,11 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 	a := &lessorActor{l: l, leases: make(map[int64]*entry)}
 	now := time.Now()
 	for _, li := range cfg.Leases {
-		a.grant(li.ID, li.TTL, now)
+		left := li.TTL
+		if li.Remaining > 0 {
+			left = li.Remaining
+		}
+		a.grant(li.ID, li.TTL, left, now)
 	}
 	// Unbounded: it is fed by the store actor, which must never block, and
 	// by keep-alives, one message each.
@@ -171,8 +191,16 @@ func (l *Lessor) Revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.Leas
 }
 
 // Renew restarts lease id's TTL and returns it; ErrLeaseNotFound if the
-// lease does not exist or has expired.
+// lease does not exist or has expired. A checkpointed remaining TTL is
+// cleared through raft first, as etcd does, so that a restart after the
+// renewal does not resume from the older checkpoint.
 func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
+	if l.st.LeaseCheckpointed(id) > 0 {
+		cp := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id}}}
+		if err := l.st.LeaseCheckpoint(ctx, cp); err != nil {
+			return 0, err
+		}
+	}
 	ch := make(chan renewResult, 1)
 	l.ref.Send(renewMsg{id: id, reply: ch})
 	select {
@@ -229,6 +257,8 @@ type entry struct {
 	expiry time.Time
 	// expired: its revoke has been proposed; it cannot be renewed.
 	expired bool
+	// checkpointAt is when its next checkpoint is due; zero if none is.
+	checkpointAt time.Time
 }
 
 type item struct {
@@ -255,7 +285,14 @@ type lessorActor struct {
 	l      *Lessor
 	leases map[int64]*entry
 	heap   expiryHeap
+	// checkpoints holds, per lease longer than the checkpoint interval, when
+	// its next checkpoint is due; stale items (revoked leases) are skipped.
+	checkpoints expiryHeap
 }
+
+// maxCheckpointBatch is how many leases one checkpoint entry carries at
+// most (etcd's maxLeaseCheckpointBatchSize).
+const maxCheckpointBatch = 1000
 
 func (a *lessorActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -266,14 +303,21 @@ func (a *lessorActor) receive(ctx actor.Context) {
 	case remainingMsg:
 		a.remaining(m)
 	case tickMsg:
-		a.expire(time.Now())
+		now := time.Now()
+		a.expire(now)
+		a.checkpoint(now)
 	}
 }
 
-func (a *lessorActor) grant(id, ttl int64, now time.Time) {
+// grant tracks lease id of ttl seconds, left of which remain.
+func (a *lessorActor) grant(id, ttl, left int64, now time.Time) {
 	e := &entry{ttl: time.Duration(ttl) * time.Second}
 	a.leases[id] = e
-	a.schedule(id, e, now.Add(e.ttl))
+	a.schedule(id, e, now.Add(time.Duration(left)*time.Second))
+	if iv := a.l.cfg.CheckpointInterval; a.l.cfg.Checkpoint && e.ttl > iv {
+		e.checkpointAt = now.Add(iv)
+		heap.Push(&a.checkpoints, item{id: id, expiry: e.checkpointAt})
+	}
 }
 
 func (a *lessorActor) schedule(id int64, e *entry, at time.Time) {
@@ -283,7 +327,7 @@ func (a *lessorActor) schedule(id int64, e *entry, at time.Time) {
 
 func (a *lessorActor) applied(m appliedMsg) {
 	if m.ttl > 0 {
-		a.grant(m.id, m.ttl, time.Now())
+		a.grant(m.id, m.ttl, m.ttl, time.Now())
 		return
 	}
 	delete(a.leases, m.id)
@@ -336,6 +380,50 @@ func (a *lessorActor) expire(now time.Time) {
 		e.expiry = now.Add(time.Second)
 		e.expired = true
 		go a.revoke(it.id)
+	}
+}
+
+// checkpoint proposes, in batches, the remaining TTLs of the leases whose
+// checkpoint is due, at most RevokeRate leases a second, and schedules
+// each one's next checkpoint. A lease is not checkpointed while its
+// remaining TTL is still its whole TTL, nor once it has expired.
+func (a *lessorActor) checkpoint(now time.Time) {
+	l := a.l
+	if !l.cfg.Checkpoint || l.st == nil || !l.st.IsLeader() {
+		return
+	}
+	budget := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
+	var cps []*pb.LeaseCheckpoint
+	for budget > 0 && len(a.checkpoints) > 0 && !a.checkpoints[0].expiry.After(now) {
+		it := heap.Pop(&a.checkpoints).(item)
+		e := a.leases[it.id]
+		if e == nil || !e.checkpointAt.Equal(it.expiry) || e.expired || !now.Before(e.expiry) {
+			continue
+		}
+		budget--
+		e.checkpointAt = now.Add(l.cfg.CheckpointInterval)
+		heap.Push(&a.checkpoints, item{id: it.id, expiry: e.checkpointAt})
+		left := int64(math.Ceil(e.expiry.Sub(now).Seconds()))
+		if left >= int64(e.ttl/time.Second) {
+			continue
+		}
+		cps = append(cps, &pb.LeaseCheckpoint{ID: it.id, Remaining_TTL: left})
+		if len(cps) == maxCheckpointBatch {
+			go a.propose(cps)
+			cps = nil
+		}
+	}
+	if len(cps) > 0 {
+		go a.propose(cps)
+	}
+}
+
+func (a *lessorActor) propose(cps []*pb.LeaseCheckpoint) {
+	l := a.l
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RevokeTimeout)
+	defer cancel()
+	if err := l.st.LeaseCheckpoint(ctx, &pb.LeaseCheckpointRequest{Checkpoints: cps}); err != nil {
+		l.cfg.Logger.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
 	}
 }
 

@@ -21,6 +21,32 @@ type fakeStore struct {
 	leases  map[int64]int64
 	revoked []int64
 	leader  bool
+	// checkpoints is each lease's last checkpointed remaining TTL;
+	// cpLog every checkpoint proposed, in order.
+	checkpoints map[int64]int64
+	cpLog       []*pb.LeaseCheckpoint
+}
+
+func (s *fakeStore) LeaseCheckpoint(_ context.Context, r *pb.LeaseCheckpointRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cp := range r.Checkpoints {
+		s.checkpoints[cp.ID] = cp.Remaining_TTL
+		s.cpLog = append(s.cpLog, cp)
+	}
+	return nil
+}
+
+func (s *fakeStore) LeaseCheckpointed(id int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkpoints[id]
+}
+
+func (s *fakeStore) checkpointLog() []*pb.LeaseCheckpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*pb.LeaseCheckpoint(nil), s.cpLog...)
 }
 
 func (s *fakeStore) LeaseGrant(_ context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
@@ -73,9 +99,10 @@ func start(t *testing.T, cfg Config, leader bool) (*Lessor, *fakeStore) {
 	t.Helper()
 	sys := actors.NewSystem()
 	l := Start(sys, cfg)
-	st := &fakeStore{l: l, leases: make(map[int64]int64), leader: leader}
+	st := &fakeStore{l: l, leases: make(map[int64]int64), leader: leader, checkpoints: make(map[int64]int64)}
 	for _, li := range cfg.Leases {
 		st.leases[li.ID] = li.TTL
+		st.checkpoints[li.ID] = li.Remaining
 	}
 	l.Attach(st)
 	t.Cleanup(l.Stop)
@@ -136,5 +163,63 @@ func TestFollowerDoesNotRevoke(t *testing.T) {
 	time.Sleep(1300 * time.Millisecond)
 	if got := st.revokedIDs(); len(got) != 0 {
 		t.Fatalf("a follower revoked %v", got)
+	}
+}
+
+// TestCheckpoints: the leader checkpoints a lease once its remaining TTL is
+// below the granted one, never at its whole TTL; a renewal clears the
+// checkpoint before renewing.
+func TestCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Checkpoint: true, CheckpointInterval: 300 * time.Millisecond, Tick: 20 * time.Millisecond}, true)
+	for _, g := range []*pb.LeaseGrantRequest{{ID: 1, TTL: 3}, {ID: 2, TTL: 100}} {
+		if _, err := l.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.LeaseCheckpointed(1) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("lease 1 never checkpointed; checkpoints %v", st.checkpointLog())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := st.LeaseCheckpointed(1); r < 1 || r > 2 {
+		t.Errorf("lease 1 checkpointed with %d s left of 3, want 1 or 2", r)
+	}
+	if _, err := l.Renew(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if r := st.LeaseCheckpointed(1); r != 0 {
+		t.Errorf("after a renewal lease 1 has checkpoint %d, want it cleared", r)
+	}
+	for _, cp := range st.checkpointLog() {
+		if cp.ID == 2 && cp.Remaining_TTL >= 100 {
+			t.Errorf("lease 2 checkpointed at its whole TTL: %v", cp)
+		}
+	}
+}
+
+// TestResumeFromCheckpoint: a lease with a checkpoint starts with the
+// remaining TTL recorded, not its granted one, and expires by it.
+func TestResumeFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 100, Remaining: 1}, {ID: 2, TTL: 100}}, Tick: 20 * time.Millisecond}, true)
+	r, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 1})
+	if err != nil || r.TTL > 1 || r.GrantedTTL != 100 {
+		t.Fatalf("time to live of the checkpointed lease: %v, %v", r, err)
+	}
+	if r, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 2}); err != nil || r.TTL < 99 {
+		t.Fatalf("time to live of the lease without a checkpoint: %v, %v", r, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(st.revokedIDs()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the checkpointed lease did not expire")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := st.revokedIDs(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("revoked %v, want [1]", got)
 	}
 }

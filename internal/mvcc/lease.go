@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
@@ -26,11 +27,26 @@ import (
 type LeaseInfo struct {
 	ID  int64
 	TTL int64 // the granted TTL in seconds
+	// Remaining is the remaining TTL in seconds at the lease's last
+	// checkpoint, 0 if it has none (or a keep-alive cleared it).
+	Remaining int64
 }
 
 type leaseRec struct {
-	ttl  int64
-	keys map[string]struct{}
+	ttl       int64
+	remaining int64
+	keys      map[string]struct{}
+}
+
+// leaseValue is a lease record: the granted TTL, then the checkpointed
+// remaining TTL when there is one. Records written before checkpoints
+// existed hold the TTL alone.
+func leaseValue(ttl, remaining int64) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(ttl))
+	if remaining > 0 {
+		v = binary.BigEndian.AppendUint64(v, uint64(remaining))
+	}
+	return v
 }
 
 // leaseTable is guarded by KV.mu: the writer changes it only inside
@@ -46,12 +62,16 @@ func loadLeases(e storage.Engine) (*leaseTable, error) {
 	t := &leaseTable{leases: make(map[int64]*leaseRec), keyLease: make(map[string]int64)}
 	var failed error
 	err := e.Iterate(storage.Lease, nil, nil, false, func(k, v []byte) bool {
-		if len(k) != 8 || len(v) != 8 {
+		if len(k) != 8 || (len(v) != 8 && len(v) != 16) {
 			failed = fmt.Errorf("mvcc: corrupt lease record %x", k)
 			return false
 		}
 		id := int64(binary.BigEndian.Uint64(k))
-		t.leases[id] = &leaseRec{ttl: int64(binary.BigEndian.Uint64(v)), keys: make(map[string]struct{})}
+		l := &leaseRec{ttl: int64(binary.BigEndian.Uint64(v)), keys: make(map[string]struct{})}
+		if len(v) == 16 {
+			l.remaining = int64(binary.BigEndian.Uint64(v[8:]))
+		}
+		t.leases[id] = l
 		return true
 	})
 	if err == nil {
@@ -104,28 +124,39 @@ func (t *leaseTable) follow(c change) {
 	}
 }
 
-// leaseOp is a grant (ttl > 0) or a revoke (ttl == 0) staged in an
-// Applier; at is len(Applier.changes) when it was staged, which orders it
-// among the KV changes.
+// leaseOp is a grant (ttl > 0), a revoke (ttl == 0) or a checkpoint
+// staged in an Applier; at is len(Applier.changes) when it was staged,
+// which orders it among the KV changes.
 type leaseOp struct {
-	id, ttl int64
-	at      int
+	id, ttl    int64
+	remaining  int64
+	checkpoint bool
+	at         int
 }
 
 // leaseExists reports whether lease id exists after the staged entries.
 func (a *Applier) leaseExists(id int64) bool {
-	for i := len(a.leaseOps) - 1; i >= 0; i-- {
-		if a.leaseOps[i].id == id {
-			return a.leaseOps[i].ttl > 0
-		}
-	}
-	a.kv.mu.RLock()
-	_, ok := a.kv.leases.leases[id]
-	a.kv.mu.RUnlock()
-	if ok {
+	if _, ok := a.leaseTTL(id); ok {
 		return true
 	}
 	return a.kv.opts.LeaseExists != nil && a.kv.opts.LeaseExists(id)
+}
+
+// leaseTTL is the granted TTL of lease id after the staged entries; ok is
+// false if this KV holds no such lease.
+func (a *Applier) leaseTTL(id int64) (ttl int64, ok bool) {
+	for i := len(a.leaseOps) - 1; i >= 0; i-- {
+		if op := a.leaseOps[i]; op.id == id {
+			return op.ttl, op.ttl > 0
+		}
+	}
+	a.kv.mu.RLock()
+	l := a.kv.leases.leases[id]
+	a.kv.mu.RUnlock()
+	if l == nil {
+		return 0, false
+	}
+	return l.ttl, true
 }
 
 // LeaseGrant stages the raft entry at index, which grants lease id with
@@ -142,7 +173,29 @@ func (a *Applier) LeaseGrant(index uint64, id, ttl int64) error {
 		return ErrLeaseExist
 	}
 	a.leaseOps = append(a.leaseOps, leaseOp{id: id, ttl: ttl, at: len(a.changes)})
-	a.b.Put(storage.Lease, leaseKey(id), binary.BigEndian.AppendUint64(nil, uint64(ttl)))
+	a.b.Put(storage.Lease, leaseKey(id), leaseValue(ttl, 0))
+	return nil
+}
+
+// LeaseCheckpoint stages the raft entry at index, which records the
+// remaining TTL of each listed lease (0 clears it), as etcd's lease
+// checkpoints do. Leases that no longer exist are skipped. It changes no
+// key and takes no revision.
+func (a *Applier) LeaseCheckpoint(index uint64, cps []*pb.LeaseCheckpoint) error {
+	a.checkOpen()
+	if a.err != nil {
+		return a.err
+	}
+	a.applied = index
+	for _, cp := range cps {
+		ttl, ok := a.leaseTTL(cp.ID)
+		if !ok {
+			continue
+		}
+		rem := max(cp.Remaining_TTL, 0)
+		a.leaseOps = append(a.leaseOps, leaseOp{id: cp.ID, ttl: ttl, remaining: rem, checkpoint: true, at: len(a.changes)})
+		a.b.Put(storage.Lease, leaseKey(cp.ID), leaseValue(ttl, rem))
+	}
 	return nil
 }
 
@@ -206,6 +259,12 @@ func (a *Applier) commitLeases() {
 	t := a.kv.leases
 	ops := a.leaseOps
 	apply := func(op leaseOp) {
+		if op.checkpoint {
+			if l := t.leases[op.id]; l != nil {
+				l.remaining = op.remaining
+			}
+			return
+		}
 		if op.ttl > 0 {
 			t.leases[op.id] = &leaseRec{ttl: op.ttl, keys: make(map[string]struct{})}
 			return
@@ -252,9 +311,20 @@ func (kv *KV) Leases() []LeaseInfo {
 	kv.mu.RLock()
 	out := make([]LeaseInfo, 0, len(kv.leases.leases))
 	for id, l := range kv.leases.leases {
-		out = append(out, LeaseInfo{ID: id, TTL: l.ttl})
+		out = append(out, LeaseInfo{ID: id, TTL: l.ttl, Remaining: l.remaining})
 	}
 	kv.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// LeaseCheckpointed is lease id's remaining TTL at its last checkpoint, 0
+// if it has none or does not exist. Safe from any goroutine.
+func (kv *KV) LeaseCheckpointed(id int64) int64 {
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	if l := kv.leases.leases[id]; l != nil {
+		return l.remaining
+	}
+	return 0
 }

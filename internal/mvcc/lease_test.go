@@ -171,3 +171,58 @@ func TestLeaseRevokeSeesStagedPuts(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseCheckpoint records remaining TTLs, clears one, skips an unknown
+// lease, and finds the checkpoints again after a reopen; a revoke removes
+// the checkpointed lease.
+func TestLeaseCheckpoint(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		f := newFixture(t, ec, Options{})
+		apply := func(fn func(ap *Applier, index uint64) error) {
+			t.Helper()
+			ap := f.kv.BeginApply()
+			f.index++
+			if err := fn(ap, f.index); err != nil {
+				t.Fatal(err)
+			}
+			if err := ap.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		apply(func(ap *Applier, i uint64) error { return ap.LeaseGrant(i, 1, 100) })
+		apply(func(ap *Applier, i uint64) error { return ap.LeaseGrant(i, 2, 200) })
+		apply(func(ap *Applier, i uint64) error {
+			return ap.LeaseCheckpoint(i, []*pb.LeaseCheckpoint{{ID: 1, Remaining_TTL: 40}, {ID: 2, Remaining_TTL: 150}, {ID: 9, Remaining_TTL: 5}})
+		})
+		apply(func(ap *Applier, i uint64) error {
+			return ap.LeaseCheckpoint(i, []*pb.LeaseCheckpoint{{ID: 2, Remaining_TTL: 0}})
+		})
+		check := func(when string) {
+			t.Helper()
+			got := fmt.Sprint(f.kv.Leases())
+			if want := "[{1 100 40} {2 200 0}]"; got != want {
+				t.Errorf("%s: Leases() = %s, want %s", when, got, want)
+			}
+			if r := f.kv.LeaseCheckpointed(1); r != 40 {
+				t.Errorf("%s: LeaseCheckpointed(1) = %d, want 40", when, r)
+			}
+		}
+		check("after apply")
+		f.reopen()
+		check("after reopen")
+		if f.kv.AppliedIndex() != f.index {
+			t.Errorf("applied index %d, want %d", f.kv.AppliedIndex(), f.index)
+		}
+		apply(func(ap *Applier, i uint64) error {
+			if err := ap.LeaseCheckpoint(i, []*pb.LeaseCheckpoint{{ID: 1, Remaining_TTL: 30}}); err != nil {
+				return err
+			}
+			_, err := ap.LeaseRevoke(i, 1)
+			return err
+		})
+		f.reopen()
+		if got, want := fmt.Sprint(f.kv.Leases()), "[{2 200 0}]"; got != want {
+			t.Errorf("after checkpoint and revoke: Leases() = %s, want %s", got, want)
+		}
+	})
+}

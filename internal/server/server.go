@@ -106,7 +106,12 @@ func (s *Server) start() error {
 		MaxRequestBytes:        int(cfg.MaxRequestBytes) + 512<<10,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 	})
-	s.lease = lease.Start(s.sys, lease.Config{Leases: s.kv.Leases(), Logger: lg.Named("lease")})
+	s.lease = lease.Start(s.sys, lease.Config{
+		Leases:             s.kv.Leases(),
+		Checkpoint:         cfg.LeaseCheckpoint,
+		CheckpointInterval: cfg.LeaseCheckpointInterval,
+		Logger:             lg.Named("lease"),
+	})
 	s.store, err = store.Start(s.sys, store.Config{
 		Publish:           s.watch.Publish,
 		LeaseApplied:      s.lease.Applied,

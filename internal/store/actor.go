@@ -197,6 +197,10 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 			res.resp = &pb.LeaseRevokeResponse{}
 			a.leaseOps = append(a.leaseOps, [2]int64{r.LeaseRevoke.ID, 0})
 		}
+	case r.LeaseCheckpoint != nil:
+		if res.err = ap.LeaseCheckpoint(index, r.LeaseCheckpoint.Checkpoints); res.err == nil {
+			res.resp = &pb.LeaseCheckpointResponse{}
+		}
 	default:
 		// A request kind this version does not know: record it as applied
 		// so the log can move on, and fail the caller.

@@ -58,6 +58,17 @@ func (c *Client) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 	return resp, nil
 }
 
+// LeaseCheckpoint records leases' remaining TTLs through raft (etcd's
+// lease checkpoint entry); a remaining TTL of 0 clears a lease's.
+func (c *Client) LeaseCheckpoint(ctx context.Context, req *pb.LeaseCheckpointRequest) error {
+	_, err := c.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: req})
+	return err
+}
+
+// LeaseCheckpointed is lease id's remaining TTL at its last applied
+// checkpoint, 0 if none.
+func (c *Client) LeaseCheckpointed(id int64) int64 { return c.kv.LeaseCheckpointed(id) }
+
 // Lease returns the granted TTL of lease id and, with withKeys, its keys,
 // as of the last applied entry; ok is false if it does not exist.
 func (c *Client) Lease(id int64, withKeys bool) (ttl int64, keys [][]byte, ok bool) {

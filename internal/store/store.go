@@ -358,7 +358,10 @@ type compactResult struct {
 
 // propose sends r through raft and waits for the result of applying it.
 func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
-	if r.Compaction == nil && c.cfg.QuotaBackendBytes > 0 && c.dbSize.Load() > c.cfg.QuotaBackendBytes {
+	// As in etcd, only requests that grow the database are refused over
+	// the quota: deletes, revokes, checkpoints and compactions go through.
+	grows := r.Put != nil || r.Txn != nil || r.LeaseGrant != nil
+	if grows && c.cfg.QuotaBackendBytes > 0 && c.dbSize.Load() > c.cfg.QuotaBackendBytes {
 		return nil, ErrNoSpace
 	}
 	// Like etcd, refuse new proposals while the state machine lags far
