@@ -51,6 +51,9 @@ type Ref struct {
 	pid   *actor.PID
 	stats *Stats
 	done  chan struct{}
+	// slots holds one token per message in a bounded mailbox; nil if the
+	// mailbox is unbounded.
+	slots chan struct{}
 }
 
 // Spawn starts an actor named name. A positive mailboxSize bounds its
@@ -58,15 +61,18 @@ type Ref struct {
 // clients flooding the actor must feel. Zero means unbounded, for actors fed
 // only by other actors at a bounded rate. Names must be unique while the
 // actor lives; the name appears on /debug/actors.
+//
+// The bound is a semaphore in front of an unbounded mailbox, not
+// protoactor's bounded mailbox: that one's ring buffer makes a sender to a
+// full mailbox spin on runtime.Gosched, which under watch fan-out burned
+// half the CPU the receivers needed. A sender here parks on a channel.
 func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
 	st := &Stats{name: name}
 	ref := &Ref{sys: s, stats: st, done: make(chan struct{})}
-	var mailbox actor.MailboxProducer
 	if mailboxSize > 0 {
-		mailbox = actor.Bounded(mailboxSize, st)
-	} else {
-		mailbox = actor.Unbounded(st)
+		ref.slots = make(chan struct{}, mailboxSize)
 	}
+	mailbox := actor.Unbounded(st)
 	handler := func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *actor.Stopped:
@@ -78,6 +84,9 @@ func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
 			// stay out of the processed count and handling times.
 			receive(ctx)
 			return
+		}
+		if ref.slots != nil {
+			<-ref.slots // out of the mailbox; every user message came through Send
 		}
 		start := time.Now()
 		receive(ctx)
@@ -146,8 +155,17 @@ func (d *pinnedDispatcher) Schedule(fn func()) {
 func (d *pinnedDispatcher) Throughput() int { return dispatcherThroughput }
 
 // Send delivers msg to the actor's mailbox; it blocks only while a bounded
-// mailbox is full.
-func (r *Ref) Send(msg any) { r.sys.sys.Root.Send(r.pid, msg) }
+// mailbox is full, and drops msg once the actor has stopped.
+func (r *Ref) Send(msg any) {
+	if r.slots != nil {
+		select {
+		case r.slots <- struct{}{}:
+		case <-r.done:
+			return
+		}
+	}
+	r.sys.sys.Root.Send(r.pid, msg)
+}
 
 // Stop stops the actor after the message it is handling and waits until it
 // has stopped. Messages still queued are dropped. Safe to call twice.

@@ -170,9 +170,13 @@ type Stream struct {
 	missed atomic.Bool
 	// queued is the size of the batches in live or in the mailbox.
 	queued atomic.Int64
-	done   chan struct{}
-	pumped chan struct{}
-	once   sync.Once
+	// inflight counts live messages in the mailbox; freed signals the
+	// pump when the actor has handled one.
+	inflight atomic.Int32
+	freed    chan struct{}
+	done     chan struct{}
+	pumped   chan struct{}
+	once     sync.Once
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
@@ -184,6 +188,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		hub:    h,
 		live:   make(chan published, h.opts.QueueLen),
 		wake:   make(chan struct{}, 1),
+		freed:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		pumped: make(chan struct{}),
 	}
@@ -204,14 +209,37 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 
 // pump moves published batches, catch-up wake-ups and progress ticks into
 // the actor's mailbox. It may block on a full mailbox; Publish never does.
+//
+// It keeps at most maxInflight live messages in the mailbox, and each one
+// carries every batch queued when it is sent (up to coalesceBytes): a
+// stream that keeps up gets each commit on its own at once, and one that
+// falls behind gets the backlog in few responses rather than one per
+// revision, as etcd's watchers that fall behind do.
 func (s *Stream) pump(interval time.Duration) {
 	defer close(s.pumped)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		var live chan published
+		if s.inflight.Load() < maxInflight {
+			live = s.live
+		}
 		select {
-		case p := <-s.live:
-			s.send(liveMsg(p))
+		case p := <-live:
+			m := liveMsg(p)
+		more:
+			for m.size < coalesceBytes {
+				select {
+				case q := <-s.live:
+					m.evs = append(m.evs[:len(m.evs):len(m.evs)], q.evs...)
+					m.size += q.size
+				default:
+					break more
+				}
+			}
+			s.inflight.Add(1)
+			s.send(m)
+		case <-s.freed:
 		case <-s.wake:
 			if s.missed.Swap(false) {
 				s.send(catchUpMsg{})
@@ -221,6 +249,25 @@ func (s *Stream) pump(interval time.Duration) {
 		case <-s.done:
 			return
 		}
+	}
+}
+
+// maxInflight is how many live messages a stream's pump keeps in the
+// actor's mailbox at most.
+const maxInflight = 2
+
+// coalesceBytes is the size up to which the pump merges queued batches into
+// one live message.
+const coalesceBytes = 1 << 20
+
+// handled is called by the actor once it has handled a live message of
+// size bytes.
+func (s *Stream) handled(size int64) {
+	s.queued.Add(-size)
+	s.inflight.Add(-1)
+	select {
+	case s.freed <- struct{}{}:
+	default:
 	}
 }
 

@@ -3,7 +3,7 @@ package watch
 import (
 	"bytes"
 	"errors"
-	"sort"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -25,8 +25,12 @@ type (
 	cancelMsg struct{ id int64 }
 	// progressRequestMsg asks for one progress notification for the stream.
 	progressRequestMsg struct{}
-	// liveMsg carries one published batch.
-	liveMsg published
+	// liveMsg carries one or more published batches, merged in revision
+	// order, and the bytes they were charged.
+	liveMsg struct {
+		evs  batch
+		size int64
+	}
 	// catchUpMsg reports that live batches were dropped for this stream.
 	catchUpMsg struct{}
 	// progressTickMsg is the periodic progress notification tick.
@@ -76,6 +80,7 @@ type streamActor struct {
 	// and live batches and requests are served in between.
 	behind bool
 	stream *Stream
+	sorted []int64 // cache of ids()
 }
 
 // maxCatchUpRevs is how many revisions one catch-up response carries at
@@ -95,7 +100,7 @@ func (a *streamActor) receive(ctx actor.Context) {
 		a.progressAll()
 	case liveMsg:
 		a.deliver(m.evs)
-		a.stream.queued.Add(-m.size)
+		a.stream.handled(m.size)
 	case catchUpMsg:
 		a.catchUpAll(a.hist.Rev())
 	case progressTickMsg:
@@ -164,6 +169,7 @@ func (a *streamActor) create(req *pb.WatchCreateRequest) {
 		w.next = w.start
 	}
 	a.watchers[id] = w
+	a.sorted = nil
 	a.respond(&pb.WatchResponse{Header: header(rev), WatchId: id, Created: true})
 	if w.next <= rev {
 		a.catchUp(w, rev)
@@ -194,51 +200,63 @@ func (a *streamActor) cancel(id int64) {
 		return
 	}
 	delete(a.watchers, id)
+	a.sorted = nil
 	a.respond(&pb.WatchResponse{Header: header(a.hist.Rev()), WatchId: id, Canceled: true})
 }
 
 // ids returns the watcher IDs in order, so responses go out in a stable
-// order.
+// order. The slice is kept until a watcher is added or removed; callers
+// that remove watchers while ranging over it must skip missing IDs.
 func (a *streamActor) ids() []int64 {
-	ids := make([]int64, 0, len(a.watchers))
-	for id := range a.watchers {
-		ids = append(ids, id)
+	if a.sorted == nil {
+		a.sorted = make([]int64, 0, len(a.watchers))
+		for id := range a.watchers {
+			a.sorted = append(a.sorted, id)
+		}
+		slices.Sort(a.sorted)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	return ids
+	return a.sorted
 }
 
-// deliver sends a published batch to every watcher it concerns. A watcher
-// that is behind the batch (a batch was dropped before it) is caught up
-// from history instead, which covers the batch too.
+// deliver sends the events of b (one or more published batches) that each
+// watcher is owed, in one response per watcher headed by b's last
+// revision. Every revision has at least one event, so a revision past a
+// watcher's next one means batches were dropped for the stream: the
+// watcher is caught up from history instead, which covers the rest of b.
 func (a *streamActor) deliver(b batch) {
 	if a.failed {
 		return
 	}
-	first, last := b[0].Kv.ModRevision, b[len(b)-1].Kv.ModRevision
+	last := b[len(b)-1].Kv.ModRevision
 	for _, id := range a.ids() {
 		w := a.watchers[id]
-		switch {
-		case w.next > last:
-			continue
-		case w.next < first:
-			a.catchUp(w, a.hist.Rev())
+		if w == nil || w.next > last {
 			continue
 		}
+		var evs []*mvccpb.Event
+		gap := false
 		for i := 0; i < len(b); {
 			rev := b[i].Kv.ModRevision
 			j := i
 			for j < len(b) && b[j].Kv.ModRevision == rev {
 				j++
 			}
-			if rev >= w.next {
-				if evs := a.filter(w, b[i:j]); len(evs) > 0 {
-					a.sendEvents(w, rev, evs)
-				}
+			if rev > w.next {
+				gap = true
+				break
+			}
+			if rev == w.next {
+				evs = a.filter(w, b[i:j], evs)
+				w.next = rev + 1
 			}
 			i = j
 		}
-		w.next = last + 1
+		if len(evs) > 0 {
+			a.sendEvents(w, last, evs)
+		}
+		if gap {
+			a.catchUp(w, a.hist.Rev())
+		}
 	}
 }
 
@@ -248,7 +266,9 @@ func (a *streamActor) catchUpAll(rev int64) {
 		return
 	}
 	for _, id := range a.ids() {
-		a.catchUp(a.watchers[id], rev)
+		if w := a.watchers[id]; w != nil {
+			a.catchUp(w, rev)
+		}
 	}
 }
 
@@ -285,6 +305,7 @@ func (a *streamActor) catchUp(w *watcher, rev int64) {
 	})
 	if err != nil {
 		delete(a.watchers, w.id)
+		a.sorted = nil
 		if errors.Is(err, mvcc.ErrCompacted) {
 			// etcd's compaction notice carries no revision in its header.
 			a.respond(&pb.WatchResponse{Header: header(0), WatchId: w.id, CompactRevision: a.hist.CompactRev(), Canceled: true})
@@ -297,20 +318,24 @@ func (a *streamActor) catchUp(w *watcher, rev int64) {
 	if next <= rev {
 		a.behind = true
 	}
-	if evs = a.filter(w, evs); len(evs) > 0 {
+	if evs = a.filter(w, evs, nil); len(evs) > 0 {
 		a.sendEvents(w, rev, evs)
 	}
 }
 
-// filter returns the events of evs that w wants, as new events carrying
-// PrevKv only if w asked for it.
-func (a *streamActor) filter(w *watcher, evs []*mvccpb.Event) []*mvccpb.Event {
-	var out []*mvccpb.Event
+// filter appends to out the events of evs that w wants, carrying PrevKv
+// only if w asked for it. Events are shared, read-only, between watchers
+// where they can be: only a PrevKv to add or to leave out makes a copy.
+func (a *streamActor) filter(w *watcher, evs, out []*mvccpb.Event) []*mvccpb.Event {
 	for _, ev := range evs {
 		if !w.contains(ev.Kv.Key) {
 			continue
 		}
 		if (ev.Type == mvccpb.Event_PUT && w.noPut) || (ev.Type == mvccpb.Event_DELETE && w.noDelete) {
+			continue
+		}
+		if ev.PrevKv == nil && (!w.prevKV || ev.IsCreate()) {
+			out = append(out, ev)
 			continue
 		}
 		e := &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
@@ -378,7 +403,7 @@ func (a *streamActor) progressTick() {
 	rev := a.hist.Rev()
 	for _, id := range a.ids() {
 		w := a.watchers[id]
-		if !w.progress {
+		if w == nil || !w.progress {
 			continue
 		}
 		if w.quiet && w.synced(rev) {
