@@ -6,9 +6,20 @@
 //	cairn-bench range --consistency s --clients 64 --conns 8 --total 50000 --prefill-val-size 256
 //	cairn-bench txn-put --txn-ops 4 --clients 16 --total 5000
 //
-// Every run is bounded by --total and --max-duration, and endpoints must be
-// loopback addresses. It exits 1 if the run could not start or any request
-// failed, 2 on a usage error.
+// and watch and lease workloads, which report named figures rather than
+// requests per second (--server-pid lets them read the server's CPU and
+// memory from /proc):
+//
+//	cairn-bench watch-fanout --watchers 1000 --keys 1 --puts 1000 --conns 10
+//	cairn-bench watch-fanout --watchers 6400 --keys 100 --puts 10000 --conns 10
+//	cairn-bench watch-latency --watchers 100 --rate 1000 --duration 5s
+//	cairn-bench watch-idle --streams 100 --watchers-per-stream 100 --server-pid 1234
+//	cairn-bench lease-keepalive --leases 10000 --interval 5s --duration 20s --server-pid 1234
+//	cairn-bench lease-storm --leases 10000 --ttl 5s
+//
+// Every run is bounded by --total (or the workload's own counts) and
+// --max-duration, and endpoints must be loopback addresses. It exits 1 if
+// the run could not start or any request failed, 2 on a usage error.
 package main
 
 import (
@@ -28,7 +39,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/loadgen"
 )
 
-const usage = `usage: cairn-bench <put|range|txn-put> [flags]
+const usage = `usage: cairn-bench <put|range|txn-put|watch-fanout|watch-latency|watch-idle|lease-keepalive|lease-storm> [flags]
 
 Run 'cairn-bench <command> -h' for a command's flags.
 `
@@ -47,13 +58,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		endpoints  = fs.String("endpoints", "127.0.0.1:2379", "comma-separated loopback client endpoints")
-		clients    = fs.Int("clients", 1, "concurrent clients, each with one request in flight")
-		conns      = fs.Int("conns", 1, "gRPC connections shared by the clients")
-		total      = fs.Int("total", 10000, "requests to send")
 		maxDur     = fs.Duration("max-duration", 5*time.Minute, "stop sending after this long")
 		reqTimeout = fs.Duration("request-timeout", 10*time.Second, "timeout of each request")
 		format     = fs.String("w", "table", "output format: table or json")
+		clients    = new(int)
+		total      = new(int)
+		conns      *int
+		serverPID  = new(int)
 	)
+	// The put, range and txn-put commands share a request count and a
+	// client pool; the watch and lease commands have counts of their own.
+	if isKV := cmd == "put" || cmd == "txn-put" || cmd == "range"; isKV {
+		clients = fs.Int("clients", 1, "concurrent clients, each with one request in flight")
+		conns = fs.Int("conns", 1, "gRPC connections shared by the clients")
+		total = fs.Int("total", 10000, "requests to send")
+	} else {
+		conns = fs.Int("conns", 0, "gRPC connections (0: the workload's default)")
+		serverPID = fs.Int("server-pid", 0, "the server's process id on this machine, to report its CPU and memory (0: not reported)")
+	}
 	var run func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error)
 	switch cmd {
 	case "put", "txn-put":
@@ -88,6 +110,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 				Key: *key, End: *end, Limit: *limit, Consistency: c, ValueSize: *prefill,
 			})
 		}
+	case "watch-fanout":
+		var o loadgen.FanoutOptions
+		fs.IntVar(&o.Watchers, "watchers", 1000, "watchers, each its own Watch call")
+		fs.IntVar(&o.Keys, "keys", 1, "keys watched, watchers spread evenly over them")
+		fs.IntVar(&o.Streams, "streams", 0, "gRPC watch streams the watchers share (0: one per connection)")
+		fs.IntVar(&o.Puts, "puts", 1000, "puts, round-robin over the keys")
+		fs.IntVar(&o.Writers, "writers", 16, "concurrent writers over one connection of their own")
+		fs.IntVar(&o.ValueSize, "val-size", 256, "bytes per value")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.WatchFanout(ctx, cfg, o)
+		}
+	case "watch-latency":
+		var o loadgen.WatchLatencyOptions
+		fs.IntVar(&o.Watchers, "watchers", 100, "watchers on the key")
+		fs.IntVar(&o.Streams, "streams", 0, "gRPC watch streams the watchers share (0: one per connection)")
+		fs.IntVar(&o.Rate, "rate", 1000, "puts per second, open loop")
+		fs.DurationVar(&o.Duration, "duration", 5*time.Second, "how long the writer puts")
+		fs.IntVar(&o.ValueSize, "val-size", 256, "bytes per value (at least 8)")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.WatchLatency(ctx, cfg, o)
+		}
+	case "watch-idle":
+		var o loadgen.IdleWatchOptions
+		fs.IntVar(&o.Streams, "streams", 100, "gRPC watch streams")
+		fs.IntVar(&o.WatchersPerStream, "watchers-per-stream", 100, "idle watchers on each stream")
+		fs.DurationVar(&o.Settle, "settle", 2*time.Second, "wait before each memory reading")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.IdleWatchers(ctx, cfg, o)
+		}
+	case "lease-keepalive":
+		var o loadgen.KeepAliveOptions
+		fs.IntVar(&o.Leases, "leases", 10000, "leases granted and kept alive")
+		fs.DurationVar(&o.TTL, "ttl", time.Minute, "lease TTL")
+		fs.DurationVar(&o.Interval, "interval", 5*time.Second, "each lease is renewed once per interval")
+		fs.DurationVar(&o.Duration, "duration", 20*time.Second, "length of the keep-alive phase")
+		fs.IntVar(&o.Clients, "clients", 64, "goroutines granting and renewing")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.LeaseKeepAlive(ctx, cfg, o)
+		}
+	case "lease-storm":
+		var o loadgen.StormOptions
+		fs.IntVar(&o.Leases, "leases", 10000, "leases granted, one key attached to each, never renewed")
+		fs.DurationVar(&o.TTL, "ttl", 5*time.Second, "lease TTL")
+		fs.DurationVar(&o.Baseline, "baseline", 3*time.Second, "the writer alone before the grants")
+		fs.DurationVar(&o.Tail, "tail", time.Second, "the writer after the last lease is gone")
+		fs.IntVar(&o.Clients, "clients", 64, "goroutines granting")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.LeaseStorm(ctx, cfg, o)
+		}
 	default:
 		fmt.Fprintf(stderr, "cairn-bench: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -116,6 +187,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Total:          *total,
 		MaxDuration:    *maxDur,
 		RequestTimeout: *reqTimeout,
+		ServerPID:      *serverPID,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn-bench: %v\n", err)
@@ -125,6 +197,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(res)
+	} else if len(res.Metrics) > 0 {
+		writeMetrics(stdout, res)
 	} else {
 		writeTable(stdout, res)
 	}
@@ -146,6 +220,27 @@ func writeTable(w io.Writer, r loadgen.Result) {
 	if r.Incomplete {
 		fmt.Fprintln(w, "stopped by --max-duration or a signal before --total requests were sent")
 	}
+	writeErrors(w, r)
+}
+
+// writeMetrics prints the figures of a watch or lease workload, one a
+// line, then its errors by kind.
+func writeMetrics(w io.Writer, r loadgen.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\tfigure\tvalue\tunit\tbetter\t\n", r.Workload)
+	for _, m := range r.Metrics {
+		fmt.Fprintf(tw, "\t%s\t%.4g\t%s\t%s\t\n", m.Name, m.Value, m.Unit, m.Better)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "elapsed %s, requests %d, errors %d\n", r.Elapsed.Round(time.Millisecond), r.Requests, r.Errors)
+	if r.Incomplete {
+		fmt.Fprintln(w, "incomplete: stopped by a signal or timeout before every event or renewal was seen")
+	}
+	writeErrors(w, r)
+}
+
+// writeErrors prints a result's errors by kind.
+func writeErrors(w io.Writer, r loadgen.Result) {
 	kinds := make([]string, 0, len(r.ErrorKinds))
 	for k := range r.ErrorKinds {
 		kinds = append(kinds, k)

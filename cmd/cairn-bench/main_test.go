@@ -29,6 +29,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"range", "--consistency", "x", "--total", "1"}, 1, "consistency must be l or s"},
 		{[]string{"put", "--endpoints", "10.1.2.3:2379", "--total", "1"}, 1, "not a loopback address"},
 		{[]string{"put", "--total", "0"}, 1, "total must be"},
+		{[]string{"watch-fanout", "--total", "5"}, 2, "not defined"},
+		{[]string{"lease-keepalive", "--ttl", "1s", "--interval", "5s"}, 1, "out of bounds"},
+		{[]string{"lease-storm", "--endpoints", "10.1.2.3:2379"}, 1, "not a loopback address"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(tc.args, &out, &errOut)
@@ -59,6 +62,31 @@ func TestRunsAgainstEtcd(t *testing.T) {
 		t.Fatalf("%v in %s", err, out.String())
 	}
 	if res.Workload != "txn-put" || res.Requests != 10 || res.Errors != 0 {
+		t.Errorf("json result: %+v", res)
+	}
+}
+
+func TestWatchAndLeaseCommandsAgainstEtcd(t *testing.T) {
+	ep := startEtcd(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"watch-fanout", "--endpoints", ep, "--watchers", "20", "--keys", "2", "--puts", "20",
+		"--conns", "2"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "events/s") || !strings.Contains(out.String(), "errors 0") {
+		t.Errorf("table:\n%s", out.String())
+	}
+
+	out.Reset()
+	if code := run([]string{"lease-keepalive", "--endpoints", ep, "--leases", "20", "--ttl", "10s", "--interval", "200ms",
+		"--duration", "400ms", "--clients", "4", "-w", "json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if _, ok := res.Metric("keep-alive p99"); res.Workload != "lease-keepalive" || res.Requests != 40 || !ok {
 		t.Errorf("json result: %+v", res)
 	}
 }

@@ -4,6 +4,13 @@
 // goroutines, each sending one request at a time until Total requests have
 // been sent or MaxDuration has passed.
 //
+// The watch workloads (WatchFanout, WatchLatency, IdleWatchers) and lease
+// workloads (LeaseKeepAlive, LeaseStorm) have shapes of their own, given
+// by their options, and report named figures in Result.Metrics; with
+// Config.ServerPID they also read the server's CPU time and resident
+// memory from /proc. Each cancels its watchers and revokes its leases
+// before it returns.
+//
 // It speaks only the public etcd v3 API, so the same workload measures Cairn
 // and etcd alike. Endpoints must be loopback addresses: load is never sent
 // off this machine.
@@ -56,6 +63,10 @@ type Config struct {
 	// RequestTimeout bounds each request; default 10s. A request that
 	// times out counts as an error.
 	RequestTimeout time.Duration
+	// ServerPID, if positive, is the server's process on this machine:
+	// the watch and lease workloads read its CPU time and resident memory
+	// from /proc. Zero leaves those figures out.
+	ServerPID int
 }
 
 // Result is what one run measured. Throughput and latencies count
@@ -71,6 +82,10 @@ type Result struct {
 	Elapsed    time.Duration  // from the first request sent to the last reply
 	Throughput float64        // successful requests per second
 	Latency    Latency
+	// Metrics are the named figures of a watch or lease workload, in the
+	// order it reports them; the put, range and txn workloads leave it
+	// empty.
+	Metrics []Metric `json:",omitempty"`
 }
 
 // Latency summarises the latency of successful requests.

@@ -10,6 +10,32 @@
 // workload, over several rounds, so that load from elsewhere on the
 // machine falls on all of them alike; the report gives medians. See
 // docs/performance.md for the method and the figures.
+//
+// -compare.workloads picks what runs: a comma-separated list of groups
+// ("kv", "watch", "lease", "all") or workload ids (below). The default is
+// "kv", the put and range rows, which take about two minutes; the watch
+// and lease rows take about ten more at full scale, so they run only when
+// asked for:
+//
+//	go test -run '^$' -bench Compare -benchtime 1x -timeout 60m ./test/bench/ -compare.workloads watch,lease
+//
+// The watch group: watch-fanout-1key (1000 watchers on one key, over 10
+// connections of one watch stream each, then puts to the key: events
+// delivered per second), watch-fanout-100keys (6400 watchers, 64 on each
+// of 100 keys, puts round-robin over them), watch-latency (100 watchers
+// on one key, 1000 puts/s open loop: put-to-event p50 and p99) and
+// watch-idle-memory (100 streams of one watcher, then of 100 watchers, on
+// keys nobody writes: the server's resident memory per stream and per
+// watcher; it runs first of the watch rows and in the first round only,
+// since a server reuses the memory that earlier watchers freed). The lease group: lease-keepalive (10,000 leases, each renewed
+// with KeepAliveOnce every 5s: keep-alive p99 and the server's CPU) and
+// lease-storm (10,000 leases of a 5s TTL with a key each, left to expire
+// while one client writes: the writer's p99 and max before and during the
+// storm, and how long expiry took). -compare.scale multiplies their put
+// counts and phase lengths; the watcher and lease counts are the shape of
+// each row and stay fixed. Each row revokes its leases and cancels its
+// watchers before the next begins. They are reported in a table of their
+// own, figure by figure.
 package bench
 
 import (
@@ -48,6 +74,7 @@ var (
 	flagRounds      = flag.Int("compare.rounds", 3, "rounds of every workload on every target; the report gives medians")
 	flagEngines     = flag.String("compare.engines", "rocksdb,memory", "Cairn storage engines to measure, comma-separated")
 	flagBin         = flag.String("compare.cairn-bin", "", "measure this cairn binary instead of building ./cmd/cairn")
+	flagWorkloads   = flag.String("compare.workloads", "kv", "workloads to run, comma-separated: groups (kv, watch, lease, all) or workload ids")
 	flagEtcdProcess = flag.Bool("compare.etcd-process", true, "run the reference etcd in a child process (this test binary re-executed), started the same way as Cairn; false runs it inside the test process")
 )
 
@@ -73,6 +100,16 @@ type workload struct {
 	total   int
 	maxDur  time.Duration
 	run     func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error)
+	// id and group select the row with -compare.workloads; the kv rows
+	// are selected by group alone.
+	id, group string
+	// scenario rows report loadgen.Result.Metrics, headed by headline,
+	// rather than requests per second.
+	scenario bool
+	headline string
+	// once rows run in the first round only: their figure would not
+	// repeat on a server that has already done the same work.
+	once bool
 }
 
 func put(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
@@ -90,16 +127,89 @@ func rangeOf(c loadgen.Consistency) func(context.Context, loadgen.Config) (loadg
 // speed: with three targets and three rounds the whole benchmark takes
 // about two minutes here and at most five.
 var workloads = []workload{
-	{"put, 1 client", 1, 1, 1500, 8 * time.Second, put},
-	{"put, 64 clients", 64, 8, 15000, 10 * time.Second, put},
-	{"range serializable, 64 clients", 64, 8, 30000, 8 * time.Second, rangeOf(loadgen.Serializable)},
-	{"range linearizable, 64 clients", 64, 8, 30000, 8 * time.Second, rangeOf(loadgen.Linearizable)},
+	{name: "put, 1 client", clients: 1, conns: 1, total: 1500, maxDur: 8 * time.Second, run: put, id: "put-1", group: "kv"},
+	{name: "put, 64 clients", clients: 64, conns: 8, total: 15000, maxDur: 10 * time.Second, run: put, id: "put-64", group: "kv"},
+	{name: "range serializable, 64 clients", clients: 64, conns: 8, total: 30000, maxDur: 8 * time.Second,
+		run: rangeOf(loadgen.Serializable), id: "range-s", group: "kv"},
+	{name: "range linearizable, 64 clients", clients: 64, conns: 8, total: 30000, maxDur: 8 * time.Second,
+		run: rangeOf(loadgen.Linearizable), id: "range-l", group: "kv"},
+
+	// Resident memory grows only by what the heap cannot take from memory
+	// freed earlier, so this row runs first of the watch rows, and once:
+	// in a later round it would reuse the memory its own first round
+	// freed and report almost nothing.
+	{name: "idle watchers, 100 streams x 100", conns: 10, maxDur: time.Minute, id: "watch-idle-memory", group: "watch",
+		scenario: true, headline: "bytes/watcher", once: true,
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.IdleWatchers(ctx, cfg, loadgen.IdleWatchOptions{Streams: 100, WatchersPerStream: 100, Settle: 2 * time.Second})
+		}},
+	{name: "watch fan-out, 1000 watchers on 1 key", conns: 10, maxDur: time.Minute, id: "watch-fanout-1key", group: "watch",
+		scenario: true, headline: "events/s",
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.WatchFanout(ctx, cfg, loadgen.FanoutOptions{Watchers: 1000, Keys: 1, Puts: scaled(1000, 50)})
+		}},
+	{name: "watch fan-out, 6400 watchers on 100 keys", conns: 10, maxDur: time.Minute, id: "watch-fanout-100keys", group: "watch",
+		scenario: true, headline: "events/s",
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.WatchFanout(ctx, cfg, loadgen.FanoutOptions{Watchers: 6400, Keys: 100, Puts: scaled(10000, 500)})
+		}},
+	{name: "watch latency, 100 watchers, 1000 puts/s", conns: 4, maxDur: time.Minute, id: "watch-latency", group: "watch",
+		scenario: true, headline: "event p99",
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.WatchLatency(ctx, cfg, loadgen.WatchLatencyOptions{Watchers: 100, Rate: 1000, Duration: scaledDur(5*time.Second, 2*time.Second)})
+		}},
+	{name: "lease keep-alive, 10000 leases every 5s", conns: 8, maxDur: 2 * time.Minute, id: "lease-keepalive", group: "lease",
+		scenario: true, headline: "keep-alive p99",
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.LeaseKeepAlive(ctx, cfg, loadgen.KeepAliveOptions{
+				Leases: 10_000, TTL: time.Minute, Interval: 5 * time.Second, Duration: scaledDur(20*time.Second, 5*time.Second),
+			})
+		}},
+	{name: "lease storm, 10000 leases of 5s TTL", conns: 8, maxDur: 2 * time.Minute, id: "lease-storm", group: "lease",
+		scenario: true, headline: "put p99 storm",
+		run: func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.LeaseStorm(ctx, cfg, loadgen.StormOptions{
+				Leases: 10_000, TTL: 5 * time.Second, Baseline: scaledDur(3*time.Second, 2*time.Second),
+			})
+		}},
+}
+
+// scaled returns n times -compare.scale, and at least floor.
+func scaled(n, floor int) int { return max(int(float64(n)**flagScale), floor) }
+
+// scaledDur returns d times -compare.scale, and at least floor.
+func scaledDur(d, floor time.Duration) time.Duration {
+	return max(time.Duration(float64(d)**flagScale), floor)
+}
+
+// selectWorkloads returns the rows that spec names, in table order.
+func selectWorkloads(spec string) ([]workload, error) {
+	want := map[string]bool{}
+	for _, s := range strings.Split(spec, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
+	var out []workload
+	for _, w := range workloads {
+		if want["all"] || want[w.group] || want[w.id] {
+			out = append(out, w)
+		}
+	}
+	if len(out) == 0 {
+		var ids []string
+		for _, w := range workloads {
+			ids = append(ids, w.id)
+		}
+		return nil, fmt.Errorf("-compare.workloads=%q selects nothing; use kv, watch, lease, all or ids of %s", spec, strings.Join(ids, ", "))
+	}
+	return out, nil
 }
 
 // warmup runs once on every fresh server before the measured rounds, so
 // the first row does not pay for connection set-up, first allocations, and
 // the like.
-var warmup = workload{"warm-up", 16, 4, 2000, 20 * time.Second, put}
+var warmup = workload{name: "warm-up", clients: 16, conns: 4, total: 2000, maxDur: 20 * time.Second, run: put}
 
 // target is a server under test.
 type target struct {
@@ -117,6 +227,10 @@ type measurement struct {
 	cpuServer time.Duration // CPU of the server process when it is not this one
 	cpuOther  float64       // cores used by every other process on the machine
 	actors    []actorLoad
+	// span is the time CPU and actor figures are taken over: the
+	// result's Elapsed for a kv row, the whole run (set-up, grants and
+	// clean-up included) for a scenario row, whose Elapsed is one phase.
+	span time.Duration
 }
 
 // actorLoad is what /debug/actors says an actor did during one workload.
@@ -130,6 +244,10 @@ type actorLoad struct {
 func BenchmarkCompare(b *testing.B) {
 	if testing.Short() {
 		b.Skip("the comparison takes minutes")
+	}
+	selected, err := selectWorkloads(*flagWorkloads)
+	if err != nil {
+		b.Fatal(err)
 	}
 	bin := *flagBin
 	if bin == "" {
@@ -164,24 +282,40 @@ func BenchmarkCompare(b *testing.B) {
 	// results[target][workload][round]
 	results := make([][][]measurement, len(targets))
 	for ti := range targets {
-		results[ti] = make([][]measurement, len(workloads))
+		results[ti] = make([][]measurement, len(selected))
 	}
 	for r := range rounds {
-		for wi, w := range workloads {
+		for wi, w := range selected {
+			if w.once && r > 0 {
+				continue
+			}
 			// Rotate who goes first, so no target always follows another.
 			for k := range targets {
 				ti := (k + r + wi) % len(targets)
 				m := measureOne(b, targets[ti], w)
 				results[ti][wi] = append(results[ti][wi], m)
+				if w.scenario {
+					h, _ := m.res.Metric(w.headline)
+					fmt.Fprintf(os.Stderr, "round %d  %-14s %-40s %s %.1f %s  errors %d %v  other load %.2f cores\n",
+						r+1, targets[ti].name, w.name, w.headline, h.Value, h.Unit, m.res.Errors, m.res.ErrorKinds, m.cpuOther)
+					continue
+				}
 				fmt.Fprintf(os.Stderr, "round %d  %-14s %-32s %7.0f req/s  p99 %7.2fms  errors %d  other load %.2f cores\n",
 					r+1, targets[ti].name, w.name, m.res.Throughput, msf(m.res.Latency.P99), m.res.Errors, m.cpuOther)
 			}
 		}
 	}
 
-	printReport(os.Stdout, targets, results, rounds, time.Since(started))
+	printReport(os.Stdout, targets, selected, results, rounds, time.Since(started))
 	for ti, t := range targets[1:] {
-		for wi, w := range workloads {
+		for wi, w := range selected {
+			if w.scenario {
+				if et := medianOf(results[0][wi], metric(w.headline)); et > 0 {
+					b.ReportMetric(medianOf(results[ti+1][wi], metric(w.headline))/et,
+						fmt.Sprintf("x-etcd/%s/%s", strings.TrimPrefix(t.name, "cairn-"), w.id))
+				}
+				continue
+			}
 			if et := medianOf(results[0][wi], throughput); et > 0 {
 				b.ReportMetric(medianOf(results[ti+1][wi], throughput)/et,
 					fmt.Sprintf("x-etcd/%s/%s", strings.TrimPrefix(t.name, "cairn-"), metricName(w.name)))
@@ -195,16 +329,20 @@ func measureOne(b *testing.B, t target, w workload) measurement {
 	before := actorStats(t)
 	selfBefore, serverBefore := cpuTime(0), cpuTime(t.pid)
 	busyBefore := machineBusy()
+	began := time.Now()
 	res, err := runOne(context.Background(), t, w)
 	if err != nil {
 		b.Fatalf("%s: %s: %v", t.name, w.name, err)
 	}
-	m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore}
+	m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore, span: res.Elapsed}
+	if w.scenario {
+		m.span = time.Since(began)
+	}
 	if t.pid != 0 {
 		m.cpuServer = cpuTime(t.pid) - serverBefore
 	}
 	other := machineBusy() - busyBefore - m.cpuSelf - m.cpuServer
-	m.cpuOther = max(other.Seconds()/res.Elapsed.Seconds(), 0)
+	m.cpuOther = max(other.Seconds()/m.span.Seconds(), 0)
 	m.actors = actorDelta(before, actorStats(t))
 	return m
 }
@@ -217,11 +355,12 @@ func runOne(ctx context.Context, t target, w workload) (loadgen.Result, error) {
 		Conns:       w.conns,
 		Total:       total,
 		MaxDuration: w.maxDur,
+		ServerPID:   t.pid,
 	})
 }
 
 // printReport writes the comparison table, then the detail behind it.
-func printReport(w io.Writer, targets []target, results [][][]measurement, rounds int, took time.Duration) {
+func printReport(w io.Writer, targets []target, workloads []workload, results [][][]measurement, rounds int, took time.Duration) {
 	etcdMode := "in this test process (embed)"
 	if *flagEtcdProcess {
 		etcdMode = "in its own process (this test binary re-executed, embed)"
@@ -240,10 +379,24 @@ func printReport(w io.Writer, targets []target, results [][][]measurement, round
 	if o := median(others); o > 0.25 {
 		fmt.Fprintf(w, "Other processes used a median %.2f of this machine's cores during the runs: expect noise.\n", o)
 	}
+	kv := slices.ContainsFunc(workloads, func(wl workload) bool { return !wl.scenario })
+	if kv {
+		printKV(w, targets, workloads, results)
+	}
+	printScenarios(w, targets, workloads, results)
+	printActors(w, targets, workloads, results)
+}
+
+// printKV writes the put and range rows: the comparison, then the detail
+// behind it.
+func printKV(w io.Writer, targets []target, workloads []workload, results [][][]measurement) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tcairn engine\tetcd req/s\tcairn req/s\tcairn/etcd\t(range)\tetcd p99\tcairn p99\t")
 	for wi, wl := range workloads {
+		if wl.scenario {
+			continue
+		}
 		e := results[0][wi]
 		for ti, t := range targets[1:] {
 			c := results[ti+1][wi]
@@ -267,6 +420,9 @@ func printReport(w io.Writer, targets []target, results [][][]measurement, round
 	fmt.Fprintln(tw, "target\tworkload\trequests\terrors\treq/s\tp50\tp90\tp99\tmax\tCPU µs/req load gen\tCPU µs/req server\tother\t")
 	for ti, t := range targets {
 		for wi, wl := range workloads {
+			if wl.scenario {
+				continue
+			}
 			ms := results[ti][wi]
 			reqs, errs, cut := 0, 0, false
 			for _, m := range ms {
@@ -294,9 +450,14 @@ func printReport(w io.Writer, targets []target, results [][][]measurement, round
 		}
 	}
 	_ = tw.Flush()
+}
+
+// printActors writes what Cairn's actors did during each row, then every
+// row's errors.
+func printActors(w io.Writer, targets []target, workloads []workload, results [][][]measurement) {
 
 	fmt.Fprintf(w, "\nCairn actors during each workload (from /debug/actors, medians over rounds; busy = handling time / wall time)\n\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\tworkload\tactor\tmessages/req\tmean handling\tbusy\t")
 	for ti, t := range targets {
 		if t.httpURL == "" {
@@ -317,7 +478,7 @@ func printReport(w io.Writer, targets []target, results [][][]measurement, round
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.1fµs\t%.0f%%\t\n", t.name, wl.name, a.name,
 					pick(func(a actorLoad, m measurement) float64 { return float64(a.messages) / float64(max(m.res.Requests, 1)) }),
 					pick(func(a actorLoad, _ measurement) float64 { return a.meanMicro }),
-					pick(func(a actorLoad, m measurement) float64 { return 100 * a.busy.Seconds() / m.res.Elapsed.Seconds() }))
+					pick(func(a actorLoad, m measurement) float64 { return 100 * a.busy.Seconds() / m.span.Seconds() }))
 			}
 		}
 	}
@@ -334,6 +495,79 @@ func printReport(w io.Writer, targets []target, results [][][]measurement, round
 }
 
 func throughput(m measurement) float64 { return m.res.Throughput }
+
+// metric returns the named figure of a scenario row.
+func metric(name string) func(measurement) float64 {
+	return func(m measurement) float64 {
+		x, _ := m.res.Metric(name)
+		return x.Value
+	}
+}
+
+// printScenarios writes the watch and lease rows figure by figure: the
+// median over rounds on each target, and each Cairn engine's ratio to
+// etcd. A figure a target did not report (memory and CPU of an in-process
+// etcd) is "-".
+func printScenarios(w io.Writer, targets []target, workloads []workload, results [][][]measurement) {
+	var rows []int
+	for wi, wl := range workloads {
+		if wl.scenario {
+			rows = append(rows, wi)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nWatch and lease workloads (medians over rounds, or the one round of a row that runs once; cairn/etcd is the\n"+
+		"ratio of the medians; \"better\" says which way is good).\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "workload\tfigure\tbetter\t"
+	for _, t := range targets {
+		header += t.name + "\t"
+	}
+	for _, t := range targets[1:] {
+		header += strings.TrimPrefix(t.name, "cairn-") + "/etcd\t"
+	}
+	fmt.Fprintln(tw, header)
+	for _, wi := range rows {
+		wl := workloads[wi]
+		// The figures in the order the first round on etcd reported them.
+		var names []loadgen.Metric
+		for ti := range targets {
+			if len(results[ti][wi]) > 0 && len(results[ti][wi][0].res.Metrics) > len(names) {
+				names = results[ti][wi][0].res.Metrics
+			}
+		}
+		for _, n := range names {
+			line := fmt.Sprintf("%s\t%s (%s)\t%s\t", wl.id, n.Name, n.Unit, n.Better)
+			meds := make([]float64, len(targets))
+			have := make([]bool, len(targets))
+			for ti := range targets {
+				var xs []float64
+				for _, m := range results[ti][wi] {
+					if x, ok := m.res.Metric(n.Name); ok {
+						xs = append(xs, x.Value)
+					}
+				}
+				meds[ti], have[ti] = median(xs), len(xs) > 0
+				if have[ti] {
+					line += fmt.Sprintf("%.4g\t", meds[ti])
+				} else {
+					line += "-\t"
+				}
+			}
+			for ti := range targets[1:] {
+				if have[0] && have[ti+1] && meds[0] != 0 {
+					line += fmt.Sprintf("%.2fx\t", meds[ti+1]/meds[0])
+				} else {
+					line += "-\t"
+				}
+			}
+			fmt.Fprintln(tw, line)
+		}
+	}
+	_ = tw.Flush()
+}
 
 func p99(m measurement) float64 { return m.res.Latency.P99.Seconds() }
 
