@@ -144,31 +144,86 @@ func (h *Hub) Publish(evs []*mvccpb.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		if q := s.queued.Load(); q > 0 && q+p.size > h.opts.QueueBytes {
-			s.kick()
-			continue
-		}
-		select {
-		case s.live <- p:
-			s.queued.Add(p.size)
-		default:
-			s.kick()
-		}
+		s.offer(p, h.opts)
 	}
 }
+
+// offer queues p for the stream, or marks the stream behind if its queue
+// is full in batches or in bytes.
+func (s *Stream) offer(p published, opts Options) {
+	s.qmu.Lock()
+	if q := s.queued.Load(); len(s.queue) >= opts.QueueLen || (q > 0 && q+p.size > opts.QueueBytes) {
+		s.qmu.Unlock()
+		s.kick()
+		return
+	}
+	s.queue = append(s.queue, p)
+	s.queued.Add(p.size)
+	s.qmu.Unlock()
+	select {
+	case s.queuedSig <- struct{}{}:
+	default:
+	}
+}
+
+// take removes from the queue the batches of one live message: every
+// batch queued, up to coalesceBytes (at least one), merged in order. ok is
+// false if the queue is empty. If batches remain, the pump is signalled
+// again.
+func (s *Stream) take() (m liveMsg, ok bool) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	n := 0
+	for n < len(s.queue) && (n == 0 || m.size < coalesceBytes) {
+		p := s.queue[n]
+		if n == 0 {
+			m.evs = p.evs
+		} else {
+			m.evs = append(m.evs[:len(m.evs):len(m.evs)], p.evs...)
+		}
+		m.size += p.size
+		n++
+	}
+	if n == 0 {
+		return m, false
+	}
+	clear(s.queue[:n])
+	switch {
+	case n < len(s.queue):
+		s.queue = s.queue[n:]
+		select {
+		case s.queuedSig <- struct{}{}:
+		default:
+		}
+	case cap(s.queue) > smallQueue:
+		s.queue = nil // an idle stream does not keep a burst's array
+	default:
+		s.queue = s.queue[:0]
+	}
+	return m, true
+}
+
+// smallQueue is the capacity of queue array an emptied queue may keep.
+const smallQueue = 16
 
 // Stream is one client stream's set of watchers, served by its own actor.
 // Create, Cancel and RequestProgress may be called from one goroutine (the
 // stream's receive loop) while the actor sends responses; Close ends it.
 type Stream struct {
-	hub  *Hub
-	ref  *actors.Ref
-	live chan published
-	wake chan struct{}
+	hub *Hub
+	ref *actors.Ref
+	// queue holds the published batches not yet taken by the pump, at
+	// most QueueLen; queuedSig tells the pump it is not empty. It grows
+	// with a backlog and is dropped when drained, so an idle stream costs
+	// no queue memory.
+	qmu       sync.Mutex
+	queue     []published
+	queuedSig chan struct{}
+	wake      chan struct{}
 	// missed is set when the stream dropped a live batch, or its actor left
 	// a watcher behind, and cleared when a catch-up is sent to the actor.
 	missed atomic.Bool
-	// queued is the size of the batches in live or in the mailbox.
+	// queued is the size of the batches queued or in the mailbox.
 	queued atomic.Int64
 	// inflight counts live messages in the mailbox; freed signals the
 	// pump when the actor has handled one.
@@ -185,18 +240,20 @@ type Stream struct {
 func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)
 	s := &Stream{
-		hub:    h,
-		live:   make(chan published, h.opts.QueueLen),
-		wake:   make(chan struct{}, 1),
-		freed:  make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		pumped: make(chan struct{}),
+		hub:       h,
+		queuedSig: make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		freed:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		pumped:    make(chan struct{}),
 	}
 	a := &streamActor{
 		hist:     h.hist,
 		opts:     h.opts,
 		send:     send,
 		watchers: make(map[int64]*watcher),
+		byKey:    make(map[string][]*watcher),
+		ranged:   make(map[int64]*watcher),
 		stream:   s,
 	}
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
@@ -220,25 +277,16 @@ func (s *Stream) pump(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		var live chan published
+		var queued chan struct{}
 		if s.inflight.Load() < maxInflight {
-			live = s.live
+			queued = s.queuedSig
 		}
 		select {
-		case p := <-live:
-			m := liveMsg(p)
-		more:
-			for m.size < coalesceBytes {
-				select {
-				case q := <-s.live:
-					m.evs = append(m.evs[:len(m.evs):len(m.evs)], q.evs...)
-					m.size += q.size
-				default:
-					break more
-				}
+		case <-queued:
+			if m, ok := s.take(); ok {
+				s.inflight.Add(1)
+				s.send(m)
 			}
-			s.inflight.Add(1)
-			s.send(m)
 		case <-s.freed:
 		case <-s.wake:
 			if s.missed.Swap(false) {

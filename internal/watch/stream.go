@@ -51,6 +51,9 @@ type watcher struct {
 	// quiet is set by a progress tick and cleared by events: a watcher
 	// gets a notification only for an interval in which it got no event.
 	quiet bool
+	// pending collects the watcher's events while deliver goes through a
+	// batch.
+	pending []*mvccpb.Event
 }
 
 func (w *watcher) contains(k []byte) bool {
@@ -81,6 +84,38 @@ type streamActor struct {
 	behind bool
 	stream *Stream
 	sorted []int64 // cache of ids()
+	// byKey indexes the single-key watchers by key and ranged holds the
+	// others, so a live event finds its watchers without a scan of all.
+	byKey  map[string][]*watcher
+	ranged map[int64]*watcher
+}
+
+// add registers w, whose ID is free.
+func (a *streamActor) add(w *watcher) {
+	a.watchers[w.id] = w
+	a.sorted = nil
+	if w.end == nil {
+		a.byKey[string(w.key)] = append(a.byKey[string(w.key)], w)
+	} else {
+		a.ranged[w.id] = w
+	}
+}
+
+// remove unregisters w.
+func (a *streamActor) remove(w *watcher) {
+	delete(a.watchers, w.id)
+	a.sorted = nil
+	if w.end != nil {
+		delete(a.ranged, w.id)
+		return
+	}
+	k := string(w.key)
+	ws := slices.DeleteFunc(a.byKey[k], func(x *watcher) bool { return x == w })
+	if len(ws) == 0 {
+		delete(a.byKey, k)
+	} else {
+		a.byKey[k] = ws
+	}
 }
 
 // maxCatchUpRevs is how many revisions one catch-up response carries at
@@ -168,8 +203,7 @@ func (a *streamActor) create(req *pb.WatchCreateRequest) {
 	if w.start > 0 {
 		w.next = w.start
 	}
-	a.watchers[id] = w
-	a.sorted = nil
+	a.add(w)
 	a.respond(&pb.WatchResponse{Header: header(rev), WatchId: id, Created: true})
 	if w.next <= rev {
 		a.catchUp(w, rev)
@@ -196,11 +230,11 @@ func (a *streamActor) assignID(want int64, w *watcher) (int64, error) {
 
 // cancel removes watcher id; an unknown ID gets no answer, as in etcd.
 func (a *streamActor) cancel(id int64) {
-	if _, ok := a.watchers[id]; !ok {
+	w, ok := a.watchers[id]
+	if !ok {
 		return
 	}
-	delete(a.watchers, id)
-	a.sorted = nil
+	a.remove(w)
 	a.respond(&pb.WatchResponse{Header: header(a.hist.Rev()), WatchId: id, Canceled: true})
 }
 
@@ -227,6 +261,48 @@ func (a *streamActor) deliver(b batch) {
 	if a.failed {
 		return
 	}
+	first, last := b[0].Kv.ModRevision, b[len(b)-1].Kv.ModRevision
+	for i := 1; i < len(b); i++ {
+		if b[i].Kv.ModRevision > b[i-1].Kv.ModRevision+1 {
+			a.deliverEach(b) // a batch was dropped between two merged ones
+			return
+		}
+	}
+	// b is contiguous: a watcher whose next revision is in it is owed the
+	// events from there on; one whose next revision is before it is
+	// behind. Events find their watchers through the index.
+	owed := func(w *watcher, rev int64) bool { return w.next >= first && w.next <= rev }
+	for i, ev := range b {
+		rev := ev.Kv.ModRevision
+		for _, w := range a.byKey[string(ev.Kv.Key)] {
+			if owed(w, rev) {
+				w.pending = a.filter(w, b[i:i+1], w.pending)
+			}
+		}
+		for _, w := range a.ranged {
+			if owed(w, rev) && w.contains(ev.Kv.Key) {
+				w.pending = a.filter(w, b[i:i+1], w.pending)
+			}
+		}
+	}
+	for _, id := range a.ids() {
+		w := a.watchers[id]
+		switch {
+		case w == nil || w.next > last:
+		case w.next < first:
+			a.catchUp(w, a.hist.Rev())
+		default:
+			if len(w.pending) > 0 {
+				a.sendEvents(w, last, w.pending)
+				w.pending = nil
+			}
+			w.next = last + 1
+		}
+	}
+}
+
+// deliverEach is deliver for a b with a gap, watcher by watcher.
+func (a *streamActor) deliverEach(b batch) {
 	last := b[len(b)-1].Kv.ModRevision
 	for _, id := range a.ids() {
 		w := a.watchers[id]
@@ -304,8 +380,7 @@ func (a *streamActor) catchUp(w *watcher, rev int64) {
 		return true
 	})
 	if err != nil {
-		delete(a.watchers, w.id)
-		a.sorted = nil
+		a.remove(w)
 		if errors.Is(err, mvcc.ErrCompacted) {
 			// etcd's compaction notice carries no revision in its header.
 			a.respond(&pb.WatchResponse{Header: header(0), WatchId: w.id, CompactRevision: a.hist.CompactRev(), Canceled: true})

@@ -341,3 +341,44 @@ func TestQueueBoundedInBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverAcrossADroppedBatch: when the batches merged into one live
+// message skip a revision (a batch was dropped for the stream), each
+// watcher gets what precedes the gap and the rest from history, every
+// event once and in order; a contiguous message goes through the key
+// index to single-key and range watchers alike.
+func TestDeliverAcrossADroppedBatch(t *testing.T) {
+	f := newFixture(t, Options{})
+	for i := range 5 {
+		f.put("k", fmt.Sprint(i)) // revisions 2..6
+	}
+	var all []*mvccpb.Event
+	if err := f.kv.Events(2, 6, func(ev *mvccpb.Event) bool { all = append(all, ev); return true }); err != nil {
+		t.Fatal(err)
+	}
+	c := &client{}
+	s := &Stream{freed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	a := &streamActor{hist: f.kv, send: c.send, watchers: map[int64]*watcher{}, byKey: map[string][]*watcher{}, ranged: map[int64]*watcher{}, stream: s}
+	a.add(&watcher{id: 0, key: []byte("k"), next: 2})
+	a.add(&watcher{id: 1, key: []byte("a"), end: []byte("z"), next: 2})
+	a.deliver(batch{all[0], all[1], all[3], all[4]}) // revision 4 dropped
+	a.deliver(batch{all[4]})                         // already sent: ignored
+	for id := range int64(2) {
+		var revs []int64
+		for _, ev := range events(c.got, id) {
+			revs = append(revs, ev.Kv.ModRevision)
+		}
+		if fmt.Sprint(revs) != "[2 3 4 5 6]" {
+			t.Errorf("watcher %d got revisions %v, want [2 3 4 5 6]", id, revs)
+		}
+	}
+	f.put("k", "x") // 7
+	var ev7 []*mvccpb.Event
+	_ = f.kv.Events(7, 7, func(ev *mvccpb.Event) bool { ev7 = append(ev7, ev); return true })
+	a.deliver(ev7)
+	for id := range int64(2) {
+		if got := events(c.got, id); len(got) != 6 || got[5].Kv.ModRevision != 7 {
+			t.Errorf("watcher %d after a contiguous batch: %d events", id, len(got))
+		}
+	}
+}
