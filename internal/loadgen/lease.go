@@ -288,18 +288,11 @@ func LeaseStorm(ctx context.Context, cfg Config, opts StormOptions) (Result, err
 	if opts.Leases > MaxTotal || opts.Clients > MaxClients {
 		return Result{}, fmt.Errorf("loadgen: storm of %d leases from %d clients is out of bounds", opts.Leases, opts.Clients)
 	}
-	conns, err := dial(ctx, cfg)
+	conns, writer, err := dialWithWriter(ctx, cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	defer closeAll(conns)
-	writerCfg := cfg
-	writerCfg.Conns = 1
-	writer, err := dial(ctx, writerCfg)
-	if err != nil {
-		return Result{}, err
-	}
-	defer closeAll(writer)
+	defer closeAll(append(conns, writer))
 
 	type sample struct {
 		at  time.Time // sent
@@ -322,7 +315,7 @@ func LeaseStorm(ctx context.Context, cfg Config, opts StormOptions) (Result, err
 			}
 			rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 			t0 := time.Now()
-			_, err := writer[0].Put(rctx, opts.Prefix+"w", val)
+			_, err := writer.Put(rctx, opts.Prefix+"w", val)
 			samples = append(samples, sample{at: t0, lat: time.Since(t0), err: err})
 			cancel()
 			if ctx.Err() != nil {

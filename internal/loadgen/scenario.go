@@ -73,6 +73,23 @@ func (c Config) normaliseScenario(conns int) (Config, error) {
 	return c, nil
 }
 
+// dialWithWriter dials cfg's connections for the watchers or lease
+// clients of a workload, and one more of its own for the writer, so that
+// the writer's requests never queue behind theirs.
+func dialWithWriter(ctx context.Context, cfg Config) (conns []*clientv3.Client, writer *clientv3.Client, err error) {
+	if conns, err = dial(ctx, cfg); err != nil {
+		return nil, nil, err
+	}
+	wcfg := cfg
+	wcfg.Conns = 1
+	w, err := dial(ctx, wcfg)
+	if err != nil {
+		closeAll(conns)
+		return nil, nil, err
+	}
+	return conns, w[0], nil
+}
+
 // closeAll closes every client of conns.
 func closeAll(conns []*clientv3.Client) {
 	for _, c := range conns {

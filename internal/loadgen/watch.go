@@ -169,18 +169,11 @@ func WatchFanout(ctx context.Context, cfg Config, opts FanoutOptions) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	conns, err := dial(ctx, cfg)
+	conns, writer, err := dialWithWriter(ctx, cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	defer closeAll(conns)
-	writerCfg := cfg
-	writerCfg.Conns = 1
-	writer, err := dial(ctx, writerCfg)
-	if err != nil {
-		return Result{}, err
-	}
-	defer closeAll(writer)
+	defer closeAll(append(conns, writer))
 
 	keys := make([]string, opts.Keys)
 	expect := make([]int64, opts.Keys) // events each watcher of key k should get
@@ -232,7 +225,7 @@ func WatchFanout(ctx context.Context, cfg Config, opts FanoutOptions) (Result, e
 				}
 				rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 				t0 := time.Now()
-				_, err := writer[0].Put(rctx, keys[i%opts.Keys], val)
+				_, err := writer.Put(rctx, keys[i%opts.Keys], val)
 				cancel()
 				if err != nil {
 					putErrs.fail(err)
@@ -343,18 +336,11 @@ func WatchLatency(ctx context.Context, cfg Config, opts WatchLatencyOptions) (Re
 	if opts.Watchers > MaxClients*10 || puts > MaxTotal || puts <= 0 {
 		return Result{}, fmt.Errorf("loadgen: watch latency of %d watchers and %d puts is out of bounds", opts.Watchers, puts)
 	}
-	conns, err := dial(ctx, cfg)
+	conns, writer, err := dialWithWriter(ctx, cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	defer closeAll(conns)
-	writerCfg := cfg
-	writerCfg.Conns = 1
-	writer, err := dial(ctx, writerCfg)
-	if err != nil {
-		return Result{}, err
-	}
-	defer closeAll(writer)
+	defer closeAll(append(conns, writer))
 
 	lats := make([][]time.Duration, opts.Watchers)
 	ws, err := openWatchers(ctx, conns, opts.Watchers, opts.Streams,
@@ -403,7 +389,7 @@ func WatchLatency(ctx context.Context, cfg Config, opts WatchLatencyOptions) (Re
 			rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 			defer cancel()
 			t0 := time.Now()
-			if _, err := writer[0].Put(rctx, opts.Key, string(val)); err != nil {
+			if _, err := writer.Put(rctx, opts.Key, string(val)); err != nil {
 				putErrs.fail(err)
 				return
 			}

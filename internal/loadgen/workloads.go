@@ -85,11 +85,21 @@ func TxnPut(ctx context.Context, cfg Config, opts TxnOptions) (Result, error) {
 		return Result{}, err
 	}
 	ops := max(opts.Ops, 1)
+	if ops > po.KeySpace {
+		return Result{}, fmt.Errorf("loadgen: %d puts per txn need as many keys, the key space has %d", ops, po.KeySpace)
+	}
 	key, val := po.keyFunc(), randomValue(po.ValueSize)
 	return run(ctx, cfg, "txn-put", func(i int) clientv3.Op {
-		puts := make([]clientv3.Op, ops)
-		for j := range puts {
-			puts[j] = clientv3.OpPut(key(i*ops+j), val)
+		// A txn may not put one key twice (etcd refuses it), so random
+		// keys are drawn again until they differ.
+		puts := make([]clientv3.Op, 0, ops)
+		seen := make(map[string]bool, ops)
+		for j := 0; len(puts) < ops; j++ {
+			k := key(i*ops + j)
+			if !seen[k] {
+				seen[k] = true
+				puts = append(puts, clientv3.OpPut(k, val))
+			}
 		}
 		return clientv3.OpTxn(nil, puts, nil)
 	})
