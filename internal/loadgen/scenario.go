@@ -90,6 +90,15 @@ func dialWithWriter(ctx context.Context, cfg Config) (conns []*clientv3.Client, 
 	return conns, w[0], nil
 }
 
+// countError records one failure of the given kind in r.
+func (r *Result) countError(kind string) {
+	r.Errors++
+	if r.ErrorKinds == nil {
+		r.ErrorKinds = make(map[string]int)
+	}
+	r.ErrorKinds[kind]++
+}
+
 // closeAll closes every client of conns.
 func closeAll(conns []*clientv3.Client) {
 	for _, c := range conns {

@@ -264,11 +264,7 @@ func WatchFanout(ctx context.Context, cfg Config, opts FanoutOptions) (Result, e
 	putErrs.into(&res)
 	ws.errs.into(&res)
 	if received < want {
-		res.Errors++
-		if res.ErrorKinds == nil {
-			res.ErrorKinds = make(map[string]int)
-		}
-		res.ErrorKinds[fmt.Sprintf("watchers received %d of %d events", received, want)]++
+		res.countError(fmt.Sprintf("watchers received %d of %d events", received, want))
 	}
 
 	var m metrics
@@ -418,11 +414,7 @@ func WatchLatency(ctx context.Context, cfg Config, opts WatchLatencyOptions) (Re
 	putErrs.into(&res)
 	ws.errs.into(&res)
 	if received < want {
-		res.Errors++
-		if res.ErrorKinds == nil {
-			res.ErrorKinds = make(map[string]int)
-		}
-		res.ErrorKinds[fmt.Sprintf("watchers received %d of %d events", received, want)]++
+		res.countError(fmt.Sprintf("watchers received %d of %d events", received, want))
 	}
 
 	var m metrics
