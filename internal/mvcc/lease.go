@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -54,6 +55,21 @@ func leaseValue(ttl, remaining int64) []byte {
 type leaseTable struct {
 	leases   map[int64]*leaseRec
 	keyLease map[string]int64
+	// checkpointed counts the leases with a remaining TTL recorded, so
+	// that LeaseCheckpointed, on every keep-alive, needs no lock while
+	// there are none (checkpoints are off by default).
+	checkpointed atomic.Int64
+}
+
+// setRemaining records l's checkpointed remaining TTL; KV.mu is held.
+func (t *leaseTable) setRemaining(l *leaseRec, remaining int64) {
+	switch {
+	case l.remaining == 0 && remaining > 0:
+		t.checkpointed.Add(1)
+	case l.remaining > 0 && remaining == 0:
+		t.checkpointed.Add(-1)
+	}
+	l.remaining = remaining
 }
 
 func leaseKey(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
@@ -69,7 +85,7 @@ func loadLeases(e storage.Engine) (*leaseTable, error) {
 		id := int64(binary.BigEndian.Uint64(k))
 		l := &leaseRec{ttl: int64(binary.BigEndian.Uint64(v)), keys: make(map[string]struct{})}
 		if len(v) == 16 {
-			l.remaining = int64(binary.BigEndian.Uint64(v[8:]))
+			t.setRemaining(l, int64(binary.BigEndian.Uint64(v[8:])))
 		}
 		t.leases[id] = l
 		return true
@@ -261,7 +277,7 @@ func (a *Applier) commitLeases() {
 	apply := func(op leaseOp) {
 		if op.checkpoint {
 			if l := t.leases[op.id]; l != nil {
-				l.remaining = op.remaining
+				t.setRemaining(l, op.remaining)
 			}
 			return
 		}
@@ -273,6 +289,7 @@ func (a *Applier) commitLeases() {
 			for k := range l.keys {
 				delete(t.keyLease, k)
 			}
+			t.setRemaining(l, 0)
 		}
 		delete(t.leases, op.id)
 	}
@@ -321,6 +338,9 @@ func (kv *KV) Leases() []LeaseInfo {
 // LeaseCheckpointed is lease id's remaining TTL at its last checkpoint, 0
 // if it has none or does not exist. Safe from any goroutine.
 func (kv *KV) LeaseCheckpointed(id int64) int64 {
+	if kv.leases.checkpointed.Load() == 0 {
+		return 0
+	}
 	kv.mu.RLock()
 	defer kv.mu.RUnlock()
 	if l := kv.leases.leases[id]; l != nil {

@@ -206,6 +206,9 @@ func TestLeaseCheckpoint(t *testing.T) {
 			if r := f.kv.LeaseCheckpointed(1); r != 40 {
 				t.Errorf("%s: LeaseCheckpointed(1) = %d, want 40", when, r)
 			}
+			if n := f.kv.leases.checkpointed.Load(); n != 1 {
+				t.Errorf("%s: %d leases counted as checkpointed, want 1", when, n)
+			}
 		}
 		check("after apply")
 		f.reopen()
@@ -223,6 +226,9 @@ func TestLeaseCheckpoint(t *testing.T) {
 		f.reopen()
 		if got, want := fmt.Sprint(f.kv.Leases()), "[{2 200 0}]"; got != want {
 			t.Errorf("after checkpoint and revoke: Leases() = %s, want %s", got, want)
+		}
+		if n := f.kv.leases.checkpointed.Load(); n != 0 || f.kv.LeaseCheckpointed(1) != 0 {
+			t.Errorf("after the revoke %d leases counted as checkpointed, want 0", n)
 		}
 	})
 }
