@@ -15,6 +15,7 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,10 +177,14 @@ func (s *Stream) take() (m liveMsg, ok bool) {
 	n := 0
 	for n < len(s.queue) && (n == 0 || m.size < coalesceBytes) {
 		p := s.queue[n]
-		if n == 0 {
+		switch n {
+		case 0:
 			m.evs = p.evs
-		} else {
-			m.evs = append(m.evs[:len(m.evs):len(m.evs)], p.evs...)
+		case 1:
+			// The first batch is shared with other streams: copy it.
+			m.evs = append(slices.Clip(m.evs), p.evs...)
+		default:
+			m.evs = append(m.evs, p.evs...)
 		}
 		m.size += p.size
 		n++

@@ -382,3 +382,36 @@ func TestDeliverAcrossADroppedBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeMergesWithoutTouchingSharedBatches: the pump's merge of queued
+// batches keeps their order and never writes into a published batch,
+// which every stream shares.
+func TestTakeMergesWithoutTouchingSharedBatches(t *testing.T) {
+	ev := func(rev int64) *mvccpb.Event {
+		return &mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("k"), ModRevision: rev}}
+	}
+	first := make(batch, 1, 8) // spare capacity a careless append would use
+	first[0] = ev(2)
+	s := &Stream{queuedSig: make(chan struct{}, 1)}
+	opts := Options{QueueLen: 10, QueueBytes: 1 << 20}
+	for _, b := range []batch{first, {ev(3), ev(3)}, {ev(4)}} {
+		s.offer(published{evs: b, size: eventBytes(b)}, opts)
+	}
+	m, ok := s.take()
+	if !ok {
+		t.Fatal("nothing taken")
+	}
+	var revs []int64
+	for _, e := range m.evs {
+		revs = append(revs, e.Kv.ModRevision)
+	}
+	if fmt.Sprint(revs) != "[2 3 3 4]" {
+		t.Errorf("merged revisions %v, want [2 3 3 4]", revs)
+	}
+	if spare := first[:2]; spare[1] != nil {
+		t.Errorf("the merge wrote into the first batch's spare capacity: %v", spare[1])
+	}
+	if _, ok := s.take(); ok {
+		t.Error("a second take found batches the first one merged")
+	}
+}
