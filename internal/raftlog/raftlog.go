@@ -1,9 +1,10 @@
 // Package raftlog defines the seam through which the raft node persists its
 // log: hard state, entries and the latest snapshot metadata.
 //
-// Two implementations exist. filelog keeps the log in a write-ahead file of
-// its own and goes with the in-memory state engine; enginelog keeps it in the
-// storage.Raft bucket of the engine and goes with RocksDB. Both load the
+// Two implementations exist. filelog keeps the log in a preallocated
+// write-ahead file of its own, beside either storage engine; enginelog keeps
+// it in the storage.Raft bucket of the engine, where members on RocksDB
+// created by earlier versions have it until Copy moves it. Both load the
 // whole log into memory on open and serve raft's reads from there, so raft
 // never waits on the disk except in Save and CreateSnapshot.
 package raftlog

@@ -32,7 +32,6 @@ import (
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/raftlog"
-	"github.com/cairn-kv/cairn/internal/raftlog/enginelog"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/storage"
@@ -183,7 +182,7 @@ func (s *Server) openStorage() error {
 			return err
 		}
 		s.engine = e
-		l, err := enginelog.Open(e)
+		l, err := openRocksDBRaftLog(e, dir, s.lg)
 		if err != nil {
 			return err
 		}

@@ -65,6 +65,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"github.com/cairn-kv/cairn/internal/raftlog"
 	"github.com/cairn-kv/cairn/internal/raftlog/internal/memlog"
 )
@@ -119,7 +120,7 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		if data, err = newFile(&raftpb.Snapshot{}, 0, 0, nil, nil); err == nil {
 			if err = replaceFile(dir, data); err == nil {
-				err = syncDir(dir)
+				err = fsutil.SyncDir(dir)
 			}
 		}
 	}
@@ -236,7 +237,7 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, co
 	if err := p.Apply(l.ms); err != nil {
 		return nil, l.fail(err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := fsutil.SyncDir(l.dir); err != nil {
 		return nil, l.fail(err)
 	}
 	if l.f, err = os.OpenFile(filepath.Join(l.dir, walFile), os.O_WRONLY, 0); err != nil {
@@ -287,15 +288,6 @@ func replaceFile(dir string, data []byte) error {
 		os.Remove(tmp)
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func truncate(f *os.File, size int64) error {

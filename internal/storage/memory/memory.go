@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/btree"
 
+	"github.com/cairn-kv/cairn/internal/fsutil"
 	"github.com/cairn-kv/cairn/internal/storage"
 )
 
@@ -204,16 +205,7 @@ func (e *Engine) checkpoint() error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(e.dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.SyncDir(e.dir)
 }
 
 // Defragment implements storage.Engine: B-trees free deleted items at
