@@ -1,6 +1,7 @@
 // Package enginelog is the raftlog.Log that keeps raft's log in the
-// storage.Raft bucket of a storage engine, for RocksDB, whose write-ahead log
-// then makes both the state and the raft log durable.
+// storage.Raft bucket of a storage engine. RocksDB members created before
+// the raft log moved to filelog have their log here; the server opens it to
+// copy it out (raftlog.Copy) at their first start.
 //
 // Keys in storage.Raft:
 //
