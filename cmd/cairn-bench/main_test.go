@@ -101,17 +101,28 @@ func startEtcd(t *testing.T) string {
 		defer l.Close()
 		return l.Addr().(*net.TCPAddr).Port
 	}
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.LogLevel = "fatal"
-	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
+	// A port found free may be taken by another test process before etcd
+	// binds it: try again with new ports.
+	var (
+		e  *embed.Etcd
+		cu *url.URL
+	)
+	for attempt := 1; ; attempt++ {
+		cfg := embed.NewConfig()
+		cfg.Dir = t.TempDir()
+		cfg.LogLevel = "fatal"
+		cu, _ = url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
+		pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port()))
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+		var err error
+		if e, err = embed.StartEtcd(cfg); err == nil {
+			break
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(e.Close)
 	select {
