@@ -78,6 +78,8 @@ type member struct {
 	log      bytes.Buffer
 	clientEP string // host:port of the etcd API
 	httpURL  string // http://host:port of the REST API
+	// portRetries counts starts redone because a port was taken.
+	portRetries int
 }
 
 // startMember starts a single-member cluster on engine with a fresh data
@@ -152,6 +154,13 @@ func (m *member) start() {
 	select {
 	case <-ready:
 	case <-m.exited:
+		// A port found free may have been taken by another process before
+		// the member bound it: start again on new ports.
+		if m.portRetries < 4 && strings.Contains(m.logs(), "address already in use") {
+			m.portRetries++
+			m.start()
+			return
+		}
 		t.Fatalf("cairn exited before becoming ready:\n%s", m.logs())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("cairn not ready after 60s:\n%s", m.logs())
