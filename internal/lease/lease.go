@@ -72,6 +72,11 @@ type Config struct {
 	// (5 minutes when 0) for each lease whose TTL is longer than that.
 	Checkpoint         bool
 	CheckpointInterval time.Duration
+	// Extend is added to the TTL of every lease in Leases, as etcd's
+	// leader adds its election timeout to every lease when it takes
+	// office, so that a restart or an election cannot expire a lease
+	// whose holder had no chance to renew it.
+	Extend time.Duration
 	// RevokeRate bounds the revokes proposed per second;
 	// DefaultRevokeRate when 0.
 	RevokeRate int
@@ -137,7 +142,7 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 		if li.Remaining > 0 {
 			left = li.Remaining
 		}
-		a.grant(li.ID, li.TTL, left, now)
+		a.grant(li.ID, li.TTL, left, now.Add(cfg.Extend))
 	}
 	// Unbounded: it is fed by the store actor, which must never block, and
 	// by keep-alives, one message each.
@@ -309,13 +314,14 @@ func (a *lessorActor) receive(ctx actor.Context) {
 	}
 }
 
-// grant tracks lease id of ttl seconds, left of which remain.
-func (a *lessorActor) grant(id, ttl, left int64, now time.Time) {
+// grant tracks lease id of ttl seconds, left of which remain from time
+// from on.
+func (a *lessorActor) grant(id, ttl, left int64, from time.Time) {
 	e := &entry{ttl: time.Duration(ttl) * time.Second}
 	a.leases[id] = e
-	a.schedule(id, e, now.Add(time.Duration(left)*time.Second))
+	a.schedule(id, e, from.Add(time.Duration(left)*time.Second))
 	if iv := a.l.cfg.CheckpointInterval; a.l.cfg.Checkpoint && e.ttl > iv {
-		e.checkpointAt = now.Add(iv)
+		e.checkpointAt = from.Add(iv)
 		heap.Push(&a.checkpoints, item{id: id, expiry: e.checkpointAt})
 	}
 }

@@ -223,3 +223,26 @@ func TestResumeFromCheckpoint(t *testing.T) {
 		t.Fatalf("revoked %v, want [1]", got)
 	}
 }
+
+// TestExtendAtStart: leases found at start get Extend on top of their
+// remaining TTL, as etcd's new leader gives them its election timeout.
+func TestExtendAtStart(t *testing.T) {
+	ctx := context.Background()
+	l, _ := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 10}, {ID: 2, TTL: 100, Remaining: 5}}, Extend: 3 * time.Second}, true)
+	for _, c := range []struct{ id, min, max int64 }{{1, 12, 13}, {2, 7, 8}} {
+		r, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: c.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.TTL < c.min || r.TTL > c.max {
+			t.Errorf("lease %d: TTL %d after start, want %d..%d", c.id, r.TTL, c.min, c.max)
+		}
+	}
+	// A lease granted later gets no extension.
+	if _, err := l.Grant(ctx, &pb.LeaseGrantRequest{ID: 3, TTL: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 3}); err != nil || r.TTL > 10 {
+		t.Errorf("a lease granted after start: %v, %v", r, err)
+	}
+}

@@ -109,6 +109,7 @@ func (s *Server) start() error {
 		Leases:             s.kv.Leases(),
 		Checkpoint:         cfg.LeaseCheckpoint,
 		CheckpointInterval: cfg.LeaseCheckpointInterval,
+		Extend:             cfg.ElectionTimeout,
 		Logger:             lg.Named("lease"),
 	})
 	s.store, err = store.Start(s.sys, store.Config{
