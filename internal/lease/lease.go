@@ -10,8 +10,9 @@
 // a storm of expiring leases becomes a bounded stream of raft entries.
 //
 // As in etcd without lease checkpoints, a restart forgets the remaining
-// TTLs: every lease starts again with its full granted TTL, so a lease
-// outlives its TTL by at most the downtime plus one TTL. A lease granted
+// TTLs: every lease starts again with its full granted TTL (plus Extend, an
+// election timeout, as etcd's new leader adds), so a lease outlives its TTL
+// by at most the downtime plus one TTL and one election timeout. A lease granted
 // with a key never loses the key early. With checkpoints (etcd's
 // LeaseCheckpoint feature), the leader records each long-lived lease's
 // remaining TTL through raft every checkpoint interval, and a restart
