@@ -97,11 +97,12 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
-		gates       = fs.String("feature-gates", "", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist are honoured; etcd's other gates are accepted).")
+		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
+	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist are honoured; etcd's other gates are accepted).")
 	// etcd 3.5's spellings of flags above, still accepted.
 	var (
 		oldWatchProg  = fs.Duration("experimental-watch-progress-notify-interval", 10*time.Minute, "Deprecated: use --watch-progress-notify-interval.")
@@ -158,12 +159,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	if set["experimental-lease-checkpoint-interval"] {
 		c.LeaseCheckpointInterval = *oldCPInterval
 	}
-	enabled, err := parseFeatureGates(*gates)
-	if err != nil {
-		return nil, fmt.Errorf("--feature-gates: %w", err)
-	}
-	c.LeaseCheckpoint = enabled["LeaseCheckpoint"] || *oldCP
-	if persist := enabled["LeaseCheckpointPersist"] || *oldCPPersist; persist && !c.LeaseCheckpoint {
+	c.LeaseCheckpoint = gates.enabled("LeaseCheckpoint") || *oldCP
+	if persist := gates.enabled("LeaseCheckpointPersist") || *oldCPPersist; persist && !c.LeaseCheckpoint {
 		return nil, errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
 	}
 	if c.PrintVersion {
@@ -311,9 +308,21 @@ var featureGates = map[string]bool{
 	"SetMemberLocalAddr": true, "FastLeaseKeepAlive": true, "PriorityRequest": true,
 }
 
-// parseFeatureGates reads "Name=bool,Name=bool" with etcd's errors.
-func parseFeatureGates(s string) (map[string]bool, error) {
-	out := map[string]bool{}
+// featureGateFlag is --feature-gates: "Name=bool,Name=bool", parsed by the
+// flag package as etcd's is, so that a bad value is a syntax error (exit
+// status 2) with etcd's message. Later settings of a gate win.
+type featureGateFlag map[string]bool
+
+func (g featureGateFlag) String() string {
+	var parts []string
+	for k, v := range g {
+		parts = append(parts, fmt.Sprintf("%s=%t", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (g featureGateFlag) Set(s string) error {
 	for _, part := range strings.Split(s, ",") {
 		if part == "" {
 			continue
@@ -321,26 +330,28 @@ func parseFeatureGates(s string) (map[string]bool, error) {
 		k, v, ok := strings.Cut(part, "=")
 		k = strings.TrimSpace(k)
 		if !ok {
-			return nil, fmt.Errorf("missing bool value for %s", k)
+			return fmt.Errorf("missing bool value for %s", k)
 		}
 		v = strings.TrimSpace(v)
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("invalid value of %s=%s, err: %w", k, v, err)
+			return fmt.Errorf("invalid value of %s=%s, err: %w", k, v, err)
 		}
 		if !featureGates[k] {
-			return nil, fmt.Errorf("unrecognized feature gate: %s", k)
+			return fmt.Errorf("unrecognized feature gate: %s", k)
 		}
-		out[k] = b
+		g[k] = b
 	}
-	if out["AllAlpha"] {
-		for _, k := range []string{"LeaseCheckpoint", "LeaseCheckpointPersist"} {
-			if _, ok := out[k]; !ok {
-				out[k] = true
-			}
-		}
+	return nil
+}
+
+// enabled reports whether gate name is on: set so, or left unset while
+// AllAlpha is on (both gates Cairn acts on are alpha in etcd).
+func (g featureGateFlag) enabled(name string) bool {
+	if v, ok := g[name]; ok {
+		return v
 	}
-	return out, nil
+	return g["AllAlpha"]
 }
 
 func parseInitialCluster(s string) (map[string][]url.URL, error) {

@@ -453,3 +453,21 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestFeatureGateErrors: a bad --feature-gates value is a command-line
+// syntax error with the flag package's wording, as in etcd (which exits
+// with status 2), while Persist without Checkpoint is a configuration
+// error (status 1).
+func TestFeatureGateErrors(t *testing.T) {
+	_, err := parse(t, []string{"--feature-gates=NoSuchGate=true"}, nil)
+	if !errors.Is(err, ErrFlagSyntax) {
+		t.Errorf("unknown gate: %v, want a syntax error", err)
+	}
+	if want := `invalid value "NoSuchGate=true" for flag -feature-gates: unrecognized feature gate: NoSuchGate`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("unknown gate: %v, want %q", err, want)
+	}
+	_, err = parse(t, []string{"--feature-gates=LeaseCheckpointPersist=true"}, nil)
+	if err == nil || errors.Is(err, ErrFlagSyntax) {
+		t.Errorf("Persist without Checkpoint: %v, want a configuration error", err)
+	}
+}
