@@ -373,7 +373,7 @@ func (a *lessorActor) expire(now time.Time) {
 	if l.st == nil || !l.st.IsLeader() {
 		return
 	}
-	budget := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
+	budget := l.perTick()
 	for budget > 0 && len(a.heap) > 0 && !a.heap[0].expiry.After(now) {
 		it := heap.Pop(&a.heap).(item)
 		e := a.leases[it.id]
@@ -399,7 +399,7 @@ func (a *lessorActor) checkpoint(now time.Time) {
 	if !l.cfg.Checkpoint || l.st == nil || !l.st.IsLeader() {
 		return
 	}
-	budget := max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
+	budget := l.perTick()
 	var cps []*pb.LeaseCheckpoint
 	for budget > 0 && len(a.checkpoints) > 0 && !a.checkpoints[0].expiry.After(now) {
 		it := heap.Pop(&a.checkpoints).(item)
@@ -432,6 +432,13 @@ func (a *lessorActor) propose(cps []*pb.LeaseCheckpoint) {
 	if err := l.st.LeaseCheckpoint(ctx, &pb.LeaseCheckpointRequest{Checkpoints: cps}); err != nil {
 		l.cfg.Logger.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
 	}
+}
+
+// perTick is how many leases one tick may revoke, or checkpoint: RevokeRate
+// a second (etcd's leaseRevokeRate and leaseCheckpointRate are both 1000),
+// at least one.
+func (l *Lessor) perTick() int {
+	return max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
 }
 
 func (a *lessorActor) revoke(id int64) {

@@ -118,12 +118,6 @@ func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
 // batch is the events of one commit, in revision order.
 type batch []*mvccpb.Event
 
-// published is a batch on its way to one stream, with the bytes it holds.
-type published struct {
-	evs  batch
-	size int64
-}
-
 // eventBytes is what a stream's queue is charged for evs: their keys and
 // values plus a fixed overhead per event.
 func eventBytes(evs []*mvccpb.Event) int64 {
@@ -141,7 +135,7 @@ func (h *Hub) Publish(evs []*mvccpb.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	p := published{evs: evs, size: eventBytes(evs)}
+	p := liveMsg{evs: evs, size: eventBytes(evs)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -151,7 +145,7 @@ func (h *Hub) Publish(evs []*mvccpb.Event) {
 
 // offer queues p for the stream, or marks the stream behind if its queue
 // is full in batches or in bytes.
-func (s *Stream) offer(p published, opts Options) {
+func (s *Stream) offer(p liveMsg, opts Options) {
 	s.qmu.Lock()
 	if q := s.queued.Load(); len(s.queue) >= opts.QueueLen || (q > 0 && q+p.size > opts.QueueBytes) {
 		s.qmu.Unlock()
@@ -222,7 +216,7 @@ type Stream struct {
 	// with a backlog and is dropped when drained, so an idle stream costs
 	// no queue memory.
 	qmu       sync.Mutex
-	queue     []published
+	queue     []liveMsg
 	queuedSig chan struct{}
 	wake      chan struct{}
 	// missed is set when the stream dropped a live batch, or its actor left

@@ -26,7 +26,8 @@ type (
 	// progressRequestMsg asks for one progress notification for the stream.
 	progressRequestMsg struct{}
 	// liveMsg carries one or more published batches, merged in revision
-	// order, and the bytes they were charged.
+	// order, and the bytes they were charged; a stream's queue holds one
+	// per published batch until the pump merges them.
 	liveMsg struct {
 		evs  batch
 		size int64

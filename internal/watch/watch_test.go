@@ -395,7 +395,7 @@ func TestTakeMergesWithoutTouchingSharedBatches(t *testing.T) {
 	s := &Stream{queuedSig: make(chan struct{}, 1)}
 	opts := Options{QueueLen: 10, QueueBytes: 1 << 20}
 	for _, b := range []batch{first, {ev(3), ev(3)}, {ev(4)}} {
-		s.offer(published{evs: b, size: eventBytes(b)}, opts)
+		s.offer(liveMsg{evs: b, size: eventBytes(b)}, opts)
 	}
 	m, ok := s.take()
 	if !ok {
