@@ -172,6 +172,17 @@ type scenarioRun struct {
 // its revision.
 var wipeAll = &pb.DeleteRangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}
 
+// wipe empties the store behind kv (wipeAll) and returns the revision it
+// is at afterwards.
+func wipe(t *testing.T, ctx context.Context, kv pb.KVClient) int64 {
+	t.Helper()
+	wiped := send(ctx, kv, wipeAll)
+	if wiped.Resp == nil {
+		t.Fatalf("emptying the store: %v", wiped)
+	}
+	return wiped.Resp.(*pb.DeleteRangeResponse).Header.Revision
+}
+
 // run empties the store behind kv, then sends the scenario's requests in
 // order with their revisions shifted to the server's numbering, and
 // returns the normalised outcomes. Every step runs whatever the earlier
@@ -179,11 +190,7 @@ var wipeAll = &pb.DeleteRangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}
 func (sc scenario) run(t *testing.T, kv pb.KVClient) scenarioRun {
 	t.Helper()
 	ctx := ctx(t)
-	wiped := send(ctx, kv, wipeAll)
-	if wiped.Resp == nil {
-		t.Fatalf("emptying the store before %q: %v", sc.name, wiped)
-	}
-	base := wiped.Resp.(*pb.DeleteRangeResponse).Header.Revision
+	base := wipe(t, ctx, kv)
 	delta := base - 1
 	run := scenarioRun{base: base}
 	for _, step := range sc.steps {

@@ -125,11 +125,7 @@ func (sc watchScenario) run(t *testing.T, endpoint string) string {
 	defer conn.Close()
 	kv := pb.NewKVClient(conn)
 	c := ctx(t)
-	wiped := send(c, kv, wipeAll)
-	if wiped.Resp == nil {
-		t.Fatalf("emptying the store: %v", wiped)
-	}
-	delta := wiped.Resp.(*pb.DeleteRangeResponse).Header.Revision - 1
+	delta := wipe(t, c, kv) - 1
 	streams := map[int]*watchStream{}
 	stream := func(i int) *watchStream {
 		if streams[i] == nil {
@@ -389,11 +385,7 @@ func TestEtcdctlWatchMatchesEtcd(t *testing.T) {
 		defer conn.Close()
 		kv := pb.NewKVClient(conn)
 		c := ctx(t)
-		wiped := send(c, kv, wipeAll)
-		if wiped.Resp == nil {
-			t.Fatalf("emptying the store: %v", wiped)
-		}
-		base := wiped.Resp.(*pb.DeleteRangeResponse).Header.Revision
+		base := wipe(t, c, kv)
 		for _, r := range []proto.Message{put("k1", "a"), put("k2", "b"), del("k1")} {
 			if o := send(c, kv, r); o.Resp == nil {
 				t.Fatal(o)
