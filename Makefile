@@ -32,7 +32,7 @@ run: build
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster default=http://127.0.0.1:2380 --http-listen-addr 127.0.0.1:8080
 
-lint:
+lint: deps
 	@test -z "$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))" || (gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
