@@ -76,7 +76,6 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 
 	responses := make(chan *etcdserverpb.WatchResponse, watchBuffer)
 	stopped := make(chan struct{})
-	defer close(stopped)
 	stream := h.openWatch(func(resp *etcdserverpb.WatchResponse) error {
 		select {
 		case responses <- resp:
@@ -85,7 +84,12 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 			return errors.New("httpapi: watch client gone")
 		}
 	})
-	defer stream.Close()
+	// Close waits for the stream's goroutine, which may be blocked handing
+	// a response to a client that fell behind: release it first.
+	defer func() {
+		close(stopped)
+		stream.Close()
+	}()
 	stream.Create(req)
 
 	w.Header().Set("Content-Type", "text/event-stream")
