@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"github.com/google/btree"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -104,17 +105,72 @@ type deletedSpan struct {
 	start, end string
 }
 
-func (d deletedSpan) contains(k string) bool {
-	return d.start <= k && k < d.end
+// deletedSpanOf returns the span a delete request covers, literally as etcd
+// takes it (unlike keySpan, which reads "\x00" as "every key from here").
+func deletedSpanOf(d *pb.DeleteRangeRequest) deletedSpan {
+	if len(d.RangeEnd) == 0 {
+		return deletedSpan{start: string(d.Key), end: string(d.Key) + "\x00"}
+	}
+	return deletedSpan{start: string(d.Key), end: string(d.RangeEnd)}
 }
 
-func anyContains(dels []deletedSpan, k string) bool {
-	for _, d := range dels {
-		if d.contains(k) {
-			return true
-		}
+// spanSet is the union of the spans a branch deletes. It holds disjoint,
+// non-touching spans ordered by start, so whether a key is deleted is one
+// ordered lookup and adding a span costs O(log n) plus the spans it
+// absorbs: a txn of n deletes and n puts is checked in O(n log n), where
+// comparing every put with every delete took minutes of CPU for a legal
+// 1.5 MiB txn.
+type spanSet struct {
+	spans *btree.BTreeG[deletedSpan]
+}
+
+func newSpanSet() spanSet {
+	return spanSet{spans: btree.NewG(16, func(a, b deletedSpan) bool { return a.start < b.start })}
+}
+
+// add puts sp into the union, merging it with every span it overlaps or
+// touches. An empty or inverted span holds no key and changes nothing.
+func (s spanSet) add(sp deletedSpan) {
+	if sp.start >= sp.end {
+		return
 	}
-	return false
+	var absorbed []deletedSpan
+	s.spans.DescendLessOrEqual(sp, func(x deletedSpan) bool {
+		if x.end >= sp.start {
+			absorbed = append(absorbed, x)
+		}
+		return false
+	})
+	s.spans.AscendGreaterOrEqual(sp, func(x deletedSpan) bool {
+		if x.start > sp.end {
+			return false
+		}
+		absorbed = append(absorbed, x)
+		return true
+	})
+	for _, x := range absorbed {
+		s.spans.Delete(x)
+		sp.start, sp.end = min(sp.start, x.start), max(sp.end, x.end)
+	}
+	s.spans.ReplaceOrInsert(sp)
+}
+
+// addAll puts every span of o into s.
+func (s spanSet) addAll(o spanSet) {
+	o.spans.Ascend(func(x deletedSpan) bool {
+		s.add(x)
+		return true
+	})
+}
+
+// contains reports whether some span holds k.
+func (s spanSet) contains(k string) bool {
+	found := false
+	s.spans.DescendLessOrEqual(deletedSpan{start: k}, func(x deletedSpan) bool {
+		found = k < x.end
+		return false
+	})
+	return found
 }
 
 // checkWriteOverlaps returns ErrDuplicateKey if the operations of one txn
@@ -129,17 +185,12 @@ func anyContains(dels []deletedSpan, k string) bool {
 // level and of the nested txns before it, not after it; the two branches of
 // one nested txn may put the same key, as only one of them runs. Deletes
 // never conflict with each other.
-func checkWriteOverlaps(ops []*pb.RequestOp) (puts map[string]struct{}, dels []deletedSpan, err error) {
+func checkWriteOverlaps(ops []*pb.RequestOp) (puts map[string]struct{}, dels spanSet, err error) {
+	dels = newSpanSet()
 	for _, op := range ops {
-		d := op.GetRequestDeleteRange()
-		if d == nil {
-			continue
+		if d := op.GetRequestDeleteRange(); d != nil {
+			dels.add(deletedSpanOf(d))
 		}
-		end := string(d.RangeEnd)
-		if len(d.RangeEnd) == 0 {
-			end = string(d.Key) + "\x00"
-		}
-		dels = append(dels, deletedSpan{start: string(d.Key), end: end})
 	}
 
 	puts = make(map[string]struct{})
@@ -150,28 +201,28 @@ func checkWriteOverlaps(ops []*pb.RequestOp) (puts map[string]struct{}, dels []d
 		}
 		thenPuts, thenDels, err := checkWriteOverlaps(nested.RequestTxn.GetSuccess())
 		if err != nil {
-			return nil, nil, err
+			return nil, spanSet{}, err
 		}
 		elsePuts, elseDels, err := checkWriteOverlaps(nested.RequestTxn.GetFailure())
 		if err != nil {
-			return nil, nil, err
+			return nil, spanSet{}, err
 		}
 		for k := range thenPuts {
-			if _, dup := puts[k]; dup || anyContains(dels, k) {
-				return nil, nil, ErrDuplicateKey
+			if _, dup := puts[k]; dup || dels.contains(k) {
+				return nil, spanSet{}, ErrDuplicateKey
 			}
 			puts[k] = struct{}{}
 		}
 		for k := range elsePuts {
 			_, dup := puts[k]
 			_, inThen := thenPuts[k]
-			if (dup && !inThen) || anyContains(dels, k) {
-				return nil, nil, ErrDuplicateKey
+			if (dup && !inThen) || dels.contains(k) {
+				return nil, spanSet{}, ErrDuplicateKey
 			}
 			puts[k] = struct{}{}
 		}
-		dels = append(dels, thenDels...)
-		dels = append(dels, elseDels...)
+		dels.addAll(thenDels)
+		dels.addAll(elseDels)
 	}
 
 	for _, op := range ops {
@@ -180,8 +231,8 @@ func checkWriteOverlaps(ops []*pb.RequestOp) (puts map[string]struct{}, dels []d
 			continue
 		}
 		k := string(p.Key)
-		if _, dup := puts[k]; dup || anyContains(dels, k) {
-			return nil, nil, ErrDuplicateKey
+		if _, dup := puts[k]; dup || dels.contains(k) {
+			return nil, spanSet{}, ErrDuplicateKey
 		}
 		puts[k] = struct{}{}
 	}

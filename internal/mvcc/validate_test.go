@@ -2,7 +2,9 @@ package mvcc
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -116,5 +118,81 @@ func TestIsTxnReadOnly(t *testing.T) {
 		if got := IsTxnReadOnly(tt.req); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestSpanSetMatchesLinearScan checks the merged span set against the plain
+// list of spans it stands for, on random spans over a small alphabet so that
+// overlaps, touching ends, empty and inverted spans are frequent.
+func TestSpanSetMatchesLinearScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"a", "a\x00", "ab", "b", "b\x00", "ba", "c", "\x00", "\x01"}
+	pick := func() string { return keys[rng.IntN(len(keys))] }
+	for round := 0; round < 2000; round++ {
+		set := newSpanSet()
+		var list []deletedSpan
+		for range rng.IntN(8) {
+			sp := deletedSpan{start: pick(), end: pick()}
+			if rng.IntN(3) == 0 {
+				sp.end = sp.start + "\x00"
+			}
+			set.add(sp)
+			list = append(list, sp)
+			for _, k := range keys {
+				want := false
+				for _, d := range list {
+					want = want || (d.start <= k && k < d.end)
+				}
+				if got := set.contains(k); got != want {
+					t.Fatalf("after adding %q: contains(%q) = %v, want %v", list, k, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestValidateTxnGrowsNearLinearly guards against the overlap check going
+// quadratic again: with every put compared to every delete, a legal txn of
+// 74k deletes and 74k puts cost 44 s of CPU. It times validation of a txn
+// of n deletes and n puts (half of them in nested txns) and of one eight
+// times larger, in the same process, and fails if the cost grows by more
+// than 30x: near-linear code grows about 8-12x, quadratic code 64x. A ratio
+// of two sizes, not an absolute time, so a slow or busy machine does not
+// make it fail.
+func TestValidateTxnGrowsNearLinearly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("times validation of large txns")
+	}
+	build := func(n int) *pb.TxnRequest {
+		key := func(kind byte, i int) []byte { return []byte{kind, byte(i >> 16), byte(i >> 8), byte(i)} }
+		branch := func(from, to int) []*pb.RequestOp {
+			var ops []*pb.RequestOp
+			for i := from; i < to; i++ {
+				ops = append(ops,
+					&pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: key('d', i)}}},
+					&pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: key('p', i)}}})
+			}
+			return ops
+		}
+		ops := branch(0, n/2)
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: branch(n/2, n)}}})
+		return &pb.TxnRequest{Success: ops}
+	}
+	cost := func(n int) time.Duration {
+		req := build(n)
+		best := time.Duration(1 << 62)
+		for range 3 {
+			start := time.Now()
+			if err := ValidateTxn(req, 4*n); err != nil {
+				t.Fatalf("n=%d: %v", n, err)
+			}
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	const n = 2000
+	small, large := cost(n), cost(8*n)
+	if ratio := float64(large) / float64(small); ratio > 30 {
+		t.Errorf("validating %d deletes and puts took %v, %d took %v: %.0fx for 8x the ops, want near-linear growth", n, small, 8*n, large, ratio)
 	}
 }
