@@ -238,7 +238,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMetrics(reg, s.store)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/actors", s.debugActors)
+	mux.HandleFunc("/debug/actors", etcdcompat.GetOnly(s.debugActors))
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -264,20 +264,17 @@ func (s *Server) serveREST() error {
 		return fmt.Errorf("listen on --http-listen-addr %s: %w", s.cfg.HTTPListenAddr, err)
 	}
 	s.httpAddr = l.Addr().String()
-	hs := &http.Server{
-		Handler: httpapi.New(s.store, httpapi.Options{
-			Logger:          s.lg.Named("httpapi"),
-			MaxRequestBytes: int64(s.cfg.MaxRequestBytes),
-			MaxTxnOps:       int(s.cfg.MaxTxnOps),
-			Watch: func(send func(*pb.WatchResponse) error) httpapi.WatchStream {
-				return s.watch.Open(send)
-			},
-			Leases: s.lease,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	hs := httpapi.NewServer(httpapi.New(s.store, httpapi.Options{
+		Logger:          s.lg.Named("httpapi"),
+		MaxRequestBytes: int64(s.cfg.MaxRequestBytes),
+		MaxTxnOps:       int(s.cfg.MaxTxnOps),
+		Watch: func(send func(*pb.WatchResponse) error) httpapi.WatchStream {
+			return s.watch.Open(send)
+		},
+		Leases: s.lease,
+	}))
 	s.httpSrvs = append(s.httpSrvs, hs)
-	go func() { _ = hs.Serve(l) }()
+	go func() { _ = hs.Serve(httpapi.Listener(l)) }()
 	s.lg.Info("serving REST API", zap.String("address", s.httpAddr))
 	return nil
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	gw "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	etcdgw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
 	electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
 	lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
@@ -17,11 +15,12 @@ import (
 	"github.com/cairn-kv/cairn/internal/store"
 )
 
-// clusterVersion is the cluster version /version reports.
-const clusterVersion = "3.7.0"
-
-// healthTimeout bounds the read /health performs, as etcd's does.
-const healthTimeout = 5 * time.Second
+// clusterVersion and storageVersion are the cluster and storage versions
+// /version reports, those of an etcd 3.7 cluster.
+const (
+	clusterVersion = "3.7.0"
+	storageVersion = "3.7.0"
+)
 
 // RegisterHTTP adds etcd's HTTP endpoints on the client port to mux: the
 // grpc-gateway JSON API under /v3/ (served by calling the gRPC API through
@@ -47,45 +46,27 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 		}
 	}
 	mux.Handle("/v3/", gwmux)
-	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"etcdserver": store.Version, "etcdcluster": clusterVersion})
-	})
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st) })
-	ok := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok"))
-	}
-	mux.HandleFunc("/livez", ok)
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if reason := check(r, st); reason != "" {
-			http.Error(w, reason, http.StatusServiceUnavailable)
-			return
-		}
-		ok(w, r)
-	})
+	mux.HandleFunc("/version", GetOnly(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{
+			"etcdserver": store.Version, "etcdcluster": clusterVersion, "storage": storageVersion,
+		})
+	}))
+	registerHealth(mux, st)
 	return nil
 }
 
-// serveHealth answers like etcd's /health: {"health":"true","reason":""} when the
-// member has a leader and can serve a read, 503 with a reason otherwise.
-func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
-	if reason := check(r, st); reason != "" {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": reason})
-		return
+// GetOnly wraps an endpoint that answers GET only, as etcd's health and
+// version endpoints do: any other method is a 405 with "Allow: GET" and
+// etcd's plain-text body.
+func GetOnly(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		f(w, r)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
-}
-
-// check performs etcd's health read (linearizable unless
-// ?serializable=true) and returns a failure reason, or "".
-func check(r *http.Request, st Store) string {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	req := &pb.RangeRequest{Key: []byte("health"), Serializable: r.URL.Query().Get("serializable") == "true"}
-	if _, err := st.Range(ctx, req); err != nil {
-		return "RANGE ERROR:" + err.Error()
-	}
-	return ""
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

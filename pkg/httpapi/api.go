@@ -12,6 +12,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -62,6 +63,10 @@ type Options struct {
 	// is answered 400 too_many_ops before it reaches the store. Zero or less
 	// means DefaultMaxTxnOps.
 	MaxTxnOps int
+	// BodyTimeout is how long a client may take to send a request body; a
+	// body still incomplete then is answered 408 and the connection is
+	// closed. Zero or less means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// Watch opens watch streams for GET /v1/watch/{key}; without it that
 	// route answers 404.
 	Watch OpenWatch
@@ -71,12 +76,13 @@ type Options struct {
 
 // handler serves every endpoint; it is immutable after New.
 type handler struct {
-	backend   Backend
-	openWatch OpenWatch
-	leases    Leases
-	log       *zap.Logger
-	maxBody   int64
-	maxTxnOps int
+	backend     Backend
+	openWatch   OpenWatch
+	leases      Leases
+	log         *zap.Logger
+	maxBody     int64
+	maxTxnOps   int
+	bodyTimeout time.Duration
 }
 
 // New returns the REST API over b. The handler is safe for concurrent use
@@ -84,12 +90,13 @@ type handler struct {
 // panics, with a JSON body.
 func New(b Backend, opts Options) http.Handler {
 	h := &handler{
-		backend:   b,
-		openWatch: opts.Watch,
-		leases:    opts.Leases,
-		log:       opts.Logger,
-		maxBody:   opts.MaxRequestBytes,
-		maxTxnOps: opts.MaxTxnOps,
+		backend:     b,
+		openWatch:   opts.Watch,
+		leases:      opts.Leases,
+		log:         opts.Logger,
+		maxBody:     opts.MaxRequestBytes,
+		maxTxnOps:   opts.MaxTxnOps,
+		bodyTimeout: opts.BodyTimeout,
 	}
 	if h.log == nil {
 		h.log = zap.NewNop()
@@ -99,6 +106,9 @@ func New(b Backend, opts Options) http.Handler {
 	}
 	if h.maxTxnOps <= 0 {
 		h.maxTxnOps = DefaultMaxTxnOps
+	}
+	if h.bodyTimeout <= 0 {
+		h.bodyTimeout = DefaultBodyTimeout
 	}
 
 	// Keys are taken from the path byte for byte: match on the escaped path

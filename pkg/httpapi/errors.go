@@ -21,6 +21,8 @@ var (
 	errMalformedBody = errors.New("malformed request body")
 	// errBodyTooLarge: the body exceeds Options.MaxRequestBytes.
 	errBodyTooLarge = errors.New("request body too large")
+	// errBodyTimeout: the body did not arrive within Options.BodyTimeout.
+	errBodyTimeout = errors.New("request body timeout")
 	// errCompareFailed: a txn with "require_success" did not succeed.
 	errCompareFailed = errors.New("txn compare failed")
 	// errNoRoute: no endpoint has this path.
@@ -50,6 +52,7 @@ var errorTable = []struct {
 	{mvcc.ErrFutureRev, http.StatusBadRequest, "future_revision"},
 	{store.ErrLeaseTTLTooLarge, http.StatusBadRequest, "lease_ttl_too_large"},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
+	{errBodyTimeout, http.StatusRequestTimeout, "request_timeout"},
 	{store.ErrRequestTooLarge, http.StatusRequestEntityTooLarge, "request_too_large"},
 	{errNoRoute, http.StatusNotFound, "not_found"},
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},

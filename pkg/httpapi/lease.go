@@ -22,30 +22,39 @@ type Leases interface {
 	TimeToLive(ctx context.Context, r *etcdserverpb.LeaseTimeToLiveRequest) (*etcdserverpb.LeaseTimeToLiveResponse, error)
 }
 
-// grantRequest is the body of POST /v1/leases.
+// grantRequest is the body of POST /v1/leases; ttl is required.
 type grantRequest struct {
-	TTL int64   `json:"ttl"`
+	TTL *int64  `json:"ttl"`
 	ID  leaseID `json:"id,omitempty"`
 }
 
 // leaseResponse describes a lease; fields that an endpoint does not know
-// are left out.
+// are left out. Encoding is "base64" when Keys are base64, as for
+// keyValue: always under ?encoding=base64, otherwise when a key is not
+// valid UTF-8.
 type leaseResponse struct {
 	ID         leaseID  `json:"id"`
 	TTL        int64    `json:"ttl"`
 	GrantedTTL int64    `json:"granted_ttl,omitempty"`
 	Keys       []string `json:"keys,omitempty"`
+	Encoding   string   `json:"encoding,omitempty"`
 	Revision   int64    `json:"revision,omitempty"`
 }
 
 // grantLease serves POST /v1/leases: {"ttl": seconds, "id"?: "ID"}. The
 // TTL is raised to the member's minimum as etcd does.
 func (h *handler) grantLease(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyEncoding(r); err != nil {
+		return err
+	}
 	var body grantRequest
 	if err := h.decodeBody(w, r, &body); err != nil {
 		return err
 	}
-	resp, err := h.leases.Grant(r.Context(), &etcdserverpb.LeaseGrantRequest{TTL: body.TTL, ID: int64(body.ID)})
+	if body.TTL == nil {
+		return fmt.Errorf("%w: ttl is required", errInvalidArgument)
+	}
+	resp, err := h.leases.Grant(r.Context(), &etcdserverpb.LeaseGrantRequest{TTL: *body.TTL, ID: int64(body.ID)})
 	if err != nil {
 		return err
 	}
@@ -56,8 +65,8 @@ func (h *handler) grantLease(w http.ResponseWriter, r *http.Request) error {
 // getLease serves GET /v1/leases/{id}: the remaining and granted TTL, and
 // with ?keys=true the keys attached. An expired or unknown lease is a 404.
 func (h *handler) getLease(w http.ResponseWriter, r *http.Request) error {
-	q := parseQuery(r, "keys")
-	keys := q.bool("keys")
+	q := parseQuery(r, "keys", "encoding")
+	keys, c := q.bool("keys"), q.codec()
 	if q.err != nil {
 		return q.err
 	}
@@ -73,15 +82,16 @@ func (h *handler) getLease(w http.ResponseWriter, r *http.Request) error {
 		return mvcc.ErrLeaseNotFound
 	}
 	out := leaseResponse{ID: leaseID(id), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL}
-	for _, k := range resp.Keys {
-		out.Keys = append(out.Keys, string(k))
-	}
+	out.Keys, out.Encoding = c.keys(resp.Keys)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // keepAlive serves POST /v1/leases/{id}/keepalive: one renewal.
 func (h *handler) keepAlive(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyEncoding(r); err != nil {
+		return err
+	}
 	id, err := pathLease(r)
 	if err != nil {
 		return err
@@ -97,6 +107,9 @@ func (h *handler) keepAlive(w http.ResponseWriter, r *http.Request) error {
 // revokeLease serves DELETE /v1/leases/{id}: the lease goes, and every key
 // attached to it is deleted at one revision.
 func (h *handler) revokeLease(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyEncoding(r); err != nil {
+		return err
+	}
 	id, err := pathLease(r)
 	if err != nil {
 		return err

@@ -41,6 +41,15 @@ func parseQuery(r *http.Request, allowed ...string) *query {
 	return q
 }
 
+// onlyEncoding checks the query of a route that takes no parameter of its
+// own: only ?encoding, which every route accepts so that a client may set
+// it on all its requests.
+func onlyEncoding(r *http.Request) error {
+	q := parseQuery(r, "encoding")
+	q.codec()
+	return q.err
+}
+
 // fail records an invalid-argument error unless one is already recorded.
 func (q *query) fail(format string, args ...any) {
 	if q.err == nil {

@@ -28,8 +28,8 @@ type statusResponse struct {
 
 // status serves GET /v1/status.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
-	if q := parseQuery(r); q.err != nil {
-		return q.err
+	if err := onlyEncoding(r); err != nil {
+		return err
 	}
 	s, err := h.backend.Status(r.Context())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -92,6 +93,9 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 	}()
 	stream.Create(req)
 
+	// A stream has no end: drop a write deadline an earlier JSON answer on
+	// this kept-alive connection may have left.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)

@@ -1,0 +1,138 @@
+package etcdcompat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// healthTimeout bounds the reads the health endpoints perform, as etcd's
+// request timeout does.
+const healthTimeout = 5 * time.Second
+
+// healthCheck is one named check of /livez or /readyz.
+type healthCheck struct {
+	name string
+	run  func(ctx context.Context, st Store) error
+}
+
+// livezChecks and readyzChecks are etcd's checks for its two probe
+// endpoints, in the order their ?verbose lines are written.
+var (
+	livezChecks  = []healthCheck{{"serializable_read", readCheck(true)}}
+	readyzChecks = []healthCheck{
+		// Cairn raises no CORRUPT alarm yet (docs/limitations.md), so
+		// none can be active.
+		{"data_corruption", func(context.Context, Store) error { return nil }},
+		{"serializable_read", readCheck(true)},
+		{"linearizable_read", readCheck(false)},
+		{"non_learner", nonLearner},
+	}
+)
+
+// registerHealth adds /health, and /livez and /readyz with a subpath per
+// check (/readyz/linearizable_read), answering GET only, as etcd does.
+func registerHealth(mux *http.ServeMux, st Store) {
+	mux.HandleFunc("/health", GetOnly(func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st) }))
+	for root, checks := range map[string][]healthCheck{"/livez": livezChecks, "/readyz": readyzChecks} {
+		mux.HandleFunc(root, GetOnly(func(w http.ResponseWriter, r *http.Request) {
+			excluded := r.URL.Query()["exclude"]
+			var run []healthCheck
+			for _, c := range checks {
+				if !slices.Contains(excluded, c.name) {
+					run = append(run, c)
+				}
+			}
+			serveChecks(w, r, st, run)
+		}))
+		for _, c := range checks {
+			mux.HandleFunc(root+"/"+c.name, GetOnly(func(w http.ResponseWriter, r *http.Request) {
+				serveChecks(w, r, st, []healthCheck{c})
+			}))
+		}
+	}
+}
+
+// serveChecks runs checks and answers as etcd's probes do: "ok" in plain
+// text, preceded with ?verbose by one "[+]name ok" line per check; a 503
+// listing every check, failed ones as "[-]name failed: reason", when any
+// fails.
+func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []healthCheck) {
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	var report strings.Builder
+	failed := false
+	for _, c := range checks {
+		if err := c.run(ctx, st); err != nil {
+			failed = true
+			fmt.Fprintf(&report, "[-]%s failed: %v\n", c.name, err)
+		} else {
+			fmt.Fprintf(&report, "[+]%s ok\n", c.name)
+		}
+	}
+	if failed {
+		http.Error(w, report.String(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if _, verbose := r.URL.Query()["verbose"]; verbose {
+		_, _ = w.Write([]byte(report.String()))
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readCheck is a read of one key, local when serializable, else through
+// the leader as every linearizable read.
+func readCheck(serializable bool) func(context.Context, Store) error {
+	return func(ctx context.Context, st Store) error {
+		_, err := st.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable})
+		return err
+	}
+}
+
+// nonLearner fails on a learner, which etcd does not count as ready.
+func nonLearner(ctx context.Context, st Store) error {
+	s, err := st.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if s.IsLearner {
+		return errors.New("not supported for learner")
+	}
+	return nil
+}
+
+// healthBody is the body of /health.
+type healthBody struct {
+	Health string `json:"health"`
+	Reason string `json:"reason"`
+}
+
+// serveHealth answers like etcd's /health: {"health":"true","reason":""}
+// when the member can serve a read (linearizable unless
+// ?serializable=true), else a 503 with "false" and the reason. etcd sends
+// the JSON as plain text, and so does Cairn.
+func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	h := healthBody{Health: "true"}
+	req := &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: r.URL.Query().Get("serializable") == "true"}
+	if _, err := st.Range(ctx, req); err != nil {
+		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + err.Error()}
+	}
+	body, _ := json.Marshal(h)
+	if h.Health != "true" {
+		http.Error(w, string(body), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(body)
+}

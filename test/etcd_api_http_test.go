@@ -1,0 +1,71 @@
+package test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+// httpAnswer is what the endpoints of the client port answer, as far as a
+// client can tell them apart.
+type httpAnswer struct {
+	Status      int
+	Allow       string
+	ContentType string
+	Body        any // decoded JSON, or the text
+}
+
+func httpAsk(t *testing.T, method, url string) httpAnswer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx(t), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := httpAnswer{Status: resp.StatusCode, Allow: resp.Header.Get("Allow"), ContentType: resp.Header.Get("Content-Type"), Body: string(b)}
+	var v any
+	if json.Unmarshal(b, &v) == nil {
+		a.Body = v
+	}
+	return a
+}
+
+// TestClientPortHTTPMatchesEtcd compares etcd's own HTTP endpoints on the
+// client port, methods other than GET included: etcd answers those with a
+// 405 and "Allow: GET", and /version names the storage version too.
+func TestClientPortHTTPMatchesEtcd(t *testing.T) {
+	etcdURL := "http://" + etcdEndpoint(startEtcd(t))
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		cairnURL := "http://" + m.clientEP
+		// /readyz?verbose is left out: etcd lists its checks in map order.
+		for _, path := range []string{
+			"/health", "/health?serializable=true", "/version",
+			"/livez", "/livez?verbose", "/livez/serializable_read", "/livez/nosuch",
+			"/readyz", "/readyz?exclude=data_corruption&exclude=non_learner&exclude=linearizable_read&verbose",
+			"/readyz/data_corruption", "/readyz/linearizable_read?verbose", "/readyz/non_learner",
+		} {
+			for _, method := range []string{"GET", "POST", "PUT", "DELETE"} {
+				want, got := httpAsk(t, method, etcdURL+path), httpAsk(t, method, cairnURL+path)
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s %s:\n cairn %+v\n  etcd %+v", method, path, got, want)
+				}
+			}
+		}
+		// Cairn's own debug endpoint follows the same rule.
+		if got := httpAsk(t, "GET", cairnURL+"/debug/actors"); got.Status != 200 {
+			t.Errorf("GET /debug/actors: %+v", got)
+		}
+		want := httpAnswer{Status: 405, Allow: "GET", ContentType: "text/plain; charset=utf-8", Body: "Method Not Allowed\n"}
+		if got := httpAsk(t, "POST", cairnURL+"/debug/actors"); !reflect.DeepEqual(got, want) {
+			t.Errorf("POST /debug/actors: %+v, want %+v", got, want)
+		}
+	})
+}
