@@ -11,7 +11,7 @@ LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
 
 export CGO_ENABLED := 1
 
-.PHONY: run build deps test unit integration lint bench clean
+.PHONY: run build deps test unit integration lint bench bench-cost fuzz clean
 
 # deps installs the RocksDB headers and library when they are missing; it is
 # quick and idempotent when they are present.
@@ -47,8 +47,32 @@ integration: build
 
 test: lint unit integration
 
-bench: build
+# bench-cost runs the cost guards, the BenchmarkCost benchmarks that time
+# one path at sizes n, 10n and 100n, and prints how their cost per item grows
+# with the size; test/bench/costreport flags a guard that grows faster than
+# linearly. Each runs three times and the fastest run counts, which keeps
+# the report steady on a busy machine. The raw output stays in
+# bin/cost-bench.txt, for benchstat.
+bench-cost: deps
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench '^BenchmarkCost' -benchtime 100ms -count 3 -timeout 10m ./internal/mvcc/ ./internal/watch/ > bin/cost-bench.txt || { cat bin/cost-bench.txt; exit 1; }
+	$(GO) run ./test/bench/costreport < bin/cost-bench.txt
+
+bench: bench-cost build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+# fuzz runs every fuzz target (func FuzzXxx(*testing.F)) of internal/ and
+# pkg/ for FUZZTIME each, one target at a time as go test requires. Their
+# seed corpora (testdata/fuzz/) also run in every plain go test.
+FUZZTIME ?= 30s
+
+fuzz: deps
+	@set -e; for dir in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./internal/... ./pkg/...); do \
+		for target in $$(cd $$dir && $(GO) test -list '^Fuzz' . | grep '^Fuzz' || true); do \
+			echo "== $$target in $$dir"; \
+			(cd $$dir && $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) .); \
+		done; \
+	done
 
 clean:
 	rm -rf bin
