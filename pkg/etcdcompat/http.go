@@ -46,11 +46,7 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 		}
 	}
 	mux.Handle("/v3/", gwmux)
-	mux.HandleFunc("/version", GetOnly(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{
-			"etcdserver": store.Version, "etcdcluster": clusterVersion, "storage": storageVersion,
-		})
-	}))
+	mux.HandleFunc("/version", GetOnly(serveVersion))
 	registerHealth(mux, st)
 	return nil
 }
@@ -69,8 +65,16 @@ func GetOnly(f http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// versions is the body of /version, in etcd's field order.
+type versions struct {
+	Server  string `json:"etcdserver"`
+	Cluster string `json:"etcdcluster"`
+	Storage string `json:"storage"`
+}
+
+// serveVersion answers /version as etcd does, without a final newline.
+func serveVersion(w http.ResponseWriter, _ *http.Request) {
+	body, _ := json.Marshal(versions{Server: store.Version, Cluster: clusterVersion, Storage: storageVersion})
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(body)
 }
