@@ -89,7 +89,7 @@ func (s *Server) start() error {
 		return err
 	}
 	initialID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
-	selfID, clusterID, err := loadIdentity(s.engine, initialID, clusterIDOf([]uint64{initialID}))
+	selfID, clusterID, err := loadIdentity(cfg.EngineDir(), s.engine, initialID, clusterIDOf([]uint64{initialID}))
 	if err != nil {
 		return fmt.Errorf("member identity: %w", err)
 	}

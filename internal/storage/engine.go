@@ -30,8 +30,9 @@ type Bucket uint8
 // The buckets every engine provides. Their numeric values are persisted in
 // snapshots, so new buckets are only ever appended.
 const (
-	// Meta holds small records about the state as a whole: the applied raft
-	// index, compaction progress, cluster and member identity.
+	// Meta holds small records about the replicated state as a whole: the
+	// applied raft index, compaction progress. Member-local facts (the
+	// member's own identity) never go here: snapshots copy this bucket.
 	Meta Bucket = iota
 	// KV holds MVCC revisions: revision bytes -> encoded mvccpb.KeyValue.
 	KV
