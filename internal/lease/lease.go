@@ -87,7 +87,20 @@ type Config struct {
 	// RevokeTimeout bounds one revoke proposal; after it fails the lease
 	// is tried again a second later. 5s when 0.
 	RevokeTimeout time.Duration
-	Logger        *zap.Logger
+	// Forwarder, if set, answers keep-alives and TimeToLive while this
+	// member is not the leader: the leader's expiries are the ones that
+	// count, so a follower asks it rather than its own clock.
+	Forwarder Forwarder
+	Logger    *zap.Logger
+}
+
+// Forwarder sends lease requests to the leader. Its methods are called
+// from request goroutines.
+type Forwarder interface {
+	// Renew renews lease id on the leader and returns its TTL.
+	Renew(ctx context.Context, id int64) (int64, error)
+	// TimeToLive asks the leader for a lease's remaining TTL.
+	TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 }
 
 // Lessor is the lease actor's front door. Its methods are safe for
@@ -102,6 +115,7 @@ type Lessor struct {
 // The lease actor's messages.
 type (
 	appliedMsg struct{ id, ttl int64 }
+	resetMsg   struct{ leases []mvcc.LeaseInfo }
 	renewMsg   struct {
 		id    int64
 		reply chan<- renewResult
@@ -137,14 +151,7 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 	}
 	l := &Lessor{cfg: cfg, stop: make(chan struct{})}
 	a := &lessorActor{l: l, leases: make(map[int64]*entry)}
-	now := time.Now()
-	for _, li := range cfg.Leases {
-		left := li.TTL
-		if li.Remaining > 0 {
-			left = li.Remaining
-		}
-		a.grant(li.ID, li.TTL, left, now.Add(cfg.Extend))
-	}
+	a.reset(cfg.Leases)
 	// Unbounded: it is fed by the store actor, which must never block, and
 	// by keep-alives, one message each.
 	l.ref = sys.Spawn("lease", 0, a.receive)
@@ -182,6 +189,12 @@ func (l *Lessor) tick() {
 	}
 }
 
+// Reset replaces every lease the lessor tracks with leases, those of a
+// state just restored from a leader's snapshot; each gets its remaining
+// (checkpointed) or full TTL plus Config.Extend, as at start. It never
+// blocks.
+func (l *Lessor) Reset(leases []mvcc.LeaseInfo) { l.ref.Send(resetMsg{leases: leases}) }
+
 // Applied tells the lessor of an applied grant (ttl > 0) or revoke (ttl
 // == 0); it is the store's LeaseApplied hook and never blocks.
 func (l *Lessor) Applied(id, ttl int64) { l.ref.Send(appliedMsg{id: id, ttl: ttl}) }
@@ -201,6 +214,9 @@ func (l *Lessor) Revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.Leas
 // cleared through raft first, as etcd does, so that a restart after the
 // renewal does not resume from the older checkpoint.
 func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
+	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
+		return f.Renew(ctx, id)
+	}
 	if l.st.LeaseCheckpointed(id) > 0 {
 		cp := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id}}}
 		if err := l.st.LeaseCheckpoint(ctx, cp); err != nil {
@@ -222,6 +238,9 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 // TimeToLive answers etcd's LeaseTimeToLive; ErrLeaseNotFound for an
 // unknown lease.
 func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
+		return f.TimeToLive(ctx, r)
+	}
 	granted, keys, ok := l.st.Lease(r.ID, r.Keys)
 	if !ok {
 		return nil, ErrLeaseNotFound
@@ -294,6 +313,8 @@ type lessorActor struct {
 	// checkpoints holds, per lease longer than the checkpoint interval, when
 	// its next checkpoint is due; stale items (revoked leases) are skipped.
 	checkpoints expiryHeap
+	// leader is whether the member was leader at the last tick.
+	leader bool
 }
 
 // maxCheckpointBatch is how many leases one checkpoint entry carries at
@@ -304,14 +325,56 @@ func (a *lessorActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case appliedMsg:
 		a.applied(m)
+	case resetMsg:
+		a.reset(m.leases)
 	case renewMsg:
 		a.renew(m)
 	case remainingMsg:
 		a.remaining(m)
 	case tickMsg:
 		now := time.Now()
+		a.promote(now)
 		a.expire(now)
 		a.checkpoint(now)
+	}
+}
+
+// reset tracks exactly leases, from now on.
+func (a *lessorActor) reset(leases []mvcc.LeaseInfo) {
+	a.leases, a.heap, a.checkpoints = make(map[int64]*entry, len(leases)), nil, nil
+	from := time.Now().Add(a.l.cfg.Extend)
+	for _, li := range leases {
+		left := li.TTL
+		if li.Remaining > 0 {
+			left = li.Remaining
+		}
+		a.grant(li.ID, li.TTL, left, from)
+	}
+}
+
+// promote restarts every lease's clock when this member becomes leader, as
+// etcd's new leader does: renewals went to the old leader, so the
+// follower's own expiries mean nothing. Each lease gets its checkpointed
+// remaining TTL, or its whole TTL, plus Config.Extend (an election
+// timeout), so no lease expires before its holder could reach the new
+// leader.
+func (a *lessorActor) promote(now time.Time) {
+	st := a.l.st
+	leader := st != nil && st.IsLeader()
+	defer func() { a.leader = leader }()
+	if !leader || a.leader {
+		return
+	}
+	from := now.Add(a.l.cfg.Extend)
+	for id, e := range a.leases {
+		if e.expired {
+			continue
+		}
+		left := time.Duration(st.LeaseCheckpointed(id)) * time.Second
+		if left <= 0 {
+			left = e.ttl
+		}
+		a.schedule(id, e, from.Add(left))
 	}
 }
 

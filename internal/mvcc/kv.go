@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,27 +128,82 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 	if opts.CompactionSleepInterval == 0 {
 		opts.CompactionSleepInterval = DefaultCompactionSleepInterval
 	}
-	kv := &KV{e: e, opts: opts, lg: opts.Logger, idx: newIndex(), rev: 1, compactRev: -1, staged: newStagedTree()}
-
-	applied, _, err := readMeta(e, appliedIndexKey)
+	kv := &KV{e: e, opts: opts, lg: opts.Logger, staged: newStagedTree()}
+	resume, err := kv.load()
 	if err != nil {
 		return nil, err
+	}
+	kv.lg.Info("mvcc store opened",
+		zap.Int64("revision", kv.rev),
+		zap.Int64("compact-revision", kv.compactRev),
+		zap.Uint64("applied-index", kv.applied.Load()),
+		zap.Int("keys", kv.idx.tree.Len()))
+	kv.startCompactor(resume)
+	return kv, nil
+}
+
+// Restore replaces the whole state with the engine snapshot read from r
+// (see storage.Engine.Restore), as a follower does with its leader's state
+// when it has fallen too far behind to be sent the log: the index, the
+// revisions, the lease table and the applied index are rebuilt from it.
+// Only the writer goroutine calls it, with no Applier open; reads wait for
+// it. On storage.ErrCorruptSnapshot the state is unchanged; after any other
+// error it is unusable and the member must stop.
+func (kv *KV) Restore(r io.Reader) error {
+	kv.compactor.close()
+	kv.readers.Lock()
+	kv.mu.Lock()
+	err := kv.e.Restore(r)
+	resume := int64(0)
+	if err == nil || errors.Is(err, storage.ErrCorruptSnapshot) {
+		// Reloading the unchanged state after a corrupt snapshot also
+		// finds the compaction the stopped compactor was resuming.
+		var lerr error
+		if resume, lerr = kv.load(); lerr != nil {
+			err = lerr
+		}
+	}
+	kv.mu.Unlock()
+	kv.readers.Unlock()
+	if err != nil && !errors.Is(err, storage.ErrCorruptSnapshot) {
+		return err
+	}
+	kv.startCompactor(resume)
+	if err == nil {
+		kv.lg.Info("mvcc store restored from a snapshot",
+			zap.Int64("revision", kv.rev),
+			zap.Int64("compact-revision", kv.compactRev),
+			zap.Uint64("applied-index", kv.applied.Load()),
+			zap.Int("keys", kv.idx.tree.Len()))
+	}
+	return err
+}
+
+// load (re)builds the in-memory state from the engine: the applied index,
+// the lease table, the key index and the revisions. It returns the
+// revision of a compaction that was scheduled but did not finish, to be
+// resumed, or 0.
+func (kv *KV) load() (int64, error) {
+	kv.idx, kv.rev, kv.compactRev = newIndex(), 1, -1
+	applied, _, err := readMeta(kv.e, appliedIndexKey)
+	if err != nil {
+		return 0, err
 	}
 	kv.applied.Store(uint64(applied))
-	finished, finishedFound, err := readMeta(e, finishedCompactKey)
+	finished, finishedFound, err := readMeta(kv.e, finishedCompactKey)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	scheduled, scheduledFound, err := readMeta(e, scheduledCompactKey)
+	scheduled, scheduledFound, err := readMeta(kv.e, scheduledCompactKey)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	if kv.leases, err = loadLeases(e); err != nil {
-		return nil, err
+	if kv.leases, err = loadLeases(kv.e); err != nil {
+		return 0, err
 	}
 	lastRev, err := kv.rebuildIndex()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	kv.leases.attachRestored(kv.lg)
 	// Compaction keeps the newest record, but the revision must never go
@@ -161,24 +217,23 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 	if scheduledFound {
 		kv.rev = max(kv.rev, scheduled)
 	}
-
 	// A compaction whose entry was applied but whose background work did
 	// not finish is published again and resumed.
-	resume := scheduledFound && scheduled > kv.compactRev
-	if resume {
+	if scheduledFound && scheduled > kv.compactRev {
 		kv.compactRev = scheduled
+		return scheduled, nil
 	}
-	kv.lg.Info("mvcc store opened",
-		zap.Int64("revision", kv.rev),
-		zap.Int64("compact-revision", kv.compactRev),
-		zap.Uint64("applied-index", kv.applied.Load()),
-		zap.Int("keys", kv.idx.tree.Len()))
+	return 0, nil
+}
+
+// startCompactor starts background compaction, resuming the one at
+// revision resume unless it is 0.
+func (kv *KV) startCompactor(resume int64) {
 	kv.compactor = newCompactor(kv)
-	if resume {
-		kv.compactor.schedule(scheduled)
-		kv.lg.Info("resuming unfinished compaction", zap.Int64("revision", scheduled))
+	if resume != 0 {
+		kv.compactor.schedule(resume)
+		kv.lg.Info("resuming unfinished compaction", zap.Int64("revision", resume))
 	}
-	return kv, nil
 }
 
 // rebuildIndex replays the KV bucket, oldest revision first, into the index

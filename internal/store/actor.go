@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"io"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -36,6 +37,11 @@ type (
 		index uint64
 		err   error
 	}
+	// restoreMsg replaces the state with a snapshot read from r.
+	restoreMsg struct {
+		r     io.Reader
+		reply chan<- error
+	}
 )
 
 // storeActor owns the write side of the MVCC state and the table of
@@ -63,6 +69,8 @@ func (a *storeActor) receive(ctx actor.Context) {
 		delete(a.waiters, m.id)
 	case checkpointDone:
 		a.checkpointed(m)
+	case restoreMsg:
+		m.reply <- a.restore(m.r)
 	case *actor.Stopped:
 		a.failAll()
 	}
@@ -73,6 +81,33 @@ func (a *storeActor) propose(m proposeMsg) {
 	a.c.raft.Propose(m.data, func(err error) {
 		a.c.ref.Send(rejectMsg{id: m.id, err: mapRaftErr(err)})
 	})
+}
+
+// restore replaces the state with a leader's snapshot, between two
+// batches of applied entries. The result is made durable before restore
+// returns, because raft records the snapshot in its log next and drops the
+// entries behind it: a crash must not find the log past the state. Raft
+// then hands over the entries after its snapshot index; apply skips those
+// the restored state already holds.
+func (a *storeActor) restore(r io.Reader) error {
+	kv := a.c.kv
+	if err := kv.Restore(r); err != nil {
+		return err
+	}
+	if err := a.c.cfg.Engine.Checkpoint(); err != nil {
+		// The restored state is served already and raft will not send it
+		// again: going on without it being durable risks losing it.
+		a.lg.Fatal("failed to persist a restored snapshot", zap.Error(err))
+	}
+	applied := kv.AppliedIndex()
+	a.lastSnap = applied
+	a.c.applied.advance(applied)
+	a.c.dbSize.Store(a.c.cfg.Engine.Stats().SizeBytes)
+	a.lg.Info("restored a snapshot", zap.Uint64("applied-index", applied), zap.Int64("revision", kv.Rev()))
+	if f := a.c.cfg.Restored; f != nil {
+		f()
+	}
+	return nil
 }
 
 func (a *storeActor) reject(id uint64, err error) {

@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,11 @@ type Config struct {
 	// the granted TTL) and revoke (ttl == 0), from the store actor after
 	// the commit that made it visible. It must not block.
 	LeaseApplied func(id, ttl int64)
+	// Restored, if set, is called from the store actor after the state was
+	// replaced by a leader's snapshot (see Client.Restore), so that what is
+	// derived from it (lease expiries, watchers) is rebuilt. It must not
+	// block.
+	Restored func()
 	// MinLeaseTTL is the smallest TTL a grant gets, in seconds; shorter
 	// requests are raised to it, as etcd does (see MinLeaseTTL).
 	MinLeaseTTL int64
@@ -138,6 +144,23 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 	c.dbSize.Store(cfg.Engine.Stats().SizeBytes)
 	go c.watchSize()
 	return c, nil
+}
+
+// Restore replaces the whole state with an engine snapshot read from r
+// (the leader's, when this member has fallen too far behind for the log),
+// in order with the entries being applied, and returns once the restored
+// state is durable and served. On storage.ErrCorruptSnapshot nothing
+// changed. r is read on the store actor, so it should be local (a file),
+// not a network stream.
+func (c *Client) Restore(r io.Reader) error {
+	reply := make(chan error, 1)
+	c.ref.Send(restoreMsg{r: r, reply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-c.stop:
+		return ErrStopped
+	}
 }
 
 // Stop stops raft, then the store actor. Requests in flight fail with

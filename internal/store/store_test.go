@@ -62,6 +62,13 @@ var engines = map[string]opener{
 
 func start(t *testing.T, open opener, dir string, snapshotCount uint64) *member {
 	t.Helper()
+	return startAs(t, 1, open, dir, snapshotCount, nil)
+}
+
+// startAs starts member id, a cluster of its own; restored, if set, is
+// its Config.Restored.
+func startAs(t *testing.T, id uint64, open opener, dir string, snapshotCount uint64, restored func()) *member {
+	t.Helper()
 	e, l := open(t, dir)
 	kv, err := mvcc.Open(e, mvcc.Options{})
 	if err != nil {
@@ -69,10 +76,10 @@ func start(t *testing.T, open opener, dir string, snapshotCount uint64) *member 
 	}
 	sys := actors.NewSystem()
 	c, err := store.Start(sys, store.Config{
-		Engine: e, KV: kv, ClusterID: 7, MemberID: 1,
-		MaxRequestBytes: 1 << 20, MaxTxnOps: 128, SnapshotCount: snapshotCount,
+		Engine: e, KV: kv, ClusterID: 7, MemberID: id,
+		MaxRequestBytes: 1 << 20, MaxTxnOps: 128, SnapshotCount: snapshotCount, Restored: restored,
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
-			return raftnode.Start(sys, raftnode.Config{ID: 1, Peers: []uint64{1}, Log: l, TickInterval: 10 * time.Millisecond, Commit: commit})
+			return raftnode.Start(sys, raftnode.Config{ID: id, Peers: []uint64{id}, Log: l, TickInterval: 10 * time.Millisecond, Commit: commit})
 		},
 	})
 	if err != nil {
