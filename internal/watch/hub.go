@@ -246,15 +246,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		done:      make(chan struct{}),
 		pumped:    make(chan struct{}),
 	}
-	a := &streamActor{
-		hist:     h.hist,
-		opts:     h.opts,
-		send:     send,
-		watchers: make(map[int64]*watcher),
-		byKey:    make(map[string][]*watcher),
-		ranged:   make(map[int64]*watcher),
-		stream:   s,
-	}
+	a := newStreamActor(h.hist, h.opts, send, s)
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
 	h.mu.Lock()
 	h.subs[s] = struct{}{}

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"slices"
 
@@ -55,6 +56,10 @@ type watcher struct {
 	// pending collects the watcher's events while deliver goes through a
 	// batch.
 	pending []*mvccpb.Event
+	// inSync is set while the watcher is in its stream's synced group:
+	// its next revision is then the stream's pos, and the next field is
+	// stale, so a batch advances every synced watcher at once.
+	inSync bool
 }
 
 func (w *watcher) contains(k []byte) bool {
@@ -71,6 +76,19 @@ func (w *watcher) contains(k []byte) bool {
 // (next is past the current revision, and live batches reach it) or behind
 // and caught up from history before anything newer is sent to it, so
 // every event is sent exactly once and in revision order.
+//
+// A commit must cost the stream in proportion to its events and the
+// watchers they match, not to all its watchers, so the watchers whose next
+// revision is where the live batches continue (pos) form a synced group
+// that shares pos instead of each holding its own next: a batch that
+// continues at pos advances the whole group by moving pos. The others,
+// unsynced, keep their own next and are visited on every batch: those
+// created with a past or future start revision, those created while
+// batches were queued for the stream, and those being caught up from
+// history after the stream dropped batches. An unsynced watcher joins the
+// group when its next reaches pos. This is etcd's split of synced and
+// unsynced watchers; here the unsynced set is expected to be small except
+// just after the stream fell behind.
 type streamActor struct {
 	hist History
 	opts Options
@@ -85,20 +103,48 @@ type streamActor struct {
 	behind bool
 	stream *Stream
 	sorted []int64 // cache of ids()
-	// byKey indexes the single-key watchers by key and ranged holds the
-	// others, so a live event finds its watchers without a scan of all.
+	// byKey indexes the single-key watchers by key and ranges the others,
+	// so a live event finds its watchers without a scan of all.
 	byKey  map[string][]*watcher
-	ranged map[int64]*watcher
+	ranges rangeIndex
+	// pos is the revision the next live batch is expected to start at:
+	// one past the last batch delivered (past the current revision when
+	// the stream opens). It is the next revision of every synced watcher.
+	pos      int64
+	nSynced  int
+	unsynced map[int64]*watcher
+	// acting, hits and runs are deliver's scratch space, kept across
+	// batches so a commit allocates none of it.
+	acting []*watcher
+	hits   []*watcher
+	runs   []run
 }
 
-// add registers w, whose ID is free.
+// newStreamActor returns the actor of stream s, with no watcher yet.
+func newStreamActor(hist History, opts Options, send func(*pb.WatchResponse) error, s *Stream) *streamActor {
+	return &streamActor{
+		hist:     hist,
+		opts:     opts,
+		send:     send,
+		watchers: make(map[int64]*watcher),
+		byKey:    make(map[string][]*watcher),
+		unsynced: make(map[int64]*watcher),
+		pos:      hist.Rev() + 1,
+		stream:   s,
+	}
+}
+
+// add registers w, whose ID is free, as unsynced: the caller settles it
+// once its next revision is known.
 func (a *streamActor) add(w *watcher) {
 	a.watchers[w.id] = w
 	a.sorted = nil
+	w.inSync = false
+	a.unsynced[w.id] = w
 	if w.end == nil {
 		a.byKey[string(w.key)] = append(a.byKey[string(w.key)], w)
 	} else {
-		a.ranged[w.id] = w
+		a.ranges.insert(w)
 	}
 }
 
@@ -106,8 +152,13 @@ func (a *streamActor) add(w *watcher) {
 func (a *streamActor) remove(w *watcher) {
 	delete(a.watchers, w.id)
 	a.sorted = nil
+	if w.inSync {
+		a.nSynced--
+	} else {
+		delete(a.unsynced, w.id)
+	}
 	if w.end != nil {
-		delete(a.ranged, w.id)
+		a.ranges.delete(w)
 		return
 	}
 	k := string(w.key)
@@ -117,6 +168,44 @@ func (a *streamActor) remove(w *watcher) {
 	} else {
 		a.byKey[k] = ws
 	}
+}
+
+// nextOf is the next revision w has to be sent.
+func (a *streamActor) nextOf(w *watcher) int64 {
+	if w.inSync {
+		return a.pos
+	}
+	return w.next
+}
+
+// settle moves w, if it is still an unsynced watcher of the stream, into
+// the synced group when its next revision is pos.
+func (a *streamActor) settle(w *watcher) {
+	if a.unsynced[w.id] != w || w.next != a.pos {
+		return
+	}
+	delete(a.unsynced, w.id)
+	w.inSync = true
+	a.nSynced++
+}
+
+// desyncAll makes every synced watcher unsynced at pos: the group is
+// about to be caught up from history (batches were dropped, or a catch-up
+// reaches past the live batches), and each of its watchers gets there on
+// its own, as far as its own chunks reach. It costs O(W), but only where
+// each watcher is read from history anyway.
+func (a *streamActor) desyncAll() {
+	if a.nSynced == 0 {
+		return
+	}
+	for _, w := range a.watchers {
+		if w.inSync {
+			w.inSync = false
+			w.next = a.pos
+			a.unsynced[w.id] = w
+		}
+	}
+	a.nSynced = 0
 }
 
 // maxCatchUpRevs is how many revisions one catch-up response carries at
@@ -209,6 +298,7 @@ func (a *streamActor) create(req *pb.WatchCreateRequest) {
 	if w.next <= rev {
 		a.catchUp(w, rev)
 	}
+	a.settle(w)
 }
 
 func (a *streamActor) assignID(want int64, w *watcher) (int64, error) {
@@ -253,99 +343,148 @@ func (a *streamActor) ids() []int64 {
 	return a.sorted
 }
 
+// run is a stretch of a live message with no revision missing: from event
+// b[at], at revision first, to revision last.
+type run struct {
+	at          int
+	first, last int64
+}
+
+// runOf returns the index of the run of a.runs that holds revision rev, or
+// -1 if rev is before, between or after them.
+func (a *streamActor) runOf(rev int64) int {
+	i, _ := slices.BinarySearchFunc(a.runs, rev, func(r run, rev int64) int { return cmp.Compare(r.last, rev) })
+	if i < len(a.runs) && a.runs[i].first <= rev {
+		return i
+	}
+	return -1
+}
+
+// byID orders watchers as ids() does.
+func byID(x, y *watcher) int { return cmp.Compare(x.id, y.id) }
+
 // deliver sends the events of b (one or more published batches) that each
 // watcher is owed, in one response per watcher headed by b's last
-// revision. Every revision has at least one event, so a revision past a
-// watcher's next one means batches were dropped for the stream: the
-// watcher is caught up from history instead, which covers the rest of b.
+// revision. Every revision has at least one event, so b splits into runs
+// with no revision missing, and a revision missing between two runs was in
+// a batch dropped for the stream. A watcher whose next revision is in a
+// run is owed that run's events from there on; if a later run follows, or
+// if its next revision is in no run (it is behind), it is then caught up
+// from history, which covers the rest of b.
+//
+// Events find their watchers through the indexes; besides those, only the
+// unsynced watchers are visited, and the responses go out in ID order, as
+// if every watcher were visited in turn. The synced group advances by pos
+// alone, or, if it missed revisions, is broken up into unsynced watchers
+// to be caught up one by one.
 func (a *streamActor) deliver(b batch) {
 	if a.failed {
 		return
 	}
-	first, last := b[0].Kv.ModRevision, b[len(b)-1].Kv.ModRevision
-	for i := 1; i < len(b); i++ {
-		if b[i].Kv.ModRevision > b[i-1].Kv.ModRevision+1 {
-			a.deliverEach(b) // a batch was dropped between two merged ones
-			return
-		}
-	}
-	// b is contiguous: a watcher whose next revision is in it is owed the
-	// events from there on; one whose next revision is before it is
-	// behind. Events find their watchers through the index.
-	owed := func(w *watcher, rev int64) bool { return w.next >= first && w.next <= rev }
-	for i, ev := range b {
-		rev := ev.Kv.ModRevision
-		for _, w := range a.byKey[string(ev.Kv.Key)] {
-			if owed(w, rev) {
-				w.pending = a.filter(w, b[i:i+1], w.pending)
-			}
-		}
-		for _, w := range a.ranged {
-			if owed(w, rev) && w.contains(ev.Kv.Key) {
-				w.pending = a.filter(w, b[i:i+1], w.pending)
-			}
-		}
-	}
-	for _, id := range a.ids() {
-		w := a.watchers[id]
-		switch {
-		case w == nil || w.next > last:
-		case w.next < first:
-			a.catchUp(w, a.hist.Rev())
-		default:
-			if len(w.pending) > 0 {
-				a.sendEvents(w, last, w.pending)
-				w.pending = nil
-			}
-			w.next = last + 1
-		}
-	}
-}
-
-// deliverEach is deliver for a b with a gap, watcher by watcher.
-func (a *streamActor) deliverEach(b batch) {
 	last := b[len(b)-1].Kv.ModRevision
-	for _, id := range a.ids() {
-		w := a.watchers[id]
-		if w == nil || w.next > last {
-			continue
+	runs := append(a.runs[:0], run{at: 0, first: b[0].Kv.ModRevision})
+	for i := 1; i < len(b); i++ {
+		if rev := b[i].Kv.ModRevision; rev > b[i-1].Kv.ModRevision+1 {
+			runs[len(runs)-1].last = b[i-1].Kv.ModRevision
+			runs = append(runs, run{at: i, first: rev})
 		}
-		var evs []*mvccpb.Event
-		gap := false
-		for i := 0; i < len(b); {
-			rev := b[i].Kv.ModRevision
-			j := i
-			for j < len(b) && b[j].Kv.ModRevision == rev {
-				j++
-			}
-			if rev > w.next {
-				gap = true
-				break
-			}
-			if rev == w.next {
-				evs = a.filter(w, b[i:j], evs)
-				w.next = rev + 1
-			}
-			i = j
+	}
+	runs[len(runs)-1].last = last
+	a.runs = runs
+	lastRun := len(runs) - 1
+	if a.pos <= last && a.runOf(a.pos) != lastRun {
+		a.desyncAll()
+	}
+	a.acting = a.acting[:0]
+	for ri, r := range runs {
+		end := len(b)
+		if ri < lastRun {
+			end = runs[ri+1].at
 		}
-		if len(evs) > 0 {
-			a.sendEvents(w, last, evs)
+		for i := r.at; i < end; i++ {
+			k := b[i].Kv.Key
+			for _, w := range a.byKey[string(k)] {
+				a.owe(w, b[i:i+1], r.first)
+			}
+			if a.ranges.size > 0 {
+				a.hits = a.ranges.stab(k, a.hits[:0])
+				for _, w := range a.hits {
+					a.owe(w, b[i:i+1], r.first)
+				}
+			}
 		}
-		if gap {
+	}
+	acting := a.acting
+	for _, w := range a.unsynced {
+		if w.next <= last && len(w.pending) == 0 {
+			acting = append(acting, w)
+		}
+	}
+	slices.SortFunc(acting, byID)
+	for _, w := range acting {
+		if len(w.pending) > 0 {
+			a.sendEvents(w, last, w.pending)
+			w.pending = nil
+		}
+		if w.inSync {
+			continue // pos moves below
+		}
+		switch ri := a.runOf(w.next); {
+		case ri == lastRun:
+			w.next = last + 1
+		case ri >= 0:
+			w.next = runs[ri].last + 1
+			fallthrough
+		default:
 			a.catchUp(w, a.hist.Rev())
 		}
 	}
+	clear(acting)
+	a.acting = acting[:0]
+	clear(a.hits[:cap(a.hits)])
+	if a.pos <= last {
+		a.pos = last + 1
+	}
+	for _, w := range a.unsynced {
+		a.settle(w)
+	}
 }
 
-// catchUpAll catches up every watcher that is behind rev.
+// owe adds event ev[0] to w's pending events if w is owed it: w's next
+// revision is in the run that starts at first and not past the event's. A
+// watcher that gets its first pending event is listed in a.acting.
+func (a *streamActor) owe(w *watcher, ev batch, first int64) {
+	if n := a.nextOf(w); n < first || n > ev[0].Kv.ModRevision {
+		return
+	}
+	had := len(w.pending)
+	if w.pending = a.filter(w, ev, w.pending); had == 0 && len(w.pending) > 0 {
+		a.acting = append(a.acting, w)
+	}
+}
+
+// catchUpAll catches up every watcher that is behind rev, in ID order.
 func (a *streamActor) catchUpAll(rev int64) {
 	if a.failed {
 		return
 	}
-	for _, id := range a.ids() {
-		if w := a.watchers[id]; w != nil {
-			a.catchUp(w, rev)
+	if a.pos <= rev {
+		a.desyncAll() // the group is behind rev too
+	}
+	behind := a.acting[:0]
+	for _, w := range a.unsynced {
+		if w.next <= rev {
+			behind = append(behind, w)
 		}
+	}
+	slices.SortFunc(behind, byID)
+	for _, w := range behind {
+		a.catchUp(w, rev)
+	}
+	clear(behind)
+	a.acting = behind[:0]
+	for _, w := range a.unsynced {
+		a.settle(w)
 	}
 }
 
@@ -452,9 +591,11 @@ func (a *streamActor) sendEvents(w *watcher, rev int64, evs []*mvccpb.Event) {
 	}
 }
 
-// synced reports whether w has been sent everything up to rev and its
+// caughtUp reports whether w has been sent everything up to rev and its
 // start revision is reached.
-func (w *watcher) synced(rev int64) bool { return w.next > rev && rev >= w.start }
+func (a *streamActor) caughtUp(w *watcher, rev int64) bool {
+	return a.nextOf(w) > rev && rev >= w.start
+}
 
 // progressAll answers a progress request: one notification with watch ID
 // -1 at the current revision, if every watcher is synced (etcd sends none
@@ -466,7 +607,7 @@ func (a *streamActor) progressAll() {
 		return
 	}
 	for _, w := range a.watchers {
-		if !w.synced(rev) {
+		if !a.caughtUp(w, rev) {
 			return
 		}
 	}
@@ -482,7 +623,7 @@ func (a *streamActor) progressTick() {
 		if w == nil || !w.progress {
 			continue
 		}
-		if w.quiet && w.synced(rev) {
+		if w.quiet && a.caughtUp(w, rev) {
 			a.respond(&pb.WatchResponse{Header: header(rev), WatchId: w.id})
 		}
 		w.quiet = true

@@ -358,7 +358,7 @@ func TestDeliverAcrossADroppedBatch(t *testing.T) {
 	}
 	c := &client{}
 	s := &Stream{freed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
-	a := &streamActor{hist: f.kv, send: c.send, watchers: map[int64]*watcher{}, byKey: map[string][]*watcher{}, ranged: map[int64]*watcher{}, stream: s}
+	a := newStreamActor(f.kv, Options{}, c.send, s)
 	a.add(&watcher{id: 0, key: []byte("k"), next: 2})
 	a.add(&watcher{id: 1, key: []byte("a"), end: []byte("z"), next: 2})
 	a.deliver(batch{all[0], all[1], all[3], all[4]}) // revision 4 dropped
