@@ -1,14 +1,32 @@
 package main
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairn-kv/cairn/internal/store"
 )
+
+// asMain is the variable under which the test binary runs main instead of
+// the tests, so that a test can start the real command as a process.
+const asMain = "CAIRN_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
 
 // capture runs f with os.Stdout and os.Stderr redirected and returns what
 // was written to each.
@@ -121,6 +139,151 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			if tt.wantStdout == nil && stdout != "" {
 				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+// freePort returns a TCP port nothing listens on at the moment.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestEtcdE2EFlags starts the command with the flags etcd's e2e framework
+// (tests/framework/e2e/cluster.go) gives a plain, one-member cluster, as it
+// spells them today and as earlier releases did, and checks that it serves
+// and stops cleanly: no flag stops it at parsing.
+func TestEtcdE2EFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a member")
+	}
+	variants := []struct {
+		name string
+		args func(name, curl, purl, dir string) []string
+	}{
+		{
+			// etcd 3.6 and 3.7: "--flag=value"; the initial cluster token is
+			// given twice, once with the member's flags and once from the
+			// config values that differ from etcd's defaults.
+			name: "current",
+			args: func(name, curl, purl, dir string) []string {
+				return []string{
+					"--name=" + name,
+					"--listen-client-urls=" + curl,
+					"--advertise-client-urls=" + curl,
+					"--listen-peer-urls=" + purl,
+					"--initial-advertise-peer-urls=" + purl,
+					"--initial-cluster-token=new",
+					"--data-dir=" + dir,
+					"--snapshot-count=10000",
+					"--initial-cluster-token=new",
+					"--initial-cluster=" + name + "=" + purl,
+					"--initial-cluster-state=new",
+				}
+			},
+		},
+		{
+			// Earlier releases: "--flag value", a bare --strict-reconfig-check,
+			// the quota and the logger flags.
+			name: "earlier",
+			args: func(name, curl, purl, dir string) []string {
+				return []string{
+					"--name", name,
+					"--listen-client-urls", curl,
+					"--advertise-client-urls", curl,
+					"--listen-peer-urls", purl,
+					"--initial-advertise-peer-urls", purl,
+					"--initial-cluster-token", "new",
+					"--data-dir", dir,
+					"--snapshot-count", "100000",
+					"--strict-reconfig-check",
+					"--quota-backend-bytes", "8589934592",
+					"--logger", "zap",
+					"--log-level", "info",
+					"--log-outputs", "stderr",
+					"--initial-cluster", name + "=" + purl,
+					"--initial-cluster-state", "new",
+				}
+			},
+		},
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			name := "TestEtcdE2EFlags-test-0"
+			curl := fmt.Sprintf("http://localhost:%d", freePort(t))
+			purl := fmt.Sprintf("http://localhost:%d", freePort(t))
+			cmd := exec.Command(exe, v.args(name, curl, purl, t.TempDir())...)
+			// Cairn's own settings come from the environment, so that the
+			// command line is exactly etcd's; the framework also sets
+			// ETCD_UNSUPPORTED_ARCH.
+			cmd.Env = []string{
+				asMain + "=1",
+				"ETCD_UNSUPPORTED_ARCH=" + runtime.GOARCH,
+				"ETCD_STORAGE_ENGINE=memory",
+				fmt.Sprintf("ETCD_HTTP_LISTEN_ADDR=127.0.0.1:%d", freePort(t)),
+			}
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ready := make(chan bool, 1)
+			var log strings.Builder
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				sc.Buffer(nil, 1<<20)
+				said := false
+				for sc.Scan() {
+					log.WriteString(sc.Text() + "\n")
+					if !said && strings.Contains(sc.Text(), "ready to serve client requests") {
+						said = true
+						ready <- true
+					}
+				}
+				if !said {
+					ready <- false
+				}
+			}()
+			select {
+			case ok := <-ready:
+				if !ok {
+					err := cmd.Wait()
+					t.Fatalf("exited before serving (%v); its log:\n%s", err, log.String())
+				}
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				t.Fatalf("not serving after 30s; its log:\n%s", log.String())
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			// Exit status 0, or death by the signal itself: main installs its
+			// handler only once the server has started, a moment after it
+			// says it is ready.
+			if err := cmd.Wait(); err != nil {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+					t.Errorf("after SIGTERM: %v, want exit status 0", err)
+				}
+			}
+			if strings.Contains(log.String(), "has no effect") {
+				t.Errorf("warnings about flags without effect at the framework's values:\n%s", log.String())
 			}
 		})
 	}

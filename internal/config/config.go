@@ -1,6 +1,13 @@
-// Package config parses Cairn's command line: etcd's flags with etcd's
-// defaults, their ETCD_* environment variables, and Cairn's own additions
-// (--storage-engine, --http-listen-addr).
+// Package config parses Cairn's command line: every flag of etcd 3.7 with
+// etcd's defaults and checks, their ETCD_* environment variables, and Cairn's
+// own additions (--storage-engine, --http-listen-addr).
+//
+// A flag is in one of four groups. Cairn acts on the flags it implements.
+// It keeps the values of the cluster flags in Config for the clustering
+// work (clusterFlags lists those one member does not use yet). It accepts
+// the flags of features it lacks and warns when one is moved from its
+// default (inertFlags). It refuses to start when a flag asks for a
+// protection it cannot give, such as TLS (checkRefusals).
 package config
 
 import (
@@ -59,11 +66,74 @@ type Config struct {
 	// LeaseCheckpointInterval is the time between checkpoints of a lease
 	// (5 minutes, etcd's default).
 	LeaseCheckpointInterval time.Duration
+	// StrictReconfigCheck refuses membership changes that would cost the
+	// cluster its quorum (--strict-reconfig-check).
+	StrictReconfigCheck bool
+	// InitialElectionTickAdvance fast-forwards the election ticks of a
+	// starting member so that it campaigns sooner
+	// (--initial-election-tick-advance).
+	InitialElectionTickAdvance bool
+	// PreVote enables raft's pre-vote, so that a member coming back from a
+	// partition does not disrupt the leader (--pre-vote).
+	PreVote bool
+	// MaxLearners is the most learner members the membership may hold
+	// (--max-learners).
+	MaxLearners int
+	// SnapshotCatchUpEntries is how many raft entries a compaction of the
+	// log keeps behind the snapshot for slow followers
+	// (--snapshot-catchup-entries).
+	SnapshotCatchUpEntries uint64
+	// MaxSnapshots and MaxWALs are how many snapshot and WAL files to keep,
+	// 0 meaning all (--max-snapshots, deprecated by etcd, and --max-wals).
+	MaxSnapshots uint
+	MaxWALs      uint
+	// ForceNewCluster restarts the member as the only member of a new
+	// cluster, keeping its data (--force-new-cluster).
+	ForceNewCluster bool
+	// UnsafeNoFsync skips fsyncs, trading durability for speed
+	// (--unsafe-no-fsync).
+	UnsafeNoFsync bool
+	// Discovery is bootstrapping through a discovery service instead of
+	// --initial-cluster. Cairn refuses to start when it is asked for.
+	Discovery Discovery
 	// PrintVersion asks for the version lines instead of starting.
 	PrintVersion bool
 	// Warnings are problems worth logging that do not stop the start, such
 	// as ETCD_ variables that name no flag.
 	Warnings []string
+}
+
+// Discovery is etcd's v3 discovery (--discovery-* flags) and DNS SRV
+// discovery (--discovery-srv, --discovery-srv-name).
+type Discovery struct {
+	// Endpoints are the gRPC endpoints of the discovery service and Token
+	// names the cluster to bootstrap there; etcd requires both or neither.
+	Endpoints []string
+	Token     string
+	// DialTimeout, RequestTimeout, KeepAliveTime and KeepAliveTimeout tune
+	// the client of the discovery service.
+	DialTimeout      time.Duration
+	RequestTimeout   time.Duration
+	KeepAliveTime    time.Duration
+	KeepAliveTimeout time.Duration
+	// InsecureTransport talks to the discovery service without TLS;
+	// InsecureSkipTLSVerify skips the check of its certificate. Cert, Key
+	// and CACert are the client's TLS files.
+	InsecureTransport     bool
+	InsecureSkipTLSVerify bool
+	Cert                  string
+	Key                   string
+	CACert                string
+	// User and Password authenticate to the discovery service.
+	User     string
+	Password string
+	// SRV is the DNS domain whose SRV records list the members; SRVName is
+	// a suffix to the SRV service name.
+	SRV     string
+	SRVName string
+	// Fallback is what to do when discovery fails; etcd 3.7 accepts only
+	// "exit".
+	Fallback string
 }
 
 // EngineDir is where the storage engine keeps its files.
@@ -110,6 +180,38 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		oldCPPersist  = fs.Bool("experimental-enable-lease-checkpoint-persist", false, "Deprecated: use --feature-gates=LeaseCheckpointPersist=true.")
 		oldCPInterval = fs.Duration("experimental-lease-checkpoint-interval", 5*time.Minute, "Deprecated: use --lease-checkpoint-interval.")
 	)
+	// Cluster flags, kept for the clustering work.
+	var (
+		strictReconfig = fs.Bool("strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
+		tickAdvance    = fs.Bool("initial-election-tick-advance", true, "Whether to fast-forward initial election ticks on boot for faster election.")
+		preVote        = fs.Bool("pre-vote", true, "Enable raft's pre-vote, so that a member back from a partition does not disrupt the leader.")
+		maxLearners    = fs.Int("max-learners", 1, "Most learner members allowed in the membership.")
+		catchUp        = fs.Uint64("snapshot-catchup-entries", 5000, "Raft entries kept behind a snapshot for slow followers.")
+		maxSnaps       = fs.Uint("max-snapshots", 5, "Snapshot files to keep (0 keeps all). Deprecated by etcd.")
+		maxWALs        = fs.Uint("max-wals", 5, "WAL files to keep (0 keeps all).")
+		forceNew       = fs.Bool("force-new-cluster", false, "Restart as the only member of a new cluster, keeping the data.")
+		noFsync        = fs.Bool("unsafe-no-fsync", false, "Skip fsyncs (unsafe: loses data on a crash).")
+		disc           = Discovery{Fallback: "exit"}
+		discEndpoints  listValue
+	)
+	fs.Var(&discEndpoints, "discovery-endpoints", "V3 discovery: gRPC endpoints of the discovery service (refused: not supported yet).")
+	fs.StringVar(&disc.Token, "discovery-token", "", "V3 discovery: token of the cluster to bootstrap.")
+	fs.DurationVar(&disc.DialTimeout, "discovery-dial-timeout", 2*time.Second, "V3 discovery: dial timeout.")
+	fs.DurationVar(&disc.RequestTimeout, "discovery-request-timeout", 5*time.Second, "V3 discovery: request timeout.")
+	fs.DurationVar(&disc.KeepAliveTime, "discovery-keepalive-time", 2*time.Second, "V3 discovery: keepalive time.")
+	fs.DurationVar(&disc.KeepAliveTimeout, "discovery-keepalive-timeout", 6*time.Second, "V3 discovery: keepalive timeout.")
+	fs.BoolVar(&disc.InsecureTransport, "discovery-insecure-transport", true, "V3 discovery: talk to the service without TLS.")
+	fs.BoolVar(&disc.InsecureSkipTLSVerify, "discovery-insecure-skip-tls-verify", false, "V3 discovery: skip the check of the service's certificate.")
+	fs.StringVar(&disc.Cert, "discovery-cert", "", "V3 discovery: client TLS certificate file.")
+	fs.StringVar(&disc.Key, "discovery-key", "", "V3 discovery: client TLS key file.")
+	fs.StringVar(&disc.CACert, "discovery-cacert", "", "V3 discovery: CA bundle of the service.")
+	fs.StringVar(&disc.User, "discovery-user", "", "V3 discovery: username[:password].")
+	fs.StringVar(&disc.Password, "discovery-password", "", "V3 discovery: password.")
+	fs.StringVar(&disc.SRV, "discovery-srv", "", "DNS domain whose SRV records list the members (refused: not supported yet).")
+	fs.StringVar(&disc.SRVName, "discovery-srv-name", "", "Suffix to the DNS SRV name.")
+	fallback := &choiceValue{v: "exit", valids: []string{"exit", "proxy"}}
+	fs.Var(fallback, "discovery-fallback", "What to do when discovery fails; only 'exit'.")
+	addInertFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -140,7 +242,20 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		EnablePprof:         *enablePprof,
 		PrintVersion:        *showVersion,
 		Warnings:            warnings,
+
+		StrictReconfigCheck:        *strictReconfig,
+		InitialElectionTickAdvance: *tickAdvance,
+		PreVote:                    *preVote,
+		MaxLearners:                *maxLearners,
+		SnapshotCatchUpEntries:     *catchUp,
+		MaxSnapshots:               *maxSnaps,
+		MaxWALs:                    *maxWALs,
+		ForceNewCluster:            *forceNew,
+		UnsafeNoFsync:              *noFsync,
+		Discovery:                  disc,
 	}
+	c.Discovery.Endpoints = discEndpoints
+	c.Discovery.Fallback = fallback.v
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, p := range []struct{ old, cur string }{
@@ -193,6 +308,13 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = defaultQuotaBackendBytes
 	}
+	if err := checkInert(fs, c, *icluster != ""); err != nil {
+		return nil, err
+	}
+	if err := checkRefusals(fs, c); err != nil {
+		return nil, err
+	}
+	c.Warnings = append(c.Warnings, inertWarnings(fs)...)
 	return c, c.validate()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,21 @@ func TestDefaults(t *testing.T) {
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
 	want.LeaseCheckpointInterval = 5 * time.Minute
+	want.StrictReconfigCheck = true
+	want.InitialElectionTickAdvance = true
+	want.PreVote = true
+	want.MaxLearners = 1
+	want.SnapshotCatchUpEntries = 5000
+	want.MaxSnapshots = 5
+	want.MaxWALs = 5
+	want.Discovery = Discovery{
+		DialTimeout:       2 * time.Second,
+		RequestTimeout:    5 * time.Second,
+		KeepAliveTime:     2 * time.Second,
+		KeepAliveTimeout:  6 * time.Second,
+		InsecureTransport: true,
+		Fallback:          "exit",
+	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse(no flags) mismatch (-want +got):\n%s", diff)
 	}
@@ -365,7 +381,7 @@ func TestValidEdges(t *testing.T) {
 		{"election timeout exactly 5 heartbeats", []string{"--heartbeat-interval=100", "--election-timeout=500"}},
 		{"existing cluster", []string{"--initial-cluster-state=existing"}},
 		{"memory engine", []string{"--storage-engine=memory"}},
-		{"https and unix URLs", []string{"--listen-client-urls=https://127.0.0.1:2379,unix://localhost:2379"}},
+		{"unix URLs", []string{"--listen-client-urls=http://127.0.0.1:2379,unix://localhost:2379"}},
 		{"trailing slash", []string{"--advertise-client-urls=http://localhost:2379/"}},
 		{"spaces around URLs", []string{"--listen-client-urls=http://a:1, http://b:2"}},
 	}
@@ -469,5 +485,411 @@ func TestFeatureGateErrors(t *testing.T) {
 	_, err = parse(t, []string{"--feature-gates=LeaseCheckpointPersist=true"}, nil)
 	if err == nil || errors.Is(err, ErrFlagSyntax) {
 		t.Errorf("Persist without Checkpoint: %v, want a configuration error", err)
+	}
+}
+
+// etcdFlag is one line of testdata/etcd-3.7.3-flags.txt: a flag etcd's
+// --help lists and the default it shows, if any.
+type etcdFlag struct {
+	name, def string
+	showsDef  bool
+}
+
+func readEtcdFlags(t *testing.T) []etcdFlag {
+	t.Helper()
+	b, err := os.ReadFile("testdata/etcd-3.7.3-flags.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []etcdFlag
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(strings.TrimPrefix(line, "--"), " ")
+		f := etcdFlag{name: name}
+		if rest != "" {
+			f.def, f.showsDef = strings.Trim(rest, "'"), true
+		}
+		out = append(out, f)
+	}
+	// etcd 3.7.3 lists 113 flags; fewer means the file was damaged.
+	if len(out) < 113 {
+		t.Fatalf("read %d flags from the testdata, want at least 113", len(out))
+	}
+	return out
+}
+
+// etcdDefaults are etcd 3.7.3's real defaults where its --help shows none,
+// or shows something that is not a value of the flag.
+var etcdDefaults = map[string]string{
+	"data-dir":                             "default.etcd", // help: ${name}.etcd
+	"max-concurrent-streams":               "4294967295",   // help: math.MaxUint32
+	"backend-batch-interval":               "0s",           // help: '', which etcd refuses as a duration
+	"compaction-batch-limit":               "0",            // help: 1000; etcd's flag defaults to 0
+	"memory-mlock":                         "false",        // help shows no default
+	"enable-grpc-gateway":                  "true",         // idem
+	"bootstrap-defrag-threshold-megabytes": "0",            // idem
+	"compaction-sleep-interval":            "0s",           // idem
+	"downgrade-check-time":                 "5s",           // idem
+	"snapshot-catchup-entries":             "5000",         // idem
+}
+
+func etcdDefault(f etcdFlag) string {
+	if d, ok := etcdDefaults[f.name]; ok {
+		return d
+	}
+	return f.def
+}
+
+// noEffectWarnings are the warnings about flags without effect (not
+// etcd's deprecation warnings, which etcd logs whenever the flag is given).
+func noEffectWarnings(ws []string) []string {
+	var out []string
+	for _, w := range ws {
+		if strings.Contains(w, "has no effect") {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestEveryEtcdFlagAtDefault: every flag etcd 3.7.3's --help lists is
+// accepted at etcd's default, as a flag and as its ETCD_ variable, without
+// a refusal or a warning that it has no effect.
+func TestEveryEtcdFlagAtDefault(t *testing.T) {
+	for _, f := range readEtcdFlags(t) {
+		if !f.showsDef {
+			if _, ok := etcdDefaults[f.name]; !ok {
+				t.Errorf("--%s: etcd's help shows no default; add its default to etcdDefaults", f.name)
+				continue
+			}
+		}
+		val := etcdDefault(f)
+		env := envName(f.name)
+		for _, in := range []struct {
+			name    string
+			args    []string
+			environ []string
+		}{
+			{"flag", []string{"--" + f.name + "=" + val}, nil},
+			{"variable", nil, []string{env + "=" + val}},
+		} {
+			t.Run(f.name+"/"+in.name, func(t *testing.T) {
+				c, err := parse(t, in.args, in.environ)
+				if err != nil {
+					t.Fatalf("Parse(%q, %q) = %v, want no error", in.args, in.environ, err)
+				}
+				if ws := noEffectWarnings(c.Warnings); len(ws) != 0 {
+					t.Errorf("warnings at the default value: %q", ws)
+				}
+				for _, w := range c.Warnings {
+					if strings.Contains(w, "unrecognized environment variable") {
+						t.Errorf("warning %q", w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestEveryEtcdBoolFlagForms: boolean flags take etcd's forms --flag,
+// --flag=true and --flag=false (a refusal is fine; a syntax error is not).
+func TestEveryEtcdBoolFlagForms(t *testing.T) {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	addInertFlags(fs)
+	n := 0
+	for _, f := range readEtcdFlags(t) {
+		def := etcdDefault(f)
+		if def != "true" && def != "false" {
+			continue
+		}
+		n++
+		for _, arg := range []string{"--" + f.name, "--" + f.name + "=true", "--" + f.name + "=false", "-" + f.name} {
+			_, err := parse(t, []string{arg}, nil)
+			if errors.Is(err, ErrFlagSyntax) {
+				t.Errorf("Parse(%s) = %v, want no syntax error", arg, err)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("found %d boolean flags, want at least 15", n)
+	}
+}
+
+// TestRefusals: flags asking for protection Cairn cannot give stop the
+// start with an error naming the flag (exit status 1, not 2), from the
+// command line and from the environment.
+func TestRefusals(t *testing.T) {
+	type row struct {
+		name    string
+		args    []string
+		environ []string
+		wantErr string
+	}
+	var tests []row
+	for _, f := range inertFlags {
+		if f.refuse == "" {
+			continue
+		}
+		val := "/etc/cairn/x.pem"
+		switch {
+		case f.kind == boolFlag:
+			val = "true"
+		case f.name == "tls-min-version" || f.name == "tls-max-version":
+			val = "TLS1.3"
+		}
+		want := "--" + f.name + ": TLS is not supported yet (see docs/limitations.md); refusing to serve in plain text"
+		tests = append(tests,
+			row{f.name, []string{"--" + f.name + "=" + val}, nil, want},
+			row{envName(f.name), nil, []string{envName(f.name) + "=" + val}, want})
+	}
+	if len(tests) < 2*20 {
+		t.Fatalf("%d TLS refusals, want at least 20 flags", len(tests)/2)
+	}
+	tests = append(tests,
+		row{"bare bool TLS flag", []string{"--client-cert-auth"}, nil, "--client-cert-auth: TLS is not supported yet"},
+		row{"https client URL", []string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, nil,
+			"--listen-client-urls: https:// URLs need TLS, which is not supported yet (see docs/limitations.md); refusing to serve in plain text"},
+		row{"https advertised client URL", []string{"--advertise-client-urls=http://a:1,https://b:2"}, nil, "--advertise-client-urls: https:// URLs"},
+		row{"https peer URL", []string{"--listen-peer-urls=https://127.0.0.1:2380"}, nil, "--listen-peer-urls: https:// URLs"},
+		row{"https advertised peer URL", nil, []string{"ETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.1:2380"}, "--initial-advertise-peer-urls: https:// URLs"},
+		row{"https in initial cluster", []string{"--initial-cluster=default=https://localhost:2380"}, nil, "--initial-cluster: https:// URLs"},
+		row{"https http-only client URL", []string{"--listen-client-http-urls=https://127.0.0.1:2381"}, nil, "--listen-client-http-urls: https:// URLs"},
+		row{"https metrics URL", []string{"--listen-metrics-urls=https://127.0.0.1:2381"}, nil, "--listen-metrics-urls: https:// URLs"},
+		row{"unixs URL", []string{"--listen-client-urls=unixs://localhost:2379"}, nil, "--listen-client-urls: unixs:// URLs"},
+		row{"JWT auth token", []string{"--auth-token=jwt,pub-key=a.crt,priv-key=a.key,sign-method=RS256"}, nil,
+			"--auth-token: JWT auth tokens are not supported yet (see docs/limitations.md)"},
+		row{"JWT auth token variable", nil, []string{"ETCD_AUTH_TOKEN=jwt"}, "--auth-token: JWT auth tokens"},
+		row{"configuration file", []string{"--config-file=/etc/etcd.yaml"}, nil, "--config-file: configuration files are not supported yet"},
+		row{"configuration file variable", nil, []string{"ETCD_CONFIG_FILE=/etc/etcd.yaml"}, "--config-file: configuration files"},
+		row{"v3 discovery", []string{"--discovery-endpoints=http://d:2379", "--discovery-token=t"}, nil,
+			"--discovery-endpoints: discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"},
+		row{"DNS discovery", []string{"--discovery-srv=example.com"}, nil, "--discovery-srv: discovery is not supported yet"},
+	)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.args, tt.environ)
+			if err == nil {
+				t.Fatalf("Parse = %+v, want an error containing %q", c, tt.wantErr)
+			}
+			if errors.Is(err, ErrFlagSyntax) {
+				t.Errorf("error %q is a syntax error (exit status 2), want a configuration error (1)", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestNotRefusedAtDefaults: the refused flags given at their defaults, or
+// empty, start.
+func TestNotRefusedAtDefaults(t *testing.T) {
+	for _, args := range [][]string{
+		{"--cert-file=", "--key-file=", "--trusted-ca-file=", "--client-cert-auth=false", "--auto-tls=false"},
+		{"--peer-auto-tls=false", "--peer-client-cert-auth=false", "--peer-skip-client-san-verification=false"},
+		{"--tls-min-version=TLS1.2", "--tls-max-version=", "--cipher-suites="},
+		{"--auth-token=simple"},
+		{"--config-file="},
+		{"--discovery-endpoints=", "--discovery-srv="},
+		{"--listen-client-http-urls=http://127.0.0.1:2381", "--listen-metrics-urls=http://127.0.0.1:2382"},
+	} {
+		if _, err := parse(t, args, nil); err != nil {
+			t.Errorf("Parse(%q) = %v, want no error", args, err)
+		}
+	}
+}
+
+// TestBadValueOfEachType: a value of the wrong type is a syntax error
+// (exit status 2) with etcd's message, as the flag package words it.
+func TestBadValueOfEachType(t *testing.T) {
+	tests := []struct {
+		kind, arg, wantErr string
+	}{
+		{"duration", "--corrupt-check-time=1", `invalid value "1" for flag -corrupt-check-time: parse error`},
+		{"duration (discovery)", "--discovery-dial-timeout=soon", `invalid value "soon" for flag -discovery-dial-timeout: parse error`},
+		{"bool", "--memory-mlock=maybe", `invalid boolean value "maybe" for -memory-mlock: parse error`},
+		{"bool (cluster)", "--pre-vote=yes", `invalid boolean value "yes" for -pre-vote: parse error`},
+		{"int", "--max-learners=x", `invalid value "x" for flag -max-learners: parse error`},
+		{"int (inert)", "--compaction-batch-limit=x", `invalid value "x" for flag -compaction-batch-limit: parse error`},
+		{"uint", "--bcrypt-cost=-1", `invalid value "-1" for flag -bcrypt-cost: parse error`},
+		{"uint64", "--snapshot-catchup-entries=-1", `invalid value "-1" for flag -snapshot-catchup-entries: parse error`},
+		{"uint32", "--max-concurrent-streams=-1", `invalid value "-1" for flag -max-concurrent-streams: strconv.ParseUint: parsing "-1": invalid syntax`},
+		{"uint32 overflow", "--max-concurrent-streams=4294967296", `invalid value "4294967296" for flag -max-concurrent-streams: strconv.ParseUint: parsing "4294967296": value out of range`},
+		{"URLs", "--listen-metrics-urls=metrics", `invalid value "metrics" for flag -listen-metrics-urls: URL scheme must be http, https, unix, or unixs: metrics`},
+		{"URLs without port", "--listen-client-http-urls=http://localhost", `invalid value "http://localhost" for flag -listen-client-http-urls: URL address does not have the form "host:port": http://localhost`},
+		{"CORS origins", "--cors=", `invalid value "" for flag -cors: URL scheme must be http, https, unix, or unixs: `},
+		{"choice", "--discovery-fallback=retry", `invalid value "retry" for flag -discovery-fallback: invalid value`},
+		{"choices", "--v2-deprecation=not-yet", `invalid value "not-yet" for flag -v2-deprecation: invalid value "not-yet"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			var errOut bytes.Buffer
+			_, err := Parse([]string{tt.arg}, nil, &errOut)
+			if !errors.Is(err, ErrFlagSyntax) {
+				t.Fatalf("Parse(%s) = %v, want a syntax error", tt.arg, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Errorf("error = %q, usage output %q\nwant both to contain %q", err, firstLine(errOut.String()), tt.wantErr)
+			}
+		})
+	}
+	// From the environment the same value is a configuration error, as in
+	// etcd (exit status 1).
+	_, err := parse(t, nil, []string{"ETCD_CORRUPT_CHECK_TIME=1"})
+	if err == nil || errors.Is(err, ErrFlagSyntax) || !strings.Contains(err.Error(), `invalid value "1" for ETCD_CORRUPT_CHECK_TIME`) {
+		t.Errorf("ETCD_CORRUPT_CHECK_TIME=1: %v, want etcd's configuration error", err)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// TestStartChecks: values of the right type that etcd refuses when it
+// starts (exit status 1).
+func TestStartChecks(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"compaction mode", []string{"--auto-compaction-mode=hourly"}, `unknown auto-compaction-mode "hourly"`},
+		{"empty compaction mode", []string{"--auto-compaction-mode="}, "undefined auto-compaction-mode"},
+		{"compaction retention", []string{"--auto-compaction-retention=a day"}, "error parsing CompactionRetention"},
+		{"logger", []string{"--logger=capnslog"}, `unknown logger option "capnslog"`},
+		{"log format", []string{"--log-format=xml"}, "unknown log format: xml, supported values json, console"},
+		{"compact hash check time", []string{"--compact-hash-check-time=0s"}, "--compact-hash-check-time must be >0 (set to 0s)"},
+		{"discovery token alone", []string{"--discovery-token=t"}, "both --discovery-token and --discovery-endpoints must be set"},
+		{"discovery endpoints alone", []string{"--discovery-endpoints=http://d:2379"}, "both --discovery-token and --discovery-endpoints must be set"},
+		{"discovery and initial cluster", []string{"--discovery-srv=example.com", "--initial-cluster=default=http://localhost:2380"}, "multiple discovery or bootstrap flags are set"},
+		{"discovery fallback proxy", []string{"--discovery-fallback=proxy"}, `--discovery-fallback can't be configured as "proxy"`},
+		{"auth token type", []string{"--auth-token=paseto"}, "--auth-token: auth: invalid auth options"},
+		{"tracing rate", []string{"--enable-distributed-tracing", "--distributed-tracing-sampling-rate=-1"}, "tracing sampling rate must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.args, nil)
+			if err == nil {
+				t.Fatalf("Parse = %+v, want an error containing %q", c, tt.wantErr)
+			}
+			if errors.Is(err, ErrFlagSyntax) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %q, want a configuration error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"--auto-compaction-mode=revision", "--auto-compaction-retention=1000"},
+		{"--auto-compaction-retention=90m"},
+		{"--log-format=console"},
+		{"--auth-token="},
+		{"--discovery-fallback=exit"},
+		{"--distributed-tracing-sampling-rate=-1"}, // only checked when tracing is on
+	} {
+		if _, err := parse(t, args, nil); err != nil {
+			t.Errorf("Parse(%q) = %v, want no error", args, err)
+		}
+	}
+}
+
+// TestClusterFlagsLandInConfig: the cluster flags' values reach Config,
+// from flags and variables, for the clustering work.
+func TestClusterFlagsLandInConfig(t *testing.T) {
+	c, err := parse(t, []string{
+		"--strict-reconfig-check=false", "--initial-election-tick-advance=false", "--pre-vote=false",
+		"--max-learners=3", "--snapshot-catchup-entries=100", "--max-snapshots=0", "--max-wals=7",
+		"--force-new-cluster", "--unsafe-no-fsync=true",
+		"--discovery-dial-timeout=3s", "--discovery-request-timeout=4s", "--discovery-keepalive-time=5s",
+		"--discovery-keepalive-timeout=6s", "--discovery-insecure-transport=false", "--discovery-insecure-skip-tls-verify",
+		"--discovery-cert=c.pem", "--discovery-key=k.pem", "--discovery-cacert=ca.pem", "--discovery-user=u",
+		"--discovery-password=secret", "--discovery-srv-name=x",
+	}, []string{"ETCD_HEARTBEAT_INTERVAL=50", "ETCD_ELECTION_TIMEOUT=500", "ETCD_INITIAL_CLUSTER_STATE=existing", "ETCD_INITIAL_CLUSTER_TOKEN=tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := *c
+	want := Config{
+		StrictReconfigCheck: false, InitialElectionTickAdvance: false, PreVote: false,
+		MaxLearners: 3, SnapshotCatchUpEntries: 100, MaxSnapshots: 0, MaxWALs: 7,
+		ForceNewCluster: true, UnsafeNoFsync: true,
+		HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+		InitialClusterState: "existing", InitialClusterToken: "tok",
+		Discovery: Discovery{
+			DialTimeout: 3 * time.Second, RequestTimeout: 4 * time.Second, KeepAliveTime: 5 * time.Second,
+			KeepAliveTimeout: 6 * time.Second, InsecureTransport: false, InsecureSkipTLSVerify: true,
+			Cert: "c.pem", Key: "k.pem", CACert: "ca.pem", User: "u", Password: "secret", SRVName: "x", Fallback: "exit",
+		},
+	}
+	pick := func(c Config) Config {
+		return Config{
+			StrictReconfigCheck: c.StrictReconfigCheck, InitialElectionTickAdvance: c.InitialElectionTickAdvance, PreVote: c.PreVote,
+			MaxLearners: c.MaxLearners, SnapshotCatchUpEntries: c.SnapshotCatchUpEntries, MaxSnapshots: c.MaxSnapshots, MaxWALs: c.MaxWALs,
+			ForceNewCluster: c.ForceNewCluster, UnsafeNoFsync: c.UnsafeNoFsync,
+			HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout,
+			InitialClusterState: c.InitialClusterState, InitialClusterToken: c.InitialClusterToken,
+			Discovery: c.Discovery,
+		}
+	}
+	if diff := cmp.Diff(want, pick(got)); diff != "" {
+		t.Errorf("cluster settings mismatch (-want +got):\n%s", diff)
+	}
+	for _, w := range c.Warnings {
+		if strings.Contains(w, "secret") {
+			t.Errorf("warning %q shows the discovery password", w)
+		}
+	}
+	// The variables set them too, and a bare boolean flag is true.
+	c, err = parse(t, []string{"--strict-reconfig-check"}, []string{"ETCD_PRE_VOTE=false", "ETCD_MAX_LEARNERS=2", "ETCD_SNAPSHOT_CATCHUP_ENTRIES=7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.StrictReconfigCheck || c.PreVote || c.MaxLearners != 2 || c.SnapshotCatchUpEntries != 7 {
+		t.Errorf("StrictReconfigCheck, PreVote, MaxLearners, SnapshotCatchUpEntries = %v, %v, %d, %d; want true, false, 2, 7",
+			c.StrictReconfigCheck, c.PreVote, c.MaxLearners, c.SnapshotCatchUpEntries)
+	}
+	// etcd's conflict rule holds for the new flags as for the old.
+	_, err = parse(t, []string{"--pre-vote=false"}, []string{"ETCD_PRE_VOTE=false"})
+	if want := `conflicting environment variable "ETCD_PRE_VOTE" is shadowed by corresponding command-line flag`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("flag and variable: %v, want %q", err, want)
+	}
+}
+
+// TestNoEffectWarnings: a flag Cairn accepts without acting on it is
+// named in one warning when set away from its default, and only then.
+func TestNoEffectWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"defaults", []string{"--auto-compaction-retention=0", "--log-outputs=default", "--cors=*", "--enable-grpc-gateway"}, nil},
+		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--enable-log-rotation"}, []string{
+			"--auto-compaction-retention has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
+			"--enable-log-rotation has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
+			"--listen-metrics-urls has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
+		}},
+		{"cluster flags", []string{"--strict-reconfig-check=false", "--unsafe-no-fsync"}, []string{
+			"--strict-reconfig-check has no effect in Cairn yet (membership changes are not implemented yet); its value is kept for clustering (see docs/limitations.md)",
+			"--unsafe-no-fsync has no effect in Cairn yet (Cairn always fsyncs); its value is kept for clustering (see docs/limitations.md)",
+		}},
+		{"deprecated flag at its default", []string{"--max-snapshots=5"}, []string{
+			"--max-snapshots is deprecated by etcd 3.6 and goes away in 3.8",
+		}},
+		{"etcd 2 flag", []string{"--v"}, []string{
+			"--v has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.Warnings); diff != "" {
+				t.Errorf("Warnings mismatch (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

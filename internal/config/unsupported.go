@@ -1,0 +1,396 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// flagKind is the type of an inert flag's value.
+type flagKind int
+
+const (
+	textFlag flagKind = iota
+	boolFlag
+	durationFlag
+	intFlag
+	uintFlag
+	uint32Flag
+	urlsFlag    // URLs; def is also the one value taken as it is
+	choicesFlag // v2-deprecation's words
+	legacyFlag  // etcd 2 flags that etcd ignores
+)
+
+// inertFlag is an etcd flag Cairn accepts without acting on it.
+type inertFlag struct {
+	name string
+	kind flagKind
+	def  string // etcd's default, in the form the flag's String gives
+	// same are values that do in Cairn what def does, so warn no more than
+	// def: "" for bbolt's freelist type, "stderr" for the log outputs.
+	same  []string
+	usage string
+	// refuse, when set, is why a value other than def stops the start:
+	// serving without the protection the flag asks for would be worse than
+	// not serving.
+	refuse string
+}
+
+// Reasons for refusals, after "--flag: ".
+const (
+	refuseTLS        = "TLS is not supported yet (see docs/limitations.md); refusing to serve in plain text"
+	refuseConfigFile = "configuration files are not supported yet (see docs/limitations.md), and ignoring one could drop its TLS or auth settings; give the settings as flags or ETCD_* variables"
+	refuseJWT        = "JWT auth tokens are not supported yet (see docs/limitations.md); refusing to start without the authentication asked for"
+	refuseTLSURL     = "%s URLs need TLS, which is not supported yet (see docs/limitations.md); refusing to serve in plain text"
+	refuseDiscovery  = "discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"
+)
+
+// inertFlags are etcd 3.7's flags for features Cairn does not have, with
+// etcd's types and defaults, so that a bad value fails as in etcd. One set
+// to anything but its default is logged once at start (or refused, for
+// refuse), naming the flag.
+var inertFlags = []inertFlag{
+	// member
+	{name: "wal-dir", usage: "Path to a dedicated WAL directory."},
+	{name: "listen-client-http-urls", kind: urlsFlag, usage: "URLs to serve the HTTP-only client API on."},
+	{name: "memory-mlock", kind: boolFlag, def: "false", usage: "Lock the member's pages in RAM."},
+	{name: "backend-bbolt-freelist-type", def: "map", same: []string{""}, usage: "Freelist type of the bbolt backend."},
+	{name: "backend-batch-interval", kind: durationFlag, def: "0s", usage: "Longest time before the backend commits a batch."},
+	{name: "backend-batch-limit", kind: intFlag, def: "0", usage: "Most operations before the backend commits a batch."},
+	{name: "max-concurrent-streams", kind: uint32Flag, def: "4294967295", usage: "Most concurrent gRPC streams per client connection."},
+	{name: "grpc-keepalive-min-time", kind: durationFlag, def: "5s", usage: "Shortest interval a client may wait between pings."},
+	{name: "grpc-keepalive-interval", kind: durationFlag, def: "2h0m0s", usage: "Interval of server-to-client pings (0 disables)."},
+	{name: "grpc-keepalive-timeout", kind: durationFlag, def: "20s", usage: "Wait for a ping's answer before closing the connection (0 disables)."},
+	{name: "socket-reuse-port", kind: boolFlag, def: "false", usage: "Set SO_REUSEPORT on listeners."},
+	{name: "socket-reuse-address", kind: boolFlag, def: "false", usage: "Set SO_REUSEADDR on listeners."},
+	{name: "enable-grpc-gateway", kind: boolFlag, def: "true", usage: "Serve the JSON gateway (Cairn always serves it)."},
+	{name: "raft-read-timeout", kind: durationFlag, def: "5s", usage: "Read timeout of peer connections."},
+	{name: "raft-write-timeout", kind: durationFlag, def: "5s", usage: "Write timeout of peer connections."},
+	// clustering
+	{name: "discovery", usage: "v2 discovery URL (listed by etcd 3.7's help, which no longer accepts it)."},
+	{name: "discovery-proxy", usage: "HTTP proxy for v2 discovery (listed by etcd 3.7's help, which no longer accepts it)."},
+	{name: "auto-compaction-retention", def: "0", usage: "Auto compaction retention (0 disables)."},
+	{name: "auto-compaction-mode", def: "periodic", usage: "How to read --auto-compaction-retention: periodic or revision."},
+	{name: "v2-deprecation", kind: choicesFlag, def: "write-only", usage: "v2store deprecation stage (etcd enforces its default whatever is given)."},
+	// security
+	{name: "cert-file", usage: "Client TLS certificate file.", refuse: refuseTLS},
+	{name: "key-file", usage: "Client TLS key file.", refuse: refuseTLS},
+	{name: "client-cert-auth", kind: boolFlag, def: "false", usage: "Require client certificates.", refuse: refuseTLS},
+	{name: "client-cert-file", usage: "Client certificate for outgoing client connections.", refuse: refuseTLS},
+	{name: "client-key-file", usage: "Client key for outgoing client connections.", refuse: refuseTLS},
+	{name: "client-crl-file", usage: "Client certificate revocation list.", refuse: refuseTLS},
+	{name: "client-cert-allowed-hostname", usage: "Allowed SAN hostnames of client certificates.", refuse: refuseTLS},
+	{name: "trusted-ca-file", usage: "CA bundle for client certificates.", refuse: refuseTLS},
+	{name: "auto-tls", kind: boolFlag, def: "false", usage: "Client TLS with a generated certificate.", refuse: refuseTLS},
+	{name: "peer-cert-file", usage: "Peer TLS certificate file.", refuse: refuseTLS},
+	{name: "peer-key-file", usage: "Peer TLS key file.", refuse: refuseTLS},
+	{name: "peer-client-cert-auth", kind: boolFlag, def: "false", usage: "Require peer client certificates.", refuse: refuseTLS},
+	{name: "peer-client-cert-file", usage: "Client certificate for outgoing peer connections.", refuse: refuseTLS},
+	{name: "peer-client-key-file", usage: "Client key for outgoing peer connections.", refuse: refuseTLS},
+	{name: "peer-trusted-ca-file", usage: "CA bundle for peer certificates.", refuse: refuseTLS},
+	{name: "peer-cert-allowed-cn", usage: "Allowed CNs of peer certificates.", refuse: refuseTLS},
+	{name: "peer-cert-allowed-hostname", usage: "Allowed SAN hostnames of peer certificates.", refuse: refuseTLS},
+	{name: "peer-auto-tls", kind: boolFlag, def: "false", usage: "Peer TLS with a generated certificate.", refuse: refuseTLS},
+	{name: "peer-crl-file", usage: "Peer certificate revocation list.", refuse: refuseTLS},
+	{name: "peer-skip-client-san-verification", kind: boolFlag, def: "false", usage: "Skip the SAN check of peer client certificates.", refuse: refuseTLS},
+	{name: "cipher-suites", usage: "TLS cipher suites.", refuse: refuseTLS},
+	{name: "tls-min-version", def: "TLS1.2", usage: "Lowest TLS version: TLS1.2 or TLS1.3.", refuse: refuseTLS},
+	{name: "tls-max-version", usage: "Highest TLS version: TLS1.2 or TLS1.3.", refuse: refuseTLS},
+	{name: "self-signed-cert-validity", kind: uintFlag, def: "1", usage: "Validity in years of --auto-tls certificates."},
+	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
+	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
+	// auth
+	{name: "auth-token", def: "simple", usage: "Auth token type and options: simple, or jwt,... (refused)."},
+	{name: "bcrypt-cost", kind: uintFlag, def: "10", usage: "bcrypt cost of auth passwords."},
+	{name: "auth-token-ttl", kind: uintFlag, def: "300", usage: "Lifetime in seconds of simple auth tokens."},
+	// monitoring and logging
+	{name: "metrics", def: "basic", usage: "Detail of metrics: basic or extensive."},
+	{name: "listen-metrics-urls", kind: urlsFlag, usage: "URLs to serve /metrics and /health on."},
+	{name: "logger", def: "zap", usage: "Logger; only zap."},
+	{name: "log-outputs", def: "default", same: []string{"stderr"}, usage: "Log outputs (Cairn logs to stderr)."},
+	{name: "log-format", def: "json", usage: "Log format: json or console (Cairn logs JSON)."},
+	{name: "enable-log-rotation", kind: boolFlag, def: "false", usage: "Rotate a log file output."},
+	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, usage: "Log rotation settings."},
+	{name: "warning-unary-request-duration", kind: durationFlag, def: "300ms", usage: "Log unary requests slower than this."},
+	{name: "enable-distributed-tracing", kind: boolFlag, def: "false", usage: "Export OpenTelemetry traces."},
+	{name: "distributed-tracing-address", def: "localhost:4317", usage: "Trace collector address."},
+	{name: "distributed-tracing-service-name", def: "etcd", usage: "Service name in traces."},
+	{name: "distributed-tracing-instance-id", usage: "Instance ID in traces."},
+	{name: "distributed-tracing-sampling-rate", kind: intFlag, def: "0", usage: "Samples per million spans."},
+	// features
+	{name: "corrupt-check-time", kind: durationFlag, def: "0s", usage: "Period of cluster corruption checks."},
+	{name: "compact-hash-check-time", kind: durationFlag, def: "1m0s", usage: "Period of the leader's compaction hash checks."},
+	{name: "compaction-batch-limit", kind: intFlag, def: "0", usage: "Most revisions deleted per compaction batch."},
+	{name: "warning-apply-duration", kind: durationFlag, def: "100ms", usage: "Log applies slower than this."},
+	{name: "bootstrap-defrag-threshold-megabytes", kind: uintFlag, def: "0", usage: "Defragment at start when it frees this much."},
+	{name: "compaction-sleep-interval", kind: durationFlag, def: "0s", usage: "Pause between compaction batches."},
+	{name: "downgrade-check-time", kind: durationFlag, def: "5s", usage: "Period of downgrade status checks."},
+	// etcd 2 flags that etcd 3.7 accepts and ignores.
+	{name: "cluster-active-size", kind: legacyFlag},
+	{name: "cluster-remove-delay", kind: legacyFlag},
+	{name: "cluster-sync-interval", kind: legacyFlag},
+	{name: "config", kind: legacyFlag},
+	{name: "force", kind: legacyFlag},
+	{name: "max-result-buffer", kind: legacyFlag},
+	{name: "max-retry-attempts", kind: legacyFlag},
+	{name: "peer-heartbeat-interval", kind: legacyFlag},
+	{name: "peer-election-timeout", kind: legacyFlag},
+	{name: "retry-interval", kind: legacyFlag},
+	{name: "snapshot", kind: legacyFlag},
+	{name: "v", kind: legacyFlag},
+	{name: "vv", kind: legacyFlag},
+}
+
+// clusterFlags are the cluster flags whose values Config keeps but which
+// Cairn does not use yet: set away from the default, they are logged as
+// having no effect. Remove a flag here when it is wired.
+var clusterFlags = map[string]string{
+	"strict-reconfig-check":              "",
+	"max-learners":                       "",
+	"max-snapshots":                      "",
+	"max-wals":                           "",
+	"force-new-cluster":                  "",
+	"unsafe-no-fsync":                    "Cairn always fsyncs",
+	"discovery-token":                    "",
+	"discovery-dial-timeout":             "",
+	"discovery-request-timeout":          "",
+	"discovery-keepalive-time":           "",
+	"discovery-keepalive-timeout":        "",
+	"discovery-insecure-transport":       "",
+	"discovery-insecure-skip-tls-verify": "",
+	"discovery-cert":                     "",
+	"discovery-key":                      "",
+	"discovery-cacert":                   "",
+	"discovery-user":                     "",
+	"discovery-password":                 "",
+	"discovery-srv-name":                 "",
+}
+
+// deprecatedFlags are etcd's warnings for deprecated flags, logged whenever
+// the flag is given, as etcd does.
+var deprecatedFlags = map[string]string{
+	"max-snapshots":  "--max-snapshots is deprecated by etcd 3.6 and goes away in 3.8",
+	"v2-deprecation": "--v2-deprecation is deprecated by etcd and goes away in 3.8; its default is enforced whatever is given",
+}
+
+// addInertFlags defines inertFlags and --config-file on fs.
+func addInertFlags(fs *flag.FlagSet) {
+	fs.String("config-file", "", "Path to an etcd configuration file (refused: not supported yet).")
+	for _, f := range inertFlags {
+		usage := f.usage
+		if f.refuse != "" {
+			usage += " Refused when set: not supported yet."
+		} else {
+			usage += " No effect in Cairn."
+		}
+		switch f.kind {
+		case textFlag:
+			fs.String(f.name, f.def, usage)
+		case boolFlag:
+			fs.Bool(f.name, mustParse(strconv.ParseBool(f.def)), usage)
+		case durationFlag:
+			fs.Duration(f.name, mustParse(time.ParseDuration(f.def)), usage)
+		case intFlag:
+			fs.Int(f.name, mustParse(strconv.Atoi(f.def)), usage)
+		case uintFlag:
+			fs.Uint(f.name, uint(mustParse(strconv.ParseUint(f.def, 10, 64))), usage)
+		case uint32Flag:
+			v := uint32Value(mustParse(strconv.ParseUint(f.def, 10, 32)))
+			fs.Var(&v, f.name, usage)
+		case urlsFlag:
+			fs.Var(&urlsValue{raw: f.def, exceptions: []string{f.def}}, f.name, usage)
+		case choicesFlag:
+			v := &choicesValue{valids: []string{"write-only", "write-only-skip-check", "write-only-drop-data", "gone"}}
+			if f.def != "" {
+				v.vs = []string{f.def}
+			}
+			fs.Var(v, f.name, usage)
+		case legacyFlag:
+			fs.Var(new(legacyValue), f.name, "etcd 2 flag, ignored as etcd ignores it.")
+		}
+	}
+}
+
+func mustParse[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// notDefault reports whether flag name holds something other than its
+// default.
+func notDefault(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f.Value.String() != f.DefValue
+}
+
+// checkRefusals returns the error for the first flag that asks for what
+// Cairn refuses to start without: TLS, JWT auth tokens, a configuration
+// file, https/unixs URLs, discovery. Flags at their defaults never are.
+func checkRefusals(fs *flag.FlagSet, c *Config) error {
+	if notDefault(fs, "config-file") {
+		return fmt.Errorf("--config-file: %s", refuseConfigFile)
+	}
+	for _, f := range inertFlags {
+		if f.refuse != "" && notDefault(fs, f.name) {
+			return fmt.Errorf("--%s: %s", f.name, f.refuse)
+		}
+	}
+	if kind, _, _ := strings.Cut(fs.Lookup("auth-token").Value.String(), ","); kind == "jwt" {
+		return fmt.Errorf("--auth-token: %s", refuseJWT)
+	}
+	urlFlags := []struct {
+		name string
+		urls []url.URL
+	}{
+		{"listen-client-urls", c.ListenClientURLs},
+		{"advertise-client-urls", c.AdvertiseClientURLs},
+		{"listen-peer-urls", c.ListenPeerURLs},
+		{"initial-advertise-peer-urls", c.InitialAdvertisePeerURLs},
+	}
+	for _, name := range []string{"listen-client-http-urls", "listen-metrics-urls"} {
+		if raw := fs.Lookup(name).Value.String(); raw != "" {
+			urls, _ := parseURLs(raw) // checked by urlsValue.Set
+			urlFlags = append(urlFlags, struct {
+				name string
+				urls []url.URL
+			}{name, urls})
+		}
+	}
+	for _, name := range sortedKeys(c.InitialCluster) {
+		urlFlags = append(urlFlags, struct {
+			name string
+			urls []url.URL
+		}{"initial-cluster", c.InitialCluster[name]})
+	}
+	for _, f := range urlFlags {
+		for _, u := range f.urls {
+			if u.Scheme == "https" || u.Scheme == "unixs" {
+				return fmt.Errorf("--%s: "+refuseTLSURL, f.name, u.Scheme+"://")
+			}
+		}
+	}
+	// etcd bootstraps from the discovery service instead of
+	// --initial-cluster; Cairn would form a cluster of its own.
+	switch {
+	case len(c.Discovery.Endpoints) > 0:
+		return fmt.Errorf("--discovery-endpoints: %s", refuseDiscovery)
+	case c.Discovery.SRV != "":
+		return fmt.Errorf("--discovery-srv: %s", refuseDiscovery)
+	}
+	return nil
+}
+
+// checkInert checks the values of inert and discovery flags as etcd does
+// when it starts.
+func checkInert(fs *flag.FlagSet, c *Config, explicitCluster bool) error {
+	get := func(name string) string { return fs.Lookup(name).Value.String() }
+	d := c.Discovery
+	n := 0
+	for _, set := range []bool{explicitCluster, d.SRV != "", len(d.Endpoints) > 0} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
+	}
+	if (d.Token != "") != (len(d.Endpoints) > 0) {
+		return errors.New("both --discovery-token and --discovery-endpoints must be set")
+	}
+	for _, ep := range d.Endpoints {
+		if strings.TrimSpace(ep) == "" {
+			return errors.New("--discovery-endpoints must not contain empty endpoints")
+		}
+	}
+	if d.Fallback == "proxy" {
+		return errors.New(`v2 proxy is deprecated, and --discovery-fallback can't be configured as "proxy"`)
+	}
+	if l := get("logger"); l != "zap" {
+		return fmt.Errorf("unknown logger option %q", l)
+	}
+	if f := get("log-format"); f != "json" && f != "console" && f != "" {
+		return fmt.Errorf("unknown log format: %s, supported values json, console", f)
+	}
+	mode := get("auto-compaction-mode")
+	switch mode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", mode)
+	}
+	if r := get("auto-compaction-retention"); !isNonNegativeInt(r) {
+		if _, err := time.ParseDuration(r); err != nil {
+			return fmt.Errorf("error parsing CompactionRetention: %w", err)
+		}
+	}
+	if t := fs.Lookup("compact-hash-check-time").Value.(flag.Getter).Get().(time.Duration); t <= 0 {
+		return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", t)
+	}
+	if get("enable-distributed-tracing") == "true" {
+		switch rate := fs.Lookup("distributed-tracing-sampling-rate").Value.(flag.Getter).Get().(int); {
+		case rate < 0:
+			return errors.New("distributed tracing configurition is not valid: (tracing sampling rate must be positive)")
+		case rate > 1000000:
+			return errors.New("distributed tracing configurition is not valid: (tracing sampling rate must be less than 1000000)")
+		}
+	}
+	if kind, _, _ := strings.Cut(get("auth-token"), ","); kind != "simple" && kind != "jwt" && kind != "" {
+		return errors.New("--auth-token: auth: invalid auth options")
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isNonNegativeInt(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0
+}
+
+// inertWarnings names every accepted flag that is set away from its default
+// but has no effect in Cairn, in the flags' order, and etcd's deprecation
+// warnings for the deprecated flags given.
+func inertWarnings(fs *flag.FlagSet) []string {
+	inert := map[string]bool{}
+	same := map[string][]string{}
+	for _, f := range inertFlags {
+		inert[f.name] = f.refuse == ""
+		same[f.name] = f.same
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var out []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if msg, ok := deprecatedFlags[f.Name]; ok && given[f.Name] {
+			out = append(out, msg)
+		}
+		if v := f.Value.String(); v == f.DefValue || slices.Contains(same[f.Name], v) {
+			return
+		}
+		if inert[f.Name] {
+			out = append(out, fmt.Sprintf("--%s has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)", f.Name))
+		} else if why, ok := clusterFlags[f.Name]; ok {
+			if why == "" {
+				why = "membership changes are not implemented yet"
+			}
+			out = append(out, fmt.Sprintf("--%s has no effect in Cairn yet (%s); its value is kept for clustering (see docs/limitations.md)", f.Name, why))
+		}
+	})
+	return out
+}
