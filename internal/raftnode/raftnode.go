@@ -54,6 +54,14 @@ type Config struct {
 	TickInterval time.Duration
 	// ElectionTicks is the election timeout in ticks (default 10).
 	ElectionTicks int
+	// NoPreVote turns off raft's pre-vote (etcd's --pre-vote=false), which
+	// otherwise keeps a member rejoining after a partition from disrupting
+	// the leader.
+	NoPreVote bool
+	// AdvanceTicks fast-forwards this many ticks at start (etcd's
+	// --initial-election-tick-advance), so a fresh member does not wait a
+	// whole election timeout before its first election.
+	AdvanceTicks int
 	// SnapshotCatchUpEntries is how many entries are kept behind a snapshot
 	// so slow followers can catch up without one (default 5000).
 	SnapshotCatchUpEntries uint64
@@ -119,7 +127,7 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		MaxInflightMsgs:           512,
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
-		PreVote:                   true,
+		PreVote:                   !cfg.NoPreVote,
 		Logger:                    &zapRaftLogger{cfg.Logger.Sugar()},
 	}
 	rn, err := raft.NewRawNode(rc)
@@ -148,12 +156,15 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		rn:        rn,
 		lg:        cfg.Logger,
 		confState: snap.GetMetadata().GetConfState(),
-		inflight:  make(map[uint64][]readWaiter),
+		inflight:  make(map[uint64]*readRound),
 	}
 	n := &Node{id: cfg.ID, stopTick: make(chan struct{}), done: make(chan struct{})}
 	a.node = n
 	n.ref = sys.Spawn("raft", 0, a.receive)
 	a.self = n.ref
+	for range min(cfg.AdvanceTicks, cfg.ElectionTicks-1) {
+		n.ref.Send(tickMsg{})
+	}
 	go n.tick(cfg.TickInterval)
 	n.ref.Send(campaignMsg{})
 	return n, nil
@@ -193,6 +204,17 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 
 // Step delivers a message received from a peer by the transport.
 func (n *Node) Step(m *raftpb.Message) { n.ref.Send(stepMsg{m: m}) }
+
+// ReportUnreachable tells raft that the last messages to peer id may not
+// have arrived, so it stops sending appends optimistically; the transport
+// calls it when a peer's stream fails.
+func (n *Node) ReportUnreachable(id uint64) { n.ref.Send(reportMsg{peer: id, unreachable: true}) }
+
+// ReportSnapshot tells raft whether the snapshot sent to peer id was
+// delivered and restored, so it resumes replication from it or retries.
+func (n *Node) ReportSnapshot(id uint64, failed bool) {
+	n.ref.Send(reportMsg{peer: id, snapshot: true, failed: failed})
+}
 
 // Compact records a raft snapshot at applied, whose state the state machine
 // has made durable, and truncates the log behind it (keeping
@@ -240,6 +262,19 @@ type readResult struct {
 
 type readWaiter func(index uint64, err error)
 
+// readRound is one ReadIndex request in flight and the reads it serves.
+type readRound struct {
+	ctx     []byte
+	waiters []readWaiter
+	sent    time.Time
+}
+
+// readRetry is how long a ReadIndex round waits for its answer before it
+// is asked again, as etcd does: the request, or the answer, may have been
+// dropped on the way to or from the leader (a stream not up yet, a leader
+// change), and nothing else would ever resend it.
+const readRetry = 500 * time.Millisecond
+
 // The actor's messages.
 type (
 	proposeMsg struct {
@@ -252,6 +287,10 @@ type (
 	campaignMsg  struct{}
 	readyMsg     struct{}
 	stepMsg      struct{ m *raftpb.Message }
+	reportMsg    struct {
+		peer                          uint64
+		unreachable, snapshot, failed bool
+	}
 )
 
 type raftActor struct {
@@ -270,7 +309,7 @@ type raftActor struct {
 
 	pendingReads []readWaiter
 	readSeq      uint64
-	inflight     map[uint64][]readWaiter
+	inflight     map[uint64]*readRound
 }
 
 func (a *raftActor) receive(ctx actor.Context) {
@@ -283,6 +322,7 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.handleReady()
 	case tickMsg:
 		a.rn.Tick()
+		a.retryReads()
 		a.scheduleReady()
 	case stepMsg:
 		a.step(m.m)
@@ -290,9 +330,39 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.campaign()
 	case compactMsg:
 		a.compact(m.applied)
+	case reportMsg:
+		a.report(m)
 	case *actor.Stopped:
 		a.stop()
 	}
+}
+
+// retryReads asks again for the ReadIndex rounds unanswered for longer
+// than readRetry, with the same context, so whichever answer comes first
+// serves them.
+func (a *raftActor) retryReads() {
+	if len(a.inflight) == 0 || a.rn.BasicStatus().Lead == raft.None {
+		return
+	}
+	now := time.Now()
+	for _, r := range a.inflight {
+		if now.Sub(r.sent) >= readRetry {
+			r.sent = now
+			a.rn.ReadIndex(r.ctx)
+		}
+	}
+}
+
+func (a *raftActor) report(m reportMsg) {
+	switch {
+	case m.unreachable:
+		a.rn.ReportUnreachable(m.peer)
+	case m.snapshot && m.failed:
+		a.rn.ReportSnapshot(m.peer, raft.SnapshotFailure)
+	case m.snapshot:
+		a.rn.ReportSnapshot(m.peer, raft.SnapshotFinish)
+	}
+	a.scheduleReady()
 }
 
 func (a *raftActor) scheduleReady() {
@@ -364,12 +434,15 @@ func (a *raftActor) handleReady() {
 	if len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
 		// One ReadIndex round serves every read that queued since the last.
 		// Without a leader the reads wait for one, as proposals do.
+		// The leader keys pending reads by their context, so it is unique
+		// across members: this member's ID, then a sequence number.
 		a.readSeq++
-		var rctx [8]byte
-		binary.BigEndian.PutUint64(rctx[:], a.readSeq)
-		a.inflight[a.readSeq] = a.pendingReads
+		rctx := make([]byte, 16)
+		binary.BigEndian.PutUint64(rctx[:8], a.cfg.ID)
+		binary.BigEndian.PutUint64(rctx[8:], a.readSeq)
+		a.inflight[a.readSeq] = &readRound{ctx: rctx, waiters: a.pendingReads, sent: time.Now()}
 		a.pendingReads = nil
-		a.rn.ReadIndex(rctx[:])
+		a.rn.ReadIndex(rctx)
 	}
 	// Persisting entries lets raft advance the commit index at once (a
 	// sole voter acknowledges its own append), which shows as a second
@@ -395,14 +468,28 @@ func (a *raftActor) handleReady() {
 
 // processReady persists, sends and hands off one Ready.
 func (a *raftActor) processReady() {
+	// A leader sends its appends before it persists them, so the round
+	// trip to the followers overlaps its own fsync (raft's documented
+	// optimisation, which etcd uses): it counts its own vote for an entry
+	// only once the entry is persisted. Everyone else's messages (votes,
+	// append acknowledgements) promise what is on disk, so they wait.
+	leader := a.rn.BasicStatus().RaftState == raft.StateLeader
 	rd := a.rn.Ready()
+	if leader {
+		a.send(rd.Messages)
+	}
 	if err := a.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		// The log can no longer promise durability; continuing could
 		// acknowledge writes that a restart loses.
 		a.lg.Fatal("failed to persist raft log", zap.Error(err))
 	}
-	if len(rd.Messages) > 0 && a.cfg.Transport != nil {
-		a.cfg.Transport.Send(rd.Messages)
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// A snapshot from the leader: the state machine restored it
+		// before raft took it (see Step), and its membership is now ours.
+		a.confState = rd.Snapshot.GetMetadata().GetConfState()
+	}
+	if !leader {
+		a.send(rd.Messages)
 	}
 	if rd.SoftState != nil {
 		a.node.leader.Store(rd.SoftState.Lead)
@@ -417,12 +504,14 @@ func (a *raftActor) processReady() {
 		a.node.commit.Store(rd.HardState.GetCommit())
 	}
 	for _, rs := range rd.ReadStates {
-		if len(rs.RequestCtx) != 8 {
+		if len(rs.RequestCtx) != 16 || binary.BigEndian.Uint64(rs.RequestCtx[:8]) != a.cfg.ID {
 			continue
 		}
-		seq := binary.BigEndian.Uint64(rs.RequestCtx)
-		for _, w := range a.inflight[seq] {
-			w(rs.Index, nil)
+		seq := binary.BigEndian.Uint64(rs.RequestCtx[8:])
+		if r := a.inflight[seq]; r != nil {
+			for _, w := range r.waiters {
+				w(rs.Index, nil)
+			}
 		}
 		delete(a.inflight, seq)
 	}
@@ -431,6 +520,12 @@ func (a *raftActor) processReady() {
 		a.cfg.Commit(rd.CommittedEntries)
 	}
 	a.rn.Advance(rd)
+}
+
+func (a *raftActor) send(msgs []*raftpb.Message) {
+	if len(msgs) > 0 && a.cfg.Transport != nil {
+		a.cfg.Transport.Send(msgs)
+	}
 }
 
 func (a *raftActor) applyConfChanges(ents []*raftpb.Entry) {
@@ -486,8 +581,8 @@ func (a *raftActor) stop() {
 }
 
 func (a *raftActor) failInflightReads(err error) {
-	for seq, ws := range a.inflight {
-		for _, w := range ws {
+	for seq, r := range a.inflight {
+		for _, w := range r.waiters {
 			w(0, err)
 		}
 		delete(a.inflight, seq)

@@ -1,0 +1,145 @@
+package raftnode
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
+)
+
+// memNet connects nodes in memory. Messages are delivered on their own
+// goroutine, in order per sender; drop, if set, discards the messages it
+// matches.
+type memNet struct {
+	mu    sync.Mutex
+	nodes map[uint64]*Node
+	drop  func(m *raftpb.Message) bool
+}
+
+type memTransport struct {
+	net  *memNet
+	from uint64
+}
+
+func (t memTransport) Send(msgs []*raftpb.Message) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	for _, m := range msgs {
+		if t.net.drop != nil && t.net.drop(m) {
+			continue
+		}
+		if n := t.net.nodes[m.GetTo()]; n != nil {
+			n.Step(m)
+		}
+	}
+}
+
+func (n *memNet) setDrop(f func(m *raftpb.Message) bool) {
+	n.mu.Lock()
+	n.drop = f
+	n.mu.Unlock()
+}
+
+// startCluster starts nodes 1..size over net.
+func startCluster(t *testing.T, size int) (*memNet, []*Node) {
+	t.Helper()
+	net := &memNet{nodes: make(map[uint64]*Node)}
+	var ids []uint64
+	for i := 1; i <= size; i++ {
+		ids = append(ids, uint64(i))
+	}
+	var nodes []*Node
+	for _, id := range ids {
+		l, err := filelog.Open(filepath.Join(t.TempDir(), "raft"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := Start(actors.NewSystem(), Config{
+			ID: id, Peers: ids, Log: l, TickInterval: 10 * time.Millisecond,
+			Transport: memTransport{net: net, from: id}, Commit: func([]*raftpb.Entry) {},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		net.mu.Lock()
+		net.nodes[id] = n
+		net.mu.Unlock()
+		nodes = append(nodes, n)
+		t.Cleanup(func() { n.Stop(); l.Close() })
+	}
+	return net, nodes
+}
+
+// follower waits for a leader and returns a node that is not it.
+func follower(t *testing.T, nodes []*Node) *Node {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if st := n.Status(); st.Leader != 0 && st.Leader != st.ID {
+				return n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no leader after 10s")
+	return nil
+}
+
+// TestFollowerReadIndexIsRetried: a follower's ReadIndex request that is
+// lost on its way to the leader is asked again; without the retry the read
+// waited for ever (a member starting up waited on one such read).
+func TestFollowerReadIndexIsRetried(t *testing.T) {
+	net, nodes := startCluster(t, 3)
+	f := follower(t, nodes)
+	dropped := 0
+	net.setDrop(func(m *raftpb.Message) bool {
+		if m.GetType() == raftpb.MsgReadIndex && dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.ReadIndex(ctx); err != nil {
+		t.Fatalf("ReadIndex after its request was dropped: %v", err)
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped %d ReadIndex requests, want the first", dropped)
+	}
+}
+
+// TestConcurrentReadsOnEveryMember: reads from every member at once all
+// complete; the leader keys pending reads by context, so contexts must not
+// repeat across members.
+func TestConcurrentReadsOnEveryMember(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	follower(t, nodes)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*20)
+	for _, n := range nodes {
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := n.ReadIndex(ctx); err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
