@@ -11,7 +11,7 @@ LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
 
 export CGO_ENABLED := 1
 
-.PHONY: run build deps test unit integration lint bench bench-cost fuzz clean
+.PHONY: run cluster build deps test unit integration lint bench bench-cost fuzz clean
 
 # deps installs the RocksDB headers and library when they are missing; it is
 # quick and idempotent when they are present.
@@ -31,6 +31,25 @@ run: build
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster default=http://127.0.0.1:2380 --http-listen-addr 127.0.0.1:8080
+
+# cluster starts a local three-member cluster on ENGINE for trying it by
+# hand: members c1, c2, c3 with client URLs 127.0.0.1:12379, :22379, :32379,
+# peer URLs :12380, :22380, :32380, REST on :18080, :28080, :38080, data and
+# logs under $(DATA_DIR)/cluster. Ctrl-C stops all three.
+cluster: build
+	@mkdir -p $(DATA_DIR)/cluster; \
+	ic=c1=http://127.0.0.1:12380,c2=http://127.0.0.1:22380,c3=http://127.0.0.1:32380; \
+	trap 'kill 0' INT TERM; \
+	for i in 1 2 3; do \
+		./bin/cairn --name c$$i --data-dir $(DATA_DIR)/cluster/c$$i --storage-engine $(ENGINE) \
+			--initial-cluster $$ic --initial-cluster-token cairn-local \
+			--listen-peer-urls http://127.0.0.1:$${i}2380 --initial-advertise-peer-urls http://127.0.0.1:$${i}2380 \
+			--listen-client-urls http://127.0.0.1:$${i}2379 --advertise-client-urls http://127.0.0.1:$${i}2379 \
+			--http-listen-addr 127.0.0.1:$${i}8080 > $(DATA_DIR)/cluster/c$$i.log 2>&1 & \
+	done; \
+	echo "cluster of 3 ($(ENGINE)) starting; logs in $(DATA_DIR)/cluster/c*.log; try:"; \
+	echo "  bin/etcdctl --endpoints 127.0.0.1:12379,127.0.0.1:22379,127.0.0.1:32379 endpoint status -w table"; \
+	wait
 
 lint: deps
 	@test -z "$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))" || (gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'); echo "gofmt: files above need formatting"; exit 1)

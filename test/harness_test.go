@@ -80,6 +80,14 @@ type member struct {
 	httpURL  string // http://host:port of the REST API
 	// portRetries counts starts redone because a port was taken.
 	portRetries int
+
+	// Members of a cluster keep their name, ports and --initial-cluster
+	// across restarts, since their peers know them by those; clusterArgs
+	// are their naming flags. A lone member has none and gets new ports
+	// at every start.
+	name        string
+	peerURL     string
+	clusterArgs []string
 }
 
 // startMember starts a single-member cluster on engine with a fresh data
@@ -102,32 +110,46 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// start launches the process on new ports and waits for etcd's readiness
-// log line.
+// start launches the process, on new ports unless it is a cluster member,
+// and waits for etcd's readiness log line.
 func (m *member) start() {
-	t := m.t
-	t.Helper()
-	cport, pport, hport := freePort(t), freePort(t), freePort(t)
-	m.clientEP = fmt.Sprintf("127.0.0.1:%d", cport)
-	m.httpURL = fmt.Sprintf("http://127.0.0.1:%d", hport)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	args := append([]string{
-		"--name", "m1",
+	m.t.Helper()
+	if err := m.launch(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// launch is start returning its failure instead of failing the test, so
+// that several members can be started at once.
+func (m *member) launch() error {
+	name, peer := m.name, m.peerURL
+	if m.clusterArgs == nil {
+		t := m.t
+		cport, pport, hport := freePort(t), freePort(t), freePort(t)
+		m.clientEP = fmt.Sprintf("127.0.0.1:%d", cport)
+		m.httpURL = fmt.Sprintf("http://127.0.0.1:%d", hport)
+		name, peer = "m1", fmt.Sprintf("http://127.0.0.1:%d", pport)
+	}
+	args := []string{
+		"--name", name,
 		"--data-dir", m.dataDir,
 		"--storage-engine", m.engine,
 		"--listen-client-urls", "http://" + m.clientEP,
 		"--advertise-client-urls", "http://" + m.clientEP,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "m1=" + peer,
 		"--http-listen-addr", strings.TrimPrefix(m.httpURL, "http://"),
-	}, m.args...)
+	}
+	if m.clusterArgs == nil {
+		args = append(args, "--initial-cluster", "m1="+peer)
+	}
+	args = append(append(args, m.clusterArgs...), m.args...)
 	cmd := exec.Command(cairnBin, args...)
 	cmd.Env = cleanEnv()
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	m.cmd = cmd
 	m.exited = make(chan struct{})
@@ -146,24 +168,25 @@ func (m *member) start() {
 			}
 		}
 	}()
+	exited := m.exited
 	go func() {
 		_ = cmd.Wait()
 		pw.Close()
-		close(m.exited)
+		close(exited)
 	}()
 	select {
 	case <-ready:
-	case <-m.exited:
+		return nil
+	case <-exited:
 		// A port found free may have been taken by another process before
 		// the member bound it: start again on new ports.
-		if m.portRetries < 4 && strings.Contains(m.logs(), "address already in use") {
+		if m.clusterArgs == nil && m.portRetries < 4 && strings.Contains(m.logs(), "address already in use") {
 			m.portRetries++
-			m.start()
-			return
+			return m.launch()
 		}
-		t.Fatalf("cairn exited before becoming ready:\n%s", m.logs())
+		return fmt.Errorf("cairn %s exited before becoming ready:\n%s", name, m.logs())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("cairn not ready after 60s:\n%s", m.logs())
+		return fmt.Errorf("cairn %s not ready after 60s:\n%s", name, m.logs())
 	}
 }
 

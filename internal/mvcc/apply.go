@@ -124,6 +124,19 @@ func (a *Applier) SetApplied(index uint64) {
 	}
 }
 
+// SetMeta stages the raft entry at index as a write of value under key in
+// the Meta bucket: a replicated record that belongs to no MVCC key (a
+// member's published attributes), committed with the entries around it and
+// carried by snapshots. Keys under "mvcc/" are this package's own and must
+// not be used.
+func (a *Applier) SetMeta(index uint64, key, value []byte) {
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Put(storage.Meta, key, value)
+		a.applied = index
+	}
+}
+
 // Commit writes the staged entries and the index of the last one in one
 // engine batch, without fsync (raft's log is the durable record), and then
 // publishes their index updates and revision, and after them the applied

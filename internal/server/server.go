@@ -6,13 +6,13 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +38,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/storage/memory"
 	"github.com/cairn-kv/cairn/internal/storage/rocksdb"
 	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/internal/transport"
 	"github.com/cairn-kv/cairn/internal/watch"
 	"github.com/cairn-kv/cairn/pkg/etcdcompat"
 	"github.com/cairn-kv/cairn/pkg/httpapi"
@@ -63,6 +64,12 @@ type Server struct {
 	httpSrvs []*http.Server
 	closers  []func() error
 
+	cluster   *staticCluster
+	peers     *peerHandler
+	transport *transport.Transport
+	peerSrv   *grpc.Server
+	leaseFwd  *leaseForwarder
+
 	clientAddrs []string
 	httpAddr    string
 }
@@ -71,9 +78,6 @@ type Server struct {
 // It returns once every listener accepts connections and the member has
 // replayed its log.
 func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
-	if len(cfg.InitialCluster) != 1 {
-		return nil, errors.New("multi-member clusters are not supported yet (see docs/limitations.md); --initial-cluster must name only this member")
-	}
 	s := &Server{cfg: cfg, lg: lg, sys: actors.NewSystem()}
 	if err := s.start(); err != nil {
 		// Release whatever was opened: listeners, actors, storage.
@@ -88,17 +92,32 @@ func (s *Server) start() error {
 	if err := s.openStorage(); err != nil {
 		return err
 	}
-	initialID := memberID(cfg.InitialAdvertisePeerURLs, cfg.InitialClusterToken)
-	selfID, clusterID, err := loadIdentity(cfg.EngineDir(), s.engine, initialID, clusterIDOf([]uint64{initialID}))
+	members, err := initialMembers(cfg)
+	if err != nil {
+		return err
+	}
+	ids := make([]uint64, 0, len(members))
+	var initialID uint64
+	for _, m := range members {
+		ids = append(ids, m.ID)
+		if m.Name == cfg.Name {
+			initialID = m.ID
+		}
+	}
+	selfID, clusterID, err := loadIdentity(cfg.EngineDir(), s.engine, initialID, clusterIDOf(ids))
 	if err != nil {
 		return fmt.Errorf("member identity: %w", err)
 	}
-	cl := &staticCluster{members: []*pb.Member{{
-		ID:         selfID,
-		Name:       cfg.Name,
-		PeerURLs:   urlStrings(cfg.InitialAdvertisePeerURLs),
-		ClientURLs: urlStrings(cfg.AdvertiseClientURLs),
-	}}}
+	for _, m := range members {
+		if m.Name == cfg.Name {
+			// A member keeps the ID it was created with, even when it
+			// restarts with other peer URLs.
+			m.ID = selfID
+			m.ClientURLs = urlStrings(cfg.AdvertiseClientURLs)
+		}
+	}
+	s.cluster = &staticCluster{members: members}
+	cl := s.cluster
 	// Like etcd, watch responses are fragmented above the gRPC receive
 	// limit: --max-request-bytes plus 512 KiB of framing allowance.
 	s.watch = watch.NewHub(s.sys, s.kv, watch.Options{
@@ -110,8 +129,12 @@ func (s *Server) start() error {
 		Checkpoint:         cfg.LeaseCheckpoint,
 		CheckpointInterval: cfg.LeaseCheckpointInterval,
 		Extend:             cfg.ElectionTimeout,
+		Forwarder:          s.forwarder(selfID),
 		Logger:             lg.Named("lease"),
 	})
+	if err := s.servePeers(selfID, clusterID); err != nil {
+		return err
+	}
 	s.store, err = store.Start(s.sys, store.Config{
 		Publish:           s.watch.Publish,
 		LeaseApplied:      s.lease.Applied,
@@ -126,26 +149,45 @@ func (s *Server) start() error {
 		SnapshotCount:     cfg.SnapshotCount,
 		RequestTimeout:    5*time.Second + 2*cfg.ElectionTimeout,
 		Logger:            lg.Named("store"),
+		// A follower that restored its leader's snapshot rebuilds what is
+		// derived from the state: lease expiries, watchers' positions.
+		Restored: func() {
+			s.lease.Reset(s.kv.Leases())
+			s.watch.Resync()
+		},
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
-			return raftnode.Start(s.sys, raftnode.Config{
-				ID:            selfID,
-				Peers:         []uint64{selfID},
-				Log:           s.rlog,
-				TickInterval:  cfg.HeartbeatInterval,
-				ElectionTicks: int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
-				Commit:        commit,
-				Logger:        lg.Named("raft"),
+			n, err := raftnode.Start(s.sys, raftnode.Config{
+				ID:                     selfID,
+				Peers:                  ids,
+				Log:                    s.rlog,
+				TickInterval:           cfg.HeartbeatInterval,
+				ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+				SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+				NoPreVote:              !cfg.PreVote,
+				AdvanceTicks:           advanceTicks(cfg),
+				Transport:              s.transport,
+				Commit:                 commit,
+				Logger:                 lg.Named("raft"),
 			})
+			if err == nil {
+				s.peers.node.Store(n)
+			}
+			return n, err
 		},
 	})
 	if err != nil {
 		return err
 	}
+	s.peers.store.Store(s.store)
+	s.cluster.published = s.store.MemberAttrs
 	s.lease.Attach(s.store)
 	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.store.WaitReady(readyCtx); err != nil {
 		return fmt.Errorf("member did not become ready: %w", err)
+	}
+	if err := s.publish(readyCtx, selfID); err != nil {
+		return fmt.Errorf("member did not publish its attributes: %w", err)
 	}
 	if err := s.serveClients(cl); err != nil {
 		return err
@@ -257,6 +299,36 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	return nil
 }
 
+// publish records this member's name and client URLs through raft, unless
+// they are already recorded, retrying until ctx ends as etcd does.
+func (s *Server) publish(ctx context.Context, selfID uint64) error {
+	urls := urlStrings(s.cfg.AdvertiseClientURLs)
+	if a := s.store.MemberAttrs()[selfID]; a != nil && a.GetName() == s.cfg.Name && slices.Equal(a.GetClientUrls(), urls) {
+		return nil
+	}
+	for {
+		err := s.store.PublishMember(ctx, selfID, s.cfg.Name, urls)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		s.lg.Warn("failed to publish member attributes; retrying", zap.Error(err))
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// advanceTicks is how many election ticks a member skips at start: all
+// but one with --initial-election-tick-advance, as etcd does.
+func advanceTicks(cfg *config.Config) int {
+	if !cfg.InitialElectionTickAdvance {
+		return 0
+	}
+	return int(cfg.ElectionTimeout/cfg.HeartbeatInterval) - 1
+}
+
 // serveREST starts Cairn's REST API on --http-listen-addr.
 func (s *Server) serveREST() error {
 	l, err := net.Listen("tcp", s.cfg.HTTPListenAddr)
@@ -337,6 +409,17 @@ func (s *Server) Stop() {
 	}
 	for _, c := range s.closers {
 		_ = c()
+	}
+	// Peers next: no snapshot is being restored into the store below once
+	// the transport has stopped.
+	if s.peerSrv != nil {
+		s.peerSrv.Stop()
+	}
+	if s.transport != nil {
+		s.transport.Stop()
+	}
+	if s.leaseFwd != nil {
+		s.leaseFwd.Close()
 	}
 	if s.gwConn != nil {
 		_ = s.gwConn.Close()

@@ -232,6 +232,9 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 			res.resp = &pb.LeaseRevokeResponse{}
 			a.leaseOps = append(a.leaseOps, [2]int64{r.LeaseRevoke.ID, 0})
 		}
+	case r.ClusterMemberAttrSet != nil:
+		a.setMemberAttrs(ap, index, r.ClusterMemberAttrSet)
+		res.resp = &pb.MemberUpdateResponse{}
 	case r.LeaseCheckpoint != nil:
 		if res.err = ap.LeaseCheckpoint(index, r.LeaseCheckpoint.Checkpoints); res.err == nil {
 			res.resp = &pb.LeaseCheckpointResponse{}

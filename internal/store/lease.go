@@ -75,6 +75,10 @@ func (c *Client) Lease(id int64, withKeys bool) (ttl int64, keys [][]byte, ok bo
 	return c.kv.Lease(id, withKeys)
 }
 
+// Leader returns the ID of the member this one last knew as leader, 0 if
+// none.
+func (c *Client) Leader() uint64 { return c.raft.Status().Leader }
+
 // IsLeader reports whether this member leads the raft group.
 func (c *Client) IsLeader() bool {
 	st := c.raft.Status()

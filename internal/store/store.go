@@ -331,7 +331,10 @@ func (c *Client) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 // Status reports what etcd's Maintenance.Status reports.
 func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	st := c.raft.Status()
-	size := c.dbSize.Load()
+	// Asked of the engine, not the sample kept for the quota check, which
+	// may be up to a second old: a fresh member would report 0.
+	size := c.cfg.Engine.Stats().SizeBytes
+	c.dbSize.Store(size)
 	return &pb.StatusResponse{
 		Header:           c.header(c.kv.Rev()),
 		Version:          Version,

@@ -66,6 +66,13 @@ type Options struct {
 // etcd's "request is too large" rather than a transport error.
 const grpcOverheadBytes = 512 * 1024
 
+// RegisterLease serves etcd's Lease service from le on srv. Besides the
+// client server, members register it on their peer server, where a
+// follower sends its keep-alives to the leader as etcd's do.
+func RegisterLease(srv *grpc.Server, le Lessor) {
+	pb.RegisterLeaseServer(srv, &leaseServer{le: le})
+}
+
 // NewServer returns a gRPC server with etcd's services registered and
 // etcd's server options (message sizes, keepalive enforcement).
 func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
@@ -91,7 +98,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
 	}
 	if opts.Lease != nil {
-		pb.RegisterLeaseServer(srv, &leaseServer{le: opts.Lease})
+		RegisterLease(srv, opts.Lease)
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

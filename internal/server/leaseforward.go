@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cairn-kv/cairn/internal/lease"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/store"
+)
+
+// leaseForwarder sends a follower's keep-alives and TimeToLive requests to
+// the leader, the member whose lease clocks count (lease.Forwarder). As in
+// etcd, they go to the leader's peer URL, which every member knows from
+// the membership: the peer listener serves etcd's Lease service too.
+type leaseForwarder struct {
+	leader  func() uint64 // the current leader's ID, 0 if none
+	members func() []*pb.Member
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn // by target
+}
+
+func newLeaseForwarder(leader func() uint64, members func() []*pb.Member) *leaseForwarder {
+	return &leaseForwarder{leader: leader, members: members, conns: make(map[string]*grpc.ClientConn)}
+}
+
+// client returns a Lease client of the leader.
+func (f *leaseForwarder) client() (pb.LeaseClient, error) {
+	id := f.leader()
+	if id == 0 {
+		return nil, store.ErrNoLeader
+	}
+	var target string
+	for _, m := range f.members() {
+		if m.ID == id && len(m.PeerURLs) > 0 {
+			u, err := url.Parse(m.PeerURLs[0])
+			if err != nil {
+				return nil, fmt.Errorf("leader %x peer URL: %w", id, err)
+			}
+			target = u.Host
+		}
+	}
+	if target == "" {
+		return nil, fmt.Errorf("leader %x has no peer URL: %w", id, store.ErrNoLeader)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	conn := f.conns[target]
+	if conn == nil {
+		var err error
+		if conn, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return nil, err
+		}
+		f.conns[target] = conn
+	}
+	return pb.NewLeaseClient(conn), nil
+}
+
+// Renew implements lease.Forwarder: one keep-alive on the leader.
+func (f *leaseForwarder) Renew(ctx context.Context, id int64) (int64, error) {
+	c, err := f.client()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.LeaseKeepAlive(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+		return 0, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	if resp.TTL <= 0 {
+		return 0, mvcc.ErrLeaseNotFound
+	}
+	return resp.TTL, nil
+}
+
+// TimeToLive implements lease.Forwarder.
+func (f *leaseForwarder) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.LeaseTimeToLive(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.TTL == -1 {
+		return nil, mvcc.ErrLeaseNotFound
+	}
+	return resp, nil
+}
+
+// Close closes the connections to leaders.
+func (f *leaseForwarder) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, c := range f.conns {
+		c.Close()
+		delete(f.conns, t)
+	}
+}
+
+// forwarder returns the lease forwarder of a member of several, and nil
+// for a member alone, whose lessor always answers itself.
+func (s *Server) forwarder(self uint64) lease.Forwarder {
+	if len(s.cluster.members) < 2 {
+		return nil
+	}
+	s.leaseFwd = newLeaseForwarder(func() uint64 {
+		if st := s.store; st != nil {
+			if l := st.Leader(); l != self {
+				return l
+			}
+		}
+		return 0
+	}, s.cluster.Members)
+	return s.leaseFwd
+}

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-kv/cairn/internal/raftnode"
+	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/internal/transport"
+	"github.com/cairn-kv/cairn/pkg/etcdcompat"
+)
+
+// peerHandler is the receiving side of the peer transport: raft messages go
+// to the raft node, snapshots to the store. Both are set once started;
+// what arrives before is dropped, and raft sends it again.
+type peerHandler struct {
+	dir     string        // where an incoming snapshot is spooled
+	applied func() uint64 // the state machine's applied index
+	node    atomic.Pointer[raftnode.Node]
+	store   atomic.Pointer[store.Client]
+	lg      *zap.Logger
+}
+
+// Step implements transport.Handler.
+func (h *peerHandler) Step(m *raftpb.Message) {
+	if n := h.node.Load(); n != nil {
+		n.Step(m)
+	}
+}
+
+// Snapshot implements transport.Handler: the leader's state is spooled to
+// a file first, so the store actor, which restores it, never waits on the
+// network.
+func (h *peerHandler) Snapshot(m *raftpb.Message, data io.Reader) error {
+	st := h.store.Load()
+	if st == nil {
+		return fmt.Errorf("snapshot from %x: member not started yet", m.GetFrom())
+	}
+	if index := m.GetSnapshot().GetMetadata().GetIndex(); h.applied() >= index {
+		// Raft ignores a snapshot it has already passed; the state must
+		// not be replaced either, least of all by an older one.
+		h.lg.Info("ignored a snapshot this member has already passed",
+			zap.Uint64("snapshot-index", index), zap.Uint64("applied-index", h.applied()))
+		_, err := io.Copy(io.Discard, data)
+		return err
+	}
+	path := filepath.Join(h.dir, "snapshot.incoming")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	n, err := io.Copy(f, data)
+	if err != nil {
+		return fmt.Errorf("receiving snapshot: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	h.lg.Info("received snapshot", zap.String("from", fmt.Sprintf("%x", m.GetFrom())),
+		zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", n))
+	return st.Restore(bufio.NewReaderSize(f, 1<<20))
+}
+
+// ReportUnreachable implements transport.Handler.
+func (h *peerHandler) ReportUnreachable(id uint64) {
+	if n := h.node.Load(); n != nil {
+		n.ReportUnreachable(id)
+	}
+}
+
+// ReportSnapshot implements transport.Handler.
+func (h *peerHandler) ReportSnapshot(id uint64, failed bool) {
+	if n := h.node.Load(); n != nil {
+		n.ReportSnapshot(id, failed)
+	}
+}
+
+// servePeers starts the peer transport and its gRPC server on
+// --listen-peer-urls, with etcd's Lease service beside it for followers'
+// keep-alives. It returns before the raft node exists: the handler drops
+// messages until then.
+func (s *Server) servePeers(selfID, clusterID uint64) error {
+	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, lg: s.lg.Named("peer")}
+	t, err := transport.New(transport.Config{
+		ID:        selfID,
+		ClusterID: clusterID,
+		Handler:   s.peers,
+		Snapshots: s.engine.WriteSnapshot,
+		Logger:    s.lg.Named("transport"),
+	})
+	if err != nil {
+		return err
+	}
+	s.transport = t
+	for _, m := range s.cluster.members {
+		if m.ID != selfID {
+			if err := t.AddPeer(m.ID, m.PeerURLs); err != nil {
+				return err
+			}
+		}
+	}
+	s.peerSrv = grpc.NewServer(transport.ServerOptions()...)
+	t.Register(s.peerSrv)
+	etcdcompat.RegisterLease(s.peerSrv, s.lease)
+	for _, u := range s.cfg.ListenPeerURLs {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
+		}
+		s.lg.Info("serving peer traffic", zap.String("address", l.Addr().String()))
+		go func() { _ = s.peerSrv.Serve(l) }()
+	}
+	return nil
+}

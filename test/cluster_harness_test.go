@@ -1,0 +1,140 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// cluster is a set of members started together with one --initial-cluster.
+type cluster struct {
+	t       *testing.T
+	members []*member
+}
+
+// startCluster starts n members of engine at once (each waits for a quorum
+// before it reports ready) and stops them at test end.
+func startCluster(t *testing.T, engine string, n int, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	var initial []string
+	for i := 0; i < n; i++ {
+		m := &member{
+			t: t, engine: engine, dataDir: t.TempDir(), args: extra,
+			name:     fmt.Sprintf("c%d", i),
+			peerURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		}
+		initial = append(initial, m.name+"="+m.peerURL)
+		c.members = append(c.members, m)
+	}
+	for _, m := range c.members {
+		m.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "cairn-test"}
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			m.stop()
+		}
+	})
+	c.launch(c.members...)
+	return c
+}
+
+// launch starts ms at once and waits until each is ready.
+func (c *cluster) launch(ms ...*member) {
+	c.t.Helper()
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.launch()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			// The others' logs tell why this one found no leader.
+			for _, m := range c.members {
+				if !slices.Contains(ms, m) || m.cmd != nil {
+					c.t.Logf("log of %s:\n%s", m.name, m.logs())
+				}
+			}
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// endpoints are the client endpoints of every member.
+func (c *cluster) endpoints() []string {
+	var eps []string
+	for _, m := range c.members {
+		eps = append(eps, m.clientEP)
+	}
+	return eps
+}
+
+// leader returns the member every running member agrees leads, waiting
+// up to 20 s for an election to settle.
+func (c *cluster) leader() *member {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var leader uint64
+		agreed := true
+		for _, m := range c.members {
+			if m.cmd == nil {
+				continue
+			}
+			st, err := m.status()
+			if err != nil || st.Leader == 0 || (leader != 0 && st.Leader != leader) {
+				agreed = false
+				break
+			}
+			leader = st.Leader
+		}
+		if agreed && leader != 0 {
+			for _, m := range c.members {
+				if st, err := m.status(); m.cmd != nil && err == nil && st.Header.MemberId == leader {
+					return m
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatal("no leader agreed on within 20s")
+	return nil
+}
+
+// followers are the running members other than the leader.
+func (c *cluster) followers() []*member {
+	l := c.leader()
+	var out []*member
+	for _, m := range c.members {
+		if m != l && m.cmd != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// status is the member's Maintenance.Status, asked of it alone.
+func (m *member) status() (*clientv3.StatusResponse, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientEP}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return cli.Status(ctx, m.clientEP)
+}

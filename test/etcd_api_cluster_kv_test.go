@@ -1,0 +1,263 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestClusterWriteAnywhereReadEverywhere: a write through any member is
+// read, linearizably, through every other; a watcher on a follower sees
+// writes made through another member; every member reports the same
+// membership and leader.
+func TestClusterWriteAnywhereReadEverywhere(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		f := c.followers()
+		watchCli := f[0].client(t)
+		wctx, cancel := context.WithCancel(ctx(t))
+		defer cancel()
+		wch := watchCli.Watch(wctx, "k/", clientv3.WithPrefix())
+
+		for i, m := range c.members {
+			key := fmt.Sprintf("k/%d", i)
+			if _, err := m.client(t).Put(ctx(t), key, m.name); err != nil {
+				t.Fatalf("put through %s: %v", m.name, err)
+			}
+			for _, other := range c.members {
+				resp, err := other.client(t).Get(ctx(t), key)
+				if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != m.name {
+					t.Fatalf("get %s through %s after a put through %s: %v %v", key, other.name, m.name, resp, err)
+				}
+			}
+		}
+		var seen []string
+		for len(seen) < len(c.members) {
+			select {
+			case wr := <-wch:
+				for _, ev := range wr.Events {
+					seen = append(seen, string(ev.Kv.Key))
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("watcher on follower %s saw %v, want 3 puts", f[0].name, seen)
+			}
+		}
+		if want := []string{"k/0", "k/1", "k/2"}; !reflect.DeepEqual(seen, want) {
+			t.Errorf("watcher on a follower saw %v, want %v", seen, want)
+		}
+
+		var lists [][]uint64
+		leader := c.leader()
+		for _, m := range c.members {
+			resp, err := m.client(t).MemberList(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []uint64
+			for _, mm := range resp.Members {
+				ids = append(ids, mm.ID)
+			}
+			lists = append(lists, ids)
+			st, err := m.status()
+			if err != nil || st.Leader != leader.statusID(t) || st.RaftTerm == 0 {
+				t.Errorf("%s status: %+v %v", m.name, st, err)
+			}
+		}
+		if len(lists[0]) != 3 || !reflect.DeepEqual(lists[0], lists[1]) || !reflect.DeepEqual(lists[0], lists[2]) {
+			t.Errorf("member lists differ or are not 3: %v", lists)
+		}
+	})
+}
+
+// statusID is the member's own ID, from its status.
+func (m *member) statusID(t *testing.T) uint64 {
+	t.Helper()
+	st, err := m.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Header.MemberId
+}
+
+// TestClusterLeaderKillLosesNoAcknowledgedWrite: kill -9 of the leader
+// while clients write through every member: a new leader is elected, and
+// every write acknowledged before or after is there with its revision.
+func TestClusterLeaderKillLosesNoAcknowledgedWrite(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		cli := clientOf(t, c.endpoints())
+		var (
+			mu    sync.Mutex
+			acked = map[string]int64{}
+			wg    sync.WaitGroup
+			stop  = make(chan struct{})
+		)
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					key := fmt.Sprintf("w%d/%d", w, i)
+					pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					resp, err := cli.Put(pctx, key, "v")
+					cancel()
+					if err == nil {
+						mu.Lock()
+						acked[key] = resp.Header.Revision
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Second)
+		old := c.leader()
+		old.kill9()
+		time.Sleep(3 * time.Second)
+		close(stop)
+		wg.Wait()
+		newLeader := c.leader()
+		if newLeader == old {
+			t.Fatal("the killed member is still reported leader")
+		}
+		c.launch(old)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < 10 {
+			t.Fatalf("only %d writes acknowledged", len(acked))
+		}
+		for _, m := range c.members {
+			mc := m.client(t)
+			for key, rev := range acked {
+				resp, err := mc.Get(ctx(t), key)
+				if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != rev {
+					t.Fatalf("%s: acknowledged %s at revision %d, got %v %v", m.name, key, rev, resp, err)
+				}
+			}
+		}
+	})
+}
+
+// clientOf is a client over several endpoints, closed at test end.
+func clientOf(t *testing.T, eps []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestClusterFollowerCatchesUpBySnapshot: a follower stopped while the
+// others write far past the log they keep is sent the leader's state and
+// ends with exactly the same keys, revisions and leases.
+func TestClusterFollowerCatchesUpBySnapshot(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10")
+		lagging := c.followers()[0]
+		cli := clientOf(t, []string{c.leader().clientEP})
+		lease, err := cli.Grant(ctx(t), 600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx(t), "leased", "v", clientv3.WithLease(lease.ID)); err != nil {
+			t.Fatal(err)
+		}
+		lagging.stop()
+		for i := 0; i < 400; i++ {
+			if _, err := cli.Put(ctx(t), fmt.Sprintf("s/%03d", i%150), fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.launch(lagging)
+		if !waitFor(20*time.Second, func() bool { return lagging.logContains("restored a snapshot") }) {
+			t.Fatalf("%s did not restore a snapshot:\n%s", lagging.name, lagging.logs())
+		}
+		want := dumpSerializable(t, c.leader())
+		if !waitFor(20*time.Second, func() bool { return reflect.DeepEqual(dumpSerializable(t, lagging), want) }) {
+			t.Fatalf("%s after catch-up:\n got %v\nwant %v", lagging.name, dumpSerializable(t, lagging), want)
+		}
+		ttl, err := lagging.client(t).TimeToLive(ctx(t), lease.ID, clientv3.WithAttachedKeys())
+		if err != nil || ttl.TTL <= 0 || len(ttl.Keys) != 1 {
+			t.Errorf("lease through the caught-up member: %+v %v", ttl, err)
+		}
+	})
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
+
+func (m *member) logContains(s string) bool {
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	return strings.Contains(m.log.String(), s)
+}
+
+// dumpSerializable is every key of a member, read locally, with its
+// revisions, and the member's revision.
+func dumpSerializable(t *testing.T, m *member) []string {
+	t.Helper()
+	resp, err := m.client(t).Get(ctx(t), "\x00", clientv3.WithFromKey(), clientv3.WithSerializable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{fmt.Sprint("rev ", resp.Header.Revision)}
+	for _, kv := range resp.Kvs {
+		out = append(out, fmt.Sprintf("%s=%s c%d m%d v%d l%x", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease))
+	}
+	return out
+}
+
+// TestClusterLoneMemberServesOnlySerializableReads: with two members of
+// three gone, the last one has no leader: writes and linearizable reads
+// fail, serializable reads are served.
+func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3, "--election-timeout", "500", "--heartbeat-interval", "50")
+		cli := clientOf(t, []string{c.members[0].clientEP})
+		if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		c.members[1].kill9()
+		c.members[2].kill9()
+		short := func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 3*time.Second)
+		}
+		pctx, cancel := short()
+		_, err := cli.Put(pctx, "k", "v2")
+		cancel()
+		if err == nil {
+			t.Error("a lone member of three accepted a write")
+		}
+		gctx, cancel := short()
+		_, err = cli.Get(gctx, "k")
+		cancel()
+		if err == nil {
+			t.Error("a lone member of three served a linearizable read")
+		}
+		resp, err := cli.Get(ctx(t), "k", clientv3.WithSerializable())
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
+			t.Errorf("serializable read: %v %v", resp, err)
+		}
+	})
+}
