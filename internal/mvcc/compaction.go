@@ -49,6 +49,7 @@ func (kv *KV) Compact(index uint64, rev int64) (done <-chan struct{}, err error)
 		return done, err
 	}
 
+	kv.expectCompaction(rev, compacted)
 	// The scheduled revision commits with the entry, so that a crash before
 	// the compaction finishes resumes it at Open.
 	b := kv.e.NewBatch()
@@ -218,14 +219,26 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 		}
 	}
 
+	// As etcd does, hash what the compaction sees before deleting it; HashKV
+	// at rev answers with that hash.
+	h := kv.beginCompactionHash(rev, keep)
 	deleted := 0
 	end := mainPrefix(rev + 1)
 	for from := []byte(nil); ; {
-		var keys [][]byte
-		err := kv.e.Iterate(storage.KV, from, end, false, func(k, _ []byte) bool {
+		var (
+			keys  [][]byte
+			hfail error
+		)
+		err := kv.e.Iterate(storage.KV, from, end, false, func(k, v []byte) bool {
 			keys = append(keys, bytes.Clone(k))
-			return len(keys) < limit
+			if h != nil {
+				hfail = h.write(k, v)
+			}
+			return len(keys) < limit && hfail == nil
 		})
+		if err == nil {
+			err = hfail
+		}
 		if err != nil {
 			return fmt.Errorf("mvcc: compaction scan: %w", err)
 		}
@@ -261,6 +274,7 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 		case <-time.After(kv.opts.CompactionSleepInterval):
 		}
 	}
+	kv.finishCompactionHash(h)
 	kv.lg.Info("compaction finished",
 		zap.Int64("revision", rev),
 		zap.Int("revisions-deleted", deleted),

@@ -97,6 +97,7 @@ type KV struct {
 	applied atomic.Uint64
 
 	compactor *compactor
+	hashes    compactionHashes // see hash.go
 
 	// Writer goroutine only: whether an Applier is open, the tree of its
 	// staged keys (kept for the next one), and scratch buffers.

@@ -32,3 +32,17 @@ func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequ
 	}
 	return &pb.DefragmentResponse{Header: s.st.Header()}, nil
 }
+
+// Hash answers with a hash of the member's whole state. Members with the
+// same state agree, but the value is not etcd's (see docs/limitations.md).
+func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	resp, err := s.st.Hash(ctx)
+	return resp, toGRPCError(err)
+}
+
+// HashKV answers with etcd's own hash of the key-value history up to
+// r.Revision, so it can be compared with etcd members' too.
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	resp, err := s.st.HashKV(ctx, r.Revision)
+	return resp, toGRPCError(err)
+}
