@@ -11,7 +11,7 @@ LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
 
 export CGO_ENABLED := 1
 
-.PHONY: run cluster build deps test unit integration lint bench bench-cost fuzz clean
+.PHONY: run cluster build deps test unit integration lint bench bench-cost fuzz clean test-faults
 
 # deps installs the RocksDB headers and library when they are missing; it is
 # quick and idempotent when they are present.
@@ -65,6 +65,14 @@ integration: build
 	$(GO) test -count=1 -timeout 15m ./test/...
 
 test: lint unit integration
+
+# test-faults runs the fault test (kill -9, SIGSTOP of leader and followers
+# under concurrent clients, checked for linearizability with porcupine) for
+# FAULT_DURATION of load per engine instead of make test's short pass.
+FAULT_DURATION ?= 60s
+
+test-faults: build
+	CAIRN_FAULT_DURATION=$(FAULT_DURATION) $(GO) test -count=1 -run TestClusterFaultsLinearizable -timeout 30m -v ./test/
 
 # bench-cost runs the cost guards, the BenchmarkCost benchmarks that time
 # one path at sizes n, 10n and 100n, and prints how their cost per item grows

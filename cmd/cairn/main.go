@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -59,15 +60,53 @@ func run(args, environ []string) int {
 	}
 	lg.Info("starting Cairn", zap.String("etcd-version", store.Version), zap.String("cairn-version", cairnVersion),
 		zap.String("name", cfg.Name), zap.String("data-dir", cfg.DataDir), zap.String("storage-engine", cfg.StorageEngine))
-	srv, err := server.Start(cfg, lg)
-	if err != nil {
-		lg.Error("failed to start", zap.Error(err))
-		return 1
-	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+	// A member may wait long for a quorum before it is ready; a signal then
+	// ends the process at once, which loses nothing acknowledged (as a
+	// kill -9 loses nothing).
+	type started struct {
+		srv *server.Server
+		err error
+	}
+	ready := make(chan started, 1)
+	go func() {
+		srv, err := server.Start(cfg, lg)
+		ready <- started{srv, err}
+	}()
+	var srv *server.Server
+	select {
+	case r := <-ready:
+		if r.err != nil {
+			lg.Error("failed to start", zap.Error(r.err))
+			return 1
+		}
+		srv = r.srv
+	case s := <-sig:
+		// The readiness line is logged just before Start returns, and
+		// etcd's test framework signals right after it: give Start a moment
+		// to finish, then stop cleanly.
+		select {
+		case r := <-ready:
+			if r.err != nil {
+				lg.Error("failed to start", zap.Error(r.err))
+				return 1
+			}
+			lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+			r.srv.Stop()
+			lg.Info("stopped")
+			return 0
+		case <-time.After(2 * time.Second):
+			lg.Info("received signal before ready; exiting", zap.String("signal", s.String()))
+			return 1
+		}
+	}
+	select {
+	case s := <-sig:
+		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+	case <-srv.Removed():
+		lg.Info("the member has been permanently removed from the cluster; its data directory must be removed before it is added again")
+	}
 	srv.Stop()
 	lg.Info("stopped")
 	return 0

@@ -137,6 +137,16 @@ func (a *Applier) SetMeta(index uint64, key, value []byte) {
 	}
 }
 
+// DeleteMeta stages the raft entry at index as the removal of key from the
+// Meta bucket (see SetMeta).
+func (a *Applier) DeleteMeta(index uint64, key []byte) {
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Delete(storage.Meta, key)
+		a.applied = index
+	}
+}
+
 // Commit writes the staged entries and the index of the last one in one
 // engine batch, without fsync (raft's log is the durable record), and then
 // publishes their index updates and revision, and after them the applied

@@ -46,8 +46,13 @@ type Config struct {
 	// ID is this member's raft ID; never zero.
 	ID uint64
 	// Peers are the voters of a cluster being bootstrapped. They are used
-	// only when Log is empty.
+	// only when Log is empty; none means this member joins a running
+	// cluster, whose leader sends it the log.
 	Peers []uint64
+	// PeerContexts, if set, is the context of each peer's bootstrap
+	// configuration change (the member's record, for the state machine
+	// to learn the initial membership from the log, as etcd's does).
+	PeerContexts map[uint64][]byte
 	// Log is the durable log; the node owns it from Start until Stop.
 	Log raftlog.Log
 	// TickInterval is etcd's heartbeat interval (default 100ms).
@@ -138,10 +143,12 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	if last == 0 {
+	// A member joining an existing cluster starts with no peers and no
+	// log: the leader sends it the configuration with everything else.
+	if last == 0 && len(cfg.Peers) > 0 {
 		peers := make([]raft.Peer, 0, len(cfg.Peers))
 		for _, id := range cfg.Peers {
-			peers = append(peers, raft.Peer{ID: id})
+			peers = append(peers, raft.Peer{ID: id, Context: cfg.PeerContexts[id]})
 		}
 		if err := rn.Bootstrap(peers); err != nil {
 			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
@@ -168,6 +175,30 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 	go n.tick(cfg.TickInterval)
 	n.ref.Send(campaignMsg{})
 	return n, nil
+}
+
+// ProposeConfChange submits a membership change. Like Propose it does not
+// wait: the entry reaches Config.Commit once committed (after raft has
+// applied it), and rejected is called only if it is refused.
+func (n *Node) ProposeConfChange(cc *raftpb.ConfChange, rejected func(error)) {
+	if n.stopped.Load() {
+		rejected(ErrStopped)
+		return
+	}
+	n.ref.Send(proposeConfMsg{cc: cc, rejected: rejected})
+}
+
+// Progress returns how far member id's log matches the leader's, and the
+// leader's last index; ok is false unless this member leads and tracks id.
+func (n *Node) Progress(id uint64) (match, last uint64, ok bool) {
+	ch := make(chan [3]uint64, 1)
+	n.ref.Send(progressMsg{id: id, reply: ch})
+	select {
+	case r := <-ch:
+		return r[0], r[1], r[2] == 1
+	case <-n.done:
+		return 0, 0, false
+	}
 }
 
 // Propose submits data to be appended to the log. It does not wait: the
@@ -281,13 +312,21 @@ type (
 		data     []byte
 		rejected func(error)
 	}
-	readIndexMsg struct{ reply readWaiter }
-	compactMsg   struct{ applied uint64 }
-	tickMsg      struct{}
-	campaignMsg  struct{}
-	readyMsg     struct{}
-	stepMsg      struct{ m *raftpb.Message }
-	reportMsg    struct {
+	readIndexMsg   struct{ reply readWaiter }
+	compactMsg     struct{ applied uint64 }
+	tickMsg        struct{}
+	campaignMsg    struct{}
+	readyMsg       struct{}
+	stepMsg        struct{ m *raftpb.Message }
+	proposeConfMsg struct {
+		cc       *raftpb.ConfChange
+		rejected func(error)
+	}
+	progressMsg struct {
+		id    uint64
+		reply chan<- [3]uint64
+	}
+	reportMsg struct {
 		peer                          uint64
 		unreachable, snapshot, failed bool
 	}
@@ -332,6 +371,10 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.compact(m.applied)
 	case reportMsg:
 		a.report(m)
+	case proposeConfMsg:
+		a.proposeConf(m)
+	case progressMsg:
+		a.progress(m)
 	case *actor.Stopped:
 		a.stop()
 	}
@@ -391,6 +434,36 @@ func (a *raftActor) propose(m proposeMsg) {
 		return
 	}
 	a.scheduleReady()
+}
+
+func (a *raftActor) proposeConf(m proposeConfMsg) {
+	if a.rn.BasicStatus().Lead == raft.None {
+		m.rejected(ErrNoLeader)
+		return
+	}
+	if err := a.rn.ProposeConfChange(m.cc); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = ErrNoLeader
+		}
+		m.rejected(err)
+		return
+	}
+	a.scheduleReady()
+}
+
+func (a *raftActor) progress(m progressMsg) {
+	st := a.rn.Status()
+	pr, ok := st.Progress[m.id]
+	if st.RaftState != raft.StateLeader || !ok {
+		m.reply <- [3]uint64{}
+		return
+	}
+	m.reply <- [3]uint64{pr.Match, a.lastIndex(), 1}
+}
+
+func (a *raftActor) lastIndex() uint64 {
+	last, _ := a.cfg.Log.LastIndex()
+	return last
 }
 
 func (a *raftActor) readIndex(m readIndexMsg) {

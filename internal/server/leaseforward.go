@@ -15,25 +15,34 @@ import (
 	"github.com/cairn-kv/cairn/internal/store"
 )
 
-// leaseForwarder sends a follower's keep-alives and TimeToLive requests to
-// the leader, the member whose lease clocks count (lease.Forwarder). As in
-// etcd, they go to the leader's peer URL, which every member knows from
-// the membership: the peer listener serves etcd's Lease service too.
-type leaseForwarder struct {
-	leader  func() uint64 // the current leader's ID, 0 if none
-	members func() []*pb.Member
+// leaderConns keeps gRPC connections to members' peer URLs, where etcd's
+// Lease and Cluster services are served beside the raft transport, for the
+// requests only the leader can answer.
+type leaderConns struct {
+	leaderID func() uint64 // the current leader's ID, 0 if none or if it is this member
+	members  func() []*pb.Member
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by target
 }
 
-func newLeaseForwarder(leader func() uint64, members func() []*pb.Member) *leaseForwarder {
-	return &leaseForwarder{leader: leader, members: members, conns: make(map[string]*grpc.ClientConn)}
-}
+// leaseForwarder sends a follower's keep-alives and TimeToLive requests to
+// the leader, the member whose lease clocks count (lease.Forwarder), on
+// the leader's peer URL as etcd does.
+type leaseForwarder struct{ conns *leaderConns }
 
 // client returns a Lease client of the leader.
-func (f *leaseForwarder) client() (pb.LeaseClient, error) {
-	id := f.leader()
+func (f leaseForwarder) client() (pb.LeaseClient, error) {
+	conn, err := f.conns.leader()
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewLeaseClient(conn), nil
+}
+
+// leader returns a connection to the current leader.
+func (f *leaderConns) leader() (*grpc.ClientConn, error) {
+	id := f.leaderID()
 	if id == 0 {
 		return nil, store.ErrNoLeader
 	}
@@ -60,11 +69,11 @@ func (f *leaseForwarder) client() (pb.LeaseClient, error) {
 		}
 		f.conns[target] = conn
 	}
-	return pb.NewLeaseClient(conn), nil
+	return conn, nil
 }
 
 // Renew implements lease.Forwarder: one keep-alive on the leader.
-func (f *leaseForwarder) Renew(ctx context.Context, id int64) (int64, error) {
+func (f leaseForwarder) Renew(ctx context.Context, id int64) (int64, error) {
 	c, err := f.client()
 	if err != nil {
 		return 0, err
@@ -89,7 +98,7 @@ func (f *leaseForwarder) Renew(ctx context.Context, id int64) (int64, error) {
 }
 
 // TimeToLive implements lease.Forwarder.
-func (f *leaseForwarder) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+func (f leaseForwarder) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	c, err := f.client()
 	if err != nil {
 		return nil, err
@@ -104,8 +113,8 @@ func (f *leaseForwarder) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRe
 	return resp, nil
 }
 
-// Close closes the connections to leaders.
-func (f *leaseForwarder) Close() {
+// Close closes the connections.
+func (f *leaderConns) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for t, c := range f.conns {
@@ -114,19 +123,22 @@ func (f *leaseForwarder) Close() {
 	}
 }
 
-// forwarder returns the lease forwarder of a member of several, and nil
-// for a member alone, whose lessor always answers itself.
-func (s *Server) forwarder(self uint64) lease.Forwarder {
-	if len(s.cluster.members) < 2 {
-		return nil
-	}
-	s.leaseFwd = newLeaseForwarder(func() uint64 {
-		if st := s.store; st != nil {
-			if l := st.Leader(); l != self {
-				return l
+// forwarder returns the lease forwarder; a leader's lessor answers itself,
+// so a member alone never uses it.
+func (s *Server) forwarder() lease.Forwarder { return leaseForwarder{conns: s.leaderConns} }
+
+// newLeaderConns returns the connection pool to this member's leaders.
+func (s *Server) newLeaderConns() *leaderConns {
+	return &leaderConns{
+		leaderID: func() uint64 {
+			if st := s.store; st != nil {
+				if l := st.Leader(); l != s.selfID {
+					return l
+				}
 			}
-		}
-		return 0
-	}, s.cluster.Members)
-	return s.leaseFwd
+			return 0
+		},
+		members: s.cluster.Members,
+		conns:   make(map[string]*grpc.ClientConn),
+	}
 }

@@ -1,13 +1,24 @@
 package server
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/store"
 
 	"github.com/cairn-kv/cairn/internal/config"
 
@@ -78,38 +89,157 @@ func sameURLs(a, b []url.URL) bool {
 	return slices.Equal(as, bs)
 }
 
-// staticCluster is the membership given by --initial-cluster, with the
-// names and client URLs members have published through raft (see
-// store.Client.PublishMember). Membership changes are not supported yet,
-// so the set of members never changes while the member runs.
-type staticCluster struct {
-	members []*pb.Member
-	// published returns the attributes published so far; nil before the
-	// store starts.
-	published func() map[uint64]*membershippb.Attributes
+// cluster is the membership the Cluster service and the transport see: the
+// members table the store applies from the log (bootstrap changes
+// included), or, for a member bootstrapped before the table existed, the
+// --initial-cluster members with the attributes they published.
+type cluster struct {
+	s       *Server
+	initial []*pb.Member
 }
 
 // Members implements etcdcompat.Cluster; it returns copies.
-func (c *staticCluster) Members() []*pb.Member {
-	var attrs map[uint64]*membershippb.Attributes
-	if c.published != nil {
-		attrs = c.published()
-	}
-	out := make([]*pb.Member, 0, len(c.members))
-	for _, m := range c.members {
-		cp := &pb.Member{
-			ID:         m.ID,
-			Name:       m.Name,
-			PeerURLs:   append([]string(nil), m.PeerURLs...),
-			ClientURLs: append([]string(nil), m.ClientURLs...),
-			IsLearner:  m.IsLearner,
+func (c *cluster) Members() []*pb.Member {
+	st := c.s.store
+	if st != nil {
+		if ms := st.Members(); len(ms) > 0 {
+			return ms
 		}
+	}
+	var attrs map[uint64]*membershippb.Attributes
+	if st != nil {
+		attrs = st.MemberAttrs()
+	}
+	out := make([]*pb.Member, 0, len(c.initial))
+	for _, m := range c.initial {
+		cp := &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: slices.Clone(m.PeerURLs), ClientURLs: slices.Clone(m.ClientURLs)}
 		if a := attrs[m.ID]; a != nil {
-			cp.Name, cp.ClientURLs = a.GetName(), append([]string(nil), a.GetClientUrls()...)
+			cp.Name, cp.ClientURLs = a.GetName(), slices.Clone(a.GetClientUrls())
 		}
 		out = append(out, cp)
 	}
 	return out
+}
+
+// AddMember implements etcdcompat.Cluster.
+func (c *cluster) AddMember(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error) {
+	return c.s.store.AddMember(ctx, peerURLs, learner, c.s.cfg.InitialClusterToken)
+}
+
+// RemoveMember implements etcdcompat.Cluster.
+func (c *cluster) RemoveMember(ctx context.Context, id uint64) error {
+	return c.s.store.RemoveMember(ctx, id)
+}
+
+// UpdateMember implements etcdcompat.Cluster.
+func (c *cluster) UpdateMember(ctx context.Context, id uint64, peerURLs []string) error {
+	return c.s.store.UpdateMember(ctx, id, peerURLs)
+}
+
+// PromoteMember implements etcdcompat.Cluster. Only the leader knows
+// whether a learner has caught up, so a follower asks the leader, on the
+// Cluster service its peer URL serves, as etcd's followers do.
+func (c *cluster) PromoteMember(ctx context.Context, id uint64) error {
+	err := c.s.store.PromoteMember(ctx, id)
+	if !errors.Is(err, store.ErrNotLeader) {
+		return err
+	}
+	conn, err := c.s.leaderConns.leader()
+	if err != nil {
+		return err
+	}
+	_, err = pb.NewClusterClient(conn).MemberPromote(ctx, &pb.MemberPromoteRequest{ID: id})
+	return err
+}
+
+// membersChanged follows an applied membership change: the transport sends
+// to added members and stops sending to removed ones; a member that is
+// removed itself stops, as etcd's does. It runs on the store actor.
+func (s *Server) membersChanged(cc *raftpb.ConfChange) {
+	id := cc.GetNodeId()
+	m := &pb.Member{}
+	_ = proto.Unmarshal(cc.GetContext(), m)
+	switch cc.GetType() {
+	case raftpb.ConfChangeRemoveNode:
+		if id == s.selfID {
+			s.markRemoved()
+			return
+		}
+		s.transport.RemovePeer(id)
+	default:
+		if id != s.selfID && len(m.PeerURLs) > 0 {
+			if err := s.transport.UpdatePeer(id, m.PeerURLs); err != nil {
+				s.lg.Warn("cannot reach added member", zap.String("member-id", fmt.Sprintf("%x", id)), zap.Error(err))
+			}
+		}
+	}
+}
+
+// markRemoved records that this member was removed from the cluster,
+// learned from the log or from a peer that refused it.
+func (s *Server) markRemoved() {
+	s.removedOnce.Do(func() {
+		s.lg.Warn("this member has been permanently removed from the cluster; stopping")
+		close(s.removed)
+	})
+}
+
+// Removed is closed when this member has been removed from the cluster;
+// it must then stop.
+func (s *Server) Removed() <-chan struct{} { return s.removed }
+
+// join learns this member's ID, the cluster ID and the members from a
+// running member, as a member started with --initial-cluster-state
+// existing does: it was added there with its peer URLs (etcdctl member
+// add), which is how it is found.
+func (s *Server) join(initial []*pb.Member) (self uint64, clusterID uint64, members []*pb.Member, err error) {
+	want := urlStrings(s.cfg.InitialAdvertisePeerURLs)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, m := range initial {
+			if m.Name == s.cfg.Name {
+				continue
+			}
+			resp, err := listMembersAt(m.PeerURLs)
+			if err != nil {
+				s.lg.Warn("cannot list members of the cluster to join", zap.Strings("peer-urls", m.PeerURLs), zap.Error(err))
+				continue
+			}
+			for _, mm := range resp.Members {
+				if sameStrings(mm.PeerURLs, want) {
+					return mm.ID, resp.GetHeader().GetClusterId(), resp.Members, nil
+				}
+			}
+			return 0, 0, nil, fmt.Errorf("no member of the cluster has peer URLs %v: add this member first (etcdctl member add)", want)
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, nil, errors.New("no member of --initial-cluster answered within 30s")
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// listMembersAt asks the member at peerURLs for the membership.
+func listMembersAt(peerURLs []string) (*pb.MemberListResponse, error) {
+	u, err := url.Parse(peerURLs[0])
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return pb.NewClusterClient(conn).MemberList(ctx, &pb.MemberListRequest{})
+}
+
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 func urlStrings(us []url.URL) []string {
@@ -118,4 +248,80 @@ func urlStrings(us []url.URL) []string {
 		out = append(out, u.String())
 	}
 	return out
+}
+
+// bootstrap is how this member starts: with whom it talks, and what raft
+// needs at a first start.
+type bootstrap struct {
+	clusterID uint64
+	// members are the membership known before the log is read: the
+	// --initial-cluster members, or those a joined member was told of.
+	members []*pb.Member
+	// peers are the members the transport sends to at start.
+	peers []*pb.Member
+	// raftPeers and contexts bootstrap raft's configuration; none for a
+	// member that joins, or restarts.
+	raftPeers []uint64
+	contexts  map[uint64][]byte
+}
+
+// identify settles this member's ID (s.selfID) and the cluster it belongs
+// to. A member with no data either bootstraps a new cluster from
+// --initial-cluster or, with --initial-cluster-state existing, joins a
+// running one; a member with data keeps its recorded identity and, as in
+// etcd, ignores the --initial-* flags where the log has recorded the
+// membership.
+func (s *Server) identify(initial []*pb.Member) (bootstrap, error) {
+	cfg := s.cfg
+	recorded := store.MembersOf(s.engine)
+	last, err := s.rlog.LastIndex()
+	if err != nil {
+		return bootstrap{}, err
+	}
+	fresh := last == 0 && len(recorded) == 0
+	if fresh && cfg.InitialClusterState == "existing" {
+		self, cid, members, err := s.join(initial)
+		if err != nil {
+			return bootstrap{}, err
+		}
+		if s.selfID, cid, err = loadIdentity(cfg.EngineDir(), s.engine, self, cid); err != nil {
+			return bootstrap{}, fmt.Errorf("member identity: %w", err)
+		}
+		s.lg.Info("joining an existing cluster", zap.String("member-id", fmt.Sprintf("%x", s.selfID)),
+			zap.String("cluster-id", fmt.Sprintf("%x", cid)))
+		return bootstrap{clusterID: cid, members: members, peers: members}, nil
+	}
+	ids := make([]uint64, 0, len(initial))
+	var initialID uint64
+	for _, m := range initial {
+		ids = append(ids, m.ID)
+		if m.Name == cfg.Name {
+			initialID = m.ID
+		}
+	}
+	self, cid, err := loadIdentity(cfg.EngineDir(), s.engine, initialID, clusterIDOf(ids))
+	if err != nil {
+		return bootstrap{}, fmt.Errorf("member identity: %w", err)
+	}
+	s.selfID = self
+	for _, m := range initial {
+		if m.Name == cfg.Name {
+			// A member keeps the ID it was created with, even when it
+			// restarts with other peer URLs.
+			m.ID = self
+			m.ClientURLs = urlStrings(cfg.AdvertiseClientURLs)
+		}
+	}
+	b := bootstrap{clusterID: cid, members: initial, peers: initial}
+	if len(recorded) > 0 {
+		b.peers = recorded
+	}
+	if fresh {
+		b.raftPeers = ids
+		b.contexts = make(map[uint64][]byte, len(initial))
+		for _, m := range initial {
+			b.contexts[m.ID] = store.MemberContext(m.ID, m.PeerURLs, false)
+		}
+	}
+	return b, nil
 }

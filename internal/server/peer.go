@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -86,25 +87,25 @@ func (h *peerHandler) ReportSnapshot(id uint64, failed bool) {
 	}
 }
 
-// servePeers starts the peer transport and its gRPC server on
-// --listen-peer-urls, with etcd's Lease service beside it for followers'
-// keep-alives. It returns before the raft node exists: the handler drops
-// messages until then.
-func (s *Server) servePeers(selfID, clusterID uint64) error {
+// openPeers starts the peer transport, sending to peers, and binds the
+// peer listeners on --listen-peer-urls. Nothing is served on them until
+// servePeers: raft retries what the other members send meanwhile.
+func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, lg: s.lg.Named("peer")}
 	t, err := transport.New(transport.Config{
-		ID:        selfID,
+		ID:        s.selfID,
 		ClusterID: clusterID,
 		Handler:   s.peers,
 		Snapshots: s.engine.WriteSnapshot,
+		Removed:   s.markRemoved,
 		Logger:    s.lg.Named("transport"),
 	})
 	if err != nil {
 		return err
 	}
 	s.transport = t
-	for _, m := range s.cluster.members {
-		if m.ID != selfID {
+	for _, m := range peers {
+		if m.ID != s.selfID {
 			if err := t.AddPeer(m.ID, m.PeerURLs); err != nil {
 				return err
 			}
@@ -112,14 +113,25 @@ func (s *Server) servePeers(selfID, clusterID uint64) error {
 	}
 	s.peerSrv = grpc.NewServer(transport.ServerOptions()...)
 	t.Register(s.peerSrv)
-	etcdcompat.RegisterLease(s.peerSrv, s.lease)
 	for _, u := range s.cfg.ListenPeerURLs {
 		l, err := net.Listen("tcp", u.Host)
 		if err != nil {
 			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
 		}
+		s.peerListeners = append(s.peerListeners, l)
+	}
+	return nil
+}
+
+// servePeers serves the peer listeners: the raft transport, and etcd's
+// Lease and Cluster services for the requests followers send their leader
+// (keep-alives, promotions) and for members joining. The store must have
+// started.
+func (s *Server) servePeers() {
+	etcdcompat.RegisterLease(s.peerSrv, s.lease)
+	etcdcompat.RegisterCluster(s.peerSrv, s.store, s.cluster)
+	for _, l := range s.peerListeners {
 		s.lg.Info("serving peer traffic", zap.String("address", l.Addr().String()))
 		go func() { _ = s.peerSrv.Serve(l) }()
 	}
-	return nil
 }

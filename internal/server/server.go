@@ -64,11 +64,15 @@ type Server struct {
 	httpSrvs []*http.Server
 	closers  []func() error
 
-	cluster   *staticCluster
-	peers     *peerHandler
-	transport *transport.Transport
-	peerSrv   *grpc.Server
-	leaseFwd  *leaseForwarder
+	selfID        uint64
+	cluster       *cluster
+	leaderConns   *leaderConns
+	removed       chan struct{}
+	removedOnce   sync.Once
+	peers         *peerHandler
+	transport     *transport.Transport
+	peerSrv       *grpc.Server
+	peerListeners []net.Listener
 
 	clientAddrs []string
 	httpAddr    string
@@ -78,7 +82,7 @@ type Server struct {
 // It returns once every listener accepts connections and the member has
 // replayed its log.
 func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, lg: lg, sys: actors.NewSystem()}
+	s := &Server{cfg: cfg, lg: lg, sys: actors.NewSystem(), removed: make(chan struct{})}
 	if err := s.start(); err != nil {
 		// Release whatever was opened: listeners, actors, storage.
 		s.Stop()
@@ -96,27 +100,13 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	ids := make([]uint64, 0, len(members))
-	var initialID uint64
-	for _, m := range members {
-		ids = append(ids, m.ID)
-		if m.Name == cfg.Name {
-			initialID = m.ID
-		}
-	}
-	selfID, clusterID, err := loadIdentity(cfg.EngineDir(), s.engine, initialID, clusterIDOf(ids))
+	boot, err := s.identify(members)
 	if err != nil {
-		return fmt.Errorf("member identity: %w", err)
+		return err
 	}
-	for _, m := range members {
-		if m.Name == cfg.Name {
-			// A member keeps the ID it was created with, even when it
-			// restarts with other peer URLs.
-			m.ID = selfID
-			m.ClientURLs = urlStrings(cfg.AdvertiseClientURLs)
-		}
-	}
-	s.cluster = &staticCluster{members: members}
+	selfID := s.selfID
+	s.cluster = &cluster{s: s, initial: boot.members}
+	s.leaderConns = s.newLeaderConns()
 	cl := s.cluster
 	// Like etcd, watch responses are fragmented above the gRPC receive
 	// limit: --max-request-bytes plus 512 KiB of framing allowance.
@@ -129,26 +119,29 @@ func (s *Server) start() error {
 		Checkpoint:         cfg.LeaseCheckpoint,
 		CheckpointInterval: cfg.LeaseCheckpointInterval,
 		Extend:             cfg.ElectionTimeout,
-		Forwarder:          s.forwarder(selfID),
+		Forwarder:          s.forwarder(),
 		Logger:             lg.Named("lease"),
 	})
-	if err := s.servePeers(selfID, clusterID); err != nil {
+	if err := s.openPeers(boot.clusterID, boot.peers); err != nil {
 		return err
 	}
 	s.store, err = store.Start(s.sys, store.Config{
-		Publish:           s.watch.Publish,
-		LeaseApplied:      s.lease.Applied,
-		MinLeaseTTL:       store.MinLeaseTTL(cfg.HeartbeatInterval, cfg.ElectionTimeout),
-		Engine:            s.engine,
-		KV:                s.kv,
-		ClusterID:         clusterID,
-		MemberID:          selfID,
-		MaxRequestBytes:   int(cfg.MaxRequestBytes),
-		MaxTxnOps:         int(cfg.MaxTxnOps),
-		QuotaBackendBytes: cfg.QuotaBackendBytes,
-		SnapshotCount:     cfg.SnapshotCount,
-		RequestTimeout:    5*time.Second + 2*cfg.ElectionTimeout,
-		Logger:            lg.Named("store"),
+		Publish:             s.watch.Publish,
+		LeaseApplied:        s.lease.Applied,
+		MinLeaseTTL:         store.MinLeaseTTL(cfg.HeartbeatInterval, cfg.ElectionTimeout),
+		Engine:              s.engine,
+		KV:                  s.kv,
+		ClusterID:           boot.clusterID,
+		MemberID:            selfID,
+		MaxRequestBytes:     int(cfg.MaxRequestBytes),
+		MaxTxnOps:           int(cfg.MaxTxnOps),
+		QuotaBackendBytes:   cfg.QuotaBackendBytes,
+		SnapshotCount:       cfg.SnapshotCount,
+		RequestTimeout:      5*time.Second + 2*cfg.ElectionTimeout,
+		Logger:              lg.Named("store"),
+		MembersChanged:      s.membersChanged,
+		MaxLearners:         cfg.MaxLearners,
+		StrictReconfigCheck: cfg.StrictReconfigCheck,
 		// A follower that restored its leader's snapshot rebuilds what is
 		// derived from the state: lease expiries, watchers' positions.
 		Restored: func() {
@@ -158,7 +151,8 @@ func (s *Server) start() error {
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
 			n, err := raftnode.Start(s.sys, raftnode.Config{
 				ID:                     selfID,
-				Peers:                  ids,
+				Peers:                  boot.raftPeers,
+				PeerContexts:           boot.contexts,
 				Log:                    s.rlog,
 				TickInterval:           cfg.HeartbeatInterval,
 				ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
@@ -179,7 +173,7 @@ func (s *Server) start() error {
 		return err
 	}
 	s.peers.store.Store(s.store)
-	s.cluster.published = s.store.MemberAttrs
+	s.servePeers()
 	s.lease.Attach(s.store)
 	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -415,11 +409,14 @@ func (s *Server) Stop() {
 	if s.peerSrv != nil {
 		s.peerSrv.Stop()
 	}
+	for _, l := range s.peerListeners {
+		_ = l.Close() // not served if the start failed before servePeers
+	}
 	if s.transport != nil {
 		s.transport.Stop()
 	}
-	if s.leaseFwd != nil {
-		s.leaseFwd.Close()
+	if s.leaderConns != nil {
+		s.leaderConns.Close()
 	}
 	if s.gwConn != nil {
 		_ = s.gwConn.Close()

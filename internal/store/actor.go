@@ -37,6 +37,13 @@ type (
 		index uint64
 		err   error
 	}
+	// confChangeMsg asks the actor to propose a membership change and call
+	// reply once it is applied (or rejected).
+	confChangeMsg struct {
+		id    uint64
+		cc    *raftpb.ConfChange
+		reply func(result)
+	}
 	// restoreMsg replaces the state with a snapshot read from r.
 	restoreMsg struct {
 		r     io.Reader
@@ -61,6 +68,11 @@ func (a *storeActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case proposeMsg:
 		a.propose(m)
+	case confChangeMsg:
+		a.waiters[m.id] = m.reply
+		a.c.raft.ProposeConfChange(m.cc, func(err error) {
+			a.c.ref.Send(rejectMsg{id: m.id, err: mapRaftErr(err)})
+		})
 	case applyMsg:
 		a.apply(m.ents)
 	case rejectMsg:
@@ -101,6 +113,7 @@ func (a *storeActor) restore(r io.Reader) error {
 	}
 	applied := kv.AppliedIndex()
 	a.lastSnap = applied
+	a.c.refreshLearner()
 	a.c.applied.advance(applied)
 	a.c.dbSize.Store(a.c.cfg.Engine.Stats().SizeBytes)
 	a.lg.Info("restored a snapshot", zap.Uint64("applied-index", applied), zap.Int64("revision", kv.Rev()))
@@ -136,7 +149,10 @@ func (a *storeActor) failAll() {
 func (a *storeActor) apply(ents []*raftpb.Entry) {
 	kv := a.c.kv
 	ap := kv.BeginApply()
-	var replies []pendingReply
+	var (
+		replies     []pendingReply
+		confChanges []*raftpb.ConfChange
+	)
 	last := uint64(0)
 	for _, e := range ents {
 		index := e.GetIndex()
@@ -144,8 +160,21 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 		if index <= kv.AppliedIndex() {
 			continue
 		}
+		if e.GetType() == raftpb.EntryConfChange {
+			cc := &raftpb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				a.lg.Fatal("corrupt conf change entry", zap.Uint64("index", index), zap.Error(err))
+			}
+			res := a.applyConfChange(ap, index, cc)
+			confChanges = append(confChanges, cc)
+			if w, ok := a.waiters[cc.GetId()]; ok && cc.GetId() != 0 {
+				delete(a.waiters, cc.GetId())
+				replies = append(replies, pendingReply{reply: w, res: res})
+			}
+			continue
+		}
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
-			// Leader no-ops and configuration changes carry no KV change.
+			// Leader no-ops carry no change.
 			ap.SetApplied(index)
 			continue
 		}
@@ -169,6 +198,11 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 		}
 	}
 	a.commit(ap, replies)
+	if f := a.c.cfg.MembersChanged; f != nil {
+		for _, cc := range confChanges {
+			f(cc)
+		}
+	}
 	if last > 0 {
 		a.c.applied.advance(last)
 		a.maybeCheckpoint(last)

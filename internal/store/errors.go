@@ -20,6 +20,29 @@ var (
 	ErrNoSpace = errors.New("store: database space exceeded")
 	// ErrLeaseTTLTooLarge: a lease grant asks for more than MaxLeaseTTL.
 	ErrLeaseTTLTooLarge = errors.New("store: too large lease TTL")
+
+	// Membership changes (see members.go).
+
+	// ErrMemberExists: a member with the ID asked for exists.
+	ErrMemberExists = errors.New("store: member ID already exists")
+	// ErrPeerURLExists: another member uses one of the peer URLs.
+	ErrPeerURLExists = errors.New("store: peer URLs already exist")
+	// ErrMemberNotFound: no member has the ID.
+	ErrMemberNotFound = errors.New("store: member not found")
+	// ErrMemberNotLearner: only a learner can be promoted.
+	ErrMemberNotLearner = errors.New("store: can only promote a learner member")
+	// ErrLearnerNotReady: the learner's log trails the leader's too far.
+	ErrLearnerNotReady = errors.New("store: can only promote a learner member which is in sync with leader")
+	// ErrTooManyLearners: the cluster has --max-learners learners already.
+	ErrTooManyLearners = errors.New("store: too many learner members in cluster")
+	// ErrNotEnoughStarted: with --strict-reconfig-check, the change would
+	// leave fewer started voters than a quorum.
+	ErrNotEnoughStarted = errors.New("store: re-configuration failed due to not enough started members")
+	// ErrNotSupportedForLearner: a learner serves no writes nor
+	// linearizable reads.
+	ErrNotSupportedForLearner = errors.New("store: rpc not supported for learner")
+	// ErrNotLeader: the request must be served by the leader.
+	ErrNotLeader = errors.New("store: not leader")
 )
 
 // errUnknownRequest fails a request whose raft entry this version cannot

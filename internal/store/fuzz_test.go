@@ -58,13 +58,19 @@ func FuzzApplyEntry(f *testing.F) {
 		}
 		a.apply([]*raftpb.Entry{put(1, "before")})
 
-		corrupt := entryType == raftpb.EntryNormal && len(data) > 0 && proto.Unmarshal(data, &pb.InternalRaftRequest{}) != nil
+		corrupt, want := false, ""
+		switch entryType {
+		case raftpb.EntryNormal:
+			corrupt, want = len(data) > 0 && proto.Unmarshal(data, &pb.InternalRaftRequest{}) != nil, "corrupt raft entry"
+		case raftpb.EntryConfChange:
+			corrupt, want = proto.Unmarshal(data, &raftpb.ConfChange{}) != nil, "corrupt conf change entry"
+		}
 		fatal := applyRecovering(a, &raftpb.Entry{Index: new(uint64(2)), Term: new(uint64(1)), Type: entryType.Enum(), Data: data})
 		switch {
-		case corrupt && fatal == "corrupt raft entry":
+		case corrupt && fatal == want:
 			return
 		case corrupt:
-			t.Fatalf("undecodable entry data %q: Fatal %q, want Fatal \"corrupt raft entry\"", data, fatal)
+			t.Fatalf("undecodable %v data %q: Fatal %q, want Fatal %q", entryType, data, fatal, want)
 		case fatal != "":
 			var r pb.InternalRaftRequest
 			_ = proto.Unmarshal(data, &r)

@@ -2,11 +2,16 @@ package store
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -59,4 +64,264 @@ func (c *Client) MemberAttrs() map[uint64]*membershippb.Attributes {
 		return true
 	})
 	return out
+}
+
+// membersPrefix keys each member's record (ID, peer URLs, learner) in the
+// Meta bucket, by ID in 16 hex digits. The records are applied from the
+// committed configuration changes, the bootstrap ones included, so every
+// member holds the same membership, and a snapshot carries it.
+const membersPrefix = "members/ids/"
+
+func memberKey(id uint64) []byte { return fmt.Appendf(nil, "%s%016x", membersPrefix, id) }
+
+// applyConfChange records a committed membership change; raft has applied
+// it to its own configuration already.
+func (a *storeActor) applyConfChange(ap *mvcc.Applier, index uint64, cc *raftpb.ConfChange) result {
+	m := &pb.Member{}
+	if len(cc.GetContext()) > 0 {
+		if err := proto.Unmarshal(cc.GetContext(), m); err != nil {
+			a.lg.Warn("conf change with an unreadable member", zap.Uint64("index", index), zap.Error(err))
+			ap.SetApplied(index)
+			return result{err: err}
+		}
+	}
+	m.ID = cc.GetNodeId()
+	old := a.c.member(m.ID)
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
+		if old != nil && len(m.PeerURLs) == 0 {
+			m.PeerURLs = old.PeerURLs // a promotion carries no URLs
+		}
+		a.putMember(ap, index, m)
+	case raftpb.ConfChangeUpdateNode:
+		if old != nil {
+			old.PeerURLs = m.PeerURLs
+			a.putMember(ap, index, old)
+		} else {
+			ap.SetApplied(index)
+		}
+	case raftpb.ConfChangeRemoveNode:
+		ap.DeleteMeta(index, memberKey(m.ID))
+		ap.DeleteMeta(index, memberAttrsKey(m.ID))
+	default:
+		ap.SetApplied(index)
+	}
+	if m.ID == a.c.cfg.MemberID {
+		isAdd := cc.GetType() == raftpb.ConfChangeAddNode || cc.GetType() == raftpb.ConfChangeAddLearnerNode
+		a.c.learner.Store(isAdd && m.IsLearner)
+	}
+	a.lg.Info("applied membership change", zap.Stringer("type", cc.GetType()),
+		zap.String("member-id", fmt.Sprintf("%x", m.ID)), zap.Strings("peer-urls", m.PeerURLs))
+	return result{resp: &pb.MemberListResponse{}}
+}
+
+func (a *storeActor) putMember(ap *mvcc.Applier, index uint64, m *pb.Member) {
+	b, err := proto.Marshal(&pb.Member{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner})
+	if err != nil {
+		a.lg.Warn("cannot encode member", zap.Error(err))
+		ap.SetApplied(index)
+		return
+	}
+	ap.SetMeta(index, memberKey(m.ID), b)
+}
+
+// MemberContext is the record a bootstrap or added member's configuration
+// change carries, for every member to apply.
+func MemberContext(id uint64, peerURLs []string, learner bool) []byte {
+	b, _ := proto.Marshal(&pb.Member{ID: id, PeerURLs: peerURLs, IsLearner: learner})
+	return b
+}
+
+// member reads one member's record; nil if absent.
+func (c *Client) member(id uint64) *pb.Member {
+	v, err := c.cfg.Engine.Get(storage.Meta, memberKey(id))
+	if err != nil || v == nil {
+		return nil
+	}
+	m := &pb.Member{}
+	if proto.Unmarshal(v, m) != nil {
+		return nil
+	}
+	return m
+}
+
+// Members returns the applied membership, in ID order, with the names
+// and client URLs members have published; empty for a member bootstrapped
+// before membership was recorded (its membership is then its flags').
+func (c *Client) Members() []*pb.Member {
+	attrs := c.MemberAttrs()
+	out := MembersOf(c.cfg.Engine)
+	for _, m := range out {
+		if a := attrs[m.ID]; a != nil {
+			m.Name, m.ClientURLs = a.GetName(), a.GetClientUrls()
+		}
+	}
+	return out
+}
+
+// MembersOf reads the applied membership (IDs, peer URLs, learners) from
+// an engine, for a member about to start.
+func MembersOf(e storage.Engine) []*pb.Member {
+	var out []*pb.Member
+	start, end := []byte(membersPrefix), []byte(membersPrefix+"\xff")
+	_ = e.Iterate(storage.Meta, start, end, false, func(_, v []byte) bool {
+		m := &pb.Member{}
+		if proto.Unmarshal(v, m) == nil {
+			out = append(out, m)
+		}
+		return true
+	})
+	return out
+}
+
+// AddMember adds a member with peerURLs, a learner if asked, under a new
+// ID derived from its URLs, the cluster token and the time, as etcd's
+// MemberAdd does; it returns the member once the change is applied here.
+func (c *Client) AddMember(ctx context.Context, peerURLs []string, learner bool, token string) (*pb.Member, error) {
+	members := c.Members()
+	learners := 0
+	for _, m := range members {
+		if m.IsLearner {
+			learners++
+		}
+		for _, u := range m.PeerURLs {
+			if slices.Contains(peerURLs, u) {
+				return nil, ErrPeerURLExists
+			}
+		}
+	}
+	if learner && learners >= c.cfg.MaxLearners {
+		return nil, ErrTooManyLearners
+	}
+	if !learner && c.cfg.StrictReconfigCheck && !c.quorumAfter(members, +1) {
+		return nil, ErrNotEnoughStarted
+	}
+	id := newMemberID(peerURLs, token, time.Now())
+	if c.member(id) != nil {
+		return nil, ErrMemberExists
+	}
+	typ := raftpb.ConfChangeAddNode
+	if learner {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
+	if err := c.confChange(ctx, typ, id, MemberContext(id, peerURLs, learner)); err != nil {
+		return nil, err
+	}
+	return &pb.Member{ID: id, PeerURLs: peerURLs, IsLearner: learner}, nil
+}
+
+// RemoveMember removes member id.
+func (c *Client) RemoveMember(ctx context.Context, id uint64) error {
+	m := c.member(id)
+	if m == nil {
+		return ErrMemberNotFound
+	}
+	if !m.IsLearner && c.cfg.StrictReconfigCheck && !c.quorumAfter(c.Members(), -1, id) {
+		return ErrNotEnoughStarted
+	}
+	return c.confChange(ctx, raftpb.ConfChangeRemoveNode, id, nil)
+}
+
+// UpdateMember replaces member id's peer URLs.
+func (c *Client) UpdateMember(ctx context.Context, id uint64, peerURLs []string) error {
+	m := c.member(id)
+	if m == nil {
+		return ErrMemberNotFound
+	}
+	for _, o := range c.Members() {
+		if o.ID == id {
+			continue
+		}
+		for _, u := range o.PeerURLs {
+			if slices.Contains(peerURLs, u) {
+				return ErrPeerURLExists
+			}
+		}
+	}
+	return c.confChange(ctx, raftpb.ConfChangeUpdateNode, id, MemberContext(id, peerURLs, m.IsLearner))
+}
+
+// PromoteMember makes learner id a voter. Only the leader knows how far a
+// learner's log is: elsewhere it fails with ErrNotLeader, for the caller
+// to ask the leader. A learner whose log matches less than 90% of the
+// leader's is not ready, as in etcd.
+func (c *Client) PromoteMember(ctx context.Context, id uint64) error {
+	m := c.member(id)
+	if m == nil {
+		return ErrMemberNotFound
+	}
+	if !m.IsLearner {
+		return ErrMemberNotLearner
+	}
+	match, last, ok := c.raft.Progress(id)
+	if !ok {
+		return ErrNotLeader
+	}
+	if float64(match) < 0.9*float64(last) {
+		return ErrLearnerNotReady
+	}
+	if c.cfg.StrictReconfigCheck && !c.quorumAfter(c.Members(), +1) {
+		return ErrNotEnoughStarted
+	}
+	return c.confChange(ctx, raftpb.ConfChangeAddNode, id, MemberContext(id, m.PeerURLs, false))
+}
+
+// quorumAfter reports whether, after adding (delta +1) or removing (delta
+// -1, member remove) a voter, the voters that have started (published
+// their attributes) still form a quorum, as etcd's strict reconfiguration
+// check requires.
+func (c *Client) quorumAfter(members []*pb.Member, delta int, remove ...uint64) bool {
+	voters, started := 0, 0
+	for _, m := range members {
+		if m.IsLearner || slices.Contains(remove, m.ID) {
+			continue
+		}
+		voters++
+		if m.Name != "" {
+			started++
+		}
+	}
+	if delta > 0 {
+		voters++ // the new voter has not started
+		if started == 1 && voters == 2 {
+			// etcd lets a lone member take a second voter, the way to
+			// grow a cluster restored from one member's data.
+			return true
+		}
+	}
+	return started >= voters/2+1
+}
+
+// confChange proposes a membership change and waits until it is applied
+// here.
+func (c *Client) confChange(ctx context.Context, typ raftpb.ConfChangeType, id uint64, context []byte) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	reqID := c.nextID.Add(1)
+	cc := &raftpb.ConfChange{Id: &reqID, Type: &typ, NodeId: &id, Context: context}
+	ch := make(chan result, 1)
+	c.ref.Send(confChangeMsg{id: reqID, cc: cc, reply: func(res result) { ch <- res }})
+	select {
+	case res := <-ch:
+		return res.err
+	case <-ctx.Done():
+		c.ref.Send(forgetMsg{id: reqID})
+		return mapCtxErr(ctx.Err())
+	}
+}
+
+// newMemberID is etcd's ID for a member added at a given time: the first
+// eight bytes of the SHA-1 of its sorted peer URLs, the cluster token and
+// the time in seconds.
+func newMemberID(peerURLs []string, token string, now time.Time) uint64 {
+	urls := slices.Clone(peerURLs)
+	slices.Sort(urls)
+	h := sha1.New()
+	for _, u := range urls {
+		h.Write([]byte(u))
+	}
+	h.Write([]byte(token))
+	h.Write([]byte(strconv.FormatInt(now.Unix(), 10)))
+	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }

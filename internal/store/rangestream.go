@@ -26,7 +26,7 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 		return err
 	}
 	if !req.Serializable {
-		if err := c.linearize(ctx); err != nil {
+		if err := c.linearizeFor(ctx); err != nil {
 			return err
 		}
 	}

@@ -43,6 +43,10 @@ const storageVersion = "3.7.0"
 // implements it.
 type Raft interface {
 	Propose(data []byte, rejected func(error))
+	ProposeConfChange(cc *raftpb.ConfChange, rejected func(error))
+	// Progress is how far member id matches the leader's log of last
+	// entries; ok only on the leader.
+	Progress(id uint64) (match, last uint64, ok bool)
 	ReadIndex(ctx context.Context) (uint64, error)
 	Compact(applied uint64)
 	Status() raftnode.Status
@@ -84,6 +88,14 @@ type Config struct {
 	// derived from it (lease expiries, watchers) is rebuilt. It must not
 	// block.
 	Restored func()
+	// MembersChanged, if set, is called from the store actor after a
+	// membership change was applied, with the change. It must not block.
+	MembersChanged func(cc *raftpb.ConfChange)
+	// MaxLearners bounds the learners MemberAdd accepts (--max-learners).
+	MaxLearners int
+	// StrictReconfigCheck refuses membership changes that would leave
+	// fewer started voters than a quorum (--strict-reconfig-check).
+	StrictReconfigCheck bool
 	// MinLeaseTTL is the smallest TTL a grant gets, in seconds; shorter
 	// requests are raised to it, as etcd does (see MinLeaseTTL).
 	MinLeaseTTL int64
@@ -102,6 +114,8 @@ type Client struct {
 	applied *appliedWait
 	nextID  atomic.Uint64
 	dbSize  atomic.Int64
+	// learner is whether this member is a learner, as last applied.
+	learner atomic.Bool
 	stop    chan struct{}
 	stopped atomic.Bool
 }
@@ -134,6 +148,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 		waiters:  make(map[uint64]func(result)),
 		lastSnap: cfg.KV.AppliedIndex(),
 	}
+	c.refreshLearner()
 	c.ref = sys.Spawn("store", cfg.MailboxSize, a.receive)
 	r, err := cfg.StartRaft(func(ents []*raftpb.Entry) { c.ref.Send(applyMsg{ents: ents}) })
 	if err != nil {
@@ -233,6 +248,22 @@ func (c *Client) linearize(ctx context.Context) error {
 	return nil
 }
 
+// linearizeFor is linearize for a client's read, which a learner refuses:
+// only serializable reads are served by learners, as in etcd.
+func (c *Client) linearizeFor(ctx context.Context) error {
+	if c.learner.Load() {
+		return ErrNotSupportedForLearner
+	}
+	return c.linearize(ctx)
+}
+
+// refreshLearner records whether this member is a learner, from the
+// applied membership.
+func (c *Client) refreshLearner() {
+	m := c.member(c.cfg.MemberID)
+	c.learner.Store(m != nil && m.IsLearner)
+}
+
 // WaitReady returns once the member has a leader and has applied every
 // entry committed before it started, so that it serves current data.
 func (c *Client) WaitReady(ctx context.Context) error { return c.linearize(ctx) }
@@ -243,7 +274,7 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 		return nil, err
 	}
 	if !req.Serializable {
-		if err := c.linearize(ctx); err != nil {
+		if err := c.linearizeFor(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -291,7 +322,7 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	var resp *pb.TxnResponse
 	if mvcc.IsTxnReadOnly(req) {
-		if err := c.linearize(ctx); err != nil {
+		if err := c.linearizeFor(ctx); err != nil {
 			return nil, err
 		}
 		r, err := c.kv.TxnRead(req)
@@ -344,6 +375,7 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftIndex:        st.Commit,
 		RaftTerm:         st.Term,
 		RaftAppliedIndex: c.kv.AppliedIndex(),
+		IsLearner:        c.learner.Load(),
 		StorageVersion:   storageVersion,
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
@@ -384,6 +416,11 @@ type compactResult struct {
 
 // propose sends r through raft and waits for the result of applying it.
 func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	// A learner proposes nothing on a client's behalf, as in etcd; it
+	// still publishes its own attributes.
+	if c.learner.Load() && r.ClusterMemberAttrSet == nil {
+		return nil, ErrNotSupportedForLearner
+	}
 	// As in etcd, only requests that grow the database are refused over
 	// the quota: deletes, revokes, checkpoints and compactions go through.
 	grows := r.Put != nil || r.Txn != nil || r.LeaseGrant != nil

@@ -265,11 +265,13 @@ func TestRangeStreamChunksMergeToRange(t *testing.T) {
 // never commits: the state a member is in when apply falls behind.
 type laggingRaft struct{}
 
-func (laggingRaft) Propose([]byte, func(error))               {}
-func (laggingRaft) ReadIndex(context.Context) (uint64, error) { return 0, nil }
-func (laggingRaft) Compact(uint64)                            {}
-func (laggingRaft) Status() raftnode.Status                   { return raftnode.Status{Commit: 5001, Term: 1} }
-func (laggingRaft) Stop()                                     {}
+func (laggingRaft) Propose([]byte, func(error))                       {}
+func (laggingRaft) ProposeConfChange(*raftpb.ConfChange, func(error)) {}
+func (laggingRaft) Progress(uint64) (uint64, uint64, bool)            { return 0, 0, false }
+func (laggingRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
+func (laggingRaft) Compact(uint64)                                    {}
+func (laggingRaft) Status() raftnode.Status                           { return raftnode.Status{Commit: 5001, Term: 1} }
+func (laggingRaft) Stop()                                             {}
 
 // TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
 // entries behind the commit index, writes fail fast with

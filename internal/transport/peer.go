@@ -153,7 +153,10 @@ func (p *peer) run() {
 // failure: reported says whether an earlier attempt since the last stream
 // was up (or since start) already did.
 func (p *peer) failed(err error, wasUp, reported bool) {
-	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied {
+	if status.Code(err) == codes.NotFound && p.t.cfg.Removed != nil {
+		p.t.removedOnce.Do(p.t.cfg.Removed)
+	}
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.NotFound {
 		// A refusal repeats on every attempt until an operator (another
 		// cluster) or the peer (a member it has not added yet) acts: log
 		// it once.

@@ -88,6 +88,11 @@ func (t *Transport) accept(ctx context.Context) (uint64, error) {
 		msg = fmt.Sprintf("cluster ID mismatch: local %x, remote %x", t.cfg.ClusterID, cid)
 	case to != t.cfg.ID:
 		msg = fmt.Sprintf("member ID mismatch: local %x, remote expects %x", t.cfg.ID, to)
+	case t.wasRemoved(from):
+		// Told apart so that the removed member learns it and stops, as
+		// etcd's members answer a removed one 410 Gone.
+		code, level = codes.NotFound, zapcore.WarnLevel
+		msg = fmt.Sprintf("member %x was removed from the cluster", from)
 	case !t.heard(from):
 		code, level = codes.PermissionDenied, zapcore.WarnLevel
 		msg = fmt.Sprintf("member %x does not know member %x (not added, or removed)", t.cfg.ID, from)
@@ -153,7 +158,7 @@ func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
 			return errStopping
 		}
 		if !t.heard(from) {
-			return status.Errorf(codes.PermissionDenied, "member %x does not know member %x (removed)", t.cfg.ID, from)
+			return status.Errorf(codes.NotFound, "member %x was removed from the cluster", from)
 		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.ID || m.GetType() == raftpb.MsgSnap {
 			t.lg.Warn("dropped unexpected message from remote peer", zap.String("remote-peer-id", hexID(from)),

@@ -121,6 +121,9 @@ type Config struct {
 	// learns of another's addition late, but never from a member removed
 	// with RemovePeer. If false (the default) only added peers are heard.
 	AcceptUnknownPeers bool
+	// Removed, if set, is called once when a peer answers that this member
+	// was removed from the cluster: the member must stop, as etcd's does.
+	Removed func()
 	// Logger receives the transport's logs; nil discards them.
 	Logger *zap.Logger
 	// DialOptions are appended to the transport's own (plaintext
@@ -186,6 +189,8 @@ type Transport struct {
 	lg        *zap.Logger
 	dialOpts  []grpc.DialOption
 	queueSize int
+	// removedOnce calls Config.Removed once.
+	removedOnce sync.Once
 
 	// ctx is cancelled by Stop; every outgoing stream derives from it.
 	ctx    context.Context
@@ -400,6 +405,15 @@ func (t *Transport) isStopped() bool {
 	default:
 		return false
 	}
+}
+
+// wasRemoved reports whether member id was removed with RemovePeer and
+// not added again.
+func (t *Transport) wasRemoved(id uint64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	_, known := t.peers[id]
+	return !known && t.removed[id]
 }
 
 // heard reports whether messages from member id are accepted.

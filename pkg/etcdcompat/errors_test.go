@@ -40,6 +40,17 @@ var etcdErrors = []struct {
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{store.ErrStopped, rpctypes.ErrGRPCStopped},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{store.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
+	{store.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
+	{store.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{store.ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
+	{store.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
+	{store.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+	// etcd sends this one's text with code Unknown: rpctypes has no entry.
+	{store.ErrNotEnoughStarted, status.Error(codes.Unknown, "etcdserver: re-configuration failed due to not enough started members")},
+	{store.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{store.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
+	{errBadURLs, rpctypes.ErrGRPCMemberBadURLs},
 	{store.ErrStreamSortOrder, status.Error(codes.Unimplemented, "RangeStream does not support custom sort orders")},
 	{store.ErrStreamRevisionFilter, status.Error(codes.Unimplemented, "RangeStream does not support revision filters")},
 }

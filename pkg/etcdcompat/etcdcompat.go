@@ -32,6 +32,11 @@ type Store interface {
 	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 	Defragment(ctx context.Context) error
+	// HashKV is etcd's Maintenance.HashKV of this member's state at rev (0:
+	// the current revision); errors are mvcc.ErrCompacted and ErrFutureRev.
+	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
+	// Hash is Maintenance.Hash: a hash of this member's whole state.
+	Hash(ctx context.Context) (*pb.HashResponse, error)
 	// Header is a response header at the current revision.
 	Header() *pb.ResponseHeader
 	// ClusterHeader is a response header without a revision, for the
@@ -39,9 +44,17 @@ type Store interface {
 	ClusterHeader() *pb.ResponseHeader
 }
 
-// Cluster describes the members, for the Cluster service.
+// Cluster is the membership, for the Cluster service. Errors are the
+// store's sentinels.
 type Cluster interface {
+	// Members lists every member with its published name and client URLs.
 	Members() []*pb.Member
+	// AddMember adds a member (a learner if asked) with peerURLs and
+	// returns it once the change is applied on this member.
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error)
+	RemoveMember(ctx context.Context, id uint64) error
+	UpdateMember(ctx context.Context, id uint64, peerURLs []string) error
+	PromoteMember(ctx context.Context, id uint64) error
 }
 
 // Options configures the gRPC server.
@@ -73,6 +86,13 @@ func RegisterLease(srv *grpc.Server, le Lessor) {
 	pb.RegisterLeaseServer(srv, &leaseServer{le: le})
 }
 
+// RegisterCluster serves etcd's Cluster service on srv. Besides the client
+// server, members register it on their peer server, where a joining member
+// learns its ID and a follower sends a promotion to the leader.
+func RegisterCluster(srv *grpc.Server, st Store, cl Cluster) {
+	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
+}
+
 // NewServer returns a gRPC server with etcd's services registered and
 // etcd's server options (message sizes, keepalive enforcement).
 func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
@@ -93,7 +113,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		v3electionpb.RegisterElectionServer(srv, &electionServer{c: self})
 	}
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st})
-	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
+	RegisterCluster(srv, st, cl)
 	if opts.Watch != nil {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
 	}

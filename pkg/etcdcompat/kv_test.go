@@ -115,6 +115,18 @@ func (f *fakeStore) ClusterHeader() *pb.ResponseHeader { h := hdr(); h.Revision 
 type fakeCluster struct{}
 
 func (fakeCluster) Members() []*pb.Member { return []*pb.Member{{ID: 2, Name: "m"}} }
+func (fakeCluster) AddMember(context.Context, []string, bool) (*pb.Member, error) {
+	return nil, errors.New("no membership changes")
+}
+func (fakeCluster) RemoveMember(context.Context, uint64) error {
+	return errors.New("no membership changes")
+}
+func (fakeCluster) UpdateMember(context.Context, uint64, []string) error {
+	return errors.New("no membership changes")
+}
+func (fakeCluster) PromoteMember(context.Context, uint64) error {
+	return errors.New("no membership changes")
+}
 
 // startServer serves the etcd API over st on a loopback port and returns a
 // clientv3 client of it.

@@ -1,0 +1,229 @@
+package test
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// clusterAPI is a raw Cluster client, so requests the client library
+// would refuse reach the server.
+func clusterAPI(t *testing.T, endpoint string) pb.ClusterClient {
+	t.Helper()
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewClusterClient(conn)
+}
+
+// errText is an error's gRPC code and message, or "ok".
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	s, _ := status.FromError(err)
+	return fmt.Sprintf("%s: %s", s.Code(), s.Message())
+}
+
+// memberShape is what a member list says, without IDs, which differ.
+func memberShape(t *testing.T, c pb.ClusterClient) []string {
+	t.Helper()
+	resp, err := c.MemberList(ctx(t), &pb.MemberListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range resp.Members {
+		out = append(out, fmt.Sprintf("%v learner=%v", m.PeerURLs, m.IsLearner))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestClusterAPIErrorsMatchEtcd sends the same bad membership requests to
+// a lone etcd member and a lone Cairn member: the answers (code and
+// message) are etcd's, and none of them changes the membership.
+func TestClusterAPIErrorsMatchEtcd(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		etcdEP := etcdEndpoint(startEtcd(t))
+		m := startMember(t, engine)
+		type request func(c pb.ClusterClient, self uint64) error
+		cases := []struct {
+			name string
+			do   request
+		}{
+			{"remove unknown", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberRemove(ctx(t), &pb.MemberRemoveRequest{ID: 0x1234})
+				return err
+			}},
+			{"update unknown", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberUpdate(ctx(t), &pb.MemberUpdateRequest{ID: 0x1234, PeerURLs: []string{"http://127.0.0.1:1"}})
+				return err
+			}},
+			{"promote unknown", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: 0x1234})
+				return err
+			}},
+			{"promote a voter", func(c pb.ClusterClient, self uint64) error {
+				_, err := c.MemberPromote(ctx(t), &pb.MemberPromoteRequest{ID: self})
+				return err
+			}},
+			{"add with no peer URL", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberAdd(ctx(t), &pb.MemberAddRequest{})
+				return err
+			}},
+			{"add with a URL without port", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{"http://127.0.0.1"}, IsLearner: true})
+				return err
+			}},
+			{"add with a URL with a path", func(c pb.ClusterClient, _ uint64) error {
+				_, err := c.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{"http://127.0.0.1:5/x"}, IsLearner: true})
+				return err
+			}},
+			{"add own peer URL", func(c pb.ClusterClient, self uint64) error {
+				resp, err := c.MemberList(ctx(t), &pb.MemberListRequest{})
+				if err != nil {
+					return err
+				}
+				_, err = c.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: resp.Members[0].PeerURLs, IsLearner: true})
+				return err
+			}},
+		}
+		run := func(ep string) (answers []string, before, after []string) {
+			c := clusterAPI(t, ep)
+			resp, err := c.MemberList(ctx(t), &pb.MemberListRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			self := resp.Members[0].ID
+			before = memberShape(t, c)
+			for _, tc := range cases {
+				answers = append(answers, tc.name+": "+errText(tc.do(c, self)))
+			}
+			return answers, before, memberShape(t, c)
+		}
+		want, _, etcdAfter := run(etcdEP)
+		got, before, after := run(m.clientEP)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("answers differ from etcd's:\n cairn %q\n  etcd %q", got, want)
+		}
+		if !reflect.DeepEqual(after, before) || len(etcdAfter) != 1 {
+			t.Errorf("bad requests changed the membership: before %v, after %v (etcd after %v)", before, after, etcdAfter)
+		}
+
+		// Then, on both: a learner is accepted and a second one is one too
+		// many; a lone member takes a second voter (etcd's exception to
+		// the strict reconfiguration check) but then, with that voter not
+		// started, refuses a third as an unhealthy cluster.
+		var steps [2][]string
+		for i, ep := range []string{etcdEP, m.clientEP} {
+			c := clusterAPI(t, ep)
+			url := func() []string { return []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))} }
+			add := func(learner bool) string {
+				_, err := c.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: url(), IsLearner: learner})
+				return errText(err)
+			}
+			steps[i] = []string{add(true), add(true), add(false), add(false)}
+		}
+		if !reflect.DeepEqual(steps[1], steps[0]) {
+			t.Errorf("learner and voter additions:\n cairn %q\n  etcd %q", steps[1], steps[0])
+		}
+	})
+}
+
+// TestClusterLearnerLifecycle adds a learner to a three-member cluster,
+// starts it with --initial-cluster-state existing, checks that it refuses
+// writes and linearizable reads as etcd's learners do while it serves
+// serializable reads, promotes it through a follower, writes through it,
+// and removes it: the removed member stops by itself.
+func TestClusterLearnerLifecycle(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		cli := clientOf(t, c.endpoints())
+		if _, err := cli.Put(ctx(t), "before", "join"); err != nil {
+			t.Fatal(err)
+		}
+		n := &member{
+			t: t, engine: engine, dataDir: t.TempDir(), name: "learner",
+			peerURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		}
+		added, err := cli.MemberAddAsLearner(ctx(t), []string{n.peerURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		initial := c.members[0].clusterArgs[1] + ",learner=" + n.peerURL
+		n.clusterArgs = []string{"--initial-cluster", initial, "--initial-cluster-token", "cairn-test", "--initial-cluster-state", "existing"}
+		t.Cleanup(n.stop)
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
+		lc := n.client(t)
+		learnerErr := rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner)
+		if _, err := lc.Put(ctx(t), "k", "v"); err == nil || rpctypes.ErrorDesc(err) != learnerErr {
+			t.Errorf("put on a learner: %v, want %v", err, rpctypes.ErrGRPCNotSupportedForLearner)
+		}
+		if _, err := lc.Get(ctx(t), "before"); err == nil || rpctypes.ErrorDesc(err) != learnerErr {
+			t.Errorf("linearizable get on a learner: %v, want %v", err, rpctypes.ErrGRPCNotSupportedForLearner)
+		}
+		if !waitFor(10*time.Second, func() bool {
+			r, err := lc.Get(ctx(t), "before", clientv3.WithSerializable())
+			return err == nil && len(r.Kvs) == 1
+		}) {
+			t.Fatal("the learner never served the key written before it joined")
+		}
+		st, err := n.status()
+		if err != nil || !st.IsLearner {
+			t.Errorf("learner status: %+v, %v", st, err)
+		}
+
+		f := c.followers()[0]
+		if _, err := f.client(t).MemberPromote(ctx(t), added.Member.ID); err != nil {
+			t.Fatalf("promote through follower %s: %v", f.name, err)
+		}
+		if !waitFor(10*time.Second, func() bool {
+			_, err := lc.Put(ctx(t), "after", "promote")
+			return err == nil
+		}) {
+			t.Fatal("the promoted member still refuses writes")
+		}
+		list, err := cli.MemberList(ctx(t))
+		if err != nil || len(list.Members) != 4 {
+			t.Fatalf("member list: %v %v", list, err)
+		}
+		for _, m := range list.Members {
+			if m.IsLearner || m.Name == "" || len(m.ClientURLs) == 0 {
+				t.Errorf("member after promotion: %+v", m)
+			}
+		}
+
+		if _, err := cli.MemberRemove(ctx(t), added.Member.ID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-n.exited:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the removed member is still running:\n%s", n.logs())
+		}
+		n.cmd = nil
+		list, err = cli.MemberList(ctx(t))
+		if err != nil || len(list.Members) != 3 {
+			t.Fatalf("member list after removal: %v %v", list, err)
+		}
+		if _, err := cli.Put(ctx(t), "after", "remove"); err != nil {
+			t.Fatalf("put after removal: %v", err)
+		}
+	})
+}
