@@ -338,8 +338,8 @@ func TestLeaseCheckpointRestart(t *testing.T) {
 		if _, err := cli.Put(c, "k", "v", clientv3.WithLease(aging.ID)); err != nil {
 			t.Fatal(err)
 		}
-		// Checkpoints every second: even on a loaded machine the last one
-		// before the kill has at most 9 s left.
+		// Checkpoints are due every second; on a loaded machine they lag,
+		// but several are taken before the kill.
 		time.Sleep(5500 * time.Millisecond)
 		if ka, err := cli.KeepAliveOnce(c, renewed.ID); err != nil || ka.TTL != 30 {
 			t.Fatalf("keep-alive: %v, %v", ka, err)
@@ -353,10 +353,11 @@ func TestLeaseCheckpointRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		// As in etcd, the member that becomes leader gives the lease its
-		// checkpointed remaining TTL (6.5-9 s) plus one election timeout
-		// (1 s). Without the checkpoint it would be back at 12 + 1.
-		if ttl.GrantedTTL != 12 || ttl.TTL > 10 || ttl.TTL < 4 || len(ttl.Keys) != 1 {
-			t.Fatalf("after restart: TTL %d of %d, keys %q; want the checkpointed remaining TTL plus 1 s, at most 10 s", ttl.TTL, ttl.GrantedTTL, ttl.Keys)
+		// checkpointed remaining TTL plus one election timeout (1 s): 7-8 s
+		// on an idle machine, at most 11 s if only the first checkpoints
+		// were taken. Without a checkpoint it would be back at 12 + 1 s.
+		if ttl.GrantedTTL != 12 || ttl.TTL > 11 || ttl.TTL < 4 || len(ttl.Keys) != 1 {
+			t.Fatalf("after restart: TTL %d of %d, keys %q; want the checkpointed remaining TTL plus 1 s, at most 11 s", ttl.TTL, ttl.GrantedTTL, ttl.Keys)
 		}
 		if ttl, err := cli.TimeToLive(c, renewed.ID); err != nil || ttl.TTL < 28 {
 			t.Fatalf("the renewed lease after restart: %v, %v; want about 30 s left", ttl, err)

@@ -116,6 +116,7 @@ type Lessor struct {
 type (
 	appliedMsg struct{ id, ttl int64 }
 	resetMsg   struct{ leases []mvcc.LeaseInfo }
+	readyMsg   struct{}
 	renewMsg   struct {
 		id    int64
 		reply chan<- renewResult
@@ -188,6 +189,12 @@ func (l *Lessor) tick() {
 		}
 	}
 }
+
+// Ready tells the lessor that the member has applied the entries its log
+// held at start: until then it neither takes office as leader (see
+// promote) nor expires leases, since replayed grants and checkpoints are
+// still changing the leases under it.
+func (l *Lessor) Ready() { l.ref.Send(readyMsg{}) }
 
 // Reset replaces every lease the lessor tracks with leases, those of a
 // state just restored from a leader's snapshot; each gets its remaining
@@ -315,6 +322,8 @@ type lessorActor struct {
 	checkpoints expiryHeap
 	// leader is whether the member was leader at the last tick.
 	leader bool
+	// ready is set by Ready: the log replayed at start has been applied.
+	ready bool
 }
 
 // maxCheckpointBatch is how many leases one checkpoint entry carries at
@@ -327,11 +336,16 @@ func (a *lessorActor) receive(ctx actor.Context) {
 		a.applied(m)
 	case resetMsg:
 		a.reset(m.leases)
+	case readyMsg:
+		a.ready = true
 	case renewMsg:
 		a.renew(m)
 	case remainingMsg:
 		a.remaining(m)
 	case tickMsg:
+		if !a.ready {
+			return
+		}
 		now := time.Now()
 		a.promote(now)
 		a.expire(now)

@@ -105,6 +105,7 @@ func start(t *testing.T, cfg Config, leader bool) (*Lessor, *fakeStore) {
 		st.checkpoints[li.ID] = li.Remaining
 	}
 	l.Attach(st)
+	l.Ready()
 	t.Cleanup(l.Stop)
 	return l, st
 }

@@ -180,6 +180,7 @@ func (s *Server) start() error {
 	if err := s.store.WaitReady(readyCtx); err != nil {
 		return fmt.Errorf("member did not become ready: %w", err)
 	}
+	s.lease.Ready()
 	if err := s.publish(readyCtx, selfID); err != nil {
 		return fmt.Errorf("member did not publish its attributes: %w", err)
 	}
