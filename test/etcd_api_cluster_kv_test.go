@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -230,7 +231,8 @@ func dumpSerializable(t *testing.T, m *member) []string {
 
 // TestClusterLoneMemberServesOnlySerializableReads: with two members of
 // three gone, the last one has no leader: writes and linearizable reads
-// fail, serializable reads are served.
+// fail, serializable reads are served, and requests that require a leader
+// get etcd's "no leader".
 func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		c := startCluster(t, engine, 3, "--election-timeout", "500", "--heartbeat-interval", "50")
@@ -258,6 +260,42 @@ func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 		resp, err := cli.Get(ctx(t), "k", clientv3.WithSerializable())
 		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
 			t.Errorf("serializable read: %v %v", resp, err)
+		}
+		// Once it knows it has no leader, a request that requires one is
+		// refused with etcd's error, serializable or not.
+		if !waitFor(10*time.Second, func() bool {
+			_, err := cli.Get(clientv3.WithRequireLeader(ctx(t)), "k", clientv3.WithSerializable())
+			return rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader)
+		}) {
+			_, err := cli.Get(clientv3.WithRequireLeader(ctx(t)), "k", clientv3.WithSerializable())
+			t.Errorf("require-leader read without a leader: %v, want %v", err, rpctypes.ErrGRPCNoLeader)
+		}
+	})
+}
+
+// TestClusterMoveLeader: the leader hands leadership to a follower and
+// answers once it leads; a follower asked to move it answers etcd's "not
+// leader", and an unknown target is etcd's "bad leader transferee".
+func TestClusterMoveLeader(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		leader := c.leader()
+		target := c.followers()[0]
+		targetID := target.statusID(t)
+		if _, err := leader.client(t).MoveLeader(ctx(t), targetID); err != nil {
+			t.Fatalf("move leader to %s: %v", target.name, err)
+		}
+		if st, err := target.status(); err != nil || st.Leader != targetID {
+			t.Fatalf("after the move %s reports leader %x (%v), want itself %x", target.name, st.Leader, err, targetID)
+		}
+		if _, err := leader.client(t).MoveLeader(ctx(t), targetID); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNotLeader) {
+			t.Errorf("move leader asked of a follower: %v, want %v", err, rpctypes.ErrGRPCNotLeader)
+		}
+		if _, err := target.client(t).MoveLeader(ctx(t), 0x1234); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCBadLeaderTransferee) {
+			t.Errorf("move leader to an unknown member: %v, want %v", err, rpctypes.ErrGRPCBadLeaderTransferee)
+		}
+		if _, err := clientOf(t, c.endpoints()).Put(ctx(t), "after", "move"); err != nil {
+			t.Errorf("put after the move: %v", err)
 		}
 	})
 }

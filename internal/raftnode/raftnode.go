@@ -188,6 +188,10 @@ func (n *Node) ProposeConfChange(cc *raftpb.ConfChange, rejected func(error)) {
 	n.ref.Send(proposeConfMsg{cc: cc, rejected: rejected})
 }
 
+// TransferLeadership asks raft to hand leadership to member to; it does not
+// wait. Only a leader acts on it.
+func (n *Node) TransferLeadership(to uint64) { n.ref.Send(transferMsg{to: to}) }
+
 // Progress returns how far member id's log matches the leader's, and the
 // leader's last index; ok is false unless this member leads and tracks id.
 func (n *Node) Progress(id uint64) (match, last uint64, ok bool) {
@@ -322,6 +326,7 @@ type (
 		cc       *raftpb.ConfChange
 		rejected func(error)
 	}
+	transferMsg struct{ to uint64 }
 	progressMsg struct {
 		id    uint64
 		reply chan<- [3]uint64
@@ -375,6 +380,9 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.proposeConf(m)
 	case progressMsg:
 		a.progress(m)
+	case transferMsg:
+		a.rn.TransferLeader(m.to)
+		a.scheduleReady()
 	case *actor.Stopped:
 		a.stop()
 	}

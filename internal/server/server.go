@@ -246,6 +246,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Watch:           s.watch,
 		Lease:           s.lease,
 		Self:            s.selfClient,
+		Leadership:      s.store,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener

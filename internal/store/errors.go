@@ -41,6 +41,11 @@ var (
 	// ErrNotSupportedForLearner: a learner serves no writes nor
 	// linearizable reads.
 	ErrNotSupportedForLearner = errors.New("store: rpc not supported for learner")
+	// ErrBadLeaderTransferee: MoveLeader names no member, or a learner.
+	ErrBadLeaderTransferee = errors.New("store: bad leader transferee")
+	// ErrLeaderTransferTimeout: leadership did not move within the
+	// request's time.
+	ErrLeaderTransferTimeout = errors.New("store: request timed out, leader transfer took too long")
 	// ErrNotLeader: the request must be served by the leader.
 	ErrNotLeader = errors.New("store: not leader")
 )

@@ -325,3 +325,29 @@ func newMemberID(peerURLs []string, token string, now time.Time) uint64 {
 	h.Write([]byte(strconv.FormatInt(now.Unix(), 10)))
 	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }
+
+// MoveLeader hands leadership to member target and returns once it leads,
+// as etcd's Maintenance.MoveLeader: only the leader can, the target must be
+// a voter, and a transfer that does not finish within the request's time
+// fails with ErrLeaderTransferTimeout.
+func (c *Client) MoveLeader(ctx context.Context, target uint64) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	if m := c.member(target); m == nil || m.IsLearner {
+		return ErrBadLeaderTransferee
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	c.raft.TransferLeadership(target)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.raft.Status().Leader != target {
+		select {
+		case <-ctx.Done():
+			return ErrLeaderTransferTimeout
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -47,6 +47,8 @@ type Raft interface {
 	// Progress is how far member id matches the leader's log of last
 	// entries; ok only on the leader.
 	Progress(id uint64) (match, last uint64, ok bool)
+	// TransferLeadership asks the leader to hand over to member to.
+	TransferLeadership(to uint64)
 	ReadIndex(ctx context.Context) (uint64, error)
 	Compact(applied uint64)
 	Status() raftnode.Status

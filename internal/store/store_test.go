@@ -271,6 +271,7 @@ func (laggingRaft) Progress(uint64) (uint64, uint64, bool)            { return 0
 func (laggingRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
 func (laggingRaft) Compact(uint64)                                    {}
 func (laggingRaft) Status() raftnode.Status                           { return raftnode.Status{Commit: 5001, Term: 1} }
+func (laggingRaft) TransferLeadership(uint64)                         {}
 func (laggingRaft) Stop()                                             {}
 
 // TestProposalsRefusedWhenApplyLags: with the applied index more than 5000

@@ -49,6 +49,9 @@ var etcdErrors = []struct {
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrNotEnoughStarted, status.Error(codes.Unknown, "etcdserver: re-configuration failed due to not enough started members")},
 	{store.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{store.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
+	// etcd sends this one's text with code Unknown: rpctypes has no entry.
+	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
 	{store.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 	{errBadURLs, rpctypes.ErrGRPCMemberBadURLs},
 	{store.ErrStreamSortOrder, status.Error(codes.Unimplemented, "RangeStream does not support custom sort orders")},

@@ -70,8 +70,22 @@ type Options struct {
 	Lease Lessor
 	// Self makes a client of this member for the lock and election
 	// services; without it they are not registered.
-	Self   SelfClient
-	Logger *zap.Logger
+	Self SelfClient
+	// Leadership serves Maintenance.MoveLeader and the hasleader request
+	// metadata; without it MoveLeader is unimplemented and hasleader is
+	// not checked.
+	Leadership Leadership
+	Logger     *zap.Logger
+}
+
+// Leadership is the raft leadership as the etcd API needs it;
+// *store.Client implements it.
+type Leadership interface {
+	// Leader is the ID of the member known to lead, 0 if none.
+	Leader() uint64
+	// MoveLeader hands leadership to member target and returns once it
+	// leads; errors are the store's sentinels.
+	MoveLeader(ctx context.Context, target uint64) error
 }
 
 // grpcOverheadBytes is the slack etcd adds to --max-request-bytes for the
@@ -105,6 +119,8 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership)),
+		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership)),
 	)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if opts.Self != nil {
@@ -112,7 +128,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		v3lockpb.RegisterLockServer(srv, &lockServer{c: self})
 		v3electionpb.RegisterElectionServer(srv, &electionServer{c: self})
 	}
-	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st})
+	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st, lead: opts.Leadership})
 	RegisterCluster(srv, st, cl)
 	if opts.Watch != nil {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})

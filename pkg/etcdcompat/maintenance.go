@@ -4,6 +4,8 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // maintenanceServer implements the parts of etcd's Maintenance service
@@ -11,7 +13,20 @@ import (
 // docs/limitations.md).
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
-	st Store
+	st   Store
+	lead Leadership
+}
+
+// MoveLeader hands leadership to another voter, as etcd's: only the leader
+// can, and it answers once the target leads.
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if s.lead == nil {
+		return nil, status.Error(codes.Unimplemented, "method MoveLeader not implemented")
+	}
+	if err := s.lead.MoveLeader(ctx, r.GetTargetID()); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MoveLeaderResponse{Header: s.st.Header()}, nil
 }
 
 func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
