@@ -185,7 +185,7 @@ func (n *Node) ProposeConfChange(cc *raftpb.ConfChange, rejected func(error)) {
 		rejected(ErrStopped)
 		return
 	}
-	n.ref.Send(proposeConfMsg{cc: cc, rejected: rejected})
+	n.ref.Send(proposeMsg{cc: cc, rejected: rejected})
 }
 
 // TransferLeadership asks raft to hand leadership to member to; it does not
@@ -312,22 +312,20 @@ const readRetry = 500 * time.Millisecond
 
 // The actor's messages.
 type (
+	// proposeMsg carries data, or a membership change when cc is set.
 	proposeMsg struct {
 		data     []byte
-		rejected func(error)
-	}
-	readIndexMsg   struct{ reply readWaiter }
-	compactMsg     struct{ applied uint64 }
-	tickMsg        struct{}
-	campaignMsg    struct{}
-	readyMsg       struct{}
-	stepMsg        struct{ m *raftpb.Message }
-	proposeConfMsg struct {
 		cc       *raftpb.ConfChange
 		rejected func(error)
 	}
-	transferMsg struct{ to uint64 }
-	progressMsg struct {
+	readIndexMsg struct{ reply readWaiter }
+	compactMsg   struct{ applied uint64 }
+	tickMsg      struct{}
+	campaignMsg  struct{}
+	readyMsg     struct{}
+	stepMsg      struct{ m *raftpb.Message }
+	transferMsg  struct{ to uint64 }
+	progressMsg  struct {
 		id    uint64
 		reply chan<- [3]uint64
 	}
@@ -376,8 +374,6 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.compact(m.applied)
 	case reportMsg:
 		a.report(m)
-	case proposeConfMsg:
-		a.proposeConf(m)
 	case progressMsg:
 		a.progress(m)
 	case transferMsg:
@@ -434,22 +430,13 @@ func (a *raftActor) propose(m proposeMsg) {
 		a.waitingProposals = append(a.waitingProposals, m)
 		return
 	}
-	if err := a.rn.Propose(m.data); err != nil {
-		if errors.Is(err, raft.ErrProposalDropped) {
-			err = ErrNoLeader
-		}
-		m.rejected(err)
-		return
+	var err error
+	if m.cc != nil {
+		err = a.rn.ProposeConfChange(m.cc)
+	} else {
+		err = a.rn.Propose(m.data)
 	}
-	a.scheduleReady()
-}
-
-func (a *raftActor) proposeConf(m proposeConfMsg) {
-	if a.rn.BasicStatus().Lead == raft.None {
-		m.rejected(ErrNoLeader)
-		return
-	}
-	if err := a.rn.ProposeConfChange(m.cc); err != nil {
+	if err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = ErrNoLeader
 		}

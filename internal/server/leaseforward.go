@@ -19,8 +19,8 @@ import (
 // Lease and Cluster services are served beside the raft transport, for the
 // requests only the leader can answer.
 type leaderConns struct {
-	leaderID func() uint64 // the current leader's ID, 0 if none or if it is this member
-	members  func() []*pb.Member
+	leaderID func() uint64            // the current leader's ID, 0 if none or if it is this member
+	peerURLs func(id uint64) []string // a member's peer URLs, nil if unknown
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by target
@@ -46,19 +46,15 @@ func (f *leaderConns) leader() (*grpc.ClientConn, error) {
 	if id == 0 {
 		return nil, store.ErrNoLeader
 	}
-	var target string
-	for _, m := range f.members() {
-		if m.ID == id && len(m.PeerURLs) > 0 {
-			u, err := url.Parse(m.PeerURLs[0])
-			if err != nil {
-				return nil, fmt.Errorf("leader %x peer URL: %w", id, err)
-			}
-			target = u.Host
-		}
-	}
-	if target == "" {
+	urls := f.peerURLs(id)
+	if len(urls) == 0 {
 		return nil, fmt.Errorf("leader %x has no peer URL: %w", id, store.ErrNoLeader)
 	}
+	u, err := url.Parse(urls[0])
+	if err != nil {
+		return nil, fmt.Errorf("leader %x peer URL: %w", id, err)
+	}
+	target := u.Host
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	conn := f.conns[target]
@@ -138,7 +134,7 @@ func (s *Server) newLeaderConns() *leaderConns {
 			}
 			return 0
 		},
-		members: s.cluster.Members,
-		conns:   make(map[string]*grpc.ClientConn),
+		peerURLs: s.cluster.peerURLs,
+		conns:    make(map[string]*grpc.ClientConn),
 	}
 }

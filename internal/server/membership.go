@@ -121,6 +121,23 @@ func (c *cluster) Members() []*pb.Member {
 	return out
 }
 
+// peerURLs returns member id's peer URLs, nil if it is unknown: one read
+// of the members table, which forwarded requests pay, rather than a whole
+// member list.
+func (c *cluster) peerURLs(id uint64) []string {
+	if st := c.s.store; st != nil {
+		if m := st.Member(id); m != nil {
+			return m.PeerURLs
+		}
+	}
+	for _, m := range c.initial {
+		if m.ID == id {
+			return m.PeerURLs
+		}
+	}
+	return nil
+}
+
 // AddMember implements etcdcompat.Cluster.
 func (c *cluster) AddMember(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error) {
 	return c.s.store.AddMember(ctx, peerURLs, learner, c.s.cfg.InitialClusterToken)

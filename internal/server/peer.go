@@ -54,12 +54,12 @@ func (h *peerHandler) Snapshot(m *raftpb.Message, data io.Reader) error {
 		_, err := io.Copy(io.Discard, data)
 		return err
 	}
-	path := filepath.Join(h.dir, "snapshot.incoming")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	// A file of its own: an old and a new leader may send at once.
+	f, err := os.CreateTemp(h.dir, "snapshot.incoming.*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(path)
+	defer os.Remove(f.Name())
 	defer f.Close()
 	n, err := io.Copy(f, data)
 	if err != nil {
@@ -92,6 +92,11 @@ func (h *peerHandler) ReportSnapshot(id uint64, failed bool) {
 // servePeers: raft retries what the other members send meanwhile.
 func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, lg: s.lg.Named("peer")}
+	// Snapshots a crash cut off while they were being received.
+	left, _ := filepath.Glob(filepath.Join(s.peers.dir, "snapshot.incoming.*"))
+	for _, f := range left {
+		_ = os.Remove(f)
+	}
 	t, err := transport.New(transport.Config{
 		ID:        s.selfID,
 		ClusterID: clusterID,

@@ -181,6 +181,9 @@ func (s *Server) start() error {
 		return fmt.Errorf("member did not become ready: %w", err)
 	}
 	s.lease.Ready()
+	if err := s.store.RecordMembership(readyCtx, selfID, urlStrings(cfg.InitialAdvertisePeerURLs)); err != nil {
+		return fmt.Errorf("member did not record the membership: %w", err)
+	}
 	if err := s.publish(readyCtx, selfID); err != nil {
 		return fmt.Errorf("member did not publish its attributes: %w", err)
 	}

@@ -95,10 +95,15 @@ func (a *storeActor) applyConfChange(ap *mvcc.Applier, index uint64, cc *raftpb.
 		}
 		a.putMember(ap, index, m)
 	case raftpb.ConfChangeUpdateNode:
-		if old != nil {
+		switch {
+		case old != nil:
 			old.PeerURLs = m.PeerURLs
 			a.putMember(ap, index, old)
-		} else {
+		case len(MembersOf(a.c.cfg.Engine)) == 0:
+			// A member whose log predates the members table records
+			// itself this way (see RecordMembership).
+			a.putMember(ap, index, m)
+		default:
 			ap.SetApplied(index)
 		}
 	case raftpb.ConfChangeRemoveNode:
@@ -132,6 +137,10 @@ func MemberContext(id uint64, peerURLs []string, learner bool) []byte {
 	b, _ := proto.Marshal(&pb.Member{ID: id, PeerURLs: peerURLs, IsLearner: learner})
 	return b
 }
+
+// Member returns member id's record (ID, peer URLs, learner), nil if the
+// members table has none.
+func (c *Client) Member(id uint64) *pb.Member { return c.member(id) }
 
 // member reads one member's record; nil if absent.
 func (c *Client) member(id uint64) *pb.Member {
@@ -173,6 +182,17 @@ func MembersOf(e storage.Engine) []*pb.Member {
 		return true
 	})
 	return out
+}
+
+// RecordMembership records member id with peerURLs in the members table
+// when the table is empty: a member bootstrapped before membership was
+// recorded (then always alone) does so once it is ready, through raft like
+// any membership change, before any change can be made.
+func (c *Client) RecordMembership(ctx context.Context, id uint64, peerURLs []string) error {
+	if len(MembersOf(c.cfg.Engine)) > 0 {
+		return nil
+	}
+	return c.confChange(ctx, raftpb.ConfChangeUpdateNode, id, MemberContext(id, peerURLs, false))
 }
 
 // AddMember adds a member with peerURLs, a learner if asked, under a new

@@ -2,8 +2,13 @@ package store_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/cairn-kv/cairn/internal/store"
 )
 
 // TestRestoreServesTheSnapshotDurably: a member restoring another's engine
@@ -54,6 +59,39 @@ func TestRestoreServesTheSnapshotDurably(t *testing.T) {
 			if r := get(t, again.c, k, false); len(r.Kvs) != 1 || string(r.Kvs[0].Value) != want {
 				t.Errorf("after restart, %s = %v, want %q", k, r.Kvs, want)
 			}
+		}
+	})
+}
+
+// TestRecordMembershipOfAnOlderMember: a member whose log holds no
+// membership (bootstrapped before the members table existed, as every
+// member of an earlier version was) records itself once, so that a later
+// MemberAdd does not leave it out of the membership.
+func TestRecordMembershipOfAnOlderMember(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		m := start(t, open, t.TempDir(), 0) // raft bootstrapped without member records
+		defer m.stop()
+		if got := m.c.Members(); len(got) != 0 {
+			t.Fatalf("members before recording: %v", got)
+		}
+		urls := []string{"http://127.0.0.1:2380"}
+		if err := m.c.RecordMembership(context.Background(), 1, urls); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.c.RecordMembership(context.Background(), 1, []string{"http://other:1"}); err != nil {
+			t.Fatal(err) // a second call changes nothing
+		}
+		got := m.c.Members()
+		if len(got) != 1 || got[0].ID != 1 || !slices.Equal(got[0].PeerURLs, urls) || got[0].IsLearner {
+			t.Fatalf("members after recording: %v", got)
+		}
+		// An update of a member that does not exist, once the table has
+		// members, records nothing.
+		if err := m.c.UpdateMember(context.Background(), 7, urls); !errors.Is(err, store.ErrMemberNotFound) {
+			t.Fatalf("update of an unknown member: %v", err)
+		}
+		if got := m.c.Members(); len(got) != 1 {
+			t.Fatalf("members after updating an unknown one: %v", got)
 		}
 	})
 }
