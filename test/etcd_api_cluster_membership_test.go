@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"slices"
@@ -187,6 +188,19 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 		st, err := n.status()
 		if err != nil || !st.IsLearner {
 			t.Errorf("learner status: %+v, %v", st, err)
+		}
+		// As in etcd, a learner serves Status and serializable ranges only.
+		if _, err := lc.MemberList(ctx(t)); rpctypes.ErrorDesc(err) != learnerErr {
+			t.Errorf("member list on a learner: %v, want %s", err, learnerErr)
+		}
+		if _, err := lc.Grant(ctx(t), 60); rpctypes.ErrorDesc(err) != learnerErr {
+			t.Errorf("lease grant on a learner: %v, want %s", err, learnerErr)
+		}
+		wctx, wcancel := context.WithCancel(ctx(t))
+		wr := <-lc.Watch(wctx, "before")
+		wcancel()
+		if rpctypes.ErrorDesc(wr.Err()) != learnerErr {
+			t.Errorf("watch on a learner: %v, want %s", wr.Err(), learnerErr)
 		}
 
 		f := c.followers()[0]

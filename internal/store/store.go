@@ -259,6 +259,9 @@ func (c *Client) linearizeFor(ctx context.Context) error {
 	return c.linearize(ctx)
 }
 
+// IsLearner reports whether this member is a learner, as last applied.
+func (c *Client) IsLearner() bool { return c.learner.Load() }
+
 // refreshLearner records whether this member is a learner, from the
 // applied membership.
 func (c *Client) refreshLearner() {

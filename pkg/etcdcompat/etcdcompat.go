@@ -83,6 +83,9 @@ type Options struct {
 type Leadership interface {
 	// Leader is the ID of the member known to lead, 0 if none.
 	Leader() uint64
+	// IsLearner reports whether this member is a learner, which serves
+	// only Status and serializable ranges.
+	IsLearner() bool
 	// MoveLeader hands leadership to member target and returns once it
 	// leads; errors are the store's sentinels.
 	MoveLeader(ctx context.Context, target uint64) error
