@@ -11,7 +11,7 @@ LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
 
 export CGO_ENABLED := 1
 
-.PHONY: run cluster build deps test unit integration lint bench bench-cost fuzz clean test-faults
+.PHONY: run cluster build deps test unit integration lint bench bench-cluster bench-cost fuzz clean test-faults
 
 # deps installs the RocksDB headers and library when they are missing; it is
 # quick and idempotent when they are present.
@@ -87,6 +87,12 @@ bench-cost: deps
 
 bench: bench-cost build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+# bench-cluster runs BenchmarkCompare's kv rows with every target a cluster
+# of three members, each its own process: etcd, and Cairn on each engine,
+# the load spread over the three members (docs/performance.md, "Method").
+bench-cluster: deps
+	$(GO) test -run '^$$' -bench Compare -benchtime 1x -timeout 30m ./test/bench/ -compare.members 3
 
 # fuzz runs every fuzz target (func FuzzXxx(*testing.F)) of internal/ and
 # pkg/ for FUZZTIME each, one target at a time as go test requires. Their

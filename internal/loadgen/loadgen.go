@@ -46,11 +46,15 @@ var ErrNotLoopback = errors.New("loadgen: endpoint is not a loopback address")
 // Config is the shape of a run: where it goes, how wide and how long.
 type Config struct {
 	// Endpoints are host:port (or http://host:port) addresses of the
-	// server's client API. Each must be a loopback address.
+	// server's client API. Each must be a loopback address. Several
+	// endpoints, such as the members of a cluster, share the load
+	// equally: every clientv3 client is given all of them and sends its
+	// requests to each in turn (clientv3's round-robin balancing), where
+	// etcd's benchmark instead gives each of its clients one endpoint.
 	Endpoints []string
-	// Conns is the number of gRPC connections (clientv3 clients) opened;
-	// default 1. Clients share them round-robin, as etcd's benchmark
-	// --conns does.
+	// Conns is the number of clientv3 clients opened, each with one gRPC
+	// connection per endpoint; default 1. Clients share them
+	// round-robin, as etcd's benchmark --conns does.
 	Conns int
 	// Clients is the number of goroutines sending requests, each one at a
 	// time; default 1.

@@ -3,13 +3,33 @@
 //
 //	go test -run '^$' -bench Compare -benchtime 1x -timeout 30m ./test/bench/
 //
-// By default the reference etcd runs in this test process
-// (go.etcd.io/etcd/server/v3/embed, default configuration, fsync on) and
+// By default the reference etcd runs in a child process, this test binary
+// re-executed (go.etcd.io/etcd/server/v3/embed, default configuration,
+// fsync on; -compare.etcd-process=false runs it in this test process), and
 // Cairn runs as a separate process built from this module, one per storage
 // engine. All servers are up at once and the targets take turns workload by
 // workload, over several rounds, so that load from elsewhere on the
 // machine falls on all of them alike; the report gives medians. See
 // docs/performance.md for the method and the figures.
+//
+// -compare.members 3 (`make bench-cluster`) makes every target a cluster of
+// three members, each a process of its own with its own data directory:
+// etcd as three children started with one initial cluster and otherwise
+// the defaults above, Cairn as three processes per engine. Every workload
+// is given the three client endpoints and loadgen sends each connection's
+// requests to them in turn, so every member serves reads and takes puts,
+// which followers hand to the leader. The warm-up and the wait for a
+// leader cover every member; a row's server CPU is the sum over the
+// members' processes, and Cairn's actor figures are summed over the
+// members. The kv rows are the cluster comparison:
+//
+//	go test -run '^$' -bench Compare -benchtime 1x -timeout 30m ./test/bench/ -compare.members 3
+//
+// The watch and lease rows run on clusters too, but without the figures
+// loadgen reads from the one server process's /proc (resident memory, CPU),
+// which a cluster spreads over three: watch-idle-memory then reports only
+// how fast watchers are created, and lease-keepalive no server CPU. A
+// cluster's etcd always runs in child processes.
 //
 // -compare.workloads picks what runs: a comma-separated list of groups
 // ("kv", "watch", "lease", "all") or workload ids (below). The default is
@@ -76,11 +96,12 @@ var (
 	flagBin         = flag.String("compare.cairn-bin", "", "measure this cairn binary instead of building ./cmd/cairn")
 	flagWorkloads   = flag.String("compare.workloads", "kv", "workloads to run, comma-separated: groups (kv, watch, lease, all) or workload ids")
 	flagEtcdProcess = flag.Bool("compare.etcd-process", true, "run the reference etcd in a child process (this test binary re-executed), started the same way as Cairn; false runs it inside the test process")
+	flagMembers     = flag.Int("compare.members", 1, "members of every target: 1 for single servers, 3 for clusters of three processes with the load spread over them")
 )
 
 // etcdChildEnv, when set in the environment of this test binary, makes it
-// serve as a standalone etcd ("dir client-port peer-port") instead of
-// running tests: the -compare.etcd-process mode.
+// serve as one etcd member (an etcdMember in JSON) instead of running
+// tests: the -compare.etcd-process mode.
 const etcdChildEnv = "CAIRN_BENCH_ETCD_CHILD"
 
 const readyLine = "ready to serve client requests"
@@ -211,20 +232,39 @@ func selectWorkloads(spec string) ([]workload, error) {
 // the like.
 var warmup = workload{name: "warm-up", clients: 16, conns: 4, total: 2000, maxDur: 20 * time.Second, run: put}
 
-// target is a server under test.
+// target is a server under test: one member, or a cluster of members that
+// every workload spreads its load over.
 type target struct {
-	name     string
-	endpoint string
-	pid      int    // process whose CPU is the server's; 0 means this process
-	httpURL  string // client URL for /debug/actors, Cairn only
-	stop     func()
+	name      string
+	endpoints []string // each member's client address
+	pids      []int    // each member's process; none when etcd runs in this process
+	httpURLs  []string // each member's client URL for /debug/actors, Cairn only
+}
+
+// cpu returns the CPU time of every process of t together.
+func (t target) cpu() time.Duration {
+	var d time.Duration
+	for _, pid := range t.pids {
+		d += cpuTime(pid)
+	}
+	return d
+}
+
+// serverPID is the process a watch or lease row reads the server's memory
+// and CPU from: the target's one process, or 0, which leaves those
+// figures out, for a cluster or an in-process etcd.
+func (t target) serverPID() int {
+	if len(t.pids) == 1 {
+		return t.pids[0]
+	}
+	return 0
 }
 
 // measurement is one workload on one target in one round.
 type measurement struct {
 	res       loadgen.Result
 	cpuSelf   time.Duration // CPU of this process: load generator, and etcd when in-process
-	cpuServer time.Duration // CPU of the server process when it is not this one
+	cpuServer time.Duration // CPU of the server's processes when they are not this one
 	cpuOther  float64       // cores used by every other process on the machine
 	actors    []actorLoad
 	// span is the time CPU and actor figures are taken over: the
@@ -249,6 +289,10 @@ func BenchmarkCompare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	members := *flagMembers
+	if members < 1 || (members > 1 && !*flagEtcdProcess) {
+		b.Fatalf("-compare.members=%d: want 1, or more with -compare.etcd-process (a cluster's members are processes)", members)
+	}
 	bin := *flagBin
 	if bin == "" {
 		bin = buildCairn(b)
@@ -258,20 +302,15 @@ func BenchmarkCompare(b *testing.B) {
 	started := time.Now()
 	var targets []target
 	if *flagEtcdProcess {
-		targets = append(targets, startEtcdProcess(b))
+		targets = append(targets, startEtcdProcesses(b, members))
 	} else {
 		targets = append(targets, startEtcd(b))
 	}
 	for _, e := range strings.Split(*flagEngines, ",") {
 		if e = strings.TrimSpace(e); e != "" {
-			targets = append(targets, startCairn(b, bin, e))
+			targets = append(targets, startCairn(b, bin, e, members))
 		}
 	}
-	defer func() {
-		for _, t := range targets {
-			t.stop()
-		}
-	}()
 
 	ctx := context.Background()
 	for _, t := range targets {
@@ -295,9 +334,12 @@ func BenchmarkCompare(b *testing.B) {
 				m := measureOne(b, targets[ti], w)
 				results[ti][wi] = append(results[ti][wi], m)
 				if w.scenario {
-					h, _ := m.res.Metric(w.headline)
-					fmt.Fprintf(os.Stderr, "round %d  %-14s %-40s %s %.1f %s  errors %d %v  other load %.2f cores\n",
-						r+1, targets[ti].name, w.name, w.headline, h.Value, h.Unit, m.res.Errors, m.res.ErrorKinds, m.cpuOther)
+					head := "-"
+					if h, ok := m.res.Metric(w.headline); ok {
+						head = fmt.Sprintf("%.1f %s", h.Value, h.Unit)
+					}
+					fmt.Fprintf(os.Stderr, "round %d  %-14s %-40s %s %s  errors %d %v  other load %.2f cores\n",
+						r+1, targets[ti].name, w.name, w.headline, head, m.res.Errors, m.res.ErrorKinds, m.cpuOther)
 					continue
 				}
 				fmt.Fprintf(os.Stderr, "round %d  %-14s %-32s %7.0f req/s  p99 %7.2fms  errors %d  other load %.2f cores\n",
@@ -327,19 +369,16 @@ func BenchmarkCompare(b *testing.B) {
 // measureOne runs w against t and gathers CPU and actor figures around it.
 func measureOne(b *testing.B, t target, w workload) measurement {
 	before := actorStats(t)
-	selfBefore, serverBefore := cpuTime(0), cpuTime(t.pid)
+	selfBefore, serverBefore := cpuTime(0), t.cpu()
 	busyBefore := machineBusy()
 	began := time.Now()
 	res, err := runOne(context.Background(), t, w)
 	if err != nil {
 		b.Fatalf("%s: %s: %v", t.name, w.name, err)
 	}
-	m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore, span: res.Elapsed}
+	m := measurement{res: res, cpuSelf: cpuTime(0) - selfBefore, cpuServer: t.cpu() - serverBefore, span: res.Elapsed}
 	if w.scenario {
 		m.span = time.Since(began)
-	}
-	if t.pid != 0 {
-		m.cpuServer = cpuTime(t.pid) - serverBefore
 	}
 	other := machineBusy() - busyBefore - m.cpuSelf - m.cpuServer
 	m.cpuOther = max(other.Seconds()/m.span.Seconds(), 0)
@@ -350,22 +389,27 @@ func measureOne(b *testing.B, t target, w workload) measurement {
 func runOne(ctx context.Context, t target, w workload) (loadgen.Result, error) {
 	total := max(int(float64(w.total)**flagScale), w.clients)
 	return w.run(ctx, loadgen.Config{
-		Endpoints:   []string{t.endpoint},
+		Endpoints:   t.endpoints,
 		Clients:     w.clients,
 		Conns:       w.conns,
 		Total:       total,
 		MaxDuration: w.maxDur,
-		ServerPID:   t.pid,
+		ServerPID:   t.serverPID(),
 	})
 }
 
 // printReport writes the comparison table, then the detail behind it.
 func printReport(w io.Writer, targets []target, workloads []workload, results [][][]measurement, rounds int, took time.Duration) {
-	etcdMode := "in this test process (embed)"
-	if *flagEtcdProcess {
-		etcdMode = "in its own process (this test binary re-executed, embed)"
+	if n := *flagMembers; n > 1 {
+		fmt.Fprintf(w, "\nCairn vs etcd on this machine, each a cluster of %d members (a process each, etcd as this test binary re-executed,\n"+
+			"embed) with every workload's load spread over the members; fsync on in both.\n", n)
+	} else {
+		etcdMode := "in this test process (embed)"
+		if *flagEtcdProcess {
+			etcdMode = "in its own process (this test binary re-executed, embed)"
+		}
+		fmt.Fprintf(w, "\nCairn vs etcd on this machine: etcd %s, Cairn as a separate process; fsync on in both.\n", etcdMode)
 	}
-	fmt.Fprintf(w, "\nCairn vs etcd on this machine: etcd %s, Cairn as a separate process; fsync on in both.\n", etcdMode)
 	fmt.Fprintf(w, "Medians of %d rounds (cairn/etcd: ratio of the medians; range: lowest and highest of the per-round ratios); took %s.\n",
 		rounds, took.Round(time.Second))
 	var others []float64
@@ -414,8 +458,12 @@ func printKV(w io.Writer, targets []target, workloads []workload, results [][][]
 	}
 	_ = tw.Flush()
 
+	server := "the server's own process"
+	if *flagMembers > 1 {
+		server = "its members' processes together"
+	}
 	fmt.Fprintf(w, "\nDetail (medians over rounds). CPU µs/req: \"load gen\" is this process (the load generator, plus etcd when\n"+
-		"etcd runs in-process); \"server\" is the server's own process. \"other\" is cores used meanwhile by the rest of the machine.\n\n")
+		"etcd runs in-process); \"server\" is %s. \"other\" is cores used meanwhile by the rest of the machine.\n\n", server)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\tworkload\trequests\terrors\treq/s\tp50\tp90\tp99\tmax\tCPU µs/req load gen\tCPU µs/req server\tother\t")
 	for ti, t := range targets {
@@ -435,7 +483,7 @@ func printKV(w io.Writer, targets []target, workloads []workload, results [][][]
 				note = " (cut at max duration)"
 			}
 			server := "-"
-			if t.pid != 0 {
+			if len(t.pids) > 0 {
 				server = fmt.Sprintf("%.0f", medianOf(ms, func(m measurement) float64 { return perReq(m.cpuServer, m.res) }))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d%s\t%d\t%.0f\t%.2fms\t%.2fms\t%.2fms\t%.2fms\t%.0f\t%s\t%.2f\t\n",
@@ -455,12 +503,15 @@ func printKV(w io.Writer, targets []target, workloads []workload, results [][][]
 // printActors writes what Cairn's actors did during each row, then every
 // row's errors.
 func printActors(w io.Writer, targets []target, workloads []workload, results [][][]measurement) {
-
-	fmt.Fprintf(w, "\nCairn actors during each workload (from /debug/actors, medians over rounds; busy = handling time / wall time)\n\n")
+	source, busy := "/debug/actors,", ""
+	if *flagMembers > 1 {
+		source, busy = "/debug/actors of every member, summed;", ", up to 100% per member"
+	}
+	fmt.Fprintf(w, "\nCairn actors during each workload (from %s medians over rounds; busy = handling time / wall time%s)\n\n", source, busy)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\tworkload\tactor\tmessages/req\tmean handling\tbusy\t")
 	for ti, t := range targets {
-		if t.httpURL == "" {
+		if len(t.httpURLs) == 0 {
 			continue
 		}
 		for wi, wl := range workloads {
@@ -628,73 +679,123 @@ func buildCairn(b *testing.B) string {
 	return bin
 }
 
+// usedPorts are the ports freePort has handed out. The kernel may hand
+// out a port it has just closed again, and two members on one port fail
+// to start.
+var usedPorts = map[int]bool{}
+
+// freePort returns a loopback port that is free now and that no earlier
+// call has returned. Only the benchmark's goroutine calls it.
 func freePort(b *testing.B) int {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !usedPorts[port] {
+			usedPorts[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+}
+
+// member is where one member of a target listens.
+type member struct {
+	name         string
+	client, peer string // host:port
+}
+
+// layout picks loopback ports for n members and returns them with the
+// initial cluster (name=peer URL of each member) that they start with.
+func layout(b *testing.B, n int) ([]member, string) {
+	b.Helper()
+	ms := make([]member, n)
+	initial := make([]string, n)
+	for i := range ms {
+		ms[i] = member{
+			name:   fmt.Sprintf("m%d", i+1),
+			client: fmt.Sprintf("127.0.0.1:%d", freePort(b)),
+			peer:   fmt.Sprintf("127.0.0.1:%d", freePort(b)),
+		}
+		initial[i] = ms[i].name + "=http://" + ms[i].peer
+	}
+	return ms, strings.Join(initial, ",")
+}
+
+// etcdMember is one member of the reference etcd: what etcdConfig takes,
+// and what a child process receives in etcdChildEnv.
+type etcdMember struct {
+	Name, Dir      string
+	Client, Peer   string // host:port
+	InitialCluster string // name=peer URL of every member
 }
 
 // etcdConfig is the reference's configuration: etcd's defaults (fsync on,
-// snapshot count, quota, ...) with data in dir and the given loopback ports.
-func etcdConfig(dir string, clientPort, peerPort int) *embed.Config {
+// snapshot count, quota, ...) for member m, with data in m.Dir.
+func etcdConfig(m etcdMember) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Dir = dir
+	cfg.Name, cfg.Dir = m.Name, m.Dir
 	// At "error", Close logs its listeners' shutdown as failures; request
 	// failures are counted by loadgen instead.
 	cfg.LogLevel = "fatal"
-	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	cu, _ := url.Parse("http://" + m.Client)
+	pu, _ := url.Parse("http://" + m.Peer)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialCluster = m.InitialCluster
 	return cfg
 }
 
-// startEtcd starts the reference in this process.
+// startEtcd starts the reference in this process, a single member.
 func startEtcd(b *testing.B) target {
 	b.Helper()
-	cfg := etcdConfig(b.TempDir(), freePort(b), freePort(b))
-	e, err := embed.StartEtcd(cfg)
+	ms, initial := layout(b, 1)
+	e, err := embed.StartEtcd(etcdConfig(etcdMember{
+		Name: ms[0].name, Dir: b.TempDir(), Client: ms[0].client, Peer: ms[0].peer, InitialCluster: initial,
+	}))
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(e.Close)
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(60 * time.Second):
-		e.Close()
 		b.Fatal("embedded etcd not ready after 60s")
 	}
-	return target{name: "etcd", endpoint: cfg.ListenClientUrls[0].Host, stop: e.Close}
+	return target{name: "etcd", endpoints: []string{ms[0].client}}
 }
 
-// startEtcdProcess starts the reference as a child: this test binary,
-// re-executed with etcdChildEnv set.
-func startEtcdProcess(b *testing.B) target {
+// startEtcdProcesses starts the reference as n child processes, the
+// members of one cluster: this test binary, re-executed with etcdChildEnv
+// set.
+func startEtcdProcesses(b *testing.B, n int) target {
 	b.Helper()
-	client, peer := freePort(b), freePort(b)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(cleanEnv(), fmt.Sprintf("%s=%s %d %d", etcdChildEnv, b.TempDir(), client, peer))
-	t := startProcess(b, "etcd", cmd, fmt.Sprintf("127.0.0.1:%d", client))
-	t.httpURL = "" // etcd has no /debug/actors
+	ms, initial := layout(b, n)
+	cmds := make([]*exec.Cmd, n)
+	for i, m := range ms {
+		spec, err := json.Marshal(etcdMember{Name: m.name, Dir: b.TempDir(), Client: m.client, Peer: m.peer, InitialCluster: initial})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[i] = exec.Command(os.Args[0])
+		cmds[i].Env = append(cleanEnv(), etcdChildEnv+"="+string(spec))
+	}
+	t := startTarget(b, "etcd", ms, cmds)
+	t.httpURLs = nil // etcd has no /debug/actors
 	return t
 }
 
-// serveEtcdChild runs etcd until SIGTERM; spec is "dir client-port
-// peer-port".
+// serveEtcdChild runs etcd until SIGTERM; spec is an etcdMember in JSON.
 func serveEtcdChild(spec string) int {
-	var (
-		dir          string
-		client, peer int
-	)
-	if _, err := fmt.Sscanf(spec, "%s %d %d", &dir, &client, &peer); err != nil {
+	var m etcdMember
+	if err := json.Unmarshal([]byte(spec), &m); err != nil {
 		fmt.Fprintf(os.Stderr, "%s=%q: %v\n", etcdChildEnv, spec, err)
 		return 2
 	}
-	e, err := embed.StartEtcd(etcdConfig(dir, client, peer))
+	e, err := embed.StartEtcd(etcdConfig(m))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -713,25 +814,27 @@ func serveEtcdChild(spec string) int {
 	return 0
 }
 
-// startCairn starts bin as a single member on engine, data in a temporary
-// directory.
-func startCairn(b *testing.B, bin, engine string) target {
+// startCairn starts bin on engine as n members of one cluster, each with
+// its data in a temporary directory.
+func startCairn(b *testing.B, bin, engine string, n int) target {
 	b.Helper()
-	client := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(b))
-	cmd := exec.Command(bin,
-		"--name", "bench",
-		"--data-dir", b.TempDir(),
-		"--storage-engine", engine,
-		"--listen-client-urls", "http://"+client,
-		"--advertise-client-urls", "http://"+client,
-		"--listen-peer-urls", peer,
-		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "bench="+peer,
-		"--http-listen-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
-	)
-	cmd.Env = cleanEnv()
-	return startProcess(b, "cairn-"+engine, cmd, client)
+	ms, initial := layout(b, n)
+	cmds := make([]*exec.Cmd, n)
+	for i, m := range ms {
+		cmds[i] = exec.Command(bin,
+			"--name", m.name,
+			"--data-dir", b.TempDir(),
+			"--storage-engine", engine,
+			"--listen-client-urls", "http://"+m.client,
+			"--advertise-client-urls", "http://"+m.client,
+			"--listen-peer-urls", "http://"+m.peer,
+			"--initial-advertise-peer-urls", "http://"+m.peer,
+			"--initial-cluster", initial,
+			"--http-listen-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
+		)
+		cmds[i].Env = cleanEnv()
+	}
+	return startTarget(b, "cairn-"+engine, ms, cmds)
 }
 
 // cleanEnv drops ETCD_* variables, which would configure the servers.
@@ -745,71 +848,125 @@ func cleanEnv() []string {
 	return env
 }
 
-// startProcess starts cmd, waits for its readiness line and for a leader,
-// and returns it as a target serving on endpoint.
-func startProcess(b *testing.B, name string, cmd *exec.Cmd, endpoint string) target {
+// startTarget starts cmds[i] as member ms[i] of the target called name,
+// all at once, since a member of a cluster becomes ready only once a
+// quorum is up. It waits until every member has logged readiness and
+// answers a linearizable read, and stops them when the benchmark ends.
+func startTarget(b *testing.B, name string, ms []member, cmds []*exec.Cmd) target {
 	b.Helper()
+	t := target{name: name}
+	procs := make([]*process, 0, len(cmds))
+	b.Cleanup(func() { stopAll(procs) })
+	for i, cmd := range cmds {
+		label := name
+		if len(cmds) > 1 {
+			label += " " + ms[i].name
+		}
+		procs = append(procs, launch(b, label, cmd))
+		t.endpoints = append(t.endpoints, ms[i].client)
+		t.pids = append(t.pids, cmd.Process.Pid)
+		t.httpURLs = append(t.httpURLs, "http://"+ms[i].client)
+	}
+	timeout := time.After(60 * time.Second)
+	for _, p := range procs {
+		select {
+		case <-p.ready:
+		case <-p.done:
+			b.Fatalf("%s exited before becoming ready:\n%s", p.label, logsOf(procs))
+		case <-timeout:
+			b.Fatalf("%s not ready after 60s:\n%s", p.label, logsOf(procs))
+		}
+	}
+	// Before the first row, every member must reach the leader: wait for
+	// a linearizable read to succeed on each.
+	for i, ep := range t.endpoints {
+		if err := waitLeader(ep); err != nil {
+			b.Fatalf("%s has no leader: %v\n%s", procs[i].label, err, logsOf(procs))
+		}
+	}
+	return t
+}
+
+// process is a running server process and what it has logged.
+type process struct {
+	label string
+	cmd   *exec.Cmd
+	ready chan struct{} // closed when it logs readyLine
+	done  chan struct{} // closed when it has exited
+	logMu sync.Mutex
+	log   bytes.Buffer
+}
+
+// launch starts cmd, gathering its output, and returns without waiting.
+func launch(b *testing.B, label string, cmd *exec.Cmd) *process {
+	b.Helper()
+	p := &process{label: label, cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	var (
-		logMu sync.Mutex
-		log   bytes.Buffer
-		ready = make(chan struct{})
-		done  = make(chan struct{})
-	)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var once sync.Once
 		for sc.Scan() {
-			logMu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
+			p.logMu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.logMu.Unlock()
 			if strings.Contains(sc.Text(), readyLine) {
-				once.Do(func() { close(ready) })
+				once.Do(func() { close(p.ready) })
 			}
 		}
 	}()
-	go func() { _ = cmd.Wait(); pw.Close(); close(done) }()
-	logs := func() string { logMu.Lock(); defer logMu.Unlock(); return log.String() }
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+	go func() { _ = cmd.Wait(); pw.Close(); close(p.done) }()
+	return p
+}
+
+func (p *process) logs() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.log.String()
+}
+
+// stop sends SIGTERM and waits for the process to exit, killing it after
+// 30s.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// stopAll stops procs together and prints the log of any that logged an
+// error.
+func stopAll(procs []*process) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(p.stop)
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if l := p.logs(); strings.Contains(l, `"level":"error"`) || strings.Contains(l, "panic:") {
+			fmt.Fprintf(os.Stderr, "%s logged errors:\n%s", p.label, l)
 		}
 	}
-	select {
-	case <-ready:
-	case <-done:
-		b.Fatalf("%s exited before becoming ready:\n%s", name, logs())
-	case <-time.After(60 * time.Second):
-		stop()
-		b.Fatalf("%s not ready after 60s:\n%s", name, logs())
+}
+
+// logsOf returns the logs of procs, each headed by its label when there
+// are several: the others' logs tell why one member found no leader.
+func logsOf(procs []*process) string {
+	if len(procs) == 1 {
+		return procs[0].logs()
 	}
-	// Cairn logs readiness before it has elected itself; wait for a
-	// linearizable read to succeed, as etcd's ReadyNotify implies.
-	if err := waitLeader(endpoint); err != nil {
-		stop()
-		b.Fatalf("%s has no leader: %v\n%s", name, err, logs())
+	var sb strings.Builder
+	for _, p := range procs {
+		fmt.Fprintf(&sb, "=== %s\n%s", p.label, p.logs())
 	}
-	return target{
-		name:     name,
-		endpoint: endpoint,
-		pid:      cmd.Process.Pid,
-		httpURL:  "http://" + endpoint,
-		stop: func() {
-			stop()
-			if l := logs(); strings.Contains(l, `"level":"error"`) || strings.Contains(l, "panic:") {
-				fmt.Fprintf(os.Stderr, "%s logged errors:\n%s", name, l)
-			}
-		},
-	}
+	return sb.String()
 }
 
 // waitLeader polls a linearizable read until it succeeds, for up to 30s.
@@ -888,11 +1045,32 @@ type actorSnapshot struct {
 	Mean      float64 `json:"mean_handling_us"`
 }
 
-func actorStats(t target) map[string]actorSnapshot {
-	if t.httpURL == "" {
-		return nil
+// actorTotal is what an actor has done since its member started, summed
+// over the members of a target.
+type actorTotal struct {
+	messages int64
+	busyUs   float64 // handling time, µs
+}
+
+// actorStats reads /debug/actors of every member of t and sums each
+// actor's figures over the members. A member that does not answer is left
+// out.
+func actorStats(t target) map[string]actorTotal {
+	out := map[string]actorTotal{}
+	for _, u := range t.httpURLs {
+		for _, a := range memberActors(u) {
+			tot := out[a.Name]
+			tot.messages += a.Processed
+			tot.busyUs += a.Mean * float64(a.Processed)
+			out[a.Name] = tot
+		}
 	}
-	resp, err := http.Get(t.httpURL + "/debug/actors")
+	return out
+}
+
+// memberActors returns /debug/actors of the member at httpURL, or nil.
+func memberActors(httpURL string) []actorSnapshot {
+	resp, err := http.Get(httpURL + "/debug/actors")
 	if err != nil {
 		return nil
 	}
@@ -903,21 +1081,17 @@ func actorStats(t target) map[string]actorSnapshot {
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
 		return nil
 	}
-	out := make(map[string]actorSnapshot, len(body.Actors))
-	for _, a := range body.Actors {
-		out[a.Name] = a
-	}
-	return out
+	return body.Actors
 }
 
-// actorDelta turns two /debug/actors snapshots into the work done between
+// actorDelta turns two actorStats readings into the work done between
 // them, sorted by actor name.
-func actorDelta(before, after map[string]actorSnapshot) []actorLoad {
+func actorDelta(before, after map[string]actorTotal) []actorLoad {
 	var out []actorLoad
 	for name, a := range after {
 		p := before[name]
-		n := a.Processed - p.Processed
-		busyUs := a.Mean*float64(a.Processed) - p.Mean*float64(p.Processed)
+		n := a.messages - p.messages
+		busyUs := a.busyUs - p.busyUs
 		l := actorLoad{name: name, messages: n, busy: time.Duration(busyUs * 1e3)}
 		if n > 0 {
 			l.meanMicro = busyUs / float64(n)
