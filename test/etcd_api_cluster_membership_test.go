@@ -241,3 +241,101 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterForceNewCluster recovers a cluster that lost its quorum for
+// good, as etcd's --force-new-cluster does: one member of three restarts
+// alone with its data, keys and revisions, keeps its ID, elects itself and
+// takes writes; it stays alone when restarted without the flag; a member
+// of the old cluster that comes back is refused and stops; a new member
+// joins it.
+func TestClusterForceNewCluster(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		cli := clientOf(t, c.endpoints())
+		var last *clientv3.PutResponse
+		for i := range 20 {
+			r, err := cli.Put(ctx(t), fmt.Sprintf("k%02d", i), "v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = r
+		}
+		cli.Close()
+		survivor, gone := c.members[0], c.members[1]
+		id := survivor.statusID(t)
+		for _, m := range c.members {
+			m.stop()
+		}
+
+		survivor.args = append(survivor.args, "--force-new-cluster")
+		survivor.start()
+		if !survivor.logContains("forcing restart as the only member") {
+			t.Errorf("no log of the forced restart:\n%s", survivor.logs())
+		}
+		sc := survivor.client(t)
+		list, err := sc.MemberList(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Members) != 1 || list.Members[0].ID != id || list.Members[0].Name != survivor.name {
+			t.Fatalf("members after --force-new-cluster: %v, want only %s (%x)", list.Members, survivor.name, id)
+		}
+		r, err := sc.Get(ctx(t), "k", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Kvs) != 20 || r.Kvs[19].ModRevision != last.Header.Revision {
+			t.Fatalf("after --force-new-cluster: %d keys, last at revision %d; want 20, last at %d",
+				len(r.Kvs), r.Kvs[len(r.Kvs)-1].ModRevision, last.Header.Revision)
+		}
+		if p, err := sc.Put(ctx(t), "after", "force"); err != nil || p.Header.Revision != last.Header.Revision+1 {
+			t.Fatalf("put on the forced member: %v, %v", p, err)
+		}
+		st, err := survivor.status()
+		if err != nil || st.Leader != id {
+			t.Fatalf("status of the forced member: %+v, %v", st, err)
+		}
+
+		survivor.stop()
+		survivor.args = slices.DeleteFunc(survivor.args, func(a string) bool { return a == "--force-new-cluster" })
+		survivor.start()
+		sc = survivor.client(t)
+		if _, err := sc.Put(ctx(t), "after", "restart"); err != nil {
+			t.Fatalf("put after restarting without the flag: %v", err)
+		}
+
+		// A member of the old cluster learns it was removed, and stops.
+		if err := gone.launch(); err == nil {
+			t.Errorf("a member removed by --force-new-cluster started")
+		}
+		select {
+		case <-gone.exited:
+		case <-time.After(20 * time.Second):
+			t.Errorf("a member removed by --force-new-cluster is still running")
+		}
+		if !gone.logContains("permanently removed from the cluster") {
+			t.Errorf("the removed member did not say why it stopped:\n%s", gone.logs())
+		}
+		gone.stop()
+
+		n := &member{
+			t: t, engine: engine, dataDir: t.TempDir(), name: "joiner",
+			peerURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		}
+		if _, err := sc.MemberAdd(ctx(t), []string{n.peerURL}); err != nil {
+			t.Fatal(err)
+		}
+		initial := survivor.name + "=" + survivor.peerURL + ",joiner=" + n.peerURL
+		n.clusterArgs = []string{"--initial-cluster", initial, "--initial-cluster-token", "cairn-test", "--initial-cluster-state", "existing"}
+		t.Cleanup(n.stop)
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
+		want := dumpSerializable(t, survivor)
+		if !waitFor(10*time.Second, func() bool { return slices.Equal(dumpSerializable(t, n), want) }) {
+			t.Errorf("the new member holds %d keys, the survivor %d", len(dumpSerializable(t, n)), len(want))
+		}
+	})
+}

@@ -100,14 +100,35 @@ func startMember(t *testing.T, engine string, extra ...string) *member {
 	return m
 }
 
+// handedOut remembers every port freePort has returned in this process.
+// The kernel may give a just-closed port out again, and two members of one
+// cluster on the same port fail to start.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freePort returns a loopback port that is free now and that no earlier
+// call in this test process has returned.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
 }
 
 // start launches the process, on new ports unless it is a cluster member,

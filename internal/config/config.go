@@ -3,8 +3,8 @@
 // own additions (--storage-engine, --http-listen-addr).
 //
 // A flag is in one of four groups. Cairn acts on the flags it implements.
-// It keeps the values of the cluster flags in Config for the clustering
-// work (clusterFlags lists those one member does not use yet). It accepts
+// It keeps the values of a few cluster flags in Config although nothing
+// acts on them (clusterFlags lists them, with the reason). It accepts
 // the flags of features it lacks and warns when one is moved from its
 // default (inertFlags). It refuses to start when a flag asks for a
 // protection it cannot give, such as TLS (checkRefusals).

@@ -870,9 +870,8 @@ func TestNoEffectWarnings(t *testing.T) {
 			"--enable-log-rotation has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 			"--listen-metrics-urls has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 		}},
-		{"cluster flags", []string{"--strict-reconfig-check=false", "--unsafe-no-fsync"}, []string{
-			"--strict-reconfig-check has no effect in Cairn yet (membership changes are not implemented yet); its value is kept for clustering (see docs/limitations.md)",
-			"--unsafe-no-fsync has no effect in Cairn yet (Cairn always fsyncs); its value is kept for clustering (see docs/limitations.md)",
+		{"cluster flags", []string{"--strict-reconfig-check=false", "--unsafe-no-fsync", "--force-new-cluster", "--max-wals=7"}, []string{
+			"--max-wals has no effect in Cairn (Cairn keeps one raft log file, rewritten in place when compacted); it is accepted for compatibility with etcd (see docs/limitations.md)",
 		}},
 		{"deprecated flag at its default", []string{"--max-snapshots=5"}, []string{
 			"--max-snapshots is deprecated by etcd 3.6 and goes away in 3.8",

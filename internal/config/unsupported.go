@@ -147,29 +147,25 @@ var inertFlags = []inertFlag{
 	{name: "vv", kind: legacyFlag},
 }
 
-// clusterFlags are the cluster flags whose values Config keeps but which
-// Cairn does not use yet: set away from the default, they are logged as
-// having no effect. Remove a flag here when it is wired.
+// clusterFlags are cluster flags whose values Config keeps but which act on
+// nothing in Cairn, each with the reason: set away from the default, they
+// are logged as having no effect.
 var clusterFlags = map[string]string{
-	"strict-reconfig-check":              "",
-	"max-learners":                       "",
-	"max-snapshots":                      "",
-	"max-wals":                           "",
-	"force-new-cluster":                  "",
-	"unsafe-no-fsync":                    "Cairn always fsyncs",
-	"discovery-token":                    "",
-	"discovery-dial-timeout":             "",
-	"discovery-request-timeout":          "",
-	"discovery-keepalive-time":           "",
-	"discovery-keepalive-timeout":        "",
-	"discovery-insecure-transport":       "",
-	"discovery-insecure-skip-tls-verify": "",
-	"discovery-cert":                     "",
-	"discovery-key":                      "",
-	"discovery-cacert":                   "",
-	"discovery-user":                     "",
-	"discovery-password":                 "",
-	"discovery-srv-name":                 "",
+	"max-snapshots":                      "Cairn keeps no snapshot files; a raft snapshot is the engine's state",
+	"max-wals":                           "Cairn keeps one raft log file, rewritten in place when compacted",
+	"discovery-token":                    "no discovery service is supported",
+	"discovery-dial-timeout":             "no discovery service is supported",
+	"discovery-request-timeout":          "no discovery service is supported",
+	"discovery-keepalive-time":           "no discovery service is supported",
+	"discovery-keepalive-timeout":        "no discovery service is supported",
+	"discovery-insecure-transport":       "no discovery service is supported",
+	"discovery-insecure-skip-tls-verify": "no discovery service is supported",
+	"discovery-cert":                     "no discovery service is supported",
+	"discovery-key":                      "no discovery service is supported",
+	"discovery-cacert":                   "no discovery service is supported",
+	"discovery-user":                     "no discovery service is supported",
+	"discovery-password":                 "no discovery service is supported",
+	"discovery-srv-name":                 "no discovery service is supported",
 }
 
 // deprecatedFlags are etcd's warnings for deprecated flags, logged whenever
@@ -386,10 +382,7 @@ func inertWarnings(fs *flag.FlagSet) []string {
 		if inert[f.Name] {
 			out = append(out, fmt.Sprintf("--%s has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)", f.Name))
 		} else if why, ok := clusterFlags[f.Name]; ok {
-			if why == "" {
-				why = "membership changes are not implemented yet"
-			}
-			out = append(out, fmt.Sprintf("--%s has no effect in Cairn yet (%s); its value is kept for clustering (see docs/limitations.md)", f.Name, why))
+			out = append(out, fmt.Sprintf("--%s has no effect in Cairn (%s); it is accepted for compatibility with etcd (see docs/limitations.md)", f.Name, why))
 		}
 	})
 	return out

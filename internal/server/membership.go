@@ -18,12 +18,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-kv/cairn/internal/store"
-
-	"github.com/cairn-kv/cairn/internal/config"
-
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+
+	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/raftnode"
+	"github.com/cairn-kv/cairn/internal/store"
 )
 
 // memberID derives a member's ID from its peer URLs and the cluster token,
@@ -201,6 +201,20 @@ func (s *Server) markRemoved() {
 	})
 }
 
+// errRemoved fails the start of a member that learns, while it waits for
+// the cluster, that it was removed from it.
+var errRemoved = errors.New("the member has been permanently removed from the cluster; its data directory must be removed before it is added again")
+
+// isRemoved reports whether the member learned it was removed.
+func (s *Server) isRemoved() bool {
+	select {
+	case <-s.removed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Removed is closed when this member has been removed from the cluster;
 // it must then stop.
 func (s *Server) Removed() <-chan struct{} { return s.removed }
@@ -333,6 +347,11 @@ func (s *Server) identify(initial []*pb.Member) (bootstrap, error) {
 	if len(recorded) > 0 {
 		b.peers = recorded
 	}
+	if !fresh && cfg.ForceNewCluster {
+		if b.peers, err = s.forceNewCluster(recorded); err != nil {
+			return bootstrap{}, err
+		}
+	}
 	if fresh {
 		b.raftPeers = ids
 		b.contexts = make(map[uint64][]byte, len(initial))
@@ -341,4 +360,29 @@ func (s *Server) identify(initial []*pb.Member) (bootstrap, error) {
 		}
 	}
 	return b, nil
+}
+
+// forceNewCluster makes the member the only one of its cluster, keeping its
+// data and IDs (--force-new-cluster): the log is rewritten so that the
+// other members' removal is committed and applies as the member restarts.
+// It returns the peers left of recorded: the member itself.
+func (s *Server) forceNewCluster(recorded []*pb.Member) ([]*pb.Member, error) {
+	self := store.MemberContext(s.selfID, urlStrings(s.cfg.InitialAdvertisePeerURLs), false)
+	removed, err := raftnode.ForceNewCluster(s.rlog, s.selfID, self, s.kv.AppliedIndex())
+	if err != nil {
+		return nil, fmt.Errorf("--force-new-cluster: %w", err)
+	}
+	ids := make([]string, len(removed))
+	for i, id := range removed {
+		ids[i] = fmt.Sprintf("%x", id)
+	}
+	s.lg.Warn("forcing restart as the only member of the cluster", zap.String("member-id", fmt.Sprintf("%x", s.selfID)),
+		zap.Strings("removed-members", ids))
+	var left []*pb.Member
+	for _, m := range recorded {
+		if m.ID == s.selfID {
+			left = append(left, m)
+		}
+	}
+	return left, nil
 }

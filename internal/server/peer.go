@@ -116,6 +116,7 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 			}
 		}
 	}
+	s.forgetRemoved()
 	s.peerSrv = grpc.NewServer(transport.ServerOptions()...)
 	t.Register(s.peerSrv)
 	for _, u := range s.cfg.ListenPeerURLs {
@@ -126,6 +127,17 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 		s.peerListeners = append(s.peerListeners, l)
 	}
 	return nil
+}
+
+// forgetRemoved tells the transport which members were removed from the
+// cluster, as the members table records them, so that it answers them
+// that they were.
+func (s *Server) forgetRemoved() {
+	for _, id := range store.RemovedOf(s.engine) {
+		if id != s.selfID {
+			s.transport.RemovePeer(id)
+		}
+	}
 }
 
 // servePeers serves the peer listeners: the raft transport, and etcd's

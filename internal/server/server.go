@@ -147,6 +147,7 @@ func (s *Server) start() error {
 		Restored: func() {
 			s.lease.Reset(s.kv.Leases())
 			s.watch.Resync()
+			s.forgetRemoved()
 		},
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
 			n, err := raftnode.Start(s.sys, raftnode.Config{
@@ -177,7 +178,18 @@ func (s *Server) start() error {
 	s.lease.Attach(s.store)
 	readyCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// A peer may answer that this member was removed while it waits.
+	go func() {
+		select {
+		case <-s.removed:
+			cancel()
+		case <-readyCtx.Done():
+		}
+	}()
 	if err := s.store.WaitReady(readyCtx); err != nil {
+		if s.isRemoved() {
+			return errRemoved
+		}
 		return fmt.Errorf("member did not become ready: %w", err)
 	}
 	s.lease.Ready()
@@ -228,6 +240,12 @@ func (s *Server) openStorage() error {
 			return err
 		}
 		s.rlog = l
+	}
+	if s.cfg.UnsafeNoFsync {
+		if l, ok := s.rlog.(*filelog.Log); ok {
+			l.SetUnsafeNoSync(true)
+			s.lg.Warn("--unsafe-no-fsync: the raft log is not fsynced; a machine crash can lose acknowledged writes")
+		}
 	}
 	// Put events carry no PrevKv: a watcher that asks for prev_kv has its
 	// stream actor read it at rev-1, off the write path, as etcd does.

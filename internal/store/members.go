@@ -74,6 +74,27 @@ const membersPrefix = "members/ids/"
 
 func memberKey(id uint64) []byte { return fmt.Appendf(nil, "%s%016x", membersPrefix, id) }
 
+// removedPrefix keys the IDs of removed members, as etcd keeps them: a
+// removed member that comes back, even after every other member has
+// restarted, is told it was removed and stops.
+const removedPrefix = "members/removed/"
+
+func removedKey(id uint64) []byte { return fmt.Appendf(nil, "%s%016x", removedPrefix, id) }
+
+// RemovedOf returns the IDs of the members removed from the cluster, as
+// recorded in e.
+func RemovedOf(e storage.Engine) []uint64 {
+	var out []uint64
+	start, end := []byte(removedPrefix), []byte(removedPrefix+"\xff")
+	_ = e.Iterate(storage.Meta, start, end, false, func(k, _ []byte) bool {
+		if id, err := strconv.ParseUint(string(k[len(start):]), 16, 64); err == nil {
+			out = append(out, id)
+		}
+		return true
+	})
+	return out
+}
+
 // applyConfChange records a committed membership change; raft has applied
 // it to its own configuration already.
 func (a *storeActor) applyConfChange(ap *mvcc.Applier, index uint64, cc *raftpb.ConfChange) result {
@@ -109,6 +130,7 @@ func (a *storeActor) applyConfChange(ap *mvcc.Applier, index uint64, cc *raftpb.
 	case raftpb.ConfChangeRemoveNode:
 		ap.DeleteMeta(index, memberKey(m.ID))
 		ap.DeleteMeta(index, memberAttrsKey(m.ID))
+		ap.SetMeta(index, removedKey(m.ID), []byte{1})
 	default:
 		ap.SetApplied(index)
 	}

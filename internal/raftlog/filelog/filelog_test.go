@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/raftlog"
 	"github.com/cairn-kv/cairn/internal/raftlog/internal/memlog"
@@ -308,5 +309,39 @@ func TestPreallocatedSpaceIsNotATornTail(t *testing.T) {
 	defer l.Close()
 	if got := lastIndex(t, l); got != 4 {
 		t.Fatalf("last index %d after a Save and a reopen, want 4", got)
+	}
+}
+
+// TestUnsafeNoSyncStillWrites: without its fsyncs, Save still writes every
+// frame, so a log reopened after a clean close holds every entry.
+func TestUnsafeNoSyncStillWrites(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnsafeNoSync(true)
+	for i := uint64(1); i <= 100; i++ {
+		typ := raftpb.EntryNormal
+		e := &raftpb.Entry{Term: proto.Uint64(1), Index: proto.Uint64(i), Type: &typ, Data: []byte{byte(i)}}
+		st := &raftpb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(i)}
+		if err := l.Save(st, []*raftpb.Entry{e}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if last, _ := l.LastIndex(); last != 100 {
+		t.Fatalf("last index after reopening: %d, want 100", last)
+	}
+	ents, err := l.Entries(1, 101, math.MaxUint64)
+	if err != nil || len(ents) != 100 || ents[99].GetData()[0] != 100 {
+		t.Fatalf("entries after reopening: %d, %v", len(ents), err)
 	}
 }
