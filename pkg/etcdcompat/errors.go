@@ -77,3 +77,25 @@ func toGRPCError(err error) error {
 	}
 	return status.Error(codes.Unknown, err.Error())
 }
+
+// FromGRPCError is toGRPCError the other way round, for a member that
+// forwards a request to another member's etcd API (a follower sends lease
+// keep-alives and TimeToLive to the leader): a status that the table above
+// produces becomes the sentinel error it was made from, so the forwarding
+// member's front ends map it as if the error were their own. The status
+// may be wrapped. Any other error, including a status the table does not
+// produce (such as the gRPC client's own Unavailable for a member it
+// cannot reach), is returned unchanged.
+func FromGRPCError(err error) error {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return err
+	}
+	st := se.GRPCStatus()
+	for _, m := range grpcErrors {
+		if ms := status.Convert(m.grpc); ms.Code() == st.Code() && ms.Message() == st.Message() {
+			return m.err
+		}
+	}
+	return err
+}

@@ -133,3 +133,35 @@ func TestToGRPCErrorOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestFromGRPCErrorInvertsTheTable: every status etcd sends for a sentinel,
+// as a forwarding member receives it (bare or wrapped), turns back into
+// that sentinel; other errors come back unchanged.
+func TestFromGRPCErrorInvertsTheTable(t *testing.T) {
+	for _, tt := range etcdErrors {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			// What a gRPC client sees: a fresh status with the code and
+			// message that came over the wire.
+			s := status.Convert(tt.want)
+			received := status.Error(s.Code(), s.Message())
+			for _, err := range []error{received, fmt.Errorf("forwarding to the leader: %w", received)} {
+				if got := FromGRPCError(err); got != tt.err {
+					t.Errorf("FromGRPCError(%v) = %v, want %v", err, got, tt.err)
+				}
+			}
+		})
+	}
+	unreachable := status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused\"")
+	for _, err := range []error{
+		nil,
+		errors.New("disk on fire"),
+		context.Canceled,
+		unreachable,
+		status.Error(codes.Unavailable, "etcdserver: no leader, said nobody"),
+		status.Error(codes.NotFound, "etcdserver: no leader"),
+	} {
+		if got := FromGRPCError(err); got != err {
+			t.Errorf("FromGRPCError(%v) = %v, want it unchanged", err, got)
+		}
+	}
+}

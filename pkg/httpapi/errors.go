@@ -5,9 +5,14 @@ import (
 	"errors"
 	"net/http"
 
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
-	"go.uber.org/zap"
+	"github.com/cairn-kv/cairn/pkg/etcdcompat"
 )
 
 // Errors the REST layer detects itself. Handlers wrap them with %w to say
@@ -29,6 +34,11 @@ var (
 	errNoRoute = errors.New("no such endpoint")
 	// errMethodNotAllowed: the endpoint exists but not with this method.
 	errMethodNotAllowed = errors.New("method not allowed")
+	// errLeaderUnavailable: a request forwarded to the leader failed with
+	// gRPC's Unavailable but not with one of etcd's errors: the leader
+	// could not be reached (connection refused or lost), as while a dead
+	// leader is not yet replaced.
+	errLeaderUnavailable = errors.New("leader unavailable")
 )
 
 // errorTable is the one place errors become HTTP statuses and the stable
@@ -67,7 +77,14 @@ var errorTable = []struct {
 	// The member cannot serve now: retry later or elsewhere.
 	{store.ErrTooManyRequests, http.StatusTooManyRequests, "too_many_requests"},
 	{store.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	// Only a forwarded request can meet it: the member asked to serve it
+	// no longer leads.
+	{store.ErrNotLeader, http.StatusServiceUnavailable, "no_leader"},
+	{errLeaderUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	// A learner serves serializable reads only; a voter can serve the rest.
+	{store.ErrNotSupportedForLearner, http.StatusServiceUnavailable, "learner"},
 	{store.ErrStopped, http.StatusServiceUnavailable, "stopped"},
+	{lease.ErrStopped, http.StatusServiceUnavailable, "stopped"},
 	{store.ErrTimeout, http.StatusServiceUnavailable, "timeout"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout"},
 	{context.Canceled, http.StatusServiceUnavailable, "canceled"},
@@ -92,6 +109,7 @@ var internalError = errorDetail{Code: "internal", Message: "internal server erro
 // classify looks err up in errorTable and returns the status and body to
 // answer it with; an unknown error is logged and becomes a 500.
 func (h *handler) classify(r *http.Request, err error) (int, errorDetail) {
+	err = fromForwarded(err)
 	for _, e := range errorTable {
 		if errors.Is(err, e.err) {
 			return e.status, errorDetail{Code: e.code, Message: err.Error()}
@@ -108,4 +126,28 @@ func (h *handler) classify(r *http.Request, err error) (int, errorDetail) {
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, detail := h.classify(r, err)
 	writeJSON(w, status, errorResponse{Error: detail})
+}
+
+// fromForwarded turns the failure of a request this member forwarded to
+// the leader (the lessor sends a follower's keep-alives and TimeToLive
+// there) into an error errorTable knows. Such a failure is a gRPC status:
+// one of etcd's, which the leader's etcd API made from a sentinel error
+// and etcdcompat turns back into it, or the gRPC client's own, by its code
+// alone. Its text may name the leader's address, so it is not passed on.
+// Any other error is returned unchanged.
+func fromForwarded(err error) error {
+	err = etcdcompat.FromGRPCError(err)
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.GRPCStatus().Code() {
+	case codes.Unavailable:
+		return errLeaderUnavailable
+	case codes.DeadlineExceeded:
+		return store.ErrTimeout
+	case codes.Canceled:
+		return context.Canceled
+	}
+	return err
 }
