@@ -240,6 +240,9 @@ func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 		if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
 			t.Fatal(err)
 		}
+		// A watch that asks for a leader ends, as etcd's does, once its
+		// member has gone three election timeouts without one.
+		wch := cli.Watch(clientv3.WithRequireLeader(ctx(t)), "k")
 		c.members[1].kill9()
 		c.members[2].kill9()
 		short := func() (context.Context, context.CancelFunc) {
@@ -269,6 +272,14 @@ func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 		}) {
 			_, err := cli.Get(clientv3.WithRequireLeader(ctx(t)), "k", clientv3.WithSerializable())
 			t.Errorf("require-leader read without a leader: %v, want %v", err, rpctypes.ErrGRPCNoLeader)
+		}
+		select {
+		case wr := <-wch:
+			if rpctypes.ErrorDesc(wr.Err()) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader) {
+				t.Errorf("require-leader watch without a leader: %v (%d events), want %v", wr.Err(), len(wr.Events), rpctypes.ErrGRPCNoLeader)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("a require-leader watch still runs 10s after its member lost the leader")
 		}
 	})
 }

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -143,6 +145,19 @@ func TestClusterAPIErrorsMatchEtcd(t *testing.T) {
 	})
 }
 
+// retryUnhealthy calls change until it is not refused as an unhealthy
+// cluster, for up to 10s: as etcd's, the strict reconfiguration check
+// counts only peers connected for the last 5 seconds, which a cluster or
+// member that just started has not been.
+func retryUnhealthy(change func() error) error {
+	var err error
+	waitFor(10*time.Second, func() bool {
+		err = change()
+		return rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCUnhealthy)
+	})
+	return err
+}
+
 // TestClusterLearnerLifecycle adds a learner to a three-member cluster,
 // starts it with --initial-cluster-state existing, checks that it refuses
 // writes and linearizable reads as etcd's learners do while it serves
@@ -161,7 +176,11 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 		}
-		added, err := cli.MemberAddAsLearner(ctx(t), []string{n.peerURL})
+		var added *clientv3.MemberAddResponse
+		err := retryUnhealthy(func() (err error) {
+			added, err = cli.MemberAddAsLearner(ctx(t), []string{n.peerURL})
+			return err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,6 +221,45 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 		if rpctypes.ErrorDesc(wr.Err()) != learnerErr {
 			t.Errorf("watch on a learner: %v, want %s", wr.Err(), learnerErr)
 		}
+		// The REST API follows the same rule: status and serializable
+		// reads only, everything else 503 learner.
+		var got restKey
+		restOK(t, n, get_, "/v1/kv/before?serializable=true", "", &got)
+		if got.Value != "join" {
+			t.Errorf("serializable REST read on a learner: %+v, want join", got)
+		}
+		var rst struct {
+			IsLearner bool `json:"is_learner"`
+		}
+		restOK(t, n, get_, "/v1/status", "", &rst)
+		if !rst.IsLearner {
+			t.Error("REST status of a learner does not say is_learner")
+		}
+		lease, err := cli.Grant(ctx(t), 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaseID := fmt.Sprint(int64(lease.ID))
+		for _, r := range []struct{ method, path, body string }{
+			{get_, "/v1/kv/before", ""},
+			{get_, "/v1/kv/?prefix=true", ""},
+			{put_, "/v1/kv/k", "v"},
+			{del_, "/v1/kv/before", ""},
+			{post_, "/v1/txn", `{"success":[{"get":{"key":"before"}}]}`},
+			{get_, "/v1/watch/before", ""},
+			{post_, "/v1/leases", `{"ttl": 60}`},
+			{get_, "/v1/leases/" + leaseID, ""},
+			{post_, "/v1/leases/" + leaseID + "/keepalive", ""},
+			{del_, "/v1/leases/" + leaseID, ""},
+		} {
+			// A watch served by mistake would stream: cut it short.
+			rctx, rcancel := context.WithTimeout(ctx(t), 5*time.Second)
+			a := restCallContext(rctx, n, r.method, r.path, r.body)
+			rcancel()
+			if a.err != nil || a.status != http.StatusServiceUnavailable || a.errorCode() != "learner" {
+				t.Errorf("REST %s %s on a learner: %v, want 503 learner", r.method, r.path, a)
+			}
+		}
 
 		f := c.followers()[0]
 		if _, err := f.client(t).MemberPromote(ctx(t), added.Member.ID); err != nil {
@@ -223,7 +281,10 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 			}
 		}
 
-		if _, err := cli.MemberRemove(ctx(t), added.Member.ID); err != nil {
+		if err := retryUnhealthy(func() error {
+			_, err := cli.MemberRemove(ctx(t), added.Member.ID)
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -336,6 +397,46 @@ func TestClusterForceNewCluster(t *testing.T) {
 		want := dumpSerializable(t, survivor)
 		if !waitFor(10*time.Second, func() bool { return slices.Equal(dumpSerializable(t, n), want) }) {
 			t.Errorf("the new member holds %d keys, the survivor %d", len(dumpSerializable(t, n)), len(want))
+		}
+	})
+}
+
+// TestClusterStrictReconfigUnhealthy: with a member of three down, the
+// strict reconfiguration check refuses, with etcd's "unhealthy cluster",
+// to add a voter (not every voter is connected) or to remove a running
+// one (the active quorum would break), and changes nothing; the member
+// that is down can be removed.
+func TestClusterStrictReconfigUnhealthy(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		m0, m1, m2 := c.members[0], c.members[1], c.members[2]
+		cl := clusterAPI(t, m0.clientEP)
+		id1, id2 := m1.statusID(t), m2.statusID(t)
+		m2.kill9()
+		unhealthy := rpctypes.ErrorDesc(rpctypes.ErrGRPCUnhealthy)
+		var addErr error
+		if !waitFor(15*time.Second, func() bool {
+			_, addErr = cl.MemberAdd(ctx(t), &pb.MemberAddRequest{PeerURLs: []string{fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}})
+			return rpctypes.ErrorDesc(addErr) == unhealthy
+		}) {
+			t.Fatalf("voter added with a member down: %v, want %s", addErr, unhealthy)
+		}
+		if s, _ := status.FromError(addErr); s.Code() != codes.Unavailable {
+			t.Errorf("code %v, want Unavailable as etcd's", s.Code())
+		}
+		_, err := cl.MemberRemove(ctx(t), &pb.MemberRemoveRequest{ID: id1})
+		if rpctypes.ErrorDesc(err) != unhealthy {
+			t.Errorf("removing a running member with another down: %v, want %s", err, unhealthy)
+		}
+		if got := memberShape(t, cl); len(got) != 3 {
+			t.Fatalf("refused changes changed the membership: %v", got)
+		}
+		if _, err := cl.MemberRemove(ctx(t), &pb.MemberRemoveRequest{ID: id2}); err != nil {
+			t.Fatalf("removing the member that is down: %v", err)
+		}
+		m2.cmd = nil
+		if got := memberShape(t, cl); len(got) != 2 {
+			t.Fatalf("members after removing the one down: %v", got)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -141,5 +142,41 @@ func TestConcurrentReadsOnEveryMember(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestReadFailsWhenLeaderChanges: a read whose ReadIndex round was asked
+// of a leader that another replaced fails with ErrLeaderChanged, as etcd's
+// read loop answers, rather than waiting out its deadline.
+func TestReadFailsWhenLeaderChanges(t *testing.T) {
+	net, nodes := startCluster(t, 3)
+	f := follower(t, nodes)
+	old := f.Status().Leader
+	net.setDrop(func(m *raftpb.Message) bool {
+		return m.GetType() == raftpb.MsgReadIndex && m.GetFrom() == f.Status().ID
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.ReadIndex(ctx)
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the round is asked of the old leader
+	for _, n := range nodes {
+		if n.Status().ID == old {
+			n.TransferLeadership(f.Status().ID)
+		}
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrLeaderChanged) {
+			t.Fatalf("read across a change of leader: %v, want ErrLeaderChanged", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the read waited out its deadline")
+	}
+	if st := f.Status(); st.Leader != st.ID || st.BecameLeader.IsZero() {
+		t.Fatalf("status after the transfer: %+v", st)
 	}
 }

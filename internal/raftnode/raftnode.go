@@ -30,6 +30,11 @@ import (
 // the group has no leader.
 var ErrNoLeader = errors.New("raftnode: no leader")
 
+// ErrLeaderChanged fails a linearizable read whose ReadIndex round was
+// asked of a leader that another has replaced, as etcd's read loop does:
+// the old leader will not answer, and the caller may retry.
+var ErrLeaderChanged = errors.New("raftnode: leader changed")
+
 // ErrStopped is returned for requests that were pending when the node
 // stopped, or that arrive after.
 var ErrStopped = errors.New("raftnode: stopped")
@@ -97,6 +102,9 @@ type Node struct {
 	term   atomic.Uint64
 	leader atomic.Uint64
 	commit atomic.Uint64
+	// becameLeader is when this node last became leader, in Unix
+	// nanoseconds; zero if it never led.
+	becameLeader atomic.Int64
 
 	stopTick chan struct{}
 	// done is closed once the actor has stopped. The actor drops messages
@@ -259,11 +267,17 @@ func (n *Node) Compact(applied uint64) { n.ref.Send(compactMsg{applied: applied}
 // Status is a point-in-time view of the node.
 type Status struct {
 	ID, Leader, Term, Commit uint64
+	// BecameLeader is when this node last became leader; zero if never.
+	BecameLeader time.Time
 }
 
 // Status returns the node's last observed leader, term and commit index.
 func (n *Node) Status() Status {
-	return Status{ID: n.id, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load()}
+	st := Status{ID: n.id, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load()}
+	if t := n.becameLeader.Load(); t != 0 {
+		st.BecameLeader = time.Unix(0, t)
+	}
+	return st
 }
 
 // Stop stops the ticker and the actor; pending reads fail with ErrStopped.
@@ -302,6 +316,7 @@ type readRound struct {
 	ctx     []byte
 	waiters []readWaiter
 	sent    time.Time
+	lead    uint64 // the leader it was asked of
 }
 
 // readRetry is how long a ReadIndex round waits for its answer before it
@@ -508,7 +523,7 @@ func (a *raftActor) handleReady() {
 		rctx := make([]byte, 16)
 		binary.BigEndian.PutUint64(rctx[:8], a.cfg.ID)
 		binary.BigEndian.PutUint64(rctx[8:], a.readSeq)
-		a.inflight[a.readSeq] = &readRound{ctx: rctx, waiters: a.pendingReads, sent: time.Now()}
+		a.inflight[a.readSeq] = &readRound{ctx: rctx, waiters: a.pendingReads, sent: time.Now(), lead: a.rn.BasicStatus().Lead}
 		a.pendingReads = nil
 		a.rn.ReadIndex(rctx)
 	}
@@ -560,11 +575,15 @@ func (a *raftActor) processReady() {
 		a.send(rd.Messages)
 	}
 	if rd.SoftState != nil {
-		a.node.leader.Store(rd.SoftState.Lead)
-		if rd.SoftState.Lead == raft.None {
-			// Reads in flight may never get their ReadState from a lost
-			// leader: fail them so callers can retry.
-			a.failInflightReads(ErrNoLeader)
+		lead := rd.SoftState.Lead
+		if prev := a.node.leader.Swap(lead); lead != raft.None && lead != prev {
+			if lead == a.cfg.ID {
+				a.node.becameLeader.Store(time.Now().UnixNano())
+			}
+			// A read asked of a replaced leader gets no answer: fail it,
+			// as etcd does, with an error the client retries. Without a
+			// leader, reads wait (asked again every readRetry) for one.
+			a.failReadsNotAskedOf(lead)
 		}
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
@@ -646,6 +665,20 @@ func (a *raftActor) stop() {
 	}
 	a.waitingProposals = nil
 	a.failInflightReads(ErrStopped)
+}
+
+// failReadsNotAskedOf fails with ErrLeaderChanged the rounds in flight that
+// were asked of another leader than lead.
+func (a *raftActor) failReadsNotAskedOf(lead uint64) {
+	for seq, r := range a.inflight {
+		if r.lead == lead {
+			continue
+		}
+		for _, w := range r.waiters {
+			w(0, ErrLeaderChanged)
+		}
+		delete(a.inflight, seq)
+	}
 }
 
 func (a *raftActor) failInflightReads(err error) {

@@ -170,8 +170,9 @@ func (c *cluster) PromoteMember(ctx context.Context, id uint64) error {
 }
 
 // membersChanged follows an applied membership change: the transport sends
-// to added members and stops sending to removed ones; a member that is
-// removed itself stops, as etcd's does. It runs on the store actor.
+// to added members and stops sending to removed ones, whose connection for
+// forwarded requests is closed too; a member that is removed itself stops,
+// as etcd's does. It runs on the store actor.
 func (s *Server) membersChanged(cc *raftpb.ConfChange) {
 	id := cc.GetNodeId()
 	m := &pb.Member{}
@@ -183,6 +184,7 @@ func (s *Server) membersChanged(cc *raftpb.ConfChange) {
 			return
 		}
 		s.transport.RemovePeer(id)
+		s.leaderConns.forget(id)
 	default:
 		if id != s.selfID && len(m.PeerURLs) > 0 {
 			if err := s.transport.UpdatePeer(id, m.PeerURLs); err != nil {

@@ -131,11 +131,15 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 
 // forgetRemoved tells the transport which members were removed from the
 // cluster, as the members table records them, so that it answers them
-// that they were.
+// that they were, and drops any connection to them for forwarded requests
+// (a restored snapshot may carry removals this member never applied).
 func (s *Server) forgetRemoved() {
 	for _, id := range store.RemovedOf(s.engine) {
 		if id != s.selfID {
 			s.transport.RemovePeer(id)
+			if s.leaderConns != nil {
+				s.leaderConns.forget(id)
+			}
 		}
 	}
 }

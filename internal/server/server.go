@@ -137,7 +137,9 @@ func (s *Server) start() error {
 		MaxTxnOps:           int(cfg.MaxTxnOps),
 		QuotaBackendBytes:   cfg.QuotaBackendBytes,
 		SnapshotCount:       cfg.SnapshotCount,
-		RequestTimeout:      5*time.Second + 2*cfg.ElectionTimeout,
+		RequestTimeout:      s.requestTimeout(),
+		ElectionTimeout:     cfg.ElectionTimeout,
+		ActiveSince:         s.transport.ActiveSince,
 		Logger:              lg.Named("store"),
 		MembersChanged:      s.membersChanged,
 		MaxLearners:         cfg.MaxLearners,
@@ -268,6 +270,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Lease:           s.lease,
 		Self:            s.selfClient,
 		Leadership:      s.store,
+		ElectionTimeout: s.cfg.ElectionTimeout,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener
@@ -360,7 +363,8 @@ func (s *Server) serveREST() error {
 		Watch: func(send func(*pb.WatchResponse) error) httpapi.WatchStream {
 			return s.watch.Open(send)
 		},
-		Leases: s.lease,
+		Leases:  s.lease,
+		Learner: s.store,
 	}))
 	s.httpSrvs = append(s.httpSrvs, hs)
 	go func() { _ = hs.Serve(httpapi.Listener(l)) }()

@@ -9,6 +9,20 @@ var (
 	ErrStopped = errors.New("store: server stopped")
 	// ErrTimeout: a proposal was not applied within the request timeout.
 	ErrTimeout = errors.New("store: request timed out")
+	// ErrTimeoutDueToLeaderFail: a proposal timed out shortly before this
+	// member became leader; the previous leader probably failed with it.
+	ErrTimeoutDueToLeaderFail = errors.New("store: request timed out, possibly due to previous leader failure")
+	// ErrTimeoutDueToConnectionLost: a proposal timed out while this
+	// member was not connected to its leader (or, leading, to a quorum)
+	// for the whole request.
+	ErrTimeoutDueToConnectionLost = errors.New("store: request timed out, possibly due to connection lost")
+	// ErrLeaderChanged: a linearizable read was asked of a leader that
+	// another has replaced since; retry.
+	ErrLeaderChanged = errors.New("store: leader changed")
+	// ErrUnhealthy: with --strict-reconfig-check, a membership change
+	// would leave fewer voters connected to this member in the last five
+	// seconds than a quorum.
+	ErrUnhealthy = errors.New("store: unhealthy cluster")
 	// ErrNoLeader: the raft group has no leader, so nothing can commit.
 	ErrNoLeader = errors.New("store: no leader")
 	// ErrRequestTooLarge: the encoded request exceeds --max-request-bytes.

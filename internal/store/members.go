@@ -239,6 +239,9 @@ func (c *Client) AddMember(ctx context.Context, peerURLs []string, learner bool,
 	if !learner && c.cfg.StrictReconfigCheck && !c.quorumAfter(members, +1) {
 		return nil, ErrNotEnoughStarted
 	}
+	if c.cfg.StrictReconfigCheck && !c.quorumConnectedAfterAdding(members) {
+		return nil, ErrUnhealthy
+	}
 	id := newMemberID(peerURLs, token, time.Now())
 	if c.member(id) != nil {
 		return nil, ErrMemberExists
@@ -261,6 +264,9 @@ func (c *Client) RemoveMember(ctx context.Context, id uint64) error {
 	}
 	if !m.IsLearner && c.cfg.StrictReconfigCheck && !c.quorumAfter(c.Members(), -1, id) {
 		return ErrNotEnoughStarted
+	}
+	if !m.IsLearner && c.cfg.StrictReconfigCheck && !c.removalKeepsActiveQuorum(id) {
+		return ErrUnhealthy
 	}
 	return c.confChange(ctx, raftpb.ConfChangeRemoveNode, id, nil)
 }
@@ -335,12 +341,48 @@ func (c *Client) quorumAfter(members []*pb.Member, delta int, remove ...uint64) 
 	return started >= voters/2+1
 }
 
+// healthInterval is how long a peer's stream must have been up for the
+// strict reconfiguration check to count it as connected (etcd's
+// HealthInterval).
+const healthInterval = 5 * time.Second
+
+// voters returns the voting members of members.
+func voters(members []*pb.Member) []*pb.Member {
+	return slices.DeleteFunc(slices.Clone(members), func(m *pb.Member) bool { return m.IsLearner })
+}
+
+// quorumConnectedAfterAdding reports whether the voters this member has
+// been connected to for healthInterval would still be a quorum with one
+// more member that is not up yet, which etcd asks before adding any member,
+// learners included. A lone voter may always add one.
+func (c *Client) quorumConnectedAfterAdding(members []*pb.Member) bool {
+	vs := voters(members)
+	if len(vs) == 1 {
+		return true
+	}
+	return c.connectedSince(time.Now().Add(-healthInterval), vs) >= (len(vs)+1)/2+1
+}
+
+// removalKeepsActiveQuorum reports whether removing voter id leaves a
+// quorum of the voters connected to this member for healthInterval, as
+// etcd checks: a member that is down is not part of the active quorum and
+// can always go.
+func (c *Client) removalKeepsActiveQuorum(id uint64) bool {
+	if id != c.cfg.MemberID && c.cfg.ActiveSince != nil && c.cfg.ActiveSince(id).IsZero() {
+		return true
+	}
+	vs := voters(c.Members())
+	active := c.connectedSince(time.Now().Add(-healthInterval), vs)
+	return active-1 >= 1+(len(vs)-1)/2
+}
+
 // confChange proposes a membership change and waits until it is applied
 // here.
 func (c *Client) confChange(ctx context.Context, typ raftpb.ConfChangeType, id uint64, context []byte) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	reqID := c.nextID.Add(1)
+	start := time.Now()
 	cc := &raftpb.ConfChange{Id: &reqID, Type: &typ, NodeId: &id, Context: context}
 	ch := make(chan result, 1)
 	c.ref.Send(confChangeMsg{id: reqID, cc: cc, reply: func(res result) { ch <- res }})
@@ -349,7 +391,7 @@ func (c *Client) confChange(ctx context.Context, typ raftpb.ConfChangeType, id u
 		return res.err
 	case <-ctx.Done():
 		c.ref.Send(forgetMsg{id: reqID})
-		return mapCtxErr(ctx.Err())
+		return c.proposalCtxErr(ctx.Err(), start)
 	}
 }
 

@@ -77,6 +77,15 @@ type Config struct {
 	SnapshotCount uint64
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
+	// ElectionTimeout is raft's election timeout (--election-timeout); a
+	// proposal that times out within two of them before this member was
+	// elected reports the previous leader's failure, as etcd's does.
+	ElectionTimeout time.Duration
+	// ActiveSince reports since when the stream to member id has been up,
+	// zero if it is down: the connectivity behind etcd's "connection
+	// lost" timeouts and the strict reconfiguration check. Nil counts
+	// every member as connected for ever.
+	ActiveSince func(id uint64) time.Time
 	// Publish, if set, receives the events of every engine commit, in
 	// revision order, from the store actor right after the commit and
 	// before the waiters are answered. It must not block.
@@ -270,8 +279,16 @@ func (c *Client) refreshLearner() {
 }
 
 // WaitReady returns once the member has a leader and has applied every
-// entry committed before it started, so that it serves current data.
-func (c *Client) WaitReady(ctx context.Context) error { return c.linearize(ctx) }
+// entry committed before it started, so that it serves current data. A
+// read failed by a change of leader is asked again.
+func (c *Client) WaitReady(ctx context.Context) error {
+	for {
+		err := c.linearize(ctx)
+		if !errors.Is(err, ErrLeaderChanged) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
 
 // Range reads keys, linearizably unless req.Serializable.
 func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -455,6 +472,7 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	// every request (such as a stop channel) would be locked by each
 	// select and become a point of contention. On Stop the store actor
 	// fails every registered waiter with ErrStopped.
+	start := time.Now()
 	ch := make(chan result, 1)
 	c.ref.Send(proposeMsg{id: id, data: data, reply: func(res result) { ch <- res }})
 	select {
@@ -462,8 +480,56 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 		return res.resp, res.err
 	case <-ctx.Done():
 		c.ref.Send(forgetMsg{id: id})
-		return nil, mapCtxErr(ctx.Err())
+		return nil, c.proposalCtxErr(ctx.Err(), start)
 	}
+}
+
+// proposalCtxErr is etcd's reading of a proposal, sent at start, whose
+// context ended: a deadline is a timeout, told apart by its likely cause
+// (a leader that failed just before this member took over; no connection
+// to the leader, or for a leader to a quorum, for the whole request).
+func (c *Client) proposalCtxErr(err error, start time.Time) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	st := c.raft.Status()
+	if elected := st.BecameLeader; !elected.IsZero() &&
+		start.After(elected.Add(-2*c.cfg.ElectionTimeout)) && start.Before(elected) {
+		return ErrTimeoutDueToLeaderFail
+	}
+	switch st.Leader {
+	case 0:
+	case c.cfg.MemberID:
+		if members := c.Members(); len(members) > 0 && c.connectedSince(start, members) < len(members)/2+1 {
+			return ErrTimeoutDueToConnectionLost
+		}
+	default:
+		if !c.isConnectedSince(st.Leader, start) {
+			return ErrTimeoutDueToConnectionLost
+		}
+	}
+	return ErrTimeout
+}
+
+// isConnectedSince reports whether the stream to member id has been up
+// since before since; this member always is.
+func (c *Client) isConnectedSince(id uint64, since time.Time) bool {
+	if id == c.cfg.MemberID || c.cfg.ActiveSince == nil {
+		return true
+	}
+	t := c.cfg.ActiveSince(id)
+	return !t.IsZero() && t.Before(since)
+}
+
+// connectedSince counts the members connected since before since.
+func (c *Client) connectedSince(since time.Time, members []*pb.Member) int {
+	n := 0
+	for _, m := range members {
+		if c.isConnectedSince(m.ID, since) {
+			n++
+		}
+	}
+	return n
 }
 
 func mapCtxErr(err error) error {
@@ -477,6 +543,8 @@ func mapRaftErr(err error) error {
 	switch {
 	case errors.Is(err, raftnode.ErrNoLeader):
 		return ErrNoLeader
+	case errors.Is(err, raftnode.ErrLeaderChanged):
+		return ErrLeaderChanged
 	case errors.Is(err, raftnode.ErrStopped):
 		return ErrStopped
 	}

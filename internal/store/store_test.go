@@ -301,3 +301,74 @@ func TestProposalsRefusedWhenApplyLags(t *testing.T) {
 		t.Fatalf("put while apply lags: %v, want ErrTooManyRequests", err)
 	}
 }
+
+// silentRaft never commits; it reports the leader and election time its
+// status function gives.
+type silentRaft struct{ status func() raftnode.Status }
+
+func (silentRaft) Propose([]byte, func(error))                       {}
+func (silentRaft) ProposeConfChange(*raftpb.ConfChange, func(error)) {}
+func (silentRaft) Progress(uint64) (uint64, uint64, bool)            { return 0, 0, false }
+func (silentRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
+func (silentRaft) Compact(uint64)                                    {}
+func (r silentRaft) Status() raftnode.Status                         { return r.status() }
+func (silentRaft) TransferLeadership(uint64)                         {}
+func (silentRaft) Stop()                                             {}
+
+// TestProposalTimeoutCauses: a write that times out is told apart as
+// etcd's parseProposeCtxErr does: the previous leader's failure when this
+// member was elected within two election timeouts after it began, a lost
+// connection when the leader's stream was not up for the whole request,
+// a plain timeout otherwise.
+func TestProposalTimeoutCauses(t *testing.T) {
+	longAgo := time.Now().Add(-time.Hour)
+	tests := []struct {
+		name   string
+		status func() raftnode.Status
+		active time.Time
+		want   error
+	}{
+		{"no leader", func() raftnode.Status { return raftnode.Status{} }, longAgo, store.ErrTimeout},
+		{"elected during the request", func() raftnode.Status {
+			return raftnode.Status{Leader: 1, BecameLeader: time.Now()}
+		}, longAgo, store.ErrTimeoutDueToLeaderFail},
+		{"elected long before", func() raftnode.Status {
+			return raftnode.Status{Leader: 1, BecameLeader: longAgo}
+		}, longAgo, store.ErrTimeout},
+		{"leader connected throughout", func() raftnode.Status { return raftnode.Status{Leader: 2} }, longAgo, store.ErrTimeout},
+		{"leader never connected", func() raftnode.Status { return raftnode.Status{Leader: 2} }, time.Time{}, store.ErrTimeoutDueToConnectionLost},
+		{"leader reconnected meanwhile", func() raftnode.Status { return raftnode.Status{Leader: 2} }, time.Now().Add(time.Hour), store.ErrTimeoutDueToConnectionLost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := memory.Open("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			kv, err := mvcc.Open(e, mvcc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kv.Close()
+			c, err := store.Start(actors.NewSystem(), store.Config{
+				Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+				ElectionTimeout: time.Second,
+				ActiveSince:     func(uint64) time.Time { return tt.active },
+				StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) {
+					return silentRaft{status: tt.status}, nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			_, err = c.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("put that timed out: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -36,7 +37,14 @@ var grpcErrors = []struct {
 	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{store.ErrStopped, rpctypes.ErrGRPCStopped},
+	// etcd's lessor has no error of its own for stopping: a member that
+	// stops answers "server stopped" whichever part of it notices.
+	{lease.ErrStopped, rpctypes.ErrGRPCStopped},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{store.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
+	{store.ErrTimeoutDueToConnectionLost, rpctypes.ErrGRPCTimeoutDueToConnectionLost},
+	{store.ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{store.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{store.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
 	{store.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
 	{store.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
@@ -85,7 +93,9 @@ func toGRPCError(err error) error {
 // member's front ends map it as if the error were their own. The status
 // may be wrapped. Any other error, including a status the table does not
 // produce (such as the gRPC client's own Unavailable for a member it
-// cannot reach), is returned unchanged.
+// cannot reach), is returned unchanged. Where several sentinels share a
+// status (store.ErrStopped and lease.ErrStopped), the first in the table
+// is returned.
 func FromGRPCError(err error) error {
 	var se interface{ GRPCStatus() *status.Status }
 	if !errors.As(err, &se) {

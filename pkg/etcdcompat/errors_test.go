@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -39,7 +40,12 @@ var etcdErrors = []struct {
 	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{store.ErrStopped, rpctypes.ErrGRPCStopped},
+	{lease.ErrStopped, rpctypes.ErrGRPCStopped},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{store.ErrTimeoutDueToLeaderFail, status.Error(codes.Unavailable, "etcdserver: request timed out, possibly due to previous leader failure")},
+	{store.ErrTimeoutDueToConnectionLost, status.Error(codes.Unavailable, "etcdserver: request timed out, possibly due to connection lost")},
+	{store.ErrLeaderChanged, status.Error(codes.Unavailable, "etcdserver: leader changed")},
+	{store.ErrUnhealthy, status.Error(codes.Unavailable, "etcdserver: unhealthy cluster")},
 	{store.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
 	{store.ErrPeerURLExists, rpctypes.ErrGRPCPeerURLExist},
 	{store.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
@@ -136,7 +142,9 @@ func TestToGRPCErrorOthers(t *testing.T) {
 
 // TestFromGRPCErrorInvertsTheTable: every status etcd sends for a sentinel,
 // as a forwarding member receives it (bare or wrapped), turns back into
-// that sentinel; other errors come back unchanged.
+// that sentinel, or into the first listed with the same status (the lease
+// service's "lessor stopped" comes back as the store's "server stopped");
+// other errors come back unchanged.
 func TestFromGRPCErrorInvertsTheTable(t *testing.T) {
 	for _, tt := range etcdErrors {
 		t.Run(tt.err.Error(), func(t *testing.T) {
@@ -144,9 +152,13 @@ func TestFromGRPCErrorInvertsTheTable(t *testing.T) {
 			// message that came over the wire.
 			s := status.Convert(tt.want)
 			received := status.Error(s.Code(), s.Message())
+			want := tt.err
+			if tt.err == lease.ErrStopped {
+				want = store.ErrStopped
+			}
 			for _, err := range []error{received, fmt.Errorf("forwarding to the leader: %w", received)} {
-				if got := FromGRPCError(err); got != tt.err {
-					t.Errorf("FromGRPCError(%v) = %v, want %v", err, got, tt.err)
+				if got := FromGRPCError(err); got != want {
+					t.Errorf("FromGRPCError(%v) = %v, want %v", err, got, want)
 				}
 			}
 		})

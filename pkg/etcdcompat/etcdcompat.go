@@ -75,7 +75,12 @@ type Options struct {
 	// metadata; without it MoveLeader is unimplemented and hasleader is
 	// not checked.
 	Leadership Leadership
-	Logger     *zap.Logger
+	// ElectionTimeout is raft's election timeout: a stream opened with
+	// hasleader is ended with "no leader" once the member has known no
+	// leader at three checks this far apart, as etcd does. Zero means
+	// one second, etcd's default.
+	ElectionTimeout time.Duration
+	Logger          *zap.Logger
 }
 
 // Leadership is the raft leadership as the etcd API needs it;
@@ -123,7 +128,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership)),
-		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership)),
+		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout)),
 	)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if opts.Self != nil {

@@ -2,6 +2,8 @@ package etcdcompat
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -45,15 +47,117 @@ func requireLeaderUnary(l Leadership) grpc.UnaryServerInterceptor {
 }
 
 // requireLeaderStream does the same for streams, when they open; a
-// learner serves none but Maintenance.Snapshot, as in etcd.
-func requireLeaderStream(l Leadership) grpc.StreamServerInterceptor {
+// learner serves none but Maintenance.Snapshot, as in etcd. A stream that
+// asked for a leader is also ended, with "no leader", when the member
+// later goes without one for maxNoLeaderChecks checks an election timeout
+// apart (see leaderMonitor).
+func requireLeaderStream(l Leadership, electionTimeout time.Duration) grpc.StreamServerInterceptor {
+	if electionTimeout <= 0 {
+		electionTimeout = time.Second
+	}
+	mon := &leaderMonitor{l: l, every: electionTimeout, streams: make(map[*leaderStream]struct{})}
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if l != nil && l.IsLearner() && info.FullMethod != "/etcdserverpb.Maintenance/Snapshot" {
 			return rpctypes.ErrGRPCNotSupportedForLearner
 		}
-		if l != nil && wantsLeader(ss.Context()) && l.Leader() == 0 {
+		if l == nil || !wantsLeader(ss.Context()) {
+			return handler(srv, ss)
+		}
+		if l.Leader() == 0 {
 			return rpctypes.ErrGRPCNoLeader
 		}
-		return handler(srv, ss)
+		return mon.serve(srv, ss, handler)
+	}
+}
+
+// maxNoLeaderChecks is how many checks in a row, an election timeout
+// apart, must find no leader before the streams that asked for one are
+// ended: reopening a stream costs more than refusing a new request, so
+// etcd waits this long.
+const maxNoLeaderChecks = 3
+
+// leaderMonitor ends the streams opened with hasleader once the member has
+// gone without a leader for maxNoLeaderChecks checks. It checks only while
+// such streams are open.
+type leaderMonitor struct {
+	l     Leadership
+	every time.Duration
+
+	mu      sync.Mutex
+	streams map[*leaderStream]struct{}
+	running bool
+}
+
+// leaderStream is a stream whose context the monitor can end.
+type leaderStream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	cancel context.CancelFunc
+	lost   chan struct{} // closed when the monitor ends the stream
+}
+
+func (s *leaderStream) Context() context.Context { return s.ctx }
+
+// serve runs handler on ss, ending it with etcd's "no leader" if the
+// monitor finds the member without a leader for too long. The handler is
+// left to return on its own once its context is canceled; the stream's
+// status is sent at once.
+func (m *leaderMonitor) serve(srv any, ss grpc.ServerStream, handler grpc.StreamHandler) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	s := &leaderStream{ServerStream: ss, ctx: ctx, cancel: cancel, lost: make(chan struct{})}
+	m.add(s)
+	defer m.remove(s)
+	done := make(chan error, 1)
+	go func() { done <- handler(srv, s) }()
+	select {
+	case err := <-done:
+		return err
+	case <-s.lost:
+		return rpctypes.ErrGRPCNoLeader
+	}
+}
+
+func (m *leaderMonitor) add(s *leaderStream) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.streams[s] = struct{}{}
+	if !m.running {
+		m.running = true
+		go m.run()
+	}
+}
+
+func (m *leaderMonitor) remove(s *leaderStream) {
+	m.mu.Lock()
+	delete(m.streams, s)
+	m.mu.Unlock()
+}
+
+// run checks for a leader every election timeout while streams are open.
+func (m *leaderMonitor) run() {
+	t := time.NewTicker(m.every)
+	defer t.Stop()
+	misses := 0
+	for range t.C {
+		if m.l.Leader() == 0 {
+			misses++
+		} else {
+			misses = 0
+		}
+		m.mu.Lock()
+		if len(m.streams) == 0 {
+			m.running = false
+			m.mu.Unlock()
+			return
+		}
+		if misses >= maxNoLeaderChecks {
+			for s := range m.streams {
+				close(s.lost)
+				s.cancel()
+			}
+			clear(m.streams)
+		}
+		m.mu.Unlock()
 	}
 }

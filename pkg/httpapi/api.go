@@ -17,6 +17,8 @@ import (
 	"github.com/gorilla/mux"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/store"
 )
 
 // Backend is the store as the REST API needs it; *store.Client implements it.
@@ -72,6 +74,20 @@ type Options struct {
 	Watch OpenWatch
 	// Leases serves the /v1/leases routes; without it they answer 404.
 	Leases Leases
+	// Learner, if set, tells whether this member is a learner. A learner
+	// serves GET /v1/status and serializable reads only, as etcd's
+	// learners serve Status and serializable ranges only; every other
+	// request is answered 503 learner. Without it every request is served
+	// as on a voter.
+	Learner Learner
+}
+
+// Learner tells whether this member is a raft learner; *store.Client
+// implements it.
+type Learner interface {
+	// IsLearner reports whether this member is a learner now. It is called
+	// for each request, from the request's goroutine, so it must be cheap.
+	IsLearner() bool
 }
 
 // handler serves every endpoint; it is immutable after New.
@@ -79,6 +95,7 @@ type handler struct {
 	backend     Backend
 	openWatch   OpenWatch
 	leases      Leases
+	learner     Learner
 	log         *zap.Logger
 	maxBody     int64
 	maxTxnOps   int
@@ -93,6 +110,7 @@ func New(b Backend, opts Options) http.Handler {
 		backend:     b,
 		openWatch:   opts.Watch,
 		leases:      opts.Leases,
+		learner:     opts.Learner,
 		log:         opts.Logger,
 		maxBody:     opts.MaxRequestBytes,
 		maxTxnOps:   opts.MaxTxnOps,
@@ -115,17 +133,19 @@ func New(b Backend, opts Options) http.Handler {
 	// so that %2F stays inside the key, and never clean it, so that keys
 	// such as "/a//b" or "../x" are neither redirected nor rewritten.
 	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
+	// A learner serves the status and, in getKV, serializable reads; the
+	// other routes are votersOnly.
 	r.Handle("/v1/kv/{key:.*}", h.serve(h.getKV)).Methods(http.MethodGet)
-	r.Handle("/v1/kv/{key:.*}", h.serve(h.putKV)).Methods(http.MethodPut)
-	r.Handle("/v1/kv/{key:.*}", h.serve(h.deleteKV)).Methods(http.MethodDelete)
-	r.Handle("/v1/txn", h.serve(h.txn)).Methods(http.MethodPost)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.putKV))).Methods(http.MethodPut)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.deleteKV))).Methods(http.MethodDelete)
+	r.Handle("/v1/txn", h.serve(h.votersOnly(h.txn))).Methods(http.MethodPost)
 	r.Handle("/v1/status", h.serve(h.status)).Methods(http.MethodGet)
-	r.Handle("/v1/watch/{key:.*}", h.serve(h.watch)).Methods(http.MethodGet)
+	r.Handle("/v1/watch/{key:.*}", h.serve(h.votersOnly(h.watch))).Methods(http.MethodGet)
 	if h.leases != nil {
-		r.Handle("/v1/leases", h.serve(h.grantLease)).Methods(http.MethodPost)
-		r.Handle("/v1/leases/{id}", h.serve(h.getLease)).Methods(http.MethodGet)
-		r.Handle("/v1/leases/{id}", h.serve(h.revokeLease)).Methods(http.MethodDelete)
-		r.Handle("/v1/leases/{id}/keepalive", h.serve(h.keepAlive)).Methods(http.MethodPost)
+		r.Handle("/v1/leases", h.serve(h.votersOnly(h.grantLease))).Methods(http.MethodPost)
+		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.getLease))).Methods(http.MethodGet)
+		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.revokeLease))).Methods(http.MethodDelete)
+		r.Handle("/v1/leases/{id}/keepalive", h.serve(h.votersOnly(h.keepAlive))).Methods(http.MethodPost)
 	}
 	r.NotFoundHandler = h.serve(func(http.ResponseWriter, *http.Request) error { return errNoRoute })
 	r.MethodNotAllowedHandler = h.serve(func(w http.ResponseWriter, req *http.Request) error {
@@ -162,6 +182,29 @@ func (h *handler) serve(f func(http.ResponseWriter, *http.Request) error) http.H
 			h.writeError(w, r, err)
 		}
 	})
+}
+
+// votersOnly wraps f, which serves a route a learner does not serve (see
+// Options.Learner): on a learner it answers store.ErrNotSupportedForLearner
+// before f reads anything of the request.
+func (h *handler) votersOnly(f func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := h.refuseOnLearner(); err != nil {
+			return err
+		}
+		return f(w, r)
+	}
+}
+
+// refuseOnLearner returns store.ErrNotSupportedForLearner if this member is
+// a learner, nil otherwise. The store refuses a learner's writes and
+// linearizable reads too, but not watches nor lease lookups and
+// keep-alives: the rule is applied here, where the routes are.
+func (h *handler) refuseOnLearner() error {
+	if h.learner != nil && h.learner.IsLearner() {
+		return store.ErrNotSupportedForLearner
+	}
+	return nil
 }
 
 // recoverPanics turns a panic in a handler into a logged 500, so one bad

@@ -86,6 +86,10 @@ var errorTable = []struct {
 	{store.ErrStopped, http.StatusServiceUnavailable, "stopped"},
 	{lease.ErrStopped, http.StatusServiceUnavailable, "stopped"},
 	{store.ErrTimeout, http.StatusServiceUnavailable, "timeout"},
+	{store.ErrTimeoutDueToLeaderFail, http.StatusServiceUnavailable, "timeout"},
+	{store.ErrTimeoutDueToConnectionLost, http.StatusServiceUnavailable, "timeout"},
+	// A linearizable read met a change of leader: retry.
+	{store.ErrLeaderChanged, http.StatusServiceUnavailable, "leader_changed"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout"},
 	{context.Canceled, http.StatusServiceUnavailable, "canceled"},
 	{store.ErrNoSpace, http.StatusInsufficientStorage, "no_space"},
@@ -128,13 +132,14 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	writeJSON(w, status, errorResponse{Error: detail})
 }
 
-// fromForwarded turns the failure of a request this member forwarded to
-// the leader (the lessor sends a follower's keep-alives and TimeToLive
-// there) into an error errorTable knows. Such a failure is a gRPC status:
-// one of etcd's, which the leader's etcd API made from a sentinel error
-// and etcdcompat turns back into it, or the gRPC client's own, by its code
-// alone. Its text may name the leader's address, so it is not passed on.
-// Any other error is returned unchanged.
+// fromForwarded turns the failure of a request forwarded to the leader
+// (the lessor sends a follower's keep-alives and TimeToLive there) into an
+// error errorTable knows, for a Leases that passes such a failure on; the
+// member's own lessor returns sentinels already. Such a failure is a gRPC
+// status: one of etcd's, which the leader's etcd API made from a sentinel
+// error and etcdcompat turns back into it, or the gRPC client's own, by
+// its code alone. Its text may name the leader's address, so it is not
+// passed on. Any other error is returned unchanged.
 func fromForwarded(err error) error {
 	err = etcdcompat.FromGRPCError(err)
 	var se interface{ GRPCStatus() *status.Status }

@@ -61,7 +61,8 @@ func TestForwardedErrorsMapToStatuses(t *testing.T) {
 		{"leader out of space", received(rpctypes.ErrGRPCNoSpace), 507, "no_space", store.ErrNoSpace.Error()},
 		{"lease unknown to the leader", received(rpctypes.ErrGRPCLeaseNotFound), 404, "lease_not_found", lease.ErrLeaseNotFound.Error()},
 		{"leader unreachable", unreachable, 503, "unavailable", errLeaderUnavailable.Error()},
-		{"unknown Unavailable", status.Error(codes.Unavailable, "etcdserver: leader changed"), 503, "unavailable", errLeaderUnavailable.Error()},
+		{"unknown Unavailable", status.Error(codes.Unavailable, "etcdserver: member is unreachable"), 503, "unavailable", errLeaderUnavailable.Error()},
+		{"leader changed", received(rpctypes.ErrGRPCLeaderChanged), 503, "leader_changed", store.ErrLeaderChanged.Error()},
 		{"forwarded request out of time", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), 503, "timeout", store.ErrTimeout.Error()},
 		{"forwarded request canceled", status.Error(codes.Canceled, "context canceled"), 503, "canceled", context.Canceled.Error()},
 	} {

@@ -104,6 +104,11 @@ func (h *handler) getKV(w http.ResponseWriter, r *http.Request) error {
 	if !prefix && (req.Limit != 0 || req.CountOnly) {
 		return fmt.Errorf("%w: limit and count_only need prefix=true", errInvalidArgument)
 	}
+	if !req.Serializable {
+		if err := h.refuseOnLearner(); err != nil {
+			return err
+		}
+	}
 	switch key, err := pathKey(r, c); {
 	case prefix && errors.Is(err, mvcc.ErrEmptyKey):
 		// The empty prefix is the whole keyspace, as with clientv3.WithPrefix.

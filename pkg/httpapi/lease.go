@@ -13,10 +13,11 @@ import (
 )
 
 // Leases is the lease service as the REST API needs it; the member's lessor
-// implements it. Unknown leases are mvcc.ErrLeaseNotFound. On a follower,
-// Renew and TimeToLive are answered by the leader over gRPC, and fail with
-// the gRPC status of that exchange; the handler maps those statuses as
-// fromForwarded says.
+// implements it. Errors are the core packages' sentinels, as for Backend;
+// unknown leases are mvcc.ErrLeaseNotFound. On a follower, Renew and
+// TimeToLive are answered by the leader, which is asked again, as etcd's
+// followers do, until the request timeout (store.ErrTimeout) when it cannot
+// be reached. A gRPC status is mapped too, as fromForwarded says.
 type Leases interface {
 	Grant(ctx context.Context, r *etcdserverpb.LeaseGrantRequest) (*etcdserverpb.LeaseGrantResponse, error)
 	Revoke(ctx context.Context, r *etcdserverpb.LeaseRevokeRequest) (*etcdserverpb.LeaseRevokeResponse, error)
