@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -624,6 +625,11 @@ func (a *raftActor) applyConfChanges(ents []*raftpb.Entry) {
 			if err := proto.Unmarshal(e.GetData(), c); err != nil {
 				a.lg.Fatal("corrupt conf change entry", zap.Uint64("index", e.GetIndex()), zap.Error(err))
 			}
+			if c.GetType() == raftpb.ConfChangeAddLearnerNode && a.isMember(c.GetNodeId()) {
+				// The store refuses it too (a learner's addition proposed
+				// twice); a node ID of zero is raft's way to skip a change.
+				c.NodeId = proto.Uint64(raft.None)
+			}
 			cc = c
 		case raftpb.EntryConfChangeV2:
 			c := &raftpb.ConfChangeV2{}
@@ -636,6 +642,13 @@ func (a *raftActor) applyConfChanges(ents []*raftpb.Entry) {
 		}
 		a.confState = a.rn.ApplyConfChange(cc)
 	}
+}
+
+// isMember reports whether id is a voter or learner of the configuration.
+func (a *raftActor) isMember(id uint64) bool {
+	cs := a.confState
+	return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetLearners(), id) ||
+		slices.Contains(cs.GetVotersOutgoing(), id) || slices.Contains(cs.GetLearnersNext(), id)
 }
 
 func (a *raftActor) compact(applied uint64) {

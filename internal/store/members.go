@@ -108,6 +108,12 @@ func (a *storeActor) applyConfChange(ap *mvcc.Applier, index uint64, cc *raftpb.
 	}
 	m.ID = cc.GetNodeId()
 	old := a.c.member(m.ID)
+	if cc.GetType() == raftpb.ConfChangeAddLearnerNode && old != nil {
+		// A second copy of a learner's addition (a proposal made again)
+		// must not demote it once promoted; etcd refuses the ID at apply.
+		ap.SetApplied(index)
+		return result{err: ErrMemberExists}
+	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
@@ -385,13 +391,26 @@ func (c *Client) confChange(ctx context.Context, typ raftpb.ConfChangeType, id u
 	start := time.Now()
 	cc := &raftpb.ConfChange{Id: &reqID, Type: &typ, NodeId: &id, Context: context}
 	ch := make(chan result, 1)
-	c.ref.Send(confChangeMsg{id: reqID, cc: cc, reply: func(res result) { ch <- res }})
-	select {
-	case res := <-ch:
-		return res.err
-	case <-ctx.Done():
-		c.ref.Send(forgetMsg{id: reqID})
-		return c.proposalCtxErr(ctx.Err(), start)
+	msg := confChangeMsg{id: reqID, cc: cc, reply: func(res result) { ch <- res }}
+	c.ref.Send(msg)
+	// A leader drops a configuration change proposed before it has applied
+	// every entry of its predecessors (raft's pending change guard), as
+	// happens just after an election: the proposal is made again, with the
+	// same ID, until one applies. A second copy applying later changes
+	// nothing (see applyConfChange).
+	every := max(c.cfg.ElectionTimeout, time.Second)
+	retry := time.NewTicker(every)
+	defer retry.Stop()
+	for {
+		select {
+		case res := <-ch:
+			return res.err
+		case <-retry.C:
+			c.ref.Send(msg)
+		case <-ctx.Done():
+			c.ref.Send(forgetMsg{id: reqID})
+			return c.proposalCtxErr(ctx.Err(), start)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/mvcc"
@@ -370,5 +371,69 @@ func TestProposalTimeoutCauses(t *testing.T) {
 				t.Fatalf("put that timed out: %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// droppingRaft drops the first configuration change proposed, as a leader
+// just elected drops one (raft's pending change guard), and commits every
+// later one at once.
+type droppingRaft struct {
+	silentRaft
+	commit  func([]*raftpb.Entry)
+	mu      sync.Mutex
+	index   uint64
+	dropped bool
+}
+
+func (r *droppingRaft) ProposeConfChange(cc *raftpb.ConfChange, _ func(error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.dropped {
+		r.dropped = true
+		return
+	}
+	data, err := proto.Marshal(cc)
+	if err != nil {
+		panic(err)
+	}
+	r.index++
+	typ := raftpb.EntryConfChange
+	r.commit([]*raftpb.Entry{{Term: proto.Uint64(1), Index: proto.Uint64(r.index), Type: &typ, Data: data}})
+}
+
+// TestDroppedConfChangeIsProposedAgain: a membership change whose proposal
+// a leader dropped is proposed again and applies, instead of waiting out
+// the request's deadline.
+func TestDroppedConfChangeIsProposedAgain(t *testing.T) {
+	e, err := memory.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	kv, err := mvcc.Open(e, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	r := &droppingRaft{silentRaft: silentRaft{status: func() raftnode.Status { return raftnode.Status{Leader: 1} }}}
+	c, err := store.Start(actors.NewSystem(), store.Config{
+		Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128, MaxLearners: 1,
+		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
+			r.commit = commit
+			return r, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := c.AddMember(ctx, []string{"http://127.0.0.1:1"}, true, "token")
+	if err != nil {
+		t.Fatalf("adding a learner whose first proposal was dropped: %v", err)
+	}
+	if got := c.Members(); len(got) != 1 || got[0].ID != m.ID || !got[0].IsLearner {
+		t.Fatalf("members after the change: %v", got)
 	}
 }
