@@ -77,7 +77,10 @@ type member struct {
 	logMu    sync.Mutex
 	log      bytes.Buffer
 	clientEP string // host:port of the etcd API
-	httpURL  string // http://host:port of the REST API
+	// clientScheme is the client URLs' scheme: "https" for TLS, "http"
+	// when empty.
+	clientScheme string
+	httpURL      string // http://host:port of the REST API
 	// portRetries counts starts redone because a port was taken.
 	portRetries int
 
@@ -151,12 +154,16 @@ func (m *member) launch() error {
 		m.httpURL = fmt.Sprintf("http://127.0.0.1:%d", hport)
 		name, peer = "m1", fmt.Sprintf("http://127.0.0.1:%d", pport)
 	}
+	scheme := "http"
+	if m.clientScheme != "" {
+		scheme = m.clientScheme
+	}
 	args := []string{
 		"--name", name,
 		"--data-dir", m.dataDir,
 		"--storage-engine", m.engine,
-		"--listen-client-urls", "http://" + m.clientEP,
-		"--advertise-client-urls", "http://" + m.clientEP,
+		"--listen-client-urls", scheme + "://" + m.clientEP,
+		"--advertise-client-urls", scheme + "://" + m.clientEP,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
 		"--http-listen-addr", strings.TrimPrefix(m.httpURL, "http://"),

@@ -7,10 +7,11 @@
 // acts on them (clusterFlags lists them, with the reason). It accepts
 // the flags of features it lacks and warns when one is moved from its
 // default (inertFlags). It refuses to start when a flag asks for a
-// protection it cannot give, such as TLS (checkRefusals).
+// protection it cannot give, such as JWT auth tokens (checkRefusals).
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
+
+	"github.com/cairn-kv/cairn/internal/tlsconfig"
 )
 
 // ErrFlagSyntax wraps errors of the command line's syntax (an unknown flag,
@@ -93,6 +98,24 @@ type Config struct {
 	// UnsafeNoFsync skips fsyncs, trading durability for speed
 	// (--unsafe-no-fsync).
 	UnsafeNoFsync bool
+	// ClientTLS and PeerTLS are the TLS settings of the client URLs
+	// (--cert-file, --key-file, --client-cert-auth, --trusted-ca-file, ...)
+	// and of the peer URLs (--peer-cert-file, ...); --cipher-suites and
+	// --tls-min/max-version apply to both. Each serves https:// URLs.
+	ClientTLS tlsconfig.Info
+	PeerTLS   tlsconfig.Info
+	// ClientAutoTLS and PeerAutoTLS serve a generated self-signed
+	// certificate, valid SelfSignedCertValidity years, when the side has
+	// none of its own (--auto-tls, --peer-auto-tls).
+	ClientAutoTLS          bool
+	PeerAutoTLS            bool
+	SelfSignedCertValidity uint
+	// BcryptCost is the bcrypt cost of auth password hashes
+	// (--bcrypt-cost); out of bcrypt's bounds, the auth package uses 10.
+	BcryptCost int
+	// AuthTokenTTL is how long a simple auth token lives after its last
+	// use (--auth-token-ttl).
+	AuthTokenTTL time.Duration
 	// Discovery is bootstrapping through a discovery service instead of
 	// --initial-cluster. Cairn refuses to start when it is asked for.
 	Discovery Discovery
@@ -191,6 +214,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		maxWALs        = fs.Uint("max-wals", 5, "WAL files to keep (0 keeps all).")
 		forceNew       = fs.Bool("force-new-cluster", false, "Restart as the only member of a new cluster, keeping the data.")
 		noFsync        = fs.Bool("unsafe-no-fsync", false, "Skip fsyncs (unsafe: loses data on a crash).")
+		bcryptCost     = fs.Uint("bcrypt-cost", 10, "bcrypt cost of auth passwords.")
+		authTokenTTL   = fs.Uint("auth-token-ttl", 300, "Lifetime in seconds of simple auth tokens.")
 		disc           = Discovery{Fallback: "exit"}
 		discEndpoints  listValue
 	)
@@ -209,6 +234,36 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	fs.StringVar(&disc.Password, "discovery-password", "", "V3 discovery: password.")
 	fs.StringVar(&disc.SRV, "discovery-srv", "", "DNS domain whose SRV records list the members (refused: not supported yet).")
 	fs.StringVar(&disc.SRVName, "discovery-srv-name", "", "Suffix to the DNS SRV name.")
+	// Security.
+	var (
+		ctls, ptls                                  tlsconfig.Info
+		clientAllowedHosts, peerCNs, peerHosts, css listValue
+		peerSkipSAN                                 bool
+	)
+	fs.StringVar(&ctls.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
+	fs.StringVar(&ctls.KeyFile, "key-file", "", "Path to the client server TLS key file.")
+	fs.StringVar(&ctls.ClientCertFile, "client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required.")
+	fs.StringVar(&ctls.ClientKeyFile, "client-key-file", "", "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required.")
+	fs.BoolVar(&ctls.ClientCertAuth, "client-cert-auth", false, "Enable client cert authentication.")
+	fs.StringVar(&ctls.CRLFile, "client-crl-file", "", "Path to the client certificate revocation list file.")
+	fs.Var(&clientAllowedHosts, "client-cert-allowed-hostname", "Comma-separated list of SAN hostnames for client cert authentication.")
+	fs.StringVar(&ctls.TrustedCAFile, "trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.")
+	autoTLS := fs.Bool("auto-tls", false, "Client TLS using generated certificates")
+	fs.StringVar(&ptls.CertFile, "peer-cert-file", "", "Path to the peer server TLS cert file.")
+	fs.StringVar(&ptls.KeyFile, "peer-key-file", "", "Path to the peer server TLS key file.")
+	fs.StringVar(&ptls.ClientCertFile, "peer-client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.")
+	fs.StringVar(&ptls.ClientKeyFile, "peer-client-key-file", "", "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.")
+	fs.BoolVar(&ptls.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
+	fs.StringVar(&ptls.TrustedCAFile, "peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.")
+	peerAutoTLS := fs.Bool("peer-auto-tls", false, "Peer TLS using generated certificates")
+	validity := fs.Uint("self-signed-cert-validity", 1, "The validity period of the client and peer certificates, unit is year.")
+	fs.StringVar(&ptls.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
+	fs.Var(&peerCNs, "peer-cert-allowed-cn", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
+	fs.Var(&peerHosts, "peer-cert-allowed-hostname", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.")
+	fs.Var(&css, "cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+	fs.BoolVar(&peerSkipSAN, "peer-skip-client-san-verification", false, "Skip verification of SAN field in client certificate for peer connections.")
+	tlsMin := fs.String("tls-min-version", "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
+	tlsMax := fs.String("tls-max-version", "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
 	fallback := &choiceValue{v: "exit", valids: []string{"exit", "proxy"}}
 	fs.Var(fallback, "discovery-fallback", "What to do when discovery fails; only 'exit'.")
 	addInertFlags(fs)
@@ -252,8 +307,17 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		MaxWALs:                    *maxWALs,
 		ForceNewCluster:            *forceNew,
 		UnsafeNoFsync:              *noFsync,
+		BcryptCost:                 int(min(*bcryptCost, 1<<16)),
+		AuthTokenTTL:               time.Duration(min(*authTokenTTL, 1<<32)) * time.Second,
 		Discovery:                  disc,
 	}
+	ctls.AllowedHostnames = clientAllowedHosts
+	ptls.AllowedCNs, ptls.AllowedHostnames = peerCNs, peerHosts
+	ptls.VerifyClientSAN = !peerSkipSAN
+	c.ClientTLS, c.PeerTLS = ctls, ptls
+	c.ClientAutoTLS, c.PeerAutoTLS = *autoTLS, *peerAutoTLS
+	// etcd takes a validity of 0 as its default, one year.
+	c.SelfSignedCertValidity = max(*validity, 1)
 	c.Discovery.Endpoints = discEndpoints
 	c.Discovery.Fallback = fallback.v
 	set := map[string]bool{}
@@ -314,8 +378,52 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	if err := checkRefusals(fs, c); err != nil {
 		return nil, err
 	}
+	if err := c.parseTLS(css, *tlsMin, *tlsMax); err != nil {
+		return nil, err
+	}
 	c.Warnings = append(c.Warnings, inertWarnings(fs)...)
 	return c, c.validate()
+}
+
+// parseTLS sets the cipher suites and TLS versions of both sides and
+// checks the TLS settings as etcd does when it starts.
+func (c *Config) parseTLS(suites []string, minVersion, maxVersion string) error {
+	minV, err := tlsutil.GetTLSVersion(minVersion)
+	if err != nil {
+		return err
+	}
+	maxV, err := tlsutil.GetTLSVersion(maxVersion)
+	if err != nil {
+		return err
+	}
+	// 0 lets Go choose the highest version.
+	if maxV != 0 && minV > maxV {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", minVersion, maxVersion)
+	}
+	if minV == tls.VersionTLS13 && len(suites) > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	ids, err := tlsutil.GetCipherSuites(suites)
+	if err != nil {
+		return err
+	}
+	for _, side := range []*tlsconfig.Info{&c.ClientTLS, &c.PeerTLS} {
+		side.MinVersion, side.MaxVersion = minV, maxV
+		if len(ids) > 0 {
+			side.CipherSuites = ids
+		}
+	}
+	for _, u := range c.ListenClientURLs {
+		if u.Scheme == "https" && c.ClientTLS.Empty() && !c.ClientAutoTLS {
+			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
+		}
+	}
+	for _, u := range c.ListenPeerURLs {
+		if u.Scheme == "https" && c.PeerTLS.Empty() && !c.PeerAutoTLS {
+			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
+		}
+	}
+	return nil
 }
 
 func (c *Config) validate() error {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cairn-kv/cairn/internal/tlsconfig"
 )
 
 func mustURLs(t *testing.T, raws ...string) []url.URL {
@@ -69,6 +72,11 @@ func TestDefaults(t *testing.T) {
 	want.SnapshotCatchUpEntries = 5000
 	want.MaxSnapshots = 5
 	want.MaxWALs = 5
+	want.BcryptCost = 10
+	want.AuthTokenTTL = 300 * time.Second
+	want.ClientTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12}
+	want.PeerTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12, VerifyClientSAN: true}
+	want.SelfSignedCertValidity = 1
 	want.Discovery = Discovery{
 		DialTimeout:       2 * time.Second,
 		RequestTimeout:    5 * time.Second,
@@ -627,46 +635,17 @@ func TestRefusals(t *testing.T) {
 		environ []string
 		wantErr string
 	}
-	var tests []row
-	for _, f := range inertFlags {
-		if f.refuse == "" {
-			continue
-		}
-		val := "/etc/cairn/x.pem"
-		switch {
-		case f.kind == boolFlag:
-			val = "true"
-		case f.name == "tls-min-version" || f.name == "tls-max-version":
-			val = "TLS1.3"
-		}
-		want := "--" + f.name + ": TLS is not supported yet (see docs/limitations.md); refusing to serve in plain text"
-		tests = append(tests,
-			row{f.name, []string{"--" + f.name + "=" + val}, nil, want},
-			row{envName(f.name), nil, []string{envName(f.name) + "=" + val}, want})
-	}
-	if len(tests) < 2*20 {
-		t.Fatalf("%d TLS refusals, want at least 20 flags", len(tests)/2)
-	}
-	tests = append(tests,
-		row{"bare bool TLS flag", []string{"--client-cert-auth"}, nil, "--client-cert-auth: TLS is not supported yet"},
-		row{"https client URL", []string{"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379"}, nil,
-			"--listen-client-urls: https:// URLs need TLS, which is not supported yet (see docs/limitations.md); refusing to serve in plain text"},
-		row{"https advertised client URL", []string{"--advertise-client-urls=http://a:1,https://b:2"}, nil, "--advertise-client-urls: https:// URLs"},
-		row{"https peer URL", []string{"--listen-peer-urls=https://127.0.0.1:2380"}, nil, "--listen-peer-urls: https:// URLs"},
-		row{"https advertised peer URL", nil, []string{"ETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.1:2380"}, "--initial-advertise-peer-urls: https:// URLs"},
-		row{"https in initial cluster", []string{"--initial-cluster=default=https://localhost:2380"}, nil, "--initial-cluster: https:// URLs"},
-		row{"https http-only client URL", []string{"--listen-client-http-urls=https://127.0.0.1:2381"}, nil, "--listen-client-http-urls: https:// URLs"},
-		row{"https metrics URL", []string{"--listen-metrics-urls=https://127.0.0.1:2381"}, nil, "--listen-metrics-urls: https:// URLs"},
-		row{"unixs URL", []string{"--listen-client-urls=unixs://localhost:2379"}, nil, "--listen-client-urls: unixs:// URLs"},
-		row{"JWT auth token", []string{"--auth-token=jwt,pub-key=a.crt,priv-key=a.key,sign-method=RS256"}, nil,
+	tests := []row{
+		{"unixs URL", []string{"--listen-client-urls=unixs://localhost:2379"}, nil, "--listen-client-urls: unixs:// URLs"},
+		{"JWT auth token", []string{"--auth-token=jwt,pub-key=a.crt,priv-key=a.key,sign-method=RS256"}, nil,
 			"--auth-token: JWT auth tokens are not supported yet (see docs/limitations.md)"},
-		row{"JWT auth token variable", nil, []string{"ETCD_AUTH_TOKEN=jwt"}, "--auth-token: JWT auth tokens"},
-		row{"configuration file", []string{"--config-file=/etc/etcd.yaml"}, nil, "--config-file: configuration files are not supported yet"},
-		row{"configuration file variable", nil, []string{"ETCD_CONFIG_FILE=/etc/etcd.yaml"}, "--config-file: configuration files"},
-		row{"v3 discovery", []string{"--discovery-endpoints=http://d:2379", "--discovery-token=t"}, nil,
+		{"JWT auth token variable", nil, []string{"ETCD_AUTH_TOKEN=jwt"}, "--auth-token: JWT auth tokens"},
+		{"configuration file", []string{"--config-file=/etc/etcd.yaml"}, nil, "--config-file: configuration files are not supported yet"},
+		{"configuration file variable", nil, []string{"ETCD_CONFIG_FILE=/etc/etcd.yaml"}, "--config-file: configuration files"},
+		{"v3 discovery", []string{"--discovery-endpoints=http://d:2379", "--discovery-token=t"}, nil,
 			"--discovery-endpoints: discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"},
-		row{"DNS discovery", []string{"--discovery-srv=example.com"}, nil, "--discovery-srv: discovery is not supported yet"},
-	)
+		{"DNS discovery", []string{"--discovery-srv=example.com"}, nil, "--discovery-srv: discovery is not supported yet"},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parse(t, tt.args, tt.environ)
@@ -684,7 +663,7 @@ func TestRefusals(t *testing.T) {
 }
 
 // TestNotRefusedAtDefaults: the refused flags given at their defaults, or
-// empty, start.
+// empty, start, as do the TLS flags at theirs.
 func TestNotRefusedAtDefaults(t *testing.T) {
 	for _, args := range [][]string{
 		{"--cert-file=", "--key-file=", "--trusted-ca-file=", "--client-cert-auth=false", "--auto-tls=false"},
@@ -888,6 +867,96 @@ func TestNoEffectWarnings(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, c.Warnings); diff != "" {
 				t.Errorf("Warnings mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestAuthFlags: --bcrypt-cost and --auth-token-ttl act, from the command
+// line and the environment, and no longer warn.
+func TestAuthFlags(t *testing.T) {
+	c, err := parse(t, []string{"--bcrypt-cost=4", "--auth-token=simple"}, []string{"ETCD_AUTH_TOKEN_TTL=7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BcryptCost != 4 || c.AuthTokenTTL != 7*time.Second || len(c.Warnings) != 0 {
+		t.Errorf("BcryptCost %d, AuthTokenTTL %v, warnings %q; want 4, 7s, none", c.BcryptCost, c.AuthTokenTTL, c.Warnings)
+	}
+}
+
+// TestTLSFlags: etcd's TLS flags land in the client and peer sides, from
+// the command line and the environment, with the shared versions and
+// cipher suites on both.
+func TestTLSFlags(t *testing.T) {
+	c, err := parse(t, []string{
+		"--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379",
+		"--listen-peer-urls=https://127.0.0.1:2380", "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+		"--cert-file=s.pem", "--key-file=s.key", "--client-cert-auth", "--trusted-ca-file=ca.pem",
+		"--client-cert-file=c.pem", "--client-key-file=c.key", "--client-crl-file=c.crl",
+		"--client-cert-allowed-hostname=b.example,a.example",
+		"--peer-cert-file=p.pem", "--peer-key-file=p.key", "--peer-client-cert-auth",
+		"--peer-client-cert-file=pc.pem", "--peer-client-key-file=pc.key", "--peer-crl-file=p.crl",
+		"--peer-cert-allowed-cn=m2,m1", "--peer-skip-client-san-verification",
+		"--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+		"--tls-max-version=TLS1.2", "--self-signed-cert-validity=0",
+	}, []string{"ETCD_PEER_TRUSTED_CA_FILE=pca.pem", "ETCD_AUTO_TLS=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	suites := []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	wantClient := tlsconfig.Info{
+		CertFile: "s.pem", KeyFile: "s.key", ClientCertFile: "c.pem", ClientKeyFile: "c.key",
+		TrustedCAFile: "ca.pem", ClientCertAuth: true, CRLFile: "c.crl",
+		AllowedHostnames: []string{"a.example", "b.example"},
+		CipherSuites:     suites, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+	}
+	wantPeer := tlsconfig.Info{
+		CertFile: "p.pem", KeyFile: "p.key", ClientCertFile: "pc.pem", ClientKeyFile: "pc.key",
+		TrustedCAFile: "pca.pem", ClientCertAuth: true, CRLFile: "p.crl",
+		AllowedCNs:   []string{"m1", "m2"},
+		CipherSuites: suites, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+	}
+	if diff := cmp.Diff(wantClient, c.ClientTLS); diff != "" {
+		t.Errorf("ClientTLS (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantPeer, c.PeerTLS); diff != "" {
+		t.Errorf("PeerTLS (-want +got):\n%s", diff)
+	}
+	if !c.ClientAutoTLS || c.PeerAutoTLS || c.SelfSignedCertValidity != 1 {
+		t.Errorf("auto TLS: client %v, peer %v, validity %d; want true, false, 1 (etcd's for 0)", c.ClientAutoTLS, c.PeerAutoTLS, c.SelfSignedCertValidity)
+	}
+
+	// https:// with a generated certificate needs no files.
+	if _, err := parse(t, []string{"--listen-client-urls=https://127.0.0.1:2379", "--auto-tls",
+		"--listen-peer-urls=https://127.0.0.1:2380", "--peer-auto-tls"}, nil); err != nil {
+		t.Errorf("https with auto TLS: %v", err)
+	}
+}
+
+// TestTLSStartChecks: TLS settings etcd refuses when it starts (exit
+// status 1), with etcd's messages.
+func TestTLSStartChecks(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"unknown version", []string{"--tls-min-version=TLS1.1"}, `unexpected TLS version "TLS1.1" (must be one of: TLS1.2, TLS1.3)`},
+		{"unknown max version", []string{"--tls-max-version=SSL3"}, `unexpected TLS version "SSL3" (must be one of: TLS1.2, TLS1.3)`},
+		{"min above max", []string{"--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"}, "min version (TLS1.3) is greater than max version (TLS1.2)"},
+		{"suites with TLS 1.3 only", []string{"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+			"cipher suites cannot be configured when only TLS1.3 is enabled"},
+		{"unknown suite", []string{"--cipher-suites=TLS_NOPE"}, `unexpected TLS cipher suite "TLS_NOPE"`},
+		{"https client URL without a certificate", []string{"--listen-client-urls=https://127.0.0.1:2379"},
+			"TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"},
+		{"https peer URL without a certificate", []string{"--listen-peer-urls=https://127.0.0.1:2380", "--cert-file=s.pem", "--key-file=s.key"},
+			"cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.args, nil)
+			if err == nil || errors.Is(err, ErrFlagSyntax) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Parse(%q) = %v, want a configuration error containing %q", tt.args, err, tt.wantErr)
 			}
 		})
 	}

@@ -36,25 +36,19 @@ type inertFlag struct {
 	// def: "" for bbolt's freelist type, "stderr" for the log outputs.
 	same  []string
 	usage string
-	// refuse, when set, is why a value other than def stops the start:
-	// serving without the protection the flag asks for would be worse than
-	// not serving.
-	refuse string
 }
 
 // Reasons for refusals, after "--flag: ".
 const (
-	refuseTLS        = "TLS is not supported yet (see docs/limitations.md); refusing to serve in plain text"
 	refuseConfigFile = "configuration files are not supported yet (see docs/limitations.md), and ignoring one could drop its TLS or auth settings; give the settings as flags or ETCD_* variables"
 	refuseJWT        = "JWT auth tokens are not supported yet (see docs/limitations.md); refusing to start without the authentication asked for"
-	refuseTLSURL     = "%s URLs need TLS, which is not supported yet (see docs/limitations.md); refusing to serve in plain text"
+	refuseUnixs      = "unixs:// URLs are not supported yet (see docs/limitations.md); refusing to serve in plain text"
 	refuseDiscovery  = "discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"
 )
 
 // inertFlags are etcd 3.7's flags for features Cairn does not have, with
 // etcd's types and defaults, so that a bad value fails as in etcd. One set
-// to anything but its default is logged once at start (or refused, for
-// refuse), naming the flag.
+// to anything but its default is logged once at start, naming the flag.
 var inertFlags = []inertFlag{
 	// member
 	{name: "wal-dir", usage: "Path to a dedicated WAL directory."},
@@ -79,36 +73,10 @@ var inertFlags = []inertFlag{
 	{name: "auto-compaction-mode", def: "periodic", usage: "How to read --auto-compaction-retention: periodic or revision."},
 	{name: "v2-deprecation", kind: choicesFlag, def: "write-only", usage: "v2store deprecation stage (etcd enforces its default whatever is given)."},
 	// security
-	{name: "cert-file", usage: "Client TLS certificate file.", refuse: refuseTLS},
-	{name: "key-file", usage: "Client TLS key file.", refuse: refuseTLS},
-	{name: "client-cert-auth", kind: boolFlag, def: "false", usage: "Require client certificates.", refuse: refuseTLS},
-	{name: "client-cert-file", usage: "Client certificate for outgoing client connections.", refuse: refuseTLS},
-	{name: "client-key-file", usage: "Client key for outgoing client connections.", refuse: refuseTLS},
-	{name: "client-crl-file", usage: "Client certificate revocation list.", refuse: refuseTLS},
-	{name: "client-cert-allowed-hostname", usage: "Allowed SAN hostnames of client certificates.", refuse: refuseTLS},
-	{name: "trusted-ca-file", usage: "CA bundle for client certificates.", refuse: refuseTLS},
-	{name: "auto-tls", kind: boolFlag, def: "false", usage: "Client TLS with a generated certificate.", refuse: refuseTLS},
-	{name: "peer-cert-file", usage: "Peer TLS certificate file.", refuse: refuseTLS},
-	{name: "peer-key-file", usage: "Peer TLS key file.", refuse: refuseTLS},
-	{name: "peer-client-cert-auth", kind: boolFlag, def: "false", usage: "Require peer client certificates.", refuse: refuseTLS},
-	{name: "peer-client-cert-file", usage: "Client certificate for outgoing peer connections.", refuse: refuseTLS},
-	{name: "peer-client-key-file", usage: "Client key for outgoing peer connections.", refuse: refuseTLS},
-	{name: "peer-trusted-ca-file", usage: "CA bundle for peer certificates.", refuse: refuseTLS},
-	{name: "peer-cert-allowed-cn", usage: "Allowed CNs of peer certificates.", refuse: refuseTLS},
-	{name: "peer-cert-allowed-hostname", usage: "Allowed SAN hostnames of peer certificates.", refuse: refuseTLS},
-	{name: "peer-auto-tls", kind: boolFlag, def: "false", usage: "Peer TLS with a generated certificate.", refuse: refuseTLS},
-	{name: "peer-crl-file", usage: "Peer certificate revocation list.", refuse: refuseTLS},
-	{name: "peer-skip-client-san-verification", kind: boolFlag, def: "false", usage: "Skip the SAN check of peer client certificates.", refuse: refuseTLS},
-	{name: "cipher-suites", usage: "TLS cipher suites.", refuse: refuseTLS},
-	{name: "tls-min-version", def: "TLS1.2", usage: "Lowest TLS version: TLS1.2 or TLS1.3.", refuse: refuseTLS},
-	{name: "tls-max-version", usage: "Highest TLS version: TLS1.2 or TLS1.3.", refuse: refuseTLS},
-	{name: "self-signed-cert-validity", kind: uintFlag, def: "1", usage: "Validity in years of --auto-tls certificates."},
 	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
 	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
 	// auth
 	{name: "auth-token", def: "simple", usage: "Auth token type and options: simple, or jwt,... (refused)."},
-	{name: "bcrypt-cost", kind: uintFlag, def: "10", usage: "bcrypt cost of auth passwords."},
-	{name: "auth-token-ttl", kind: uintFlag, def: "300", usage: "Lifetime in seconds of simple auth tokens."},
 	// monitoring and logging
 	{name: "metrics", def: "basic", usage: "Detail of metrics: basic or extensive."},
 	{name: "listen-metrics-urls", kind: urlsFlag, usage: "URLs to serve /metrics and /health on."},
@@ -179,12 +147,7 @@ var deprecatedFlags = map[string]string{
 func addInertFlags(fs *flag.FlagSet) {
 	fs.String("config-file", "", "Path to an etcd configuration file (refused: not supported yet).")
 	for _, f := range inertFlags {
-		usage := f.usage
-		if f.refuse != "" {
-			usage += " Refused when set: not supported yet."
-		} else {
-			usage += " No effect in Cairn."
-		}
+		usage := f.usage + " No effect in Cairn."
 		switch f.kind {
 		case textFlag:
 			fs.String(f.name, f.def, usage)
@@ -228,16 +191,11 @@ func notDefault(fs *flag.FlagSet, name string) bool {
 }
 
 // checkRefusals returns the error for the first flag that asks for what
-// Cairn refuses to start without: TLS, JWT auth tokens, a configuration
-// file, https/unixs URLs, discovery. Flags at their defaults never are.
+// Cairn refuses to start without: JWT auth tokens, a configuration file,
+// unixs URLs, discovery. Flags at their defaults never are.
 func checkRefusals(fs *flag.FlagSet, c *Config) error {
 	if notDefault(fs, "config-file") {
 		return fmt.Errorf("--config-file: %s", refuseConfigFile)
-	}
-	for _, f := range inertFlags {
-		if f.refuse != "" && notDefault(fs, f.name) {
-			return fmt.Errorf("--%s: %s", f.name, f.refuse)
-		}
 	}
 	if kind, _, _ := strings.Cut(fs.Lookup("auth-token").Value.String(), ","); kind == "jwt" {
 		return fmt.Errorf("--auth-token: %s", refuseJWT)
@@ -268,8 +226,8 @@ func checkRefusals(fs *flag.FlagSet, c *Config) error {
 	}
 	for _, f := range urlFlags {
 		for _, u := range f.urls {
-			if u.Scheme == "https" || u.Scheme == "unixs" {
-				return fmt.Errorf("--%s: "+refuseTLSURL, f.name, u.Scheme+"://")
+			if u.Scheme == "unixs" {
+				return fmt.Errorf("--%s: %s", f.name, refuseUnixs)
 			}
 		}
 	}
@@ -366,7 +324,7 @@ func inertWarnings(fs *flag.FlagSet) []string {
 	inert := map[string]bool{}
 	same := map[string][]string{}
 	for _, f := range inertFlags {
-		inert[f.name] = f.refuse == ""
+		inert[f.name] = true
 		same[f.name] = f.same
 	}
 	given := map[string]bool{}

@@ -147,6 +147,27 @@ func (a *Applier) DeleteMeta(index uint64, key []byte) {
 	}
 }
 
+// SetAuth stages the raft entry at index as a write of value under key in
+// the Auth bucket, package auth's table of users, roles and switches,
+// committed with the entries around it and carried by snapshots.
+func (a *Applier) SetAuth(index uint64, key, value []byte) {
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Put(storage.Auth, key, value)
+		a.applied = index
+	}
+}
+
+// DeleteAuth stages the raft entry at index as the removal of key from the
+// Auth bucket (see SetAuth).
+func (a *Applier) DeleteAuth(index uint64, key []byte) {
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Delete(storage.Auth, key)
+		a.applied = index
+	}
+}
+
 // Commit writes the staged entries and the index of the last one in one
 // engine batch, without fsync (raft's log is the durable record), and then
 // publishes their index updates and revision, and after them the applied

@@ -12,7 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/internal/lease"
@@ -29,6 +29,8 @@ import (
 type leaderConns struct {
 	leaderID func() uint64            // the current leader's ID, 0 if none or if it is this member
 	peerURLs func(id uint64) []string // a member's peer URLs, nil if unknown
+	// creds are the credentials for dialling a peer URL.
+	creds func(u *url.URL) credentials.TransportCredentials
 
 	mu      sync.Mutex
 	conns   map[uint64]*memberConn // by member ID
@@ -86,7 +88,7 @@ func (f *leaderConns) leader() (*grpc.ClientConn, error) {
 		delete(f.conns, id)
 	}
 	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(f.creds(u)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: leaderBackoff, MinConnectTimeout: 5 * time.Second}))
 	if err != nil {
 		return nil, err
@@ -276,6 +278,7 @@ func (s *Server) newLeaderConns() *leaderConns {
 			return 0
 		},
 		peerURLs: s.cluster.peerURLs,
+		creds:    s.tls.peerCreds,
 		conns:    make(map[uint64]*memberConn),
 		removed:  make(map[uint64]bool),
 	}

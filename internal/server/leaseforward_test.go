@@ -103,6 +103,7 @@ func testConns(t *testing.T, leader *atomic.Uint64, addrs map[uint64]string) *le
 			}
 			return nil
 		},
+		creds:   tlsConfigs{}.peerCreds,
 		conns:   make(map[uint64]*memberConn),
 		removed: make(map[uint64]bool),
 	}

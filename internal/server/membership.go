@@ -15,7 +15,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -233,7 +232,7 @@ func (s *Server) join(initial []*pb.Member) (self uint64, clusterID uint64, memb
 			if m.Name == s.cfg.Name {
 				continue
 			}
-			resp, err := listMembersAt(m.PeerURLs)
+			resp, err := s.listMembersAt(m.PeerURLs)
 			if err != nil {
 				s.lg.Warn("cannot list members of the cluster to join", zap.Strings("peer-urls", m.PeerURLs), zap.Error(err))
 				continue
@@ -253,12 +252,12 @@ func (s *Server) join(initial []*pb.Member) (self uint64, clusterID uint64, memb
 }
 
 // listMembersAt asks the member at peerURLs for the membership.
-func listMembersAt(peerURLs []string) (*pb.MemberListResponse, error) {
+func (s *Server) listMembersAt(peerURLs []string) (*pb.MemberListResponse, error) {
 	u, err := url.Parse(peerURLs[0])
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(s.tls.peerCreds(u)))
 	if err != nil {
 		return nil, err
 	}

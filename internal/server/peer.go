@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -104,6 +105,7 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 		Snapshots: s.engine.WriteSnapshot,
 		Removed:   s.markRemoved,
 		Logger:    s.lg.Named("transport"),
+		TLS:       s.tls.peerDial,
 	})
 	if err != nil {
 		return err
@@ -123,6 +125,14 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 		l, err := net.Listen("tcp", u.Host)
 		if err != nil {
 			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
+		}
+		switch {
+		case u.Scheme == "https":
+			// The handshake runs on the gRPC server's goroutine for the
+			// connection, so a slow one holds up no other.
+			l = tls.NewListener(l, s.tls.peer)
+		case s.tls.peer != nil:
+			s.lg.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files", zap.String("peer-url", u.String()))
 		}
 		s.peerListeners = append(s.peerListeners, l)
 	}

@@ -5,14 +5,17 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,10 +26,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/clientmux"
 	"github.com/cairn-kv/cairn/internal/config"
 	"github.com/cairn-kv/cairn/internal/lease"
@@ -74,8 +80,13 @@ type Server struct {
 	peerSrv       *grpc.Server
 	peerListeners []net.Listener
 
+	tls tlsConfigs
+
 	clientAddrs []string
-	httpAddr    string
+	// selfTLS is the configuration for dialling clientAddrs[0]; nil when
+	// that listener is plain text.
+	selfTLS  *tls.Config
+	httpAddr string
 }
 
 // Start opens the member's storage under cfg.DataDir and starts serving.
@@ -83,6 +94,10 @@ type Server struct {
 // replayed its log.
 func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, lg: lg, sys: actors.NewSystem(), removed: make(chan struct{})}
+	var err error
+	if s.tls, err = newTLSConfigs(cfg, lg); err != nil {
+		return nil, err
+	}
 	if err := s.start(); err != nil {
 		// Release whatever was opened: listeners, actors, storage.
 		s.Stop()
@@ -125,7 +140,18 @@ func (s *Server) start() error {
 	if err := s.openPeers(boot.clusterID, boot.peers); err != nil {
 		return err
 	}
+	// Users, roles and the auth switch are replicated state in the engine;
+	// the store applies auth entries to it and reloads it with snapshots.
+	authStore, err := auth.Open(s.engine, auth.Options{
+		BcryptCost: cfg.BcryptCost,
+		TokenTTL:   cfg.AuthTokenTTL,
+		Logger:     lg.Named("auth"),
+	})
+	if err != nil {
+		return err
+	}
 	s.store, err = store.Start(s.sys, store.Config{
+		Auth:                authStore,
 		Publish:             s.watch.Publish,
 		LeaseApplied:        s.lease.Applied,
 		MinLeaseTTL:         store.MinLeaseTTL(cfg.HeartbeatInterval, cfg.ElectionTimeout),
@@ -208,9 +234,6 @@ func (s *Server) start() error {
 		return err
 	}
 	lg.Info("ready to serve client requests")
-	for _, a := range s.clientAddrs {
-		lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", a))
-	}
 	return nil
 }
 
@@ -262,7 +285,9 @@ func (s *Server) openStorage() error {
 }
 
 // serveClients listens on every --listen-client-urls address, serving gRPC
-// and HTTP on each.
+// and HTTP on each: in plain text for http:// (gRPC on its native
+// transport), over TLS for https:// (gRPC through net/http, as etcd serves
+// it there).
 func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
@@ -285,8 +310,13 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		listeners = append(listeners, l)
 		s.clientAddrs = append(s.clientAddrs, l.Addr().String())
 	}
+	creds := insecure.NewCredentials()
+	if s.cfg.ListenClientURLs[0].Scheme == "https" {
+		s.selfTLS = s.tls.clientDial
+		creds = credentials.NewTLS(s.selfTLS)
+	}
 	conn, err := grpc.NewClient(s.clientAddrs[0],
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1)))
 	if err != nil {
 		return err
@@ -308,7 +338,14 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	for _, l := range listeners {
+	for i, l := range listeners {
+		if u := s.cfg.ListenClientURLs[i]; u.Scheme == "https" {
+			s.serveClientTLS(l, mux)
+			continue
+		} else if s.tls.client != nil {
+			s.lg.Warn("scheme is http or unix while key and cert files are present; ignoring key and cert files", zap.String("client-url", u.String()))
+		}
+		s.lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", l.Addr().String()))
 		grpcL, httpL, closeAll := clientmux.Split(l, s.lg)
 		s.closers = append(s.closers, closeAll)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -317,6 +354,36 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		go func() { _ = hs.Serve(httpL) }()
 	}
 	return nil
+}
+
+// serveClientTLS serves gRPC and HTTP over TLS on l. One net/http server
+// takes every connection and hands gRPC requests (HTTP/2 with a gRPC
+// content type) to the gRPC server: a TLS connection's protocol is known
+// only once its requests are, and curl's HTTP/2 requests for /health
+// must not reach gRPC.
+func (s *Server) serveClientTLS(l net.Listener, mux http.Handler) {
+	// Refused handshakes are the clients' errors, not the member's.
+	errLog, _ := zap.NewStdLogAt(s.lg.Named("client-tls"), zapcore.DebugLevel)
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				s.grpcSrv.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		TLSConfig:         s.tls.client,
+		ReadHeaderTimeout: 10 * time.Second,
+		// As etcd's --max-concurrent-streams default: a client's streams
+		// (watches, keep-alives) are not capped at net/http's 250.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: math.MaxUint32},
+		ErrorLog: errLog,
+	}
+	s.httpSrvs = append(s.httpSrvs, hs)
+	// The certificate comes from TLSConfig.GetCertificate, read at each
+	// handshake.
+	go func() { _ = hs.ServeTLS(l, "", "") }()
+	s.lg.Info("serving client traffic securely", zap.String("address", l.Addr().String()))
 }
 
 // publish records this member's name and client URLs through raft, unless
@@ -349,11 +416,18 @@ func advanceTicks(cfg *config.Config) int {
 	return int(cfg.ElectionTimeout/cfg.HeartbeatInterval) - 1
 }
 
-// serveREST starts Cairn's REST API on --http-listen-addr.
+// serveREST starts Cairn's REST API on --http-listen-addr, over TLS with
+// the client certificate settings when there are.
 func (s *Server) serveREST() error {
 	l, err := net.Listen("tcp", s.cfg.HTTPListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-listen-addr %s: %w", s.cfg.HTTPListenAddr, err)
+	}
+	if s.tls.client != nil {
+		// The REST server speaks HTTP/1.1 only.
+		cfg := s.tls.client.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		l = tls.NewListener(l, cfg)
 	}
 	s.httpAddr = l.Addr().String()
 	hs := httpapi.NewServer(httpapi.New(s.store, httpapi.Options{
@@ -389,6 +463,7 @@ func (s *Server) selfClient() (*clientv3.Client, error) {
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{s.clientAddrs[0]},
+		TLS:         s.selfTLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      s.lg.Named("self-client"),
 	})
@@ -411,8 +486,11 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 func (s *Server) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Shutdown closes the listeners at once, then waits for requests in
+	// flight, among them gRPC streams served over TLS, which end below.
+	var shutdowns sync.WaitGroup
 	for _, hs := range s.httpSrvs {
-		_ = hs.Shutdown(ctx)
+		shutdowns.Go(func() { _ = hs.Shutdown(ctx) })
 	}
 	if s.watch != nil {
 		// Watch streams never end by themselves; end them so the graceful
@@ -428,6 +506,7 @@ func (s *Server) Stop() {
 			s.grpcSrv.Stop()
 		}
 	}
+	shutdowns.Wait()
 	for _, c := range s.closers {
 		_ = c()
 	}

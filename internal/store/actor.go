@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
@@ -58,6 +59,7 @@ type storeActor struct {
 	lg *zap.Logger
 
 	waiters       map[uint64]func(result)
+	auth          *auth.Applier
 	events        []*mvccpb.Event // of the entries staged since the last commit
 	leaseOps      [][2]int64      // lease grants and revokes staged since the last commit
 	lastSnap      uint64
@@ -105,6 +107,11 @@ func (a *storeActor) restore(r io.Reader) error {
 	kv := a.c.kv
 	if err := kv.Restore(r); err != nil {
 		return err
+	}
+	if err := a.c.auth.Load(a.c.cfg.Engine); err != nil {
+		// The engine holds the snapshot already: serving the old auth
+		// state over it would enforce permissions the cluster revoked.
+		a.lg.Fatal("failed to load the auth state of a restored snapshot", zap.Error(err))
 	}
 	if err := a.c.cfg.Engine.Checkpoint(); err != nil {
 		// The restored state is served already and raft will not send it
@@ -223,6 +230,7 @@ func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingR
 	if err := ap.Commit(); err != nil {
 		a.lg.Fatal("failed to apply committed entries", zap.Uint64("applied-index", a.c.kv.AppliedIndex()), zap.Error(err))
 	}
+	a.auth.Publish()
 	if len(a.events) > 0 && a.c.cfg.Publish != nil {
 		a.c.cfg.Publish(a.events)
 	}
@@ -248,6 +256,13 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 		evs []*mvccpb.Event
 	)
 	defer func() { a.events = append(a.events, evs...) }()
+	if auth.IsRequest(r) {
+		return a.stageAuth(ap, index, r)
+	}
+	if err := a.authorize(r); err != nil {
+		ap.SetApplied(index)
+		return result{err: err}
+	}
 	switch {
 	case r.Put != nil:
 		res.resp, evs, res.err = ap.Put(index, r.Put)

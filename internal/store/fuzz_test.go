@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/storage/memory"
 )
@@ -45,8 +46,12 @@ func FuzzApplyEntry(f *testing.F) {
 		}
 		defer kv.Close()
 		lg := zap.New(zapcore.NewNopCore(), zap.WithFatalHook(panicOnFatal{}))
-		c := &Client{cfg: Config{Engine: e, KV: kv, Logger: lg}, kv: kv, applied: &appliedWait{}}
-		a := &storeActor{c: c, lg: lg, waiters: map[uint64]func(result){}}
+		as, err := auth.Open(e, auth.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{cfg: Config{Engine: e, KV: kv, Logger: lg}, kv: kv, auth: as, applied: &appliedWait{}}
+		a := &storeActor{c: c, lg: lg, waiters: map[uint64]func(result){}, auth: as.NewApplier()}
 
 		entryType := raftpb.EntryType(int32(typ % 3))
 		put := func(index uint64, key string) *raftpb.Entry {

@@ -30,10 +30,20 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 			return err
 		}
 	}
+	id, err := c.identify(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.auth.Current().CheckRange(id, req.Key, req.RangeEnd); err != nil {
+		return err
+	}
 	r := proto.Clone(req).(*pb.RangeRequest)
 	if r.CountOnly {
 		resp, err := c.kv.Range(r)
 		if err != nil {
+			return err
+		}
+		if err := c.auth.Current().CheckStale(id); err != nil {
 			return err
 		}
 		return send(&pb.RangeResponse{Header: c.header(resp.Header.Revision), Count: resp.Count})
@@ -72,6 +82,10 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 			// resp.Count counts from this chunk's first key to the end of
 			// the range; add what earlier chunks returned.
 			out.Count = sent - int64(len(resp.Kvs)) + resp.Count
+		}
+		// Nothing is sent that a permission revoked meanwhile denies.
+		if err := c.auth.Current().CheckStale(id); err != nil {
+			return err
 		}
 		if err := send(out); err != nil {
 			return err

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/storage"
@@ -99,6 +100,9 @@ type Config struct {
 	// derived from it (lease expiries, watchers) is rebuilt. It must not
 	// block.
 	Restored func()
+	// Auth is the auth state the store applies auth entries to and checks
+	// requests against; nil opens one on Engine with default options.
+	Auth *auth.Store
 	// MembersChanged, if set, is called from the store actor after a
 	// membership change was applied, with the change. It must not block.
 	MembersChanged func(cc *raftpb.ConfChange)
@@ -120,6 +124,7 @@ type Config struct {
 type Client struct {
 	cfg     Config
 	kv      *mvcc.KV
+	auth    *auth.Store
 	raft    Raft
 	ref     *actors.Ref
 	applied *appliedWait
@@ -144,9 +149,17 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 	if cfg.MailboxSize == 0 {
 		cfg.MailboxSize = 4096
 	}
+	if cfg.Auth == nil {
+		as, err := auth.Open(cfg.Engine, auth.Options{Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Auth = as
+	}
 	c := &Client{
 		cfg:     cfg,
 		kv:      cfg.KV,
+		auth:    cfg.Auth,
 		applied: &appliedWait{applied: cfg.KV.AppliedIndex()},
 		stop:    make(chan struct{}),
 	}
@@ -158,6 +171,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 		lg:       cfg.Logger,
 		waiters:  make(map[uint64]func(result)),
 		lastSnap: cfg.KV.AppliedIndex(),
+		auth:     cfg.Auth.NewApplier(),
 	}
 	c.refreshLearner()
 	c.ref = sys.Spawn("store", cfg.MailboxSize, a.receive)
@@ -290,7 +304,10 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Range reads keys, linearizably unless req.Serializable.
+// Range reads keys, linearizably unless req.Serializable. With auth
+// enabled the caller (the token in ctx, see auth.WithToken) must be
+// allowed to read the whole range, checked here after the linearizable
+// wait as etcd does, and the auth state must not change during the read.
 func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if err := mvcc.ValidateRange(req); err != nil {
 		return nil, err
@@ -300,7 +317,17 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 			return nil, err
 		}
 	}
+	id, err := c.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.auth.Current().CheckRange(id, req.Key, req.RangeEnd); err != nil {
+		return nil, err
+	}
 	resp, err := c.kv.Range(req)
+	if serr := c.auth.Current().CheckStale(id); serr != nil {
+		return nil, serr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +335,8 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
-// Put writes one key through raft.
+// Put writes one key through raft. The caller's identity travels in the
+// entry, whose permission is checked when it is applied.
 func (c *Client) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := mvcc.ValidatePut(req); err != nil {
 		return nil, err
@@ -337,7 +365,9 @@ func (c *Client) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 }
 
 // Txn runs a transaction. Read-only transactions are served like
-// linearizable ranges, without a raft entry, as etcd does.
+// linearizable ranges, without a raft entry, as etcd does, permissions
+// included; others are checked when applied, every compare and operation
+// of both branches.
 func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := mvcc.ValidateTxn(req, c.cfg.MaxTxnOps); err != nil {
 		return nil, err
@@ -347,7 +377,17 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		if err := c.linearizeFor(ctx); err != nil {
 			return nil, err
 		}
+		id, err := c.identify(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.auth.Current().CheckTxn(id, req, c.leaseKeys); err != nil {
+			return nil, err
+		}
 		r, err := c.kv.TxnRead(req)
+		if serr := c.auth.Current().CheckStale(id); serr != nil {
+			return nil, serr
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -364,8 +404,16 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 }
 
 // Compact compacts the MVCC history up to req.Revision; with req.Physical
-// it returns only after old revisions are removed from the engine.
+// it returns only after old revisions are removed from the engine. With
+// auth enabled only root may compact.
 func (c *Client) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	id, err := c.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.auth.Current().CheckAdmin(id); err != nil {
+		return nil, err
+	}
 	res, err := c.propose(ctx, &pb.InternalRaftRequest{Compaction: req})
 	if err != nil {
 		return nil, err
@@ -454,8 +502,17 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	if commit, applied := c.raft.Status().Commit, c.kv.AppliedIndex(); commit > applied+maxApplyLag {
 		return nil, ErrTooManyRequests
 	}
+	// The sender's identity travels in the entry: KV writes and auth
+	// management are checked against it when applied, as in etcd.
+	var who auth.Identity
+	if r.Authenticate == nil {
+		var err error
+		if who, err = c.identify(ctx); err != nil {
+			return nil, err
+		}
+	}
 	id := c.nextID.Add(1)
-	r.Header = &pb.RequestHeader{ID: id}
+	r.Header = &pb.RequestHeader{ID: id, Username: who.User, AuthRevision: who.Revision}
 	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -53,10 +56,15 @@ type peer struct {
 // UpdatePeer changes a connection's addresses without tearing it down.
 const resolverScheme = "cairn-peer"
 
-func newPeer(t *Transport, id uint64, addrs []string) (*peer, error) {
+func newPeer(t *Transport, id uint64, addrs []resolver.Address, secure bool) (*peer, error) {
 	res := manual.NewBuilderWithScheme(resolverScheme)
-	res.InitialState(resolverState(addrs))
-	conn, err := grpc.NewClient(resolverScheme+":///"+hexID(id), append(t.dialOpts, grpc.WithResolvers(res))...)
+	res.InitialState(resolver.State{Addresses: addrs})
+	creds := insecure.NewCredentials()
+	if secure {
+		creds = credentials.NewTLS(t.cfg.TLS)
+	}
+	opts := append(slices.Clone(t.dialOpts), grpc.WithResolvers(res), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(resolverScheme+":///"+hexID(id), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: peer %s: %w", hexID(id), err)
 	}
@@ -74,17 +82,9 @@ func newPeer(t *Transport, id uint64, addrs []string) (*peer, error) {
 	}, nil
 }
 
-func resolverState(addrs []string) resolver.State {
-	st := resolver.State{Addresses: make([]resolver.Address, len(addrs))}
-	for i, a := range addrs {
-		st.Addresses[i] = resolver.Address{Addr: a}
-	}
-	return st
-}
-
 // update switches the connection to addrs; gRPC reconnects if the address
 // in use is gone.
-func (p *peer) update(addrs []string) { p.res.UpdateState(resolverState(addrs)) }
+func (p *peer) update(addrs []resolver.Address) { p.res.UpdateState(resolver.State{Addresses: addrs}) }
 
 // stop ends the stream and any snapshot send, waits for run to return and
 // closes the connection.

@@ -33,8 +33,9 @@
 // and snapshots differ from etcd's anyway. Raw HTTP/2 streams would need our
 // own framing, flow control and reconnection. gRPC streams give framing,
 // per-stream flow control (so a snapshot never sits whole in memory),
-// connection management with backoff, keepalives and TLS through options
-// the caller passes, and raftpb messages are already protobuf messages.
+// connection management with backoff, keepalives and TLS (Config.TLS for
+// https:// peers, the peer server's listener for the receiving side), and
+// raftpb messages are already protobuf messages.
 //
 // # Delivery
 //
@@ -48,6 +49,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -61,8 +63,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
 )
 
 // Handler is the receiving side of the transport: the local member's raft
@@ -126,10 +128,11 @@ type Config struct {
 	Removed func()
 	// Logger receives the transport's logs; nil discards them.
 	Logger *zap.Logger
-	// DialOptions are appended to the transport's own (plaintext
-	// credentials, 100 ms to 2 s connection backoff, keepalives), so a
-	// later option such as grpc.WithTransportCredentials overrides them.
-	DialOptions []grpc.DialOption
+	// TLS is the client configuration for dialling peers whose URLs are
+	// https:// (Go's defaults if nil); peers at http:// URLs are dialled
+	// in plain text, as etcd dials them. A peer's certificate is verified
+	// under its URL's host name.
+	TLS *tls.Config
 }
 
 const (
@@ -187,7 +190,7 @@ func ServerOptions() []grpc.ServerOption {
 type Transport struct {
 	cfg       Config
 	lg        *zap.Logger
-	dialOpts  []grpc.DialOption
+	dialOpts  []grpc.DialOption // all but the credentials
 	queueSize int
 	// removedOnce calls Config.Removed once.
 	removedOnce sync.Once
@@ -224,7 +227,6 @@ func New(cfg Config) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  minBackoff,
@@ -243,7 +245,7 @@ func New(cfg Config) (*Transport, error) {
 	return &Transport{
 		cfg:       cfg,
 		lg:        lg.With(zap.String("local-member-id", hexID(cfg.ID))),
-		dialOpts:  append(opts, cfg.DialOptions...),
+		dialOpts:  opts,
 		queueSize: queueSize,
 		ctx:       ctx,
 		cancel:    cancel,
@@ -257,12 +259,12 @@ func New(cfg Config) (*Transport, error) {
 // ErrStopped is returned by AddPeer and UpdatePeer after Stop.
 var ErrStopped = errors.New("transport: stopped")
 
-// AddPeer starts sending to member id at urls (http:// or https://; the
-// scheme only says whether DialOptions carry TLS credentials). The
-// connection is tried in the background: messages are dropped until the
-// stream is up. Adding a known peer updates its URLs.
+// AddPeer starts sending to member id at urls, all http:// or all
+// https:// (dialled with Config.TLS). The connection is tried in the
+// background: messages are dropped until the stream is up. Adding a known
+// peer updates its URLs; its scheme stays the one it was added with.
 func (t *Transport) AddPeer(id uint64, urls []string) error {
-	addrs, err := peerAddrs(urls)
+	addrs, secure, err := peerAddrs(urls)
 	if err != nil {
 		return err
 	}
@@ -278,7 +280,7 @@ func (t *Transport) AddPeer(id uint64, urls []string) error {
 		p.update(addrs)
 		return nil
 	}
-	p, err := newPeer(t, id, addrs)
+	p, err := newPeer(t, id, addrs, secure)
 	if err != nil {
 		return err
 	}
@@ -455,23 +457,30 @@ func (t *Transport) forgetRefusals(prefix string) {
 	}
 }
 
-// peerAddrs turns peer URLs into gRPC addresses (host:port).
-func peerAddrs(urls []string) ([]string, error) {
+// peerAddrs turns peer URLs into gRPC addresses (host:port, with the host
+// name a certificate must be valid for), and reports whether they are
+// https://.
+func peerAddrs(urls []string) (addrs []resolver.Address, secure bool, err error) {
 	if len(urls) == 0 {
-		return nil, errors.New("transport: a peer needs at least one URL")
+		return nil, false, errors.New("transport: a peer needs at least one URL")
 	}
-	addrs := make([]string, 0, len(urls))
-	for _, s := range urls {
+	addrs = make([]resolver.Address, 0, len(urls))
+	for i, s := range urls {
 		u, err := url.Parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("transport: peer URL %q: %w", s, err)
+			return nil, false, fmt.Errorf("transport: peer URL %q: %w", s, err)
 		}
 		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Port() == "" {
-			return nil, fmt.Errorf("transport: peer URL %q: want http://host:port or https://host:port", s)
+			return nil, false, fmt.Errorf("transport: peer URL %q: want http://host:port or https://host:port", s)
 		}
-		addrs = append(addrs, u.Host)
+		if i == 0 {
+			secure = u.Scheme == "https"
+		} else if secure != (u.Scheme == "https") {
+			return nil, false, fmt.Errorf("transport: peer URLs %q mix http:// and https://", urls)
+		}
+		addrs = append(addrs, resolver.Address{Addr: u.Host, ServerName: u.Hostname()})
 	}
-	return addrs, nil
+	return addrs, secure, nil
 }
 
 // hexID formats a member ID as etcd does (types.ID.String).

@@ -693,7 +693,8 @@ func TestPeerURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Stop()
-	for _, bad := range [][]string{nil, {"127.0.0.1:2380"}, {"unix:///tmp/x"}, {"http://host"}, {"http://a:1", "ftp://b:2"}} {
+	for _, bad := range [][]string{nil, {"127.0.0.1:2380"}, {"unix:///tmp/x"}, {"http://host"}, {"http://a:1", "ftp://b:2"},
+		{"http://127.0.0.1:1", "https://[::1]:2"}} {
 		if err := tr.AddPeer(2, bad); err == nil {
 			t.Errorf("AddPeer(%q) succeeded", bad)
 		}
@@ -701,7 +702,7 @@ func TestPeerURLs(t *testing.T) {
 	if err := tr.AddPeer(1, []string{"http://127.0.0.1:1"}); err == nil {
 		t.Error("AddPeer accepted the local member")
 	}
-	if err := tr.AddPeer(2, []string{"http://127.0.0.1:1", "https://[::1]:2"}); err != nil {
+	if err := tr.AddPeer(2, []string{"https://127.0.0.1:1", "https://[::1]:2"}); err != nil {
 		t.Error(err)
 	}
 	if _, err := New(Config{Handler: newRecorder()}); err == nil {

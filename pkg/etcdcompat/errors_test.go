@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
@@ -60,6 +61,25 @@ var etcdErrors = []struct {
 	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
 	{store.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
 	{errBadURLs, rpctypes.ErrGRPCMemberBadURLs},
+	{auth.ErrRootUserNotExist, status.Error(codes.FailedPrecondition, "etcdserver: root user does not exist")},
+	{auth.ErrRootRoleNotExist, status.Error(codes.FailedPrecondition, "etcdserver: root user does not have root role")},
+	{auth.ErrUserAlreadyExist, status.Error(codes.FailedPrecondition, "etcdserver: user name already exists")},
+	{auth.ErrUserEmpty, status.Error(codes.InvalidArgument, "etcdserver: user name is empty")},
+	{auth.ErrUserNotFound, status.Error(codes.FailedPrecondition, "etcdserver: user name not found")},
+	{auth.ErrRoleAlreadyExist, status.Error(codes.FailedPrecondition, "etcdserver: role name already exists")},
+	{auth.ErrRoleNotFound, status.Error(codes.FailedPrecondition, "etcdserver: role name not found")},
+	{auth.ErrRoleEmpty, status.Error(codes.InvalidArgument, "etcdserver: role name is empty")},
+	{auth.ErrAuthFailed, status.Error(codes.InvalidArgument, "etcdserver: authentication failed, invalid user ID or password")},
+	{auth.ErrPermissionNotGiven, status.Error(codes.InvalidArgument, "etcdserver: permission not given")},
+	{auth.ErrPermissionDenied, status.Error(codes.PermissionDenied, "etcdserver: permission denied")},
+	{auth.ErrRoleNotGranted, status.Error(codes.FailedPrecondition, "etcdserver: role is not granted to the user")},
+	{auth.ErrPermissionNotGranted, status.Error(codes.FailedPrecondition, "etcdserver: permission is not granted to the role")},
+	{auth.ErrAuthNotEnabled, status.Error(codes.FailedPrecondition, "etcdserver: authentication is not enabled")},
+	{auth.ErrInvalidAuthToken, status.Error(codes.Unauthenticated, "etcdserver: invalid auth token")},
+	{auth.ErrInvalidAuthMgmt, status.Error(codes.InvalidArgument, "etcdserver: invalid auth management")},
+	{auth.ErrAuthOldRevision, status.Error(codes.InvalidArgument, "etcdserver: revision of auth store is old")},
+	// etcd maps no status for it: auth's own text with code Unknown.
+	{auth.ErrNoPasswordUser, status.Error(codes.Unknown, "auth: authentication failed, password was given for no password user")},
 	{store.ErrStreamSortOrder, status.Error(codes.Unimplemented, "RangeStream does not support custom sort orders")},
 	{store.ErrStreamRevisionFilter, status.Error(codes.Unimplemented, "RangeStream does not support revision filters")},
 }

@@ -1,4 +1,4 @@
-// Package etcdcompat serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster)
+// Package etcdcompat serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster, Auth)
 // over Cairn's store. It translates between etcd's protocol and the store's
 // client and maps errors to etcd's exact status codes and messages; it holds
 // no state of its own.
@@ -116,7 +116,9 @@ func RegisterCluster(srv *grpc.Server, st Store, cl Cluster) {
 }
 
 // NewServer returns a gRPC server with etcd's services registered and
-// etcd's server options (message sizes, keepalive enforcement).
+// etcd's server options (message sizes, keepalive enforcement). The Auth
+// service is registered when st implements Auth too, as *store.Client
+// does; every call's auth token is handed to the store in its context.
 func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -127,10 +129,13 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership)),
-		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout)),
+		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership), tokenUnary),
+		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout), tokenStream),
 	)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
+	if a, ok := st.(Auth); ok {
+		pb.RegisterAuthServer(srv, &authServer{a: a})
+	}
 	if opts.Self != nil {
 		self := &onceClient{new: opts.Self}
 		v3lockpb.RegisterLockServer(srv, &lockServer{c: self})

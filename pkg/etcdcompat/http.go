@@ -38,6 +38,7 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 		etcdgw.RegisterLeaseHandler,
 		etcdgw.RegisterClusterHandler,
 		etcdgw.RegisterMaintenanceHandler,
+		etcdgw.RegisterAuthHandler,
 		lockgw.RegisterLockHandler,
 		electiongw.RegisterElectionHandler,
 	} {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
@@ -68,6 +69,9 @@ var errorTable = []struct {
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 
 	// The request is well formed but the data does not fit it.
+	// Auth is enabled (through the etcd API), and the REST API has no way
+	// to authenticate yet.
+	{auth.ErrUserEmpty, http.StatusUnauthorized, "auth_required"},
 	{mvcc.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{mvcc.ErrLeaseNotFound, http.StatusNotFound, "lease_not_found"},
 	{mvcc.ErrLeaseExist, http.StatusConflict, "lease_exists"},

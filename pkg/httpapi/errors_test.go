@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/store"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -29,6 +30,7 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 		{mvcc.ErrValueProvided, 400, "value_provided"},
 		{mvcc.ErrLeaseProvided, 400, "lease_provided"},
 		{mvcc.ErrFutureRev, 400, "future_revision"},
+		{auth.ErrUserEmpty, 401, "auth_required"},
 		{mvcc.ErrKeyNotFound, 404, "key_not_found"},
 		{mvcc.ErrLeaseNotFound, 404, "lease_not_found"},
 		{mvcc.ErrCompacted, 410, "compacted"},
