@@ -63,3 +63,22 @@ func TestClientPortHTTPMatchesEtcd(t *testing.T) {
 		}
 	})
 }
+
+// TestHealthWithAuthMatchesEtcd: with auth on, the health endpoints, which
+// send no credentials, still answer healthy, as etcd's do.
+func TestHealthWithAuthMatchesEtcd(t *testing.T) {
+	ecli := startEtcd(t)
+	enableAuth(t, ecli)
+	etcdURL := "http://" + etcdEndpoint(ecli)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		enableAuth(t, m.client(t))
+		cairnURL := "http://" + m.clientEP
+		for _, path := range []string{"/health", "/health?serializable=true", "/livez", "/readyz", "/readyz/linearizable_read?verbose"} {
+			want, got := httpAsk(t, "GET", etcdURL+path), httpAsk(t, "GET", cairnURL+path)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("GET %s with auth on:\n cairn %+v\n  etcd %+v", path, got, want)
+			}
+		}
+	})
+}
