@@ -16,6 +16,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,9 +36,15 @@ func etcdLowBcrypt(cfg *embed.Config) { cfg.BcryptCost = 4 }
 // (clientv3 would rewrite the errors it knows) and the tokens its users
 // got, by name.
 type authSide struct {
-	auth   pb.AuthClient
-	kv     pb.KVClient
-	tokens map[string]string
+	auth     pb.AuthClient
+	kv       pb.KVClient
+	watch    pb.WatchClient
+	lease    pb.LeaseClient
+	maint    pb.MaintenanceClient
+	cluster  pb.ClusterClient
+	lock     v3lockpb.LockClient
+	election v3electionpb.ElectionClient
+	tokens   map[string]string
 }
 
 func dialAuthSide(t *testing.T, endpoint string) *authSide {
@@ -46,7 +54,12 @@ func dialAuthSide(t *testing.T, endpoint string) *authSide {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &authSide{auth: pb.NewAuthClient(conn), kv: pb.NewKVClient(conn), tokens: map[string]string{"forged": "forged.1"}}
+	return &authSide{
+		auth: pb.NewAuthClient(conn), kv: pb.NewKVClient(conn), watch: pb.NewWatchClient(conn),
+		lease: pb.NewLeaseClient(conn), maint: pb.NewMaintenanceClient(conn), cluster: pb.NewClusterClient(conn),
+		lock: v3lockpb.NewLockClient(conn), election: v3electionpb.NewElectionClient(conn),
+		tokens: map[string]string{"forged": "forged.1"},
+	}
 }
 
 // as returns a context that sends the token of user ("" sends none).
@@ -564,6 +577,48 @@ func TestAuthTokenWorksOnEveryMember(t *testing.T) {
 		}
 		if _, err := s.kv.Put(s.as(ctx(t), "app"), &pb.PutRequest{Key: []byte("nope")}); statusMsg(err) != "etcdserver: permission denied" {
 			t.Errorf("member %d: put outside the prefix: %v", i, err)
+		}
+	}
+	// Followers forward keep-alives and TimeToLive to the leader with the
+	// caller's token, and both check it: app may keep alive the lease of
+	// its own key, not the lease of a key outside its prefix.
+	root := userClient(t, c.endpoints(), "root")
+	var leases [2]clientv3.LeaseID
+	for i, k := range []string{"app/leased", "nope"} {
+		l, err := root.Grant(ctx(t), 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.Put(ctx(t), k, "v", clientv3.WithLease(l.ID)); err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = l.ID
+	}
+	// Status needs a user now, so the harness cannot tell the followers.
+	var followers []*member
+	for _, m := range c.members {
+		st, err := root.Status(ctx(t), m.clientEP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Header.MemberId != st.Leader {
+			followers = append(followers, m)
+		}
+	}
+	if len(followers) != 2 {
+		t.Fatalf("%d followers, want 2", len(followers))
+	}
+	for _, m := range followers {
+		s := dialAuthSide(t, m.clientEP)
+		s.tokens["app"] = resp.Token
+		if r, err := keepAliveOnce(s.as(ctx(t), "app"), s, int64(leases[0])); err != nil || r.TTL != 60 {
+			t.Errorf("follower %s: keep-alive of app's lease: %v, %v", m.name, r, err)
+		}
+		if r, err := s.lease.LeaseTimeToLive(s.as(ctx(t), "app"), &pb.LeaseTimeToLiveRequest{ID: int64(leases[0]), Keys: true}); err != nil || len(r.Keys) != 1 {
+			t.Errorf("follower %s: time to live of app's lease: %v, %v", m.name, r, err)
+		}
+		if _, err := keepAliveOnce(s.as(ctx(t), "app"), s, int64(leases[1])); statusMsg(err) != "etcdserver: permission denied" {
+			t.Errorf("follower %s: keep-alive of a lease outside app's prefix: %v", m.name, err)
 		}
 	}
 	time.Sleep(3500 * time.Millisecond)

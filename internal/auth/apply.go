@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"slices"
 	"sort"
-	"strconv"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -31,7 +30,7 @@ type Applier struct {
 	// cur is the state after the staged entries; nil if none changed it.
 	cur *State
 	// tokenOps are the staged entries' effects on tokens, in order.
-	tokenOps []func(*tokenTable)
+	tokenOps []func()
 }
 
 // NewApplier returns the Applier of s. There must be only one.
@@ -54,7 +53,7 @@ func (a *Applier) Publish() {
 		a.cur = nil
 	}
 	for i, op := range a.tokenOps {
-		op(a.s.tokens)
+		op()
 		a.tokenOps[i] = nil
 	}
 	a.tokenOps = a.tokenOps[:0]
@@ -171,9 +170,10 @@ func (a *Applier) authenticate(w Writer, index uint64, st *State, r *pb.Internal
 	if u == nil || u.Options != nil && u.Options.NoPassword {
 		return nil, ErrAuthFailed
 	}
-	token := r.SimpleToken + "." + strconv.FormatUint(index, 10)
-	name := r.Name
-	a.tokenOps = append(a.tokenOps, func(t *tokenTable) { t.assign(token, name) })
+	token, publish := a.s.tokens.assign(index, r.SimpleToken, r.Name)
+	if publish != nil {
+		a.tokenOps = append(a.tokenOps, publish)
+	}
 	w.SetApplied(index)
 	return &pb.AuthenticateResponse{Token: token}, nil
 }
@@ -202,7 +202,7 @@ func (a *Applier) disable(w Writer, index uint64, st *State) (proto.Message, err
 		next.enabled = false
 		w.SetAuth(index, enabledKey, []byte{0})
 		a.bump(w, index, next)
-		a.tokenOps = append(a.tokenOps, (*tokenTable).clear)
+		a.tokenOps = append(a.tokenOps, a.s.tokens.clear)
 	}
 	w.SetApplied(index)
 	return &pb.AuthDisableResponse{}, nil
@@ -439,7 +439,7 @@ func (a *Applier) commit(next *State) {
 }
 
 func (a *Applier) invalidate(user string) {
-	a.tokenOps = append(a.tokenOps, func(t *tokenTable) { t.invalidate(user) })
+	a.tokenOps = append(a.tokenOps, func() { a.s.tokens.invalidateUser(user) })
 }
 
 // mustMarshal encodes a user or role; encoding a valid message cannot

@@ -1,7 +1,7 @@
 // Package auth is etcd's authentication and role-based access control:
 // users with bcrypt password hashes and roles, roles with key-range
-// permissions, the auth switch and revision, simple tokens, and the
-// permission checks of KV requests.
+// permissions, the auth switch and revision, tokens (simple or JWT, as
+// --auth-token says), and the permission checks of KV requests.
 //
 // The state is replicated: the store actor applies committed auth entries
 // through an Applier into the engine's Auth bucket, in the same batch as
@@ -37,16 +37,20 @@ type Options struct {
 	// TokenTTL is how long a simple token lives after its last use; zero
 	// or less is DefaultTokenTTL.
 	TokenTTL time.Duration
-	Logger   *zap.Logger
+	// Tokens is the kind of tokens the member issues (--auth-token); the
+	// zero value is simple tokens.
+	Tokens TokenConfig
+	Logger *zap.Logger
 }
 
 // Store is a member's auth state: the published State, which only the
-// store actor replaces (through an Applier or Load), and the member's
-// simple tokens. Its methods are safe for concurrent use.
+// store actor replaces (through an Applier or Load), the member's tokens
+// and its password tokens. Its methods are safe for concurrent use.
 type Store struct {
-	opts   Options
-	state  atomic.Pointer[State]
-	tokens *tokenTable
+	opts      Options
+	state     atomic.Pointer[State]
+	tokens    tokenProvider
+	passwords *passwordTokens
 }
 
 // Open loads the auth state from e.
@@ -63,7 +67,7 @@ func Open(e storage.Engine, opts Options) (*Store, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
 	}
-	s := &Store{opts: opts, tokens: newTokenTable(opts.TokenTTL)}
+	s := &Store{opts: opts, tokens: newTokenProvider(opts.Tokens, opts.TokenTTL), passwords: newPasswordTokens()}
 	if err := s.Load(e); err != nil {
 		return nil, err
 	}
@@ -122,24 +126,43 @@ func (s *Store) CheckPassword(user, password string) (uint64, error) {
 	return st.revision, nil
 }
 
-// Identify resolves the token a request carries into its sender, at the
-// current auth revision. A request without a token, or any request while
-// auth is disabled, is from nobody (the zero Identity). A token names the
+// NewTokenPrefix draws what the Authenticate entry of a new token
+// carries: the random part of a simple token, "" for other kinds.
+func (s *Store) NewTokenPrefix() (string, error) { return s.tokens.newPrefix() }
+
+// IssueToken returns the token to answer an Authenticate request with,
+// once its entry applied with the response token assigned: a simple token
+// as the entry made it, or a JWT signed here for user at auth revision
+// rev (ErrVerifyOnly with a public key alone; ErrAuthFailed with
+// --auth-token="", as in etcd).
+func (s *Store) IssueToken(assigned, user string, rev uint64) (string, error) {
+	return s.tokens.sign(assigned, user, rev)
+}
+
+// Identify resolves the token a request carries into its sender. A request
+// without a token, or any request while auth is disabled, is from nobody
+// (the zero Identity). Simple and password tokens resolve at the current
+// auth revision, JWTs at the revision they carry. A simple token names the
 // raft index of its Authenticate entry: wait blocks until this member has
 // applied it, so a token obtained from another member works here too.
 func (s *Store) Identify(ctx context.Context, token string, wait func(context.Context, uint64) error) (Identity, error) {
-	if token == "" || !s.Current().enabled {
+	st := s.Current()
+	if token == "" || !st.enabled {
 		return Identity{}, nil
 	}
-	index, ok := tokenIndex(token)
-	if !ok || wait(ctx, index) != nil {
-		return Identity{}, ErrInvalidAuthToken
+	var (
+		id Identity
+		ok bool
+	)
+	if isPasswordToken(token) {
+		id, ok = s.passwords.identify(token, st)
+	} else {
+		id, ok = s.tokens.info(ctx, token, st.revision, wait)
 	}
-	user, ok := s.tokens.lookup(token)
 	if !ok {
 		return Identity{}, ErrInvalidAuthToken
 	}
-	return Identity{User: user, Revision: s.Current().revision}, nil
+	return id, nil
 }
 
 // tokenKey keys the token of a request in its context.

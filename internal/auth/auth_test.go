@@ -287,7 +287,7 @@ func TestTokens(t *testing.T) {
 	h := newHarness(t)
 	setupRoot(h)
 	now := time.Unix(1000, 0)
-	h.s.tokens.now = func() time.Time { return now }
+	h.s.tokens.(*tokenTable).now = func() time.Time { return now }
 	applied := func(context.Context, uint64) error { return nil }
 	rev, err := h.s.CheckPassword("root", "rootpw")
 	if err != nil || rev != h.s.Current().Revision() {

@@ -47,4 +47,15 @@ var (
 	// ErrInvalidAuthMgmt: the change would remove root's powers while auth
 	// is enabled, or a permission's range is not valid.
 	ErrInvalidAuthMgmt = errors.New("auth: invalid auth management")
+	// ErrInvalidAuthOpts: --auth-token names no known token type, is not
+	// "type,name=value,...", repeats an option, or has JWT options that
+	// cannot be read (sign method, key file, TTL).
+	ErrInvalidAuthOpts = errors.New("auth: invalid auth options")
+	// ErrMissingKey: --auth-token=jwt names no key for its sign method.
+	ErrMissingKey = errors.New("auth: missing key data")
+	// ErrKeyMismatch: the JWT public key is not the private key's.
+	ErrKeyMismatch = errors.New("auth: public and private keys don't match")
+	// ErrVerifyOnly: Authenticate on a member given only a JWT public key,
+	// which verifies tokens but cannot sign them.
+	ErrVerifyOnly = errors.New("auth: token signing attempted with verify-only key")
 )

@@ -1,12 +1,70 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
+
+// tokenProvider makes and resolves the tokens of the kind --auth-token
+// names: simple tokens (tokenTable), JWTs (jwtTokens) or none (noTokens).
+// Authenticate runs in three steps: the requester draws a prefix, the
+// store actor applies the entry carrying it (assign), and the requester
+// turns the result into the token it answers with (sign). Request
+// goroutines call newPrefix, sign and info concurrently; the store actor
+// calls assign, and the functions it returns, invalidateUser and clear run
+// when the entry's batch is published (or at Load).
+type tokenProvider interface {
+	// newPrefix draws the part of a new token that the Authenticate entry
+	// carries; "" for providers whose tokens do not come from the entry.
+	newPrefix() (string, error)
+	// assign is called for the Authenticate entry of user at index, with
+	// the prefix it carries. It returns the token that entry makes ("" if
+	// it makes none) and what to do once the entry is published (nil if
+	// nothing).
+	assign(index uint64, prefix, user string) (token string, publish func())
+	// sign returns the token for the requester, once its entry applied:
+	// assigned is what assign returned, user is authenticated at auth
+	// revision rev.
+	sign(assigned, user string, rev uint64) (string, error)
+	// info resolves a token into its user and auth revision; rev is the
+	// current revision, which tokens that carry none are resolved at.
+	// wait blocks until this member has applied a raft index.
+	info(ctx context.Context, token string, rev uint64, wait func(context.Context, uint64) error) (Identity, bool)
+	// invalidateUser drops the tokens of user (deleted, or its password
+	// changed); clear drops every token (auth disabled).
+	invalidateUser(user string)
+	clear()
+}
+
+// newTokenProvider returns the provider cfg asks for; simple tokens live
+// ttl after their last use.
+func newTokenProvider(cfg TokenConfig, ttl time.Duration) tokenProvider {
+	switch cfg.Kind {
+	case JWTTokens:
+		return &jwtTokens{cfg: cfg.jwt}
+	case NoTokens:
+		return noTokens{}
+	default:
+		return newTokenTable(ttl)
+	}
+}
+
+// noTokens is --auth-token="": as in etcd, nobody can authenticate and
+// every token is invalid (only TLS common names could identify a client).
+type noTokens struct{}
+
+func (noTokens) newPrefix() (string, error)                     { return "", nil }
+func (noTokens) assign(uint64, string, string) (string, func()) { return "", nil }
+func (noTokens) sign(string, string, uint64) (string, error)    { return "", ErrAuthFailed }
+func (noTokens) invalidateUser(string)                          {}
+func (noTokens) clear()                                         {}
+func (noTokens) info(context.Context, string, uint64, func(context.Context, uint64) error) (Identity, bool) {
+	return Identity{}, false
+}
 
 // Simple tokens, etcd's default: "<16 random letters>.<raft index>". The
 // API layer draws the letters, the index is that of the Authenticate entry,
@@ -21,8 +79,8 @@ const tokenLetters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 // tokenPrefixLen is the length of a token's random part.
 const tokenPrefixLen = 16
 
-// NewTokenPrefix draws the random part of a simple token.
-func NewTokenPrefix() (string, error) {
+// newSimplePrefix draws the random part of a simple token.
+func newSimplePrefix() (string, error) {
 	b := make([]byte, tokenPrefixLen)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -45,9 +103,9 @@ func tokenIndex(token string) (uint64, bool) {
 	return n, err == nil
 }
 
-// tokenTable maps live tokens to their users. Its methods are safe for
-// concurrent use: the store actor assigns and invalidates, requests look
-// up.
+// tokenTable maps live simple tokens to their users. Its methods are safe
+// for concurrent use: the store actor records and invalidates, requests
+// look up.
 type tokenTable struct {
 	ttl time.Duration
 	now func() time.Time
@@ -65,9 +123,30 @@ func newTokenTable(ttl time.Duration) *tokenTable {
 	return &tokenTable{ttl: ttl, now: time.Now, byToken: map[string]tokenEntry{}}
 }
 
-// assign records token for user. Expired tokens are dropped on the way,
-// so the table holds at most the tokens of one TTL.
-func (t *tokenTable) assign(token, user string) {
+func (t *tokenTable) newPrefix() (string, error) { return newSimplePrefix() }
+
+func (t *tokenTable) assign(index uint64, prefix, user string) (string, func()) {
+	token := prefix + "." + strconv.FormatUint(index, 10)
+	return token, func() { t.record(token, user) }
+}
+
+func (t *tokenTable) sign(assigned, _ string, _ uint64) (string, error) { return assigned, nil }
+
+func (t *tokenTable) info(ctx context.Context, token string, rev uint64, wait func(context.Context, uint64) error) (Identity, bool) {
+	index, ok := tokenIndex(token)
+	if !ok || wait(ctx, index) != nil {
+		return Identity{}, false
+	}
+	user, ok := t.lookup(token)
+	if !ok {
+		return Identity{}, false
+	}
+	return Identity{User: user, Revision: rev}, true
+}
+
+// record adds token for user. Expired tokens are dropped on the way, so
+// the table holds at most the tokens of one TTL.
+func (t *tokenTable) record(token, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -97,8 +176,7 @@ func (t *tokenTable) lookup(token string) (string, bool) {
 	return e.user, true
 }
 
-// invalidate drops every token of user.
-func (t *tokenTable) invalidate(user string) {
+func (t *tokenTable) invalidateUser(user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for tok, e := range t.byToken {
@@ -108,7 +186,6 @@ func (t *tokenTable) invalidate(user string) {
 	}
 }
 
-// clear drops every token.
 func (t *tokenTable) clear() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -7,7 +7,7 @@
 // acts on them (clusterFlags lists them, with the reason). It accepts
 // the flags of features it lacks and warns when one is moved from its
 // default (inertFlags). It refuses to start when a flag asks for a
-// protection it cannot give, such as JWT auth tokens (checkRefusals).
+// protection it cannot give, such as TLS over unix sockets (checkRefusals).
 package config
 
 import (
@@ -25,6 +25,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/tlsconfig"
 )
 
@@ -116,6 +117,9 @@ type Config struct {
 	// AuthTokenTTL is how long a simple auth token lives after its last
 	// use (--auth-token-ttl).
 	AuthTokenTTL time.Duration
+	// AuthToken is the kind of auth tokens, with the JWT keys read
+	// (--auth-token).
+	AuthToken auth.TokenConfig
 	// Discovery is bootstrapping through a discovery service instead of
 	// --initial-cluster. Cairn refuses to start when it is asked for.
 	Discovery Discovery
@@ -216,6 +220,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		noFsync        = fs.Bool("unsafe-no-fsync", false, "Skip fsyncs (unsafe: loses data on a crash).")
 		bcryptCost     = fs.Uint("bcrypt-cost", 10, "bcrypt cost of auth passwords.")
 		authTokenTTL   = fs.Uint("auth-token-ttl", 300, "Lifetime in seconds of simple auth tokens.")
+		authToken      = fs.String("auth-token", "simple", "Auth token type and options: simple, or jwt,sign-method=...,priv-key=...,pub-key=...,ttl=...")
 		disc           = Discovery{Fallback: "exit"}
 		discEndpoints  listValue
 	)
@@ -381,6 +386,12 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	if err := c.parseTLS(css, *tlsMin, *tlsMax); err != nil {
 		return nil, err
 	}
+	tokens, tokenWarnings, err := auth.ParseTokenConfig(*authToken)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-token: %w", err)
+	}
+	c.AuthToken = tokens
+	c.Warnings = append(c.Warnings, tokenWarnings...)
 	c.Warnings = append(c.Warnings, inertWarnings(fs)...)
 	return c, c.validate()
 }

@@ -2,17 +2,24 @@ package config
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/tlsconfig"
 )
 
@@ -85,7 +92,7 @@ func TestDefaults(t *testing.T) {
 		InsecureTransport: true,
 		Fallback:          "exit",
 	}
-	if diff := cmp.Diff(want, c); diff != "" {
+	if diff := cmp.Diff(want, c, cmpopts.IgnoreUnexported(auth.TokenConfig{})); diff != "" {
 		t.Errorf("Parse(no flags) mismatch (-want +got):\n%s", diff)
 	}
 	if got, want := c.EngineDir(), "default.etcd/rocksdb"; got != want {
@@ -637,9 +644,6 @@ func TestRefusals(t *testing.T) {
 	}
 	tests := []row{
 		{"unixs URL", []string{"--listen-client-urls=unixs://localhost:2379"}, nil, "--listen-client-urls: unixs:// URLs"},
-		{"JWT auth token", []string{"--auth-token=jwt,pub-key=a.crt,priv-key=a.key,sign-method=RS256"}, nil,
-			"--auth-token: JWT auth tokens are not supported yet (see docs/limitations.md)"},
-		{"JWT auth token variable", nil, []string{"ETCD_AUTH_TOKEN=jwt"}, "--auth-token: JWT auth tokens"},
 		{"configuration file", []string{"--config-file=/etc/etcd.yaml"}, nil, "--config-file: configuration files are not supported yet"},
 		{"configuration file variable", nil, []string{"ETCD_CONFIG_FILE=/etc/etcd.yaml"}, "--config-file: configuration files"},
 		{"v3 discovery", []string{"--discovery-endpoints=http://d:2379", "--discovery-token=t"}, nil,
@@ -811,7 +815,7 @@ func TestClusterFlagsLandInConfig(t *testing.T) {
 			Discovery: c.Discovery,
 		}
 	}
-	if diff := cmp.Diff(want, pick(got)); diff != "" {
+	if diff := cmp.Diff(want, pick(got), cmpopts.IgnoreUnexported(auth.TokenConfig{})); diff != "" {
 		t.Errorf("cluster settings mismatch (-want +got):\n%s", diff)
 	}
 	for _, w := range c.Warnings {
@@ -881,6 +885,69 @@ func TestAuthFlags(t *testing.T) {
 	}
 	if c.BcryptCost != 4 || c.AuthTokenTTL != 7*time.Second || len(c.Warnings) != 0 {
 		t.Errorf("BcryptCost %d, AuthTokenTTL %v, warnings %q; want 4, 7s, none", c.BcryptCost, c.AuthTokenTTL, c.Warnings)
+	}
+}
+
+// TestAuthTokenFlag: --auth-token is parsed, and its JWT key files read,
+// when the configuration is, with etcd's errors; unknown JWT options are
+// warned about.
+func TestAuthTokenFlag(t *testing.T) {
+	dir := t.TempDir()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub := filepath.Join(dir, "k.key"), filepath.Join(dir, "k.pub")
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+	}{{priv, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)}, {pub, "PUBLIC KEY", der}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		args, environ []string
+		kind          auth.TokenKind
+		warning       string
+	}{
+		{nil, nil, auth.SimpleTokens, ""},
+		{[]string{"--auth-token=simple,anything=goes"}, nil, auth.SimpleTokens, ""},
+		{[]string{"--auth-token="}, nil, auth.NoTokens, ""},
+		{[]string{"--auth-token=jwt,sign-method=RS256,priv-key=" + priv + ",pub-key=" + pub + ",ttl=1m"}, nil, auth.JWTTokens, ""},
+		{nil, []string{"ETCD_AUTH_TOKEN=jwt,sign-method=PS512,pub-key=" + pub}, auth.JWTTokens, ""},
+		{[]string{"--auth-token=jwt,sign-method=RS384,priv-key=" + priv + ",colour=blue"}, nil, auth.JWTTokens, "--auth-token: unknown JWT options colour are ignored"},
+	} {
+		c, err := parse(t, tt.args, tt.environ)
+		if err != nil {
+			t.Errorf("Parse(%q, %q) = %v", tt.args, tt.environ, err)
+			continue
+		}
+		if c.AuthToken.Kind != tt.kind {
+			t.Errorf("Parse(%q, %q): kind %v, want %v", tt.args, tt.environ, c.AuthToken.Kind, tt.kind)
+		}
+		if got := strings.Join(c.Warnings, "; "); got != tt.warning {
+			t.Errorf("Parse(%q, %q): warnings %q, want %q", tt.args, tt.environ, got, tt.warning)
+		}
+	}
+	for _, tt := range []struct{ value, wantErr string }{
+		{"paseto", "--auth-token: auth: invalid auth options"},
+		{"simple,novalue", "--auth-token: auth: invalid auth options"},
+		{"jwt,sign-method=RS256,sign-method=RS256", "--auth-token: auth: invalid auth options"},
+		{"jwt,sign-method=XX256,priv-key=" + priv, "--auth-token: auth: invalid auth options"},
+		{"jwt,priv-key=" + priv, "--auth-token: auth: invalid auth options"},
+		{"jwt,sign-method=RS256,priv-key=" + filepath.Join(dir, "missing"), "--auth-token: auth: invalid auth options"},
+		{"jwt,sign-method=RS256,priv-key=" + priv + ",ttl=forever", "--auth-token: auth: invalid auth options"},
+		{"jwt,sign-method=RS256", "--auth-token: auth: missing key data"},
+		{"jwt,sign-method=ES256,priv-key=" + priv, "--auth-token: x509: failed to parse private key (use ParsePKCS1PrivateKey instead for this key format)"},
+	} {
+		if _, err := parse(t, []string{"--auth-token=" + tt.value}, nil); err == nil || errors.Is(err, ErrFlagSyntax) || err.Error() != tt.wantErr {
+			t.Errorf("--auth-token=%s: error %v, want the configuration error %q", tt.value, err, tt.wantErr)
+		}
 	}
 }
 

@@ -41,7 +41,6 @@ type inertFlag struct {
 // Reasons for refusals, after "--flag: ".
 const (
 	refuseConfigFile = "configuration files are not supported yet (see docs/limitations.md), and ignoring one could drop its TLS or auth settings; give the settings as flags or ETCD_* variables"
-	refuseJWT        = "JWT auth tokens are not supported yet (see docs/limitations.md); refusing to start without the authentication asked for"
 	refuseUnixs      = "unixs:// URLs are not supported yet (see docs/limitations.md); refusing to serve in plain text"
 	refuseDiscovery  = "discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"
 )
@@ -75,8 +74,6 @@ var inertFlags = []inertFlag{
 	// security
 	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
 	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
-	// auth
-	{name: "auth-token", def: "simple", usage: "Auth token type and options: simple, or jwt,... (refused)."},
 	// monitoring and logging
 	{name: "metrics", def: "basic", usage: "Detail of metrics: basic or extensive."},
 	{name: "listen-metrics-urls", kind: urlsFlag, usage: "URLs to serve /metrics and /health on."},
@@ -191,14 +188,11 @@ func notDefault(fs *flag.FlagSet, name string) bool {
 }
 
 // checkRefusals returns the error for the first flag that asks for what
-// Cairn refuses to start without: JWT auth tokens, a configuration file,
-// unixs URLs, discovery. Flags at their defaults never are.
+// Cairn refuses to start without: a configuration file, unixs URLs,
+// discovery. Flags at their defaults never are.
 func checkRefusals(fs *flag.FlagSet, c *Config) error {
 	if notDefault(fs, "config-file") {
 		return fmt.Errorf("--config-file: %s", refuseConfigFile)
-	}
-	if kind, _, _ := strings.Cut(fs.Lookup("auth-token").Value.String(), ","); kind == "jwt" {
-		return fmt.Errorf("--auth-token: %s", refuseJWT)
 	}
 	urlFlags := []struct {
 		name string
@@ -296,9 +290,6 @@ func checkInert(fs *flag.FlagSet, c *Config, explicitCluster bool) error {
 		case rate > 1000000:
 			return errors.New("distributed tracing configurition is not valid: (tracing sampling rate must be less than 1000000)")
 		}
-	}
-	if kind, _, _ := strings.Cut(get("auth-token"), ","); kind != "simple" && kind != "jwt" && kind != "" {
-		return errors.New("--auth-token: auth: invalid auth options")
 	}
 	return nil
 }

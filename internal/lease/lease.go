@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
@@ -59,6 +60,13 @@ type Store interface {
 	Leases() []mvcc.LeaseInfo
 	// IsLeader reports whether this member decides expiry.
 	IsLeader() bool
+	// CheckLease, CheckLeases and RequireIdentity are the auth checks of
+	// the caller in ctx (see store.Client): of a keep-alive (write) or a
+	// TimeToLive with keys (read) of one lease, of LeaseLeases, and of the
+	// requests anyone but nobody may make.
+	CheckLease(ctx context.Context, id int64, write bool) error
+	CheckLeases(ctx context.Context) error
+	RequireIdentity(ctx context.Context) error
 	// Header is a response header at the current revision.
 	Header() *pb.ResponseHeader
 }
@@ -219,8 +227,14 @@ func (l *Lessor) Revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.Leas
 // Renew restarts lease id's TTL and returns it; ErrLeaseNotFound if the
 // lease does not exist or has expired. A checkpointed remaining TTL is
 // cleared through raft first, as etcd does, so that a restart after the
-// renewal does not resume from the older checkpoint.
+// renewal does not resume from the older checkpoint. With auth enabled
+// the caller must be root or allowed to write every key of the lease,
+// checked here before a follower forwards the request, and again by the
+// leader, which the forwarder tells who the caller is.
 func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
+	if err := l.st.CheckLease(ctx, id, true); err != nil {
+		return 0, err
+	}
 	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
 		return f.Renew(ctx, id)
 	}
@@ -243,8 +257,18 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 }
 
 // TimeToLive answers etcd's LeaseTimeToLive; ErrLeaseNotFound for an
-// unknown lease.
+// unknown lease. With auth enabled the caller must be someone, and to
+// list the keys, root or allowed to read every one of them (checked as
+// Renew's check is).
 func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := l.st.RequireIdentity(ctx); err != nil {
+		return nil, err
+	}
+	if r.Keys {
+		if err := l.st.CheckLease(ctx, r.ID, false); err != nil {
+			return nil, err
+		}
+	}
 	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
 		return f.TimeToLive(ctx, r)
 	}
@@ -269,8 +293,12 @@ func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (
 	return &pb.LeaseTimeToLiveResponse{Header: l.st.Header(), ID: r.ID, TTL: ttl, GrantedTTL: granted, Keys: keys}, nil
 }
 
-// Leases lists the granted leases in ID order.
-func (l *Lessor) Leases(context.Context) (*pb.LeaseLeasesResponse, error) {
+// Leases lists the granted leases in ID order. With auth enabled the
+// caller must be root or allowed to read every key attached to a lease.
+func (l *Lessor) Leases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
+	if err := l.st.CheckLeases(ctx); err != nil {
+		return nil, err
+	}
 	ls := l.st.Leases()
 	out := make([]*pb.LeaseStatus, len(ls))
 	for i, li := range ls {
@@ -518,9 +546,11 @@ func (l *Lessor) perTick() int {
 	return max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
 }
 
+// revoke revokes an expired lease as root, as etcd's lessor does, so
+// that auth never keeps a lease alive.
 func (a *lessorActor) revoke(id int64) {
 	l := a.l
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RevokeTimeout)
+	ctx, cancel := context.WithTimeout(auth.WithUser(context.Background(), auth.RootUser), l.cfg.RevokeTimeout)
 	defer cancel()
 	if _, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id}); err != nil && !errors.Is(err, ErrLeaseNotFound) {
 		l.cfg.Logger.Warn("failed to revoke expired lease", zap.Int64("lease", id), zap.Error(err))

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
@@ -25,7 +26,21 @@ type fakeStore struct {
 	// cpLog every checkpoint proposed, in order.
 	checkpoints map[int64]int64
 	cpLog       []*pb.LeaseCheckpoint
+	// denied is what the auth checks answer; revokedAs the user each
+	// revoke was made as.
+	denied    error
+	revokedAs []string
 }
+
+func (s *fakeStore) deny() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.denied
+}
+
+func (s *fakeStore) CheckLease(context.Context, int64, bool) error { return s.deny() }
+func (s *fakeStore) CheckLeases(context.Context) error             { return s.deny() }
+func (s *fakeStore) RequireIdentity(context.Context) error         { return s.deny() }
 
 func (s *fakeStore) LeaseCheckpoint(_ context.Context, r *pb.LeaseCheckpointRequest) error {
 	s.mu.Lock()
@@ -57,8 +72,9 @@ func (s *fakeStore) LeaseGrant(_ context.Context, r *pb.LeaseGrantRequest) (*pb.
 	return &pb.LeaseGrantResponse{ID: r.ID, TTL: r.TTL}, nil
 }
 
-func (s *fakeStore) LeaseRevoke(_ context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+func (s *fakeStore) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
 	s.mu.Lock()
+	s.revokedAs = append(s.revokedAs, auth.UserFrom(ctx))
 	_, ok := s.leases[r.ID]
 	delete(s.leases, r.ID)
 	if ok {
@@ -136,6 +152,44 @@ func TestExpiryRevokes(t *testing.T) {
 	}
 	if _, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 1}); !errors.Is(err, ErrLeaseNotFound) {
 		t.Fatalf("time to live of the revoked lease: %v", err)
+	}
+}
+
+// TestAuthChecks: keep-alives, TimeToLive and Leases are refused as the
+// store's auth checks answer, before anything else (forwarding included),
+// and expired leases are revoked as root, whom no permission stops.
+func TestAuthChecks(t *testing.T) {
+	ctx := context.Background()
+	fwd := &forwardTo{}
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond, Forwarder: fwd}, true)
+	st.mu.Lock()
+	st.denied = auth.ErrPermissionDenied
+	st.mu.Unlock()
+	if _, err := l.Renew(ctx, 1); !errors.Is(err, auth.ErrPermissionDenied) {
+		t.Fatalf("renew: %v", err)
+	}
+	st.setLeader(false)
+	if _, err := l.Renew(ctx, 1); !errors.Is(err, auth.ErrPermissionDenied) {
+		t.Fatalf("renew on a follower: %v", err)
+	}
+	if _, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 1, Keys: true}); !errors.Is(err, auth.ErrPermissionDenied) {
+		t.Fatalf("time to live: %v", err)
+	}
+	if len(fwd.renewed) != 0 {
+		t.Fatalf("refused keep-alives were forwarded: %v", fwd.renewed)
+	}
+	if _, err := l.Leases(ctx); !errors.Is(err, auth.ErrPermissionDenied) {
+		t.Fatalf("leases: %v", err)
+	}
+	st.setLeader(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(st.revokedIDs()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.revokedAs) == 0 || st.revokedAs[0] != auth.RootUser {
+		t.Fatalf("expired lease revoked as %q, want root", st.revokedAs)
 	}
 }
 

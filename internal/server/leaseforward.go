@@ -142,7 +142,8 @@ const forwardRetryInterval = 50 * time.Millisecond
 // while there is no leader, while it cannot be reached, and while it
 // answers that it no longer leads, has no leader or is stopping, the
 // request is sent again, to whichever member leads by then, until the
-// request timeout. It returns nil, or call's own error if it is a sentinel
+// request timeout. The caller's identity goes with it
+// (etcdcompat.ForwardIdentity). It returns nil, or call's own error if it is a sentinel
 // (mvcc.ErrLeaseNotFound), or:
 //   - the leader's answer, one of etcd's errors, as the sentinel it was
 //     made from (etcdcompat.FromGRPCError);
@@ -152,7 +153,8 @@ const forwardRetryInterval = 50 * time.Millisecond
 //   - ctx's error if the caller gave up; store.ErrStopped once this member
 //     stops.
 func (f leaseForwarder) forward(ctx context.Context, call func(context.Context, pb.LeaseClient) error) error {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	// The leader checks the caller's permissions too.
+	ctx, cancel := context.WithTimeout(etcdcompat.ForwardIdentity(ctx), f.timeout)
 	defer cancel()
 	for {
 		conn, err := f.conns.leader()

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/config"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/pkg/etcdcompat"
 )
 
 // memberID derives a member's ID from its peer URLs and the cluster token,
@@ -154,7 +155,8 @@ func (c *cluster) UpdateMember(ctx context.Context, id uint64, peerURLs []string
 
 // PromoteMember implements etcdcompat.Cluster. Only the leader knows
 // whether a learner has caught up, so a follower asks the leader, on the
-// Cluster service its peer URL serves, as etcd's followers do.
+// Cluster service its peer URL serves, as etcd's followers do, with the
+// caller's identity, which the leader checks as etcd's checks the token.
 func (c *cluster) PromoteMember(ctx context.Context, id uint64) error {
 	err := c.s.store.PromoteMember(ctx, id)
 	if !errors.Is(err, store.ErrNotLeader) {
@@ -164,7 +166,7 @@ func (c *cluster) PromoteMember(ctx context.Context, id uint64) error {
 	if err != nil {
 		return err
 	}
-	_, err = pb.NewClusterClient(conn).MemberPromote(ctx, &pb.MemberPromoteRequest{ID: id})
+	_, err = pb.NewClusterClient(conn).MemberPromote(etcdcompat.ForwardIdentity(ctx), &pb.MemberPromoteRequest{ID: id})
 	return err
 }
 

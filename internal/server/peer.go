@@ -119,7 +119,7 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 		}
 	}
 	s.forgetRemoved()
-	s.peerSrv = grpc.NewServer(transport.ServerOptions()...)
+	s.peerSrv = grpc.NewServer(append(transport.ServerOptions(), etcdcompat.PeerServerOptions()...)...)
 	t.Register(s.peerSrv)
 	for _, u := range s.cfg.ListenPeerURLs {
 		l, err := net.Listen("tcp", u.Host)

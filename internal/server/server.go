@@ -145,6 +145,7 @@ func (s *Server) start() error {
 	authStore, err := auth.Open(s.engine, auth.Options{
 		BcryptCost: cfg.BcryptCost,
 		TokenTTL:   cfg.AuthTokenTTL,
+		Tokens:     cfg.AuthToken,
 		Logger:     lg.Named("auth"),
 	})
 	if err != nil {
@@ -296,6 +297,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Self:            s.selfClient,
 		Leadership:      s.store,
 		ElectionTimeout: s.cfg.ElectionTimeout,
+		ClientCertAuth:  s.cfg.ClientTLS.ClientCertAuth,
 		Logger:          s.lg.Named("etcdcompat"),
 	})
 	var listeners []net.Listener
@@ -438,6 +440,7 @@ func (s *Server) serveREST() error {
 			return s.watch.Open(send)
 		},
 		Leases:  s.lease,
+		Auth:    s.store,
 		Learner: s.store,
 	}))
 	s.httpSrvs = append(s.httpSrvs, hs)

@@ -11,17 +11,97 @@ import (
 	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
-// identify resolves the token in ctx (auth.WithToken) into the caller's
-// identity, waiting at most the request timeout for the token's
-// Authenticate entry to be applied here.
+// identify resolves the caller's identity: the token in ctx
+// (auth.WithToken), waiting at most the request timeout for the token's
+// Authenticate entry to be applied here, or else the user ctx names
+// (auth.WithUser) at the current auth revision.
 func (c *Client) identify(ctx context.Context) (auth.Identity, error) {
 	token := auth.TokenFrom(ctx)
 	if token == "" {
-		return auth.Identity{}, nil
+		return c.auth.Current().UserIdentity(auth.UserFrom(ctx)), nil
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	return c.auth.Identify(ctx, token, c.applied.wait)
+}
+
+// CheckAdmin is etcd's admin check of maintenance and membership
+// requests: while auth is enabled only a user with the root role passes.
+// A bad token fails first, with auth.ErrInvalidAuthToken.
+func (c *Client) CheckAdmin(ctx context.Context) error {
+	id, err := c.identify(ctx)
+	if err != nil {
+		return err
+	}
+	return c.auth.Current().CheckAdmin(id)
+}
+
+// RequireIdentity fails with auth.ErrUserEmpty while auth is enabled if
+// the caller is nobody, as etcd refuses Status, MemberList, alarm lists
+// and lease requests without a user.
+func (c *Client) RequireIdentity(ctx context.Context) error {
+	id, err := c.identify(ctx)
+	if err != nil {
+		return err
+	}
+	return c.auth.Current().RequireIdentity(id)
+}
+
+// CheckWatch checks that the caller may watch [key, end) (end as in
+// Range), as etcd checks a watch when it is created; later changes of
+// permissions do not end it, as in etcd.
+func (c *Client) CheckWatch(ctx context.Context, key, end []byte) error {
+	id, err := c.identify(ctx)
+	if err != nil {
+		return err
+	}
+	return c.auth.Current().CheckRange(id, key, end)
+}
+
+// CheckLease is etcd's check of a keep-alive (write) or of a TimeToLive
+// that lists the keys (read) of lease id, made on the member the client
+// asked: the caller must be someone, and root or allowed on every key
+// attached to the lease. If the auth state changed meanwhile it fails
+// with auth.ErrAuthOldRevision.
+func (c *Client) CheckLease(ctx context.Context, id int64, write bool) error {
+	return c.checkLeases(ctx, []int64{id}, write)
+}
+
+// CheckLeases is etcd's check of LeaseLeases: the caller must be root or
+// allowed to read every key attached to any lease.
+func (c *Client) CheckLeases(ctx context.Context) error {
+	if !c.auth.Current().Enabled() {
+		return nil
+	}
+	ls := c.kv.Leases()
+	ids := make([]int64, len(ls))
+	for i, l := range ls {
+		ids[i] = l.ID
+	}
+	return c.checkLeases(ctx, ids, false)
+}
+
+func (c *Client) checkLeases(ctx context.Context, leases []int64, write bool) error {
+	st := c.auth.Current()
+	if !st.Enabled() {
+		return nil
+	}
+	id, err := c.identify(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.RequireIdentity(id); err != nil {
+		return err
+	}
+	for _, l := range leases {
+		if err := st.CheckLeaseKeys(id, c.leaseKeys(l), write); err != nil {
+			return err
+		}
+	}
+	if c.auth.Current().Revision() != st.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	return nil
 }
 
 // leaseKeys lists the keys attached to a lease, for the permission check
@@ -32,7 +112,8 @@ func (c *Client) leaseKeys(id int64) [][]byte {
 }
 
 // Authenticate checks a user's password and proposes an Authenticate
-// entry, whose application on every member records the new simple token.
+// entry, whose application on every member records the new simple token
+// (a JWT is signed once the entry applied, and only here).
 // The password is checked here, on the caller's goroutine, against the
 // state after a linearizable read; if the auth state changed before the
 // entry applied, the check is done again with the new state, as in etcd.
@@ -45,7 +126,7 @@ func (c *Client) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 		if err != nil {
 			return nil, err
 		}
-		prefix, err := auth.NewTokenPrefix()
+		prefix, err := c.auth.NewTokenPrefix()
 		if err != nil {
 			return nil, err
 		}
@@ -56,6 +137,11 @@ func (c *Client) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 		}
 		if rev == c.auth.Current().Revision() {
 			resp := res.(*pb.AuthenticateResponse)
+			// A JWT is signed here, off the store actor, at the revision
+			// the password was checked at: the one the entry applied at.
+			if resp.Token, err = c.auth.IssueToken(resp.Token, r.Name, rev); err != nil {
+				return nil, err
+			}
 			resp.Header = c.header(c.kv.Rev())
 			return resp, nil
 		}
@@ -115,8 +201,8 @@ func (c *Client) AuthRequest(ctx context.Context, r *pb.InternalRaftRequest) (pr
 	return resp, nil
 }
 
-// authorize checks a KV write against the auth state the entries before
-// it left, with the identity it was proposed with.
+// authorize checks a KV write or a lease revoke against the auth state
+// the entries before it left, with the identity it was proposed with.
 func (a *storeActor) authorize(r *pb.InternalRaftRequest) error {
 	st := a.auth.State()
 	if !st.Enabled() {
@@ -130,6 +216,9 @@ func (a *storeActor) authorize(r *pb.InternalRaftRequest) error {
 		return st.CheckDeleteRange(id, r.DeleteRange)
 	case r.Txn != nil:
 		return st.CheckTxn(id, r.Txn, a.c.leaseKeys)
+	case r.LeaseRevoke != nil:
+		// Whoever may write every key of a lease may revoke it.
+		return st.CheckLeaseKeys(id, a.c.leaseKeys(r.LeaseRevoke.ID), true)
 	}
 	return nil
 }
@@ -138,4 +227,19 @@ func (a *storeActor) authorize(r *pb.InternalRaftRequest) error {
 func (a *storeActor) stageAuth(ap *mvcc.Applier, index uint64, r *pb.InternalRaftRequest) result {
 	resp, err := a.auth.Apply(ap, index, r)
 	return result{resp: resp, err: err}
+}
+
+// Identify resolves the token in ctx (auth.WithToken) as the store's own
+// checks do, for front ends that check a request before sending it (the
+// REST API answers a bad token 401 whatever the route).
+func (c *Client) Identify(ctx context.Context) (auth.Identity, error) { return c.identify(ctx) }
+
+// AuthState returns the published auth state.
+func (c *Client) AuthState() *auth.State { return c.auth.Current() }
+
+// PasswordToken checks a user's password and returns a member-local token
+// standing for it a short while (auth.Store.PasswordToken), for clients
+// that send their password with every request.
+func (c *Client) PasswordToken(ctx context.Context, user, password string) (string, error) {
+	return c.auth.PasswordToken(ctx, user, password)
 }

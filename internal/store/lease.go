@@ -27,8 +27,12 @@ func MinLeaseTTL(heartbeat, election time.Duration) int64 {
 }
 
 // LeaseGrant grants a lease through raft. A zero ID is replaced by a
-// generated one; a TTL below the minimum is raised to it.
+// generated one; a TTL below the minimum is raised to it. With auth
+// enabled any user may grant, nobody may not.
 func (c *Client) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := c.RequireIdentity(ctx); err != nil {
+		return nil, err
+	}
 	if req.TTL > MaxLeaseTTL {
 		return nil, ErrLeaseTTLTooLarge
 	}
@@ -47,8 +51,13 @@ func (c *Client) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb
 }
 
 // LeaseRevoke revokes a lease through raft, deleting its keys in one
-// revision; an unknown lease fails with mvcc.ErrLeaseNotFound.
+// revision; an unknown lease fails with mvcc.ErrLeaseNotFound. With auth
+// enabled the caller must be someone, and when the entry applies, root or
+// allowed to write every key of the lease.
 func (c *Client) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	if err := c.RequireIdentity(ctx); err != nil {
+		return nil, err
+	}
 	res, err := c.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: req.ID}})
 	if err != nil {
 		return nil, err

@@ -282,6 +282,11 @@ func (c *Client) linearizeFor(ctx context.Context) error {
 	return c.linearize(ctx)
 }
 
+// Linearize returns once this member has applied everything committed
+// before the call, as a linearizable read waits, without reading; a
+// learner refuses it as it refuses such reads.
+func (c *Client) Linearize(ctx context.Context) error { return c.linearizeFor(ctx) }
+
 // IsLearner reports whether this member is a learner, as last applied.
 func (c *Client) IsLearner() bool { return c.learner.Load() }
 

@@ -336,6 +336,11 @@ func (s *Stream) Done() <-chan struct{} { return s.hub.closed }
 // answers with a created (or canceled) response.
 func (s *Stream) Create(req *pb.WatchCreateRequest) { s.send(createMsg{req: req}) }
 
+// Refuse answers a create request the caller refused (etcd refuses one
+// outside the user's permissions) with a created and canceled response
+// carrying reason, ordered with the stream's other responses.
+func (s *Stream) Refuse(reason string) { s.send(refuseMsg{reason: reason}) }
+
 // Cancel removes watcher id; the actor answers with a canceled response if
 // it existed.
 func (s *Stream) Cancel(id int64) { s.send(cancelMsg{id: id}) }

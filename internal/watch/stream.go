@@ -24,6 +24,8 @@ type (
 	createMsg struct{ req *pb.WatchCreateRequest }
 	// cancelMsg removes a watcher.
 	cancelMsg struct{ id int64 }
+	// refuseMsg answers a create request the front end refused.
+	refuseMsg struct{ reason string }
 	// progressRequestMsg asks for one progress notification for the stream.
 	progressRequestMsg struct{}
 	// liveMsg carries one or more published batches, merged in revision
@@ -221,6 +223,8 @@ func (a *streamActor) receive(ctx actor.Context) {
 		a.create(m.req)
 	case cancelMsg:
 		a.cancel(m.id)
+	case refuseMsg:
+		a.refuse(m.reason)
 	case progressRequestMsg:
 		a.progressAll()
 	case liveMsg:
@@ -299,6 +303,13 @@ func (a *streamActor) create(req *pb.WatchCreateRequest) {
 		a.catchUp(w, rev)
 	}
 	a.settle(w)
+}
+
+// refuse answers a create request that was refused before reaching the
+// stream, in its place among the stream's responses: created and canceled
+// at once, for no watcher, with the front end's reason.
+func (a *streamActor) refuse(reason string) {
+	a.respond(&pb.WatchResponse{Header: header(a.hist.Rev()), WatchId: invalidID, Created: true, Canceled: true, CancelReason: reason})
 }
 
 func (a *streamActor) assignID(want int64, w *watcher) (int64, error) {

@@ -415,3 +415,23 @@ func TestTakeMergesWithoutTouchingSharedBatches(t *testing.T) {
 		t.Error("a second take found batches the first one merged")
 	}
 }
+
+// TestRefuse: a refused create is answered in its place among the
+// stream's responses, created and canceled for no watcher with the
+// reason given, and the next create gets the first free ID.
+func TestRefuse(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.put("foo", "v1") // 2
+	c := &client{}
+	s := f.hub.Open(c.send)
+	defer s.Close()
+	s.Refuse("no")
+	s.Create(&pb.WatchCreateRequest{Key: []byte("foo")})
+	got := c.waitFor(t, "two answers", func(rs []*pb.WatchResponse) bool { return len(rs) == 2 })
+	if r := got[0]; !r.Created || !r.Canceled || r.WatchId != -1 || r.CancelReason != "no" || r.Header.GetRevision() != 2 {
+		t.Errorf("refusal = %v", r)
+	}
+	if r := got[1]; !r.Created || r.Canceled || r.WatchId != 0 {
+		t.Errorf("next create = %v", r)
+	}
+}

@@ -2,15 +2,9 @@ package etcdcompat
 
 import (
 	"context"
-	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/cairn-kv/cairn/internal/auth"
 )
 
 // Auth is etcd's auth service as the API needs it; *store.Client
@@ -112,47 +106,3 @@ func (s *authServer) RoleGrantPermission(ctx context.Context, r *pb.AuthRoleGran
 func (s *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
 	return authDo[*pb.AuthRoleRevokePermissionResponse](ctx, s.a, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
 }
-
-// tokenFrom returns the auth token of an incoming call: the "token"
-// metadata clientv3 sends or, from the JSON gateway, the "authorization"
-// header, with or without "Bearer ", as etcd reads them.
-func tokenFrom(ctx context.Context) string {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return ""
-	}
-	ts := md.Get(rpctypes.TokenFieldNameGRPC)
-	if len(ts) == 0 {
-		ts = md.Get(rpctypes.TokenFieldNameSwagger)
-	}
-	if len(ts) == 0 {
-		return ""
-	}
-	return strings.TrimPrefix(ts[0], "Bearer ")
-}
-
-// withToken hands the call's token to the store (auth.WithToken), which
-// resolves it only when the request needs an identity: as in etcd, a bad
-// token fails the requests that check permissions, and no others.
-func withToken(ctx context.Context) context.Context {
-	if t := tokenFrom(ctx); t != "" {
-		return auth.WithToken(ctx, t)
-	}
-	return ctx
-}
-
-func tokenUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	return handler(withToken(ctx), req)
-}
-
-func tokenStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &tokenServerStream{ServerStream: ss, ctx: withToken(ss.Context())})
-}
-
-// tokenServerStream is a stream whose context carries its token.
-type tokenServerStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *tokenServerStream) Context() context.Context { return s.ctx }

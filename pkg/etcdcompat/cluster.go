@@ -12,11 +12,14 @@ import (
 // errBadURLs: a member's peer URLs are missing or malformed.
 var errBadURLs = errors.New("given member URLs are invalid")
 
-// clusterServer implements etcd's Cluster service.
+// clusterServer implements etcd's Cluster service. With auth enabled,
+// membership changes need root and MemberList a user, as in etcd.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	st Store
 	cl Cluster
+	// peer: served on the peer server, where MemberList needs no user.
+	peer bool
 }
 
 // MemberList lists the members; with linearizable set it first waits, as
@@ -24,7 +27,12 @@ type clusterServer struct {
 // call.
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	if r.GetLinearizable() {
-		if _, err := s.st.Range(ctx, &pb.RangeRequest{Key: []byte("members"), CountOnly: true}); err != nil {
+		if err := s.st.Linearize(ctx); err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
+	if !s.peer {
+		if err := s.st.RequireIdentity(ctx); err != nil {
 			return nil, toGRPCError(err)
 		}
 	}
@@ -36,6 +44,9 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if err := checkPeerURLs(r.GetPeerURLs()); err != nil {
 		return nil, toGRPCError(err)
 	}
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	m, err := s.cl.AddMember(ctx, r.GetPeerURLs(), r.GetIsLearner())
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -45,6 +56,9 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 
 // MemberRemove removes a member.
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := s.cl.RemoveMember(ctx, r.GetID()); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -53,6 +67,9 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 
 // MemberUpdate replaces a member's peer URLs.
 func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := checkPeerURLs(r.GetPeerURLs()); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -64,6 +81,9 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 
 // MemberPromote makes a learner a voter.
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := s.cl.PromoteMember(ctx, r.GetID()); err != nil {
 		return nil, toGRPCError(err)
 	}

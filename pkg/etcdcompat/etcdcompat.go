@@ -37,11 +37,26 @@ type Store interface {
 	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	// Hash is Maintenance.Hash: a hash of this member's whole state.
 	Hash(ctx context.Context) (*pb.HashResponse, error)
+	// Linearize returns once the member has applied everything committed
+	// before the call, as a linearizable read waits.
+	Linearize(ctx context.Context) error
 	// Header is a response header at the current revision.
 	Header() *pb.ResponseHeader
 	// ClusterHeader is a response header without a revision, for the
 	// Cluster service.
 	ClusterHeader() *pb.ResponseHeader
+
+	// The auth checks of the caller in ctx (auth.WithToken, auth.WithUser)
+	// that etcd makes before it serves a request; all pass while auth is
+	// disabled. Errors are package auth's sentinels.
+
+	// CheckAdmin passes only a user with the root role.
+	CheckAdmin(ctx context.Context) error
+	// RequireIdentity passes any user, but not nobody.
+	RequireIdentity(ctx context.Context) error
+	// CheckWatch passes a user allowed to read [key, end) (end as in
+	// Range).
+	CheckWatch(ctx context.Context, key, end []byte) error
 }
 
 // Cluster is the membership, for the Cluster service. Errors are the
@@ -80,7 +95,11 @@ type Options struct {
 	// leader at three checks this far apart, as etcd does. Zero means
 	// one second, etcd's default.
 	ElectionTimeout time.Duration
-	Logger          *zap.Logger
+	// ClientCertAuth is --client-cert-auth: a call without a token is
+	// then made as the user its verified client certificate's common name
+	// names, as in etcd.
+	ClientCertAuth bool
+	Logger         *zap.Logger
 }
 
 // Leadership is the raft leadership as the etcd API needs it;
@@ -102,47 +121,51 @@ type Leadership interface {
 const grpcOverheadBytes = 512 * 1024
 
 // RegisterLease serves etcd's Lease service from le on srv. Besides the
-// client server, members register it on their peer server, where a
-// follower sends its keep-alives to the leader as etcd's do.
+// client server, members register it on their peer server (made with
+// PeerServerOptions), where a follower sends its keep-alives to the
+// leader as etcd's do.
 func RegisterLease(srv *grpc.Server, le Lessor) {
 	pb.RegisterLeaseServer(srv, &leaseServer{le: le})
 }
 
-// RegisterCluster serves etcd's Cluster service on srv. Besides the client
-// server, members register it on their peer server, where a joining member
-// learns its ID and a follower sends a promotion to the leader.
+// RegisterCluster serves etcd's Cluster service on a member's peer server
+// (made with PeerServerOptions), where a joining member learns its ID and
+// a follower sends a promotion to the leader. Its MemberList needs no
+// user, as etcd's peer member list does not: a joining member has none.
 func RegisterCluster(srv *grpc.Server, st Store, cl Cluster) {
-	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
+	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl, peer: true})
 }
 
 // NewServer returns a gRPC server with etcd's services registered and
 // etcd's server options (message sizes, keepalive enforcement). The Auth
 // service is registered when st implements Auth too, as *store.Client
-// does; every call's auth token is handed to the store in its context.
+// does; every call's caller (its token, or its certificate's user) is
+// handed to the store in its context (see identity.go).
 func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	who := identity{certAuth: opts.ClientCertAuth, selfKey: newSelfKey()}
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership), tokenUnary),
-		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout), tokenStream),
+		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership), who.unary),
+		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout), who.stream),
 	)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if a, ok := st.(Auth); ok {
 		pb.RegisterAuthServer(srv, &authServer{a: a})
 	}
 	if opts.Self != nil {
-		self := &onceClient{new: opts.Self}
+		self := &onceClient{new: opts.Self, key: who.selfKey}
 		v3lockpb.RegisterLockServer(srv, &lockServer{c: self})
 		v3electionpb.RegisterElectionServer(srv, &electionServer{c: self})
 	}
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st, lead: opts.Leadership})
-	RegisterCluster(srv, st, cl)
+	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
 	if opts.Watch != nil {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
 	}

@@ -110,6 +110,13 @@ func (f *fakeStore) Status(context.Context) (*pb.StatusResponse, error) {
 
 func (f *fakeStore) Header() *pb.ResponseHeader { return hdr() }
 
+func (f *fakeStore) Linearize(context.Context) error { return f.fail() }
+
+// The fake has auth disabled: every check passes.
+func (f *fakeStore) CheckAdmin(context.Context) error                 { return nil }
+func (f *fakeStore) RequireIdentity(context.Context) error            { return nil }
+func (f *fakeStore) CheckWatch(context.Context, []byte, []byte) error { return nil }
+
 func (f *fakeStore) ClusterHeader() *pb.ResponseHeader { h := hdr(); h.Revision = 0; return h }
 
 type fakeCluster struct{}

@@ -10,7 +10,8 @@ import (
 
 // maintenanceServer implements the parts of etcd's Maintenance service
 // Cairn supports so far; the rest answer codes.Unimplemented (see
-// docs/limitations.md).
+// docs/limitations.md). With auth enabled, every RPC is checked first as
+// etcd checks it: Status and listing alarms need a user, the rest root.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	st   Store
@@ -20,6 +21,9 @@ type maintenanceServer struct {
 // MoveLeader hands leadership to another voter, as etcd's: only the leader
 // can, and it answers once the target leads.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if s.lead == nil {
 		return nil, status.Error(codes.Unimplemented, "method MoveLeader not implemented")
 	}
@@ -30,18 +34,31 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 }
 
 func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := s.st.RequireIdentity(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	resp, err := s.st.Status(ctx)
 	return resp, toGRPCError(err)
 }
 
 // Alarm reports no alarms: Cairn raises none yet.
-func (s *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	check := s.st.CheckAdmin
+	if r.GetAction() == pb.AlarmRequest_GET {
+		check = s.st.RequireIdentity
+	}
+	if err := check(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	return &pb.AlarmResponse{Header: s.st.Header()}, nil
 }
 
 // Defragment reclaims free space. Unlike etcd's, it does not block the
 // member's reads and writes while it runs.
 func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := s.st.Defragment(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -51,6 +68,9 @@ func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequ
 // Hash answers with a hash of the member's whole state. Members with the
 // same state agree, but the value is not etcd's (see docs/limitations.md).
 func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	resp, err := s.st.Hash(ctx)
 	return resp, toGRPCError(err)
 }
@@ -58,6 +78,25 @@ func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 // HashKV answers with etcd's own hash of the key-value history up to
 // r.Revision, so it can be compared with etcd members' too.
 func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	resp, err := s.st.HashKV(ctx, r.Revision)
 	return resp, toGRPCError(err)
+}
+
+// Snapshot is not implemented yet; as in etcd, only root gets that far.
+func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	if err := s.st.CheckAdmin(stream.Context()); err != nil {
+		return toGRPCError(err)
+	}
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+
+// Downgrade is not implemented yet; as in etcd, only root gets that far.
+func (s *maintenanceServer) Downgrade(ctx context.Context, _ *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := s.st.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return nil, status.Error(codes.Unimplemented, "method Downgrade not implemented")
 }

@@ -26,7 +26,16 @@ type onceClient struct {
 	mu  sync.Mutex
 	cli *clientv3.Client
 	new SelfClient
+	// key is the secret by which the member tells its own client's calls
+	// (see identity.go).
+	key string
 }
+
+// as returns ctx set to make the client's calls as the caller of the
+// request in ctx, so that its permissions apply to every call the
+// request makes, as etcd's lock and election services act as their
+// caller.
+func (o *onceClient) as(ctx context.Context) context.Context { return asCaller(ctx, o.key) }
 
 func (o *onceClient) get() (*clientv3.Client, error) {
 	o.mu.Lock()
@@ -71,6 +80,7 @@ type lockServer struct {
 // Lock waits until the named lock is held under the caller's lease and
 // returns the key that holds it.
 func (l *lockServer) Lock(ctx context.Context, req *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
+	ctx = l.c.as(ctx)
 	s, err := l.c.session(ctx, req.Lease)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -84,6 +94,7 @@ func (l *lockServer) Lock(ctx context.Context, req *v3lockpb.LockRequest) (*v3lo
 
 // Unlock releases a lock by deleting its key.
 func (l *lockServer) Unlock(ctx context.Context, req *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
+	ctx = l.c.as(ctx)
 	cli, err := l.c.get()
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -103,6 +114,7 @@ type electionServer struct {
 
 // Campaign waits until the caller leads the election under its lease.
 func (e *electionServer) Campaign(ctx context.Context, req *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
+	ctx = e.c.as(ctx)
 	s, err := e.c.session(ctx, req.Lease)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -131,6 +143,7 @@ func (e *electionServer) resume(ctx context.Context, lk *v3electionpb.LeaderKey)
 
 // Proclaim sets the leader's value, if the caller still leads.
 func (e *electionServer) Proclaim(ctx context.Context, req *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
+	ctx = e.c.as(ctx)
 	el, err := e.resume(ctx, req.Leader)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -143,6 +156,7 @@ func (e *electionServer) Proclaim(ctx context.Context, req *v3electionpb.Proclai
 
 // Resign gives up leadership.
 func (e *electionServer) Resign(ctx context.Context, req *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
+	ctx = e.c.as(ctx)
 	el, err := e.resume(ctx, req.Leader)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -155,6 +169,7 @@ func (e *electionServer) Resign(ctx context.Context, req *v3electionpb.ResignReq
 
 // Leader returns the current leader's key-value.
 func (e *electionServer) Leader(ctx context.Context, req *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
+	ctx = e.c.as(ctx)
 	s, err := e.c.session(ctx, noLease)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -168,11 +183,12 @@ func (e *electionServer) Leader(ctx context.Context, req *v3electionpb.LeaderReq
 
 // Observe streams every change of leader.
 func (e *electionServer) Observe(req *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
-	s, err := e.c.session(stream.Context(), noLease)
+	ctx := e.c.as(stream.Context())
+	s, err := e.c.session(ctx, noLease)
 	if err != nil {
 		return toGRPCError(err)
 	}
-	for resp := range concurrency.NewElection(s, string(req.Name)).Observe(stream.Context()) {
+	for resp := range concurrency.NewElection(s, string(req.Name)).Observe(ctx) {
 		if err := stream.Send(&v3electionpb.LeaderResponse{Header: resp.Header, Kv: resp.Kvs[0]}); err != nil {
 			return err
 		}

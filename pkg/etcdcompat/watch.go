@@ -8,6 +8,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/watch"
 )
 
@@ -30,7 +31,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	// stream; that send fails only once the handler has returned.
 	defer func() { go ws.Close() }()
 	errc := make(chan error, 1)
-	go func() { errc <- recvWatchRequests(stream, ws) }()
+	go func() { errc <- s.recvWatchRequests(stream, ws) }()
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -51,7 +52,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 
 // recvWatchRequests hands the stream's requests to ws until the client
 // closes its side (nil) or the stream fails.
-func recvWatchRequests(stream pb.Watch_WatchServer, ws *watch.Stream) error {
+func (s *watchServer) recvWatchRequests(stream pb.Watch_WatchServer, ws *watch.Stream) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -65,9 +66,14 @@ func recvWatchRequests(stream pb.Watch_WatchServer, ws *watch.Stream) error {
 		}
 		switch u := req.RequestUnion.(type) {
 		case *pb.WatchRequest_CreateRequest:
-			if u.CreateRequest != nil {
-				ws.Create(u.CreateRequest)
+			if u.CreateRequest == nil {
+				break
 			}
+			if reason := s.refusal(stream.Context(), u.CreateRequest); reason != "" {
+				ws.Refuse(reason)
+				break
+			}
+			ws.Create(u.CreateRequest)
 		case *pb.WatchRequest_CancelRequest:
 			if u.CancelRequest != nil {
 				ws.Cancel(u.CancelRequest.WatchId)
@@ -78,4 +84,31 @@ func recvWatchRequests(stream pb.Watch_WatchServer, ws *watch.Stream) error {
 			}
 		}
 	}
+}
+
+// refusal is etcd's answer to a watch the caller may not create: the
+// cancel reason of its created and canceled response, "" if it may. A
+// watch from a negative revision is not checked: the stream answers it
+// as compacted, as etcd does before its permission check.
+func (s *watchServer) refusal(ctx context.Context, r *pb.WatchCreateRequest) string {
+	if r.StartRevision < 0 {
+		return ""
+	}
+	key := r.Key
+	if len(key) == 0 {
+		key = []byte{0} // the smallest key, as the stream takes it
+	}
+	err := s.st.CheckWatch(ctx, key, r.RangeEnd)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, auth.ErrInvalidAuthToken):
+		return rpctypes.ErrGRPCInvalidAuthToken.Error()
+	case errors.Is(err, auth.ErrAuthOldRevision):
+		return rpctypes.ErrGRPCAuthOldRevision.Error()
+	case errors.Is(err, auth.ErrUserEmpty):
+		return rpctypes.ErrGRPCUserEmpty.Error()
+	}
+	// Whatever else failed, etcd answers that permission is denied.
+	return rpctypes.ErrGRPCPermissionDenied.Error()
 }

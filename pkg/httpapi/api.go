@@ -74,6 +74,12 @@ type Options struct {
 	Watch OpenWatch
 	// Leases serves the /v1/leases routes; without it they answer 404.
 	Leases Leases
+	// Auth serves POST /v1/auth/token and authenticates every other
+	// request but GET /v1/status while auth is enabled: HTTP Basic
+	// credentials or a Bearer token, 401 without valid ones. Without it
+	// requests carry no identity (and fail the store's checks while auth
+	// is enabled), and the token route answers 404.
+	Auth Auth
 	// Learner, if set, tells whether this member is a learner. A learner
 	// serves GET /v1/status and serializable reads only, as etcd's
 	// learners serve Status and serializable ranges only; every other
@@ -95,6 +101,7 @@ type handler struct {
 	backend     Backend
 	openWatch   OpenWatch
 	leases      Leases
+	auth        Auth
 	learner     Learner
 	log         *zap.Logger
 	maxBody     int64
@@ -110,6 +117,7 @@ func New(b Backend, opts Options) http.Handler {
 		backend:     b,
 		openWatch:   opts.Watch,
 		leases:      opts.Leases,
+		auth:        opts.Auth,
 		learner:     opts.Learner,
 		log:         opts.Logger,
 		maxBody:     opts.MaxRequestBytes,
@@ -134,18 +142,22 @@ func New(b Backend, opts Options) http.Handler {
 	// such as "/a//b" or "../x" are neither redirected nor rewritten.
 	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 	// A learner serves the status and, in getKV, serializable reads; the
-	// other routes are votersOnly.
-	r.Handle("/v1/kv/{key:.*}", h.serve(h.getKV)).Methods(http.MethodGet)
-	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.putKV))).Methods(http.MethodPut)
-	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.deleteKV))).Methods(http.MethodDelete)
-	r.Handle("/v1/txn", h.serve(h.votersOnly(h.txn))).Methods(http.MethodPost)
+	// other routes are votersOnly. Every route but the status and the
+	// token route is authenticated while auth is enabled.
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.authenticated(h.getKV))).Methods(http.MethodGet)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.authenticated(h.putKV)))).Methods(http.MethodPut)
+	r.Handle("/v1/kv/{key:.*}", h.serve(h.votersOnly(h.authenticated(h.deleteKV)))).Methods(http.MethodDelete)
+	r.Handle("/v1/txn", h.serve(h.votersOnly(h.authenticated(h.txn)))).Methods(http.MethodPost)
 	r.Handle("/v1/status", h.serve(h.status)).Methods(http.MethodGet)
-	r.Handle("/v1/watch/{key:.*}", h.serve(h.votersOnly(h.watch))).Methods(http.MethodGet)
+	r.Handle("/v1/watch/{key:.*}", h.serve(h.votersOnly(h.authenticated(h.watch)))).Methods(http.MethodGet)
 	if h.leases != nil {
-		r.Handle("/v1/leases", h.serve(h.votersOnly(h.grantLease))).Methods(http.MethodPost)
-		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.getLease))).Methods(http.MethodGet)
-		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.revokeLease))).Methods(http.MethodDelete)
-		r.Handle("/v1/leases/{id}/keepalive", h.serve(h.votersOnly(h.keepAlive))).Methods(http.MethodPost)
+		r.Handle("/v1/leases", h.serve(h.votersOnly(h.authenticated(h.grantLease)))).Methods(http.MethodPost)
+		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.authenticated(h.getLease)))).Methods(http.MethodGet)
+		r.Handle("/v1/leases/{id}", h.serve(h.votersOnly(h.authenticated(h.revokeLease)))).Methods(http.MethodDelete)
+		r.Handle("/v1/leases/{id}/keepalive", h.serve(h.votersOnly(h.authenticated(h.keepAlive)))).Methods(http.MethodPost)
+	}
+	if h.auth != nil {
+		r.Handle("/v1/auth/token", h.serve(h.votersOnly(h.issueToken))).Methods(http.MethodPost)
 	}
 	r.NotFoundHandler = h.serve(func(http.ResponseWriter, *http.Request) error { return errNoRoute })
 	r.MethodNotAllowedHandler = h.serve(func(w http.ResponseWriter, req *http.Request) error {

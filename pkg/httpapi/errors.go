@@ -68,10 +68,19 @@ var errorTable = []struct {
 	{errNoRoute, http.StatusNotFound, "not_found"},
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 
-	// The request is well formed but the data does not fit it.
-	// Auth is enabled (through the etcd API), and the REST API has no way
-	// to authenticate yet.
+	// Auth is enabled: credentials are missing or not accepted (401, with
+	// a Basic challenge), or do not allow the request (403). An old auth
+	// revision means the permissions changed since the identity was
+	// resolved: retry, after getting a new token if it was a JWT.
 	{auth.ErrUserEmpty, http.StatusUnauthorized, "auth_required"},
+	{auth.ErrAuthFailed, http.StatusUnauthorized, "auth_failed"},
+	{auth.ErrNoPasswordUser, http.StatusUnauthorized, "auth_failed"},
+	{auth.ErrInvalidAuthToken, http.StatusUnauthorized, "invalid_token"},
+	{auth.ErrAuthOldRevision, http.StatusUnauthorized, "auth_revision_old"},
+	{auth.ErrPermissionDenied, http.StatusForbidden, "permission_denied"},
+
+	// The request is well formed but the data does not fit it.
+	{auth.ErrAuthNotEnabled, http.StatusConflict, "auth_not_enabled"},
 	{mvcc.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{mvcc.ErrLeaseNotFound, http.StatusNotFound, "lease_not_found"},
 	{mvcc.ErrLeaseExist, http.StatusConflict, "lease_exists"},
@@ -85,6 +94,9 @@ var errorTable = []struct {
 	// no longer leads.
 	{store.ErrNotLeader, http.StatusServiceUnavailable, "no_leader"},
 	{errLeaderUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	// A member given only a JWT public key verifies tokens but cannot
+	// issue them: ask another member.
+	{auth.ErrVerifyOnly, http.StatusServiceUnavailable, "verify_only"},
 	// A learner serves serializable reads only; a voter can serve the rest.
 	{store.ErrNotSupportedForLearner, http.StatusServiceUnavailable, "learner"},
 	{store.ErrStopped, http.StatusServiceUnavailable, "stopped"},
@@ -133,6 +145,9 @@ func (h *handler) classify(r *http.Request, err error) (int, errorDetail) {
 // writeError answers the request with err as a JSON error response.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, detail := h.classify(r, err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", basicChallenge)
+	}
 	writeJSON(w, status, errorResponse{Error: detail})
 }
 

@@ -70,6 +70,11 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 	default:
 		req.Key = key
 	}
+	// As etcd's watch service checks a watch when it is created: read
+	// permission on the whole range, and nothing checked afterwards.
+	if err := h.checkRange(r.Context(), req.Key, req.RangeEnd); err != nil {
+		return err
+	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		return errors.New("httpapi: response writer cannot stream")
