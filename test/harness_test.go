@@ -71,6 +71,9 @@ type member struct {
 	engine  string
 	dataDir string
 	args    []string
+	// workDir, if set, is the process's working directory, where
+	// etcd-style unix socket URLs ("unix://localhost:2379") put their file.
+	workDir string
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -174,6 +177,7 @@ func (m *member) launch() error {
 	args = append(append(args, m.clusterArgs...), m.args...)
 	cmd := exec.Command(cairnBin, args...)
 	cmd.Env = cleanEnv()
+	cmd.Dir = m.workDir
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {

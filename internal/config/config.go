@@ -425,7 +425,7 @@ func (c *Config) parseTLS(suites []string, minVersion, maxVersion string) error 
 		}
 	}
 	for _, u := range c.ListenClientURLs {
-		if u.Scheme == "https" && c.ClientTLS.Empty() && !c.ClientAutoTLS {
+		if (u.Scheme == "https" || u.Scheme == "unixs") && c.ClientTLS.Empty() && !c.ClientAutoTLS {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
 		}
 	}

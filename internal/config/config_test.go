@@ -643,7 +643,8 @@ func TestRefusals(t *testing.T) {
 		wantErr string
 	}
 	tests := []row{
-		{"unixs URL", []string{"--listen-client-urls=unixs://localhost:2379"}, nil, "--listen-client-urls: unixs:// URLs"},
+		{"unix peer URL", []string{"--listen-peer-urls=unix://localhost:2380"}, nil, "--listen-peer-urls: unix:// and unixs:// peer URLs"},
+		{"unixs peer URL in the cluster", []string{"--initial-cluster=default=unixs://localhost:2380"}, nil, "--initial-cluster: unix:// and unixs:// peer URLs"},
 		{"configuration file", []string{"--config-file=/etc/etcd.yaml"}, nil, "--config-file: configuration files are not supported yet"},
 		{"configuration file variable", nil, []string{"ETCD_CONFIG_FILE=/etc/etcd.yaml"}, "--config-file: configuration files"},
 		{"v3 discovery", []string{"--discovery-endpoints=http://d:2379", "--discovery-token=t"}, nil,

@@ -41,7 +41,7 @@ type inertFlag struct {
 // Reasons for refusals, after "--flag: ".
 const (
 	refuseConfigFile = "configuration files are not supported yet (see docs/limitations.md), and ignoring one could drop its TLS or auth settings; give the settings as flags or ETCD_* variables"
-	refuseUnixs      = "unixs:// URLs are not supported yet (see docs/limitations.md); refusing to serve in plain text"
+	refuseUnixPeer   = "unix:// and unixs:// peer URLs are not supported yet (see docs/limitations.md); use http:// or https:// for peers"
 	refuseDiscovery  = "discovery is not supported yet (see docs/limitations.md); refusing to bootstrap a one-member cluster instead"
 )
 
@@ -188,40 +188,29 @@ func notDefault(fs *flag.FlagSet, name string) bool {
 }
 
 // checkRefusals returns the error for the first flag that asks for what
-// Cairn refuses to start without: a configuration file, unixs URLs,
+// Cairn refuses to start without: a configuration file, unix peer URLs,
 // discovery. Flags at their defaults never are.
 func checkRefusals(fs *flag.FlagSet, c *Config) error {
 	if notDefault(fs, "config-file") {
 		return fmt.Errorf("--config-file: %s", refuseConfigFile)
 	}
-	urlFlags := []struct {
+	peerFlags := []struct {
 		name string
 		urls []url.URL
 	}{
-		{"listen-client-urls", c.ListenClientURLs},
-		{"advertise-client-urls", c.AdvertiseClientURLs},
 		{"listen-peer-urls", c.ListenPeerURLs},
 		{"initial-advertise-peer-urls", c.InitialAdvertisePeerURLs},
 	}
-	for _, name := range []string{"listen-client-http-urls", "listen-metrics-urls"} {
-		if raw := fs.Lookup(name).Value.String(); raw != "" {
-			urls, _ := parseURLs(raw) // checked by urlsValue.Set
-			urlFlags = append(urlFlags, struct {
-				name string
-				urls []url.URL
-			}{name, urls})
-		}
-	}
 	for _, name := range sortedKeys(c.InitialCluster) {
-		urlFlags = append(urlFlags, struct {
+		peerFlags = append(peerFlags, struct {
 			name string
 			urls []url.URL
 		}{"initial-cluster", c.InitialCluster[name]})
 	}
-	for _, f := range urlFlags {
+	for _, f := range peerFlags {
 		for _, u := range f.urls {
-			if u.Scheme == "unixs" {
-				return fmt.Errorf("--%s: %s", f.name, refuseUnixs)
+			if u.Scheme == "unix" || u.Scheme == "unixs" {
+				return fmt.Errorf("--%s: %s", f.name, refuseUnixPeer)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,10 +84,12 @@ type Server struct {
 	tls tlsConfigs
 
 	clientAddrs []string
-	// selfTLS is the configuration for dialling clientAddrs[0]; nil when
-	// that listener is plain text.
-	selfTLS  *tls.Config
-	httpAddr string
+	// selfTarget is the client listener the member's own connections
+	// dial (an address, or unix:// and a socket path), and selfTLS the
+	// configuration to dial it with, nil when it is plain text.
+	selfTarget string
+	selfTLS    *tls.Config
+	httpAddr   string
 }
 
 // Start opens the member's storage under cfg.DataDir and starts serving.
@@ -302,7 +305,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	})
 	var listeners []net.Listener
 	for _, u := range s.cfg.ListenClientURLs {
-		l, err := net.Listen("tcp", u.Host)
+		l, err := listenClient(u)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
@@ -312,12 +315,24 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		listeners = append(listeners, l)
 		s.clientAddrs = append(s.clientAddrs, l.Addr().String())
 	}
+	// The member's own connections (the gateway's, the lock and election
+	// client's) go to a TCP listener if there is one.
+	self := slices.IndexFunc(s.cfg.ListenClientURLs, func(u url.URL) bool { return !isUnix(u) })
+	if self < 0 {
+		self = 0
+	}
+	// gRPC names a socket "unix:path", clientv3 "unix://path".
+	gwTarget := s.clientAddrs[self]
+	s.selfTarget = gwTarget
+	if isUnix(s.cfg.ListenClientURLs[self]) {
+		s.selfTarget, gwTarget = "unix://"+s.clientAddrs[self], "unix:"+s.clientAddrs[self]
+	}
 	creds := insecure.NewCredentials()
-	if s.cfg.ListenClientURLs[0].Scheme == "https" {
+	if isSecure(s.cfg.ListenClientURLs[self]) {
 		s.selfTLS = s.tls.clientDial
 		creds = credentials.NewTLS(s.selfTLS)
 	}
-	conn, err := grpc.NewClient(s.clientAddrs[0],
+	conn, err := grpc.NewClient(gwTarget,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1)))
 	if err != nil {
@@ -341,7 +356,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	for i, l := range listeners {
-		if u := s.cfg.ListenClientURLs[i]; u.Scheme == "https" {
+		if u := s.cfg.ListenClientURLs[i]; isSecure(u) {
 			s.serveClientTLS(l, mux)
 			continue
 		} else if s.tls.client != nil {
@@ -356,6 +371,30 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		go func() { _ = hs.Serve(httpL) }()
 	}
 	return nil
+}
+
+// isUnix reports whether a client URL names a unix socket, as etcd's
+// unix:// and unixs:// URLs do: its path is the URL's host and path
+// together ("unix://localhost:2379" is the file localhost:2379).
+func isUnix(u url.URL) bool { return u.Scheme == "unix" || u.Scheme == "unixs" }
+
+// isSecure reports whether a client URL is served over TLS.
+func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }
+
+// listenClient listens on client URL u: a TCP address, or a unix socket
+// whose stale file, left by a member that did not stop cleanly, is
+// removed first, as etcd does.
+func listenClient(u url.URL) (net.Listener, error) {
+	if !isUnix(u) {
+		return net.Listen("tcp", u.Host)
+	}
+	path := u.Host + u.Path
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	return net.Listen("unix", path)
 }
 
 // serveClientTLS serves gRPC and HTTP over TLS on l. One net/http server
@@ -465,7 +504,7 @@ func (s *Server) selfClient() (*clientv3.Client, error) {
 		return s.self, nil
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{s.clientAddrs[0]},
+		Endpoints:   []string{s.selfTarget},
 		TLS:         s.selfTLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      s.lg.Named("self-client"),
