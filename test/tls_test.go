@@ -461,3 +461,72 @@ func startPeerTLSCluster(t *testing.T, engine string, ca *testCA, dir string) *c
 	c.launch(c.members...)
 	return c
 }
+
+// TestTLSPeerAutoTLS: members with https peer URLs and --peer-auto-tls
+// (self-signed peer certificates, as etcd's) replicate, and a learner
+// added later joins over https, catches up and is promoted.
+func TestTLSPeerAutoTLS(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		c := &cluster{t: t}
+		var initial []string
+		newMember := func(name string) *member {
+			return &member{
+				t: t, engine: engine, dataDir: t.TempDir(), name: name,
+				args:     []string{"--peer-auto-tls"},
+				peerURL:  fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
+				clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			}
+		}
+		for i := range 3 {
+			m := newMember(fmt.Sprintf("c%d", i))
+			initial = append(initial, m.name+"="+m.peerURL)
+			c.members = append(c.members, m)
+		}
+		for _, m := range c.members {
+			m.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "cairn-auto-tls"}
+		}
+		t.Cleanup(func() {
+			for _, m := range c.members {
+				m.stop()
+			}
+		})
+		c.launch(c.members...)
+		cli := clientOf(t, c.endpoints())
+		if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.members {
+			if r, err := m.client(t).Get(ctx(t), "k"); err != nil || len(r.Kvs) != 1 {
+				t.Fatalf("get on %s: %v, %v", m.name, r, err)
+			}
+		}
+
+		n := newMember("joiner")
+		var added *clientv3.MemberAddResponse
+		if err := retryUnhealthy(func() (err error) {
+			added, err = cli.MemberAddAsLearner(ctx(t), []string{n.peerURL})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		n.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ",") + ",joiner=" + n.peerURL,
+			"--initial-cluster-token", "cairn-auto-tls", "--initial-cluster-state", "existing"}
+		t.Cleanup(n.stop)
+		if err := n.launch(); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(10*time.Second, func() bool {
+			r, err := n.client(t).Get(ctx(t), "k", clientv3.WithSerializable())
+			return err == nil && len(r.Kvs) == 1
+		}) {
+			t.Fatal("the member that joined over https never served the key")
+		}
+		if !waitFor(10*time.Second, func() bool {
+			_, err := cli.MemberPromote(ctx(t), added.Member.ID)
+			return err == nil
+		}) {
+			t.Fatal("the learner that joined over https was never promoted")
+		}
+	})
+}

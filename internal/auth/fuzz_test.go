@@ -2,10 +2,16 @@ package auth
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"go.etcd.io/etcd/api/v3/authpb"
 )
 
@@ -87,6 +93,37 @@ func FuzzTokenIndex(f *testing.F) {
 		}
 		if n, err := strconv.ParseUint(digits, 10, 64); err != nil || n != index {
 			t.Fatalf("%q parsed as index %d", token, index)
+		}
+	})
+}
+
+// FuzzJWTVerify: whatever a client sends as a JWT, verification neither
+// panics nor accepts a token this member's key did not sign: every token
+// it accepts names the one user it signed tokens for.
+func FuzzJWTVerify(f *testing.F) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tokens := &jwtTokens{cfg: jwtConfig{method: jwt.SigningMethodES256, signKey: key, verifyKey: &key.PublicKey, ttl: time.Hour}}
+	signed, err := tokens.sign("", "u", 7)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if id, ok := tokens.info(context.Background(), signed, 0, nil); !ok || id.User != "u" || id.Revision != 7 {
+		f.Fatalf("the token signed here is not accepted: %+v %v", id, ok)
+	}
+	f.Add(signed)
+	header, rest, _ := strings.Cut(signed, ".")
+	claims, sig, _ := strings.Cut(rest, ".")
+	f.Add(header + "." + claims + ".")
+	f.Add(header + "." + "eyJ1c2VybmFtZSI6InJvb3QiLCJyZXZpc2lvbiI6N30" + "." + sig)
+	f.Add("eyJhbGciOiJub25lIn0.eyJ1c2VybmFtZSI6InJvb3QifQ.")
+	f.Add("...")
+	f.Fuzz(func(t *testing.T, token string) {
+		id, ok := tokens.info(context.Background(), token, 0, nil)
+		if ok && id.User != "u" {
+			t.Fatalf("accepted %q as %q", token, id.User)
 		}
 	})
 }
