@@ -120,6 +120,14 @@ type Config struct {
 	// AuthToken is the kind of auth tokens, with the JWT keys read
 	// (--auth-token).
 	AuthToken auth.TokenConfig
+	// AutoCompactionMode is "periodic" or "revision"
+	// (--auto-compaction-mode).
+	AutoCompactionMode string
+	// AutoCompactionRetention is the history the leader keeps when it
+	// compacts on its own (--auto-compaction-retention): a span of time in
+	// periodic mode, a number of revisions (the Duration's count, as etcd
+	// holds it) in revision mode. 0 disables auto-compaction.
+	AutoCompactionRetention time.Duration
 	// Discovery is bootstrapping through a discovery service instead of
 	// --initial-cluster. Cairn refuses to start when it is asked for.
 	Discovery Discovery
@@ -239,6 +247,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	fs.StringVar(&disc.Password, "discovery-password", "", "V3 discovery: password.")
 	fs.StringVar(&disc.SRV, "discovery-srv", "", "DNS domain whose SRV records list the members (refused: not supported yet).")
 	fs.StringVar(&disc.SRVName, "discovery-srv-name", "", "Suffix to the DNS SRV name.")
+	fs.String("auto-compaction-retention", "0", "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
+	fs.String("auto-compaction-mode", "periodic", "interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
 	// Security.
 	var (
 		ctls, ptls                                  tlsconfig.Info

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,7 @@ func TestDefaults(t *testing.T) {
 	want.MaxWALs = 5
 	want.BcryptCost = 10
 	want.AuthTokenTTL = 300 * time.Second
+	want.AutoCompactionMode = "periodic"
 	want.ClientTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12}
 	want.PeerTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12, VerifyClientSAN: true}
 	want.SelfSignedCertValidity = 1
@@ -743,6 +745,7 @@ func TestStartChecks(t *testing.T) {
 		{"compaction mode", []string{"--auto-compaction-mode=hourly"}, `unknown auto-compaction-mode "hourly"`},
 		{"empty compaction mode", []string{"--auto-compaction-mode="}, "undefined auto-compaction-mode"},
 		{"compaction retention", []string{"--auto-compaction-retention=a day"}, "error parsing CompactionRetention"},
+		{"negative compaction retention", []string{"--auto-compaction-retention=-1"}, `error parsing CompactionRetention: time: missing unit in duration "-1"`},
 		{"logger", []string{"--logger=capnslog"}, `unknown logger option "capnslog"`},
 		{"log format", []string{"--log-format=xml"}, "unknown log format: xml, supported values json, console"},
 		{"compact hash check time", []string{"--compact-hash-check-time=0s"}, "--compact-hash-check-time must be >0 (set to 0s)"},
@@ -775,6 +778,50 @@ func TestStartChecks(t *testing.T) {
 		if _, err := parse(t, args, nil); err != nil {
 			t.Errorf("Parse(%q) = %v, want no error", args, err)
 		}
+	}
+}
+
+// TestAutoCompactionFlags: --auto-compaction-retention is read as etcd
+// 3.7.3 reads it: a bare number is hours in periodic mode and revisions in
+// revision mode, anything else a duration (whose count of nanoseconds is
+// the revisions in revision mode); empty and 0 disable.
+func TestAutoCompactionFlags(t *testing.T) {
+	tests := []struct {
+		args     []string
+		wantMode string
+		want     time.Duration
+	}{
+		{nil, "periodic", 0},
+		{[]string{"--auto-compaction-retention="}, "periodic", 0},
+		{[]string{"--auto-compaction-retention=1"}, "periodic", time.Hour},
+		{[]string{"--auto-compaction-retention=30m"}, "periodic", 30 * time.Minute},
+		{[]string{"--auto-compaction-retention=2s"}, "periodic", 2 * time.Second},
+		{[]string{"--auto-compaction-mode=revision", "--auto-compaction-retention=1000"}, "revision", 1000},
+		{[]string{"--auto-compaction-mode=revision", "--auto-compaction-retention=1us"}, "revision", 1000},
+	}
+	for _, tt := range tests {
+		c, err := parse(t, tt.args, nil)
+		if err != nil {
+			t.Errorf("Parse(%q) = %v", tt.args, err)
+			continue
+		}
+		if c.AutoCompactionMode != tt.wantMode || c.AutoCompactionRetention != tt.want {
+			t.Errorf("Parse(%q): mode %q retention %d, want %q %d", tt.args, c.AutoCompactionMode, c.AutoCompactionRetention, tt.wantMode, tt.want)
+		}
+	}
+	c, err := parse(t, nil, []string{"ETCD_AUTO_COMPACTION_MODE=revision", "ETCD_AUTO_COMPACTION_RETENTION=10"})
+	if err != nil || c.AutoCompactionMode != "revision" || c.AutoCompactionRetention != 10 {
+		t.Errorf("from the environment: %+v, %v; want revision, 10", c, err)
+	}
+	// etcd takes a negative duration, then compacts without pause; Cairn
+	// takes it too and warns that auto-compaction stays off.
+	c, err = parse(t, []string{"--auto-compaction-retention=-1h"}, nil)
+	if err != nil || c.AutoCompactionRetention != -time.Hour {
+		t.Fatalf("Parse(-1h) = %+v, %v; want a retention of -1h", c, err)
+	}
+	want := "--auto-compaction-retention=-1h is negative: auto-compaction stays off in Cairn (see docs/limitations.md)"
+	if !slices.Contains(c.Warnings, want) {
+		t.Errorf("warnings %q, want %q", c.Warnings, want)
 	}
 }
 
@@ -850,7 +897,6 @@ func TestNoEffectWarnings(t *testing.T) {
 	}{
 		{"defaults", []string{"--auto-compaction-retention=0", "--log-outputs=default", "--cors=*", "--enable-grpc-gateway"}, nil},
 		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--enable-log-rotation"}, []string{
-			"--auto-compaction-retention has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 			"--enable-log-rotation has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 			"--listen-metrics-urls has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 		}},

@@ -68,8 +68,6 @@ var inertFlags = []inertFlag{
 	// clustering
 	{name: "discovery", usage: "v2 discovery URL (listed by etcd 3.7's help, which no longer accepts it)."},
 	{name: "discovery-proxy", usage: "HTTP proxy for v2 discovery (listed by etcd 3.7's help, which no longer accepts it)."},
-	{name: "auto-compaction-retention", def: "0", usage: "Auto compaction retention (0 disables)."},
-	{name: "auto-compaction-mode", def: "periodic", usage: "How to read --auto-compaction-retention: periodic or revision."},
 	{name: "v2-deprecation", kind: choicesFlag, def: "write-only", usage: "v2store deprecation stage (etcd enforces its default whatever is given)."},
 	// security
 	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
@@ -225,8 +223,8 @@ func checkRefusals(fs *flag.FlagSet, c *Config) error {
 	return nil
 }
 
-// checkInert checks the values of inert and discovery flags as etcd does
-// when it starts.
+// checkInert checks the values of inert, discovery and auto-compaction
+// flags as etcd does when it starts, and sets c's auto-compaction fields.
 func checkInert(fs *flag.FlagSet, c *Config, explicitCluster bool) error {
 	get := func(name string) string { return fs.Lookup(name).Value.String() }
 	d := c.Discovery
@@ -264,10 +262,13 @@ func checkInert(fs *flag.FlagSet, c *Config, explicitCluster bool) error {
 	default:
 		return fmt.Errorf("unknown auto-compaction-mode %q", mode)
 	}
-	if r := get("auto-compaction-retention"); !isNonNegativeInt(r) {
-		if _, err := time.ParseDuration(r); err != nil {
-			return fmt.Errorf("error parsing CompactionRetention: %w", err)
-		}
+	retention, err := parseCompactionRetention(mode, get("auto-compaction-retention"))
+	if err != nil {
+		return err
+	}
+	c.AutoCompactionMode, c.AutoCompactionRetention = mode, retention
+	if retention < 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("--auto-compaction-retention=%s is negative: auto-compaction stays off in Cairn (see docs/limitations.md)", get("auto-compaction-retention")))
 	}
 	if t := fs.Lookup("compact-hash-check-time").Value.(flag.Getter).Get().(time.Duration); t <= 0 {
 		return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", t)
@@ -292,9 +293,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func isNonNegativeInt(s string) bool {
-	n, err := strconv.Atoi(s)
-	return err == nil && n >= 0
+// parseCompactionRetention reads --auto-compaction-retention as etcd does:
+// empty is 0 (disabled); a number that is not negative is hours in
+// periodic mode and revisions in revision mode; anything else must be a
+// duration, taken as it is in either mode (in revision mode, its count of
+// nanoseconds is the number of revisions).
+func parseCompactionRetention(mode, retention string) (time.Duration, error) {
+	if retention == "" {
+		return 0, nil
+	}
+	if n, err := strconv.Atoi(retention); err == nil && n >= 0 {
+		if mode == "periodic" {
+			return time.Duration(n) * time.Hour, nil
+		}
+		return time.Duration(n), nil
+	}
+	d, err := time.ParseDuration(retention)
+	if err != nil {
+		return 0, fmt.Errorf("error parsing CompactionRetention: %w", err)
+	}
+	return d, nil
 }
 
 // inertWarnings names every accepted flag that is set away from its default

@@ -35,6 +35,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/auth"
 	"github.com/cairn-kv/cairn/internal/clientmux"
+	"github.com/cairn-kv/cairn/internal/compactor"
 	"github.com/cairn-kv/cairn/internal/config"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
@@ -63,6 +64,8 @@ type Server struct {
 	store  *store.Client
 	watch  *watch.Hub
 	lease  *lease.Lessor
+	// compactor is the auto-compaction, nil when it is off.
+	compactor *compactor.Compactor
 
 	grpcSrv  *grpc.Server
 	gwConn   *grpc.ClientConn
@@ -236,6 +239,19 @@ func (s *Server) start() error {
 	}
 	if err := s.serveREST(); err != nil {
 		return err
+	}
+	if r := cfg.AutoCompactionRetention; r > 0 {
+		lg.Info("starting auto-compaction", zap.String("auto-compaction-mode", cfg.AutoCompactionMode),
+			zap.Duration("auto-compaction-retention", r), zap.String("auto-compaction-interval", r.String()))
+		s.compactor, err = compactor.Start(compactor.Config{
+			Mode:      cfg.AutoCompactionMode,
+			Retention: r,
+			Store:     s.store,
+			Logger:    lg.Named("compactor"),
+		})
+		if err != nil {
+			return err
+		}
 	}
 	lg.Info("ready to serve client requests")
 	return nil
@@ -574,6 +590,9 @@ func (s *Server) Stop() {
 		_ = s.self.Close()
 	}
 	s.selfMu.Unlock()
+	if s.compactor != nil {
+		s.compactor.Stop()
+	}
 	if s.store != nil {
 		s.store.Stop()
 	}
