@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -133,7 +134,9 @@ type (
 		id    int64
 		reply chan<- time.Duration // negative: unknown to the actor
 	}
-	tickMsg struct{}
+	// expiriesMsg asks for the expiry of every lease the actor knows.
+	expiriesMsg struct{ reply chan<- map[int64]time.Time }
+	tickMsg     struct{}
 )
 
 type renewResult struct {
@@ -293,13 +296,29 @@ func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (
 	return &pb.LeaseTimeToLiveResponse{Header: l.st.Header(), ID: r.ID, TTL: ttl, GrantedTTL: granted, Keys: keys}, nil
 }
 
-// Leases lists the granted leases in ID order. With auth enabled the
-// caller must be root or allowed to read every key attached to a lease.
+// Leases lists the granted leases. On the leader they come in etcd's
+// order, soonest to expire first (ties by ID); elsewhere, where etcd's
+// order is arbitrary (no member but the leader counts down), in ID order.
+// With auth enabled the caller must be root or allowed to read every key
+// attached to a lease.
 func (l *Lessor) Leases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
 	if err := l.st.CheckLeases(ctx); err != nil {
 		return nil, err
 	}
 	ls := l.st.Leases()
+	if l.st.IsLeader() {
+		ch := make(chan map[int64]time.Time, 1)
+		l.ref.Send(expiriesMsg{reply: ch})
+		var expiry map[int64]time.Time
+		select {
+		case expiry = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-l.stop:
+			return nil, ErrStopped
+		}
+		slices.SortStableFunc(ls, func(a, b mvcc.LeaseInfo) int { return expiry[a.ID].Compare(expiry[b.ID]) })
+	}
 	out := make([]*pb.LeaseStatus, len(ls))
 	for i, li := range ls {
 		out[i] = &pb.LeaseStatus{ID: li.ID}
@@ -370,6 +389,12 @@ func (a *lessorActor) receive(ctx actor.Context) {
 		a.renew(m)
 	case remainingMsg:
 		a.remaining(m)
+	case expiriesMsg:
+		out := make(map[int64]time.Time, len(a.leases))
+		for id, e := range a.leases {
+			out[id] = e.expiry
+		}
+		m.reply <- out
 	case tickMsg:
 		if !a.ready {
 			return
