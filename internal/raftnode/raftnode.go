@@ -106,6 +106,8 @@ type Node struct {
 	// becameLeader is when this node last became leader, in Unix
 	// nanoseconds; zero if it never led.
 	becameLeader atomic.Int64
+	// leaderChanges counts the leaders this node has seen take office.
+	leaderChanges atomic.Uint64
 
 	stopTick chan struct{}
 	// done is closed once the actor has stopped. The actor drops messages
@@ -270,11 +272,15 @@ type Status struct {
 	ID, Leader, Term, Commit uint64
 	// BecameLeader is when this node last became leader; zero if never.
 	BecameLeader time.Time
+	// LeaderChanges counts the leaders this node has seen take office
+	// since it started (etcd's etcd_server_leader_changes_seen_total).
+	LeaderChanges uint64
 }
 
 // Status returns the node's last observed leader, term and commit index.
 func (n *Node) Status() Status {
-	st := Status{ID: n.id, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load()}
+	st := Status{ID: n.id, Leader: n.leader.Load(), Term: n.term.Load(), Commit: n.commit.Load(),
+		LeaderChanges: n.leaderChanges.Load()}
 	if t := n.becameLeader.Load(); t != 0 {
 		st.BecameLeader = time.Unix(0, t)
 	}
@@ -578,6 +584,7 @@ func (a *raftActor) processReady() {
 	if rd.SoftState != nil {
 		lead := rd.SoftState.Lead
 		if prev := a.node.leader.Swap(lead); lead != raft.None && lead != prev {
+			a.node.leaderChanges.Add(1)
 			if lead == a.cfg.ID {
 				a.node.becameLeader.Store(time.Now().UnixNano())
 			}

@@ -361,7 +361,12 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerMetrics(reg, s.store)
+	registerMetrics(reg, s.store, func() uint64 {
+		if n := s.peers.node.Load(); n != nil {
+			return n.Status().LeaderChanges
+		}
+		return 0
+	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/actors", etcdcompat.GetOnly(s.debugActors))
 	if s.cfg.EnablePprof {
