@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -64,22 +63,11 @@ func jwtKeys(t *testing.T) (rs256, es256 string) {
 // empty) and returns the status, the body and the WWW-Authenticate header.
 func restDo(t *testing.T, m *member, method, path, authz, body string) (int, string, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, m.httpURL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var h http.Header
 	if authz != "" {
-		req.Header.Set("Authorization", authz)
+		h = http.Header{"Authorization": {authz}}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := httpRequest(t, nil, method, m.httpURL+path, strings.NewReader(body), h)
 	return resp.StatusCode, string(b), resp.Header.Get("WWW-Authenticate")
 }
 

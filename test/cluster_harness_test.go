@@ -1,6 +1,7 @@
 package test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -16,23 +17,38 @@ import (
 // cluster is a set of members started together with one --initial-cluster.
 type cluster struct {
 	t       *testing.T
+	engine  string
+	opts    clusterOpts
+	extra   []string
 	members []*member
 }
 
+// clusterOpts are what startClusterOpts varies beyond startCluster.
+type clusterOpts struct {
+	// peerScheme is the peer URLs' scheme: "https" for TLS, "http" when
+	// empty.
+	peerScheme string
+	// memberArgs, if set, returns the flags of the member named name
+	// beyond the cluster's common ones (per-member certificates, for
+	// example). It is called from the test goroutine, once per member.
+	memberArgs func(name string) []string
+}
+
 // startCluster starts n members of engine at once (each waits for a quorum
-// before it reports ready) and stops them at test end.
+// before it reports ready) and stops them at test end; extra are flags of
+// every member.
 func startCluster(t *testing.T, engine string, n int, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	return startClusterOpts(t, engine, n, clusterOpts{}, extra...)
+}
+
+// startClusterOpts is startCluster with the variations of o.
+func startClusterOpts(t *testing.T, engine string, n int, o clusterOpts, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, engine: engine, opts: o, extra: extra}
 	var initial []string
-	for i := 0; i < n; i++ {
-		m := &member{
-			t: t, engine: engine, dataDir: t.TempDir(), args: extra,
-			name:     fmt.Sprintf("c%d", i),
-			peerURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		}
+	for i := range n {
+		m := c.newMember(fmt.Sprintf("c%d", i))
 		initial = append(initial, m.name+"="+m.peerURL)
 		c.members = append(c.members, m)
 	}
@@ -46,6 +62,37 @@ func startCluster(t *testing.T, engine string, n int, extra ...string) *cluster 
 	})
 	c.launch(c.members...)
 	return c
+}
+
+// newMember returns a member named name with c's engine, flags and peer
+// scheme on new ports, not started and without clusterArgs: one of c's
+// initial members, or one a test adds to c later (it is not in
+// c.members then).
+func (c *cluster) newMember(name string) *member {
+	t := c.t
+	t.Helper()
+	scheme := cmp.Or(c.opts.peerScheme, "http")
+	args := c.extra
+	if c.opts.memberArgs != nil {
+		args = append(slices.Clip(args), c.opts.memberArgs(name)...)
+	}
+	return &member{
+		t: t, engine: c.engine, dataDir: t.TempDir(), args: args, name: name,
+		peerURL:  fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t)),
+		clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+	}
+}
+
+// newJoiner returns newMember(name) with the flags to join c as a member
+// added after c started (--initial-cluster-state existing); the test adds
+// it to c's membership before it launches it.
+func (c *cluster) newJoiner(name string) *member {
+	c.t.Helper()
+	n := c.newMember(name)
+	initial := c.members[0].clusterArgs[1] + "," + name + "=" + n.peerURL
+	n.clusterArgs = []string{"--initial-cluster", initial, "--initial-cluster-token", "cairn-test", "--initial-cluster-state", "existing"}
+	return n
 }
 
 // launch starts ms at once and waits until each is ready.

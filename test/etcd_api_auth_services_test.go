@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -382,20 +381,12 @@ func TestAuthCertificateUsers(t *testing.T) {
 // status and the body of the answer.
 func gatewayPost(t *testing.T, url string, cfg *tls.Config, body string, headers map[string]string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	for k, v := range headers {
-		req.Header.Set(k, v)
+		h.Set(k, v)
 	}
 	tr := &http.Transport{TLSClientConfig: cfg}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := httpRequest(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, http.MethodPost, url, strings.NewReader(body), h)
 	return resp.StatusCode, string(b)
 }

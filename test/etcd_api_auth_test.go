@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -505,16 +504,11 @@ func TestAuthClientv3SurvivesKill9(t *testing.T) {
 
 		// The gateway takes the token from the Authorization header.
 		gw := func(path, token, body string) (int, string) {
-			req, _ := http.NewRequest(http.MethodPost, "http://"+m.clientEP+path, strings.NewReader(body))
+			var h http.Header
 			if token != "" {
-				req.Header.Set("Authorization", token)
+				h = http.Header{"Authorization": {token}}
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
+			resp, b := httpRequest(t, nil, http.MethodPost, "http://"+m.clientEP+path, strings.NewReader(body), h)
 			return resp.StatusCode, string(b)
 		}
 		code, body := gw("/v3/auth/authenticate", "", `{"name":"app","password":"apppw"}`)

@@ -1,8 +1,6 @@
 package test
 
 import (
-	"io"
-	"net/http"
 	"reflect"
 	"testing"
 )
@@ -18,16 +16,7 @@ type httpAnswer struct {
 
 func httpAsk(t *testing.T, method, url string) httpAnswer {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx(t), method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := httpRequest(t, nil, method, url, nil, nil)
 	return httpAnswer{Status: resp.StatusCode, Allow: resp.Header.Get("Allow"), ContentType: resp.Header.Get("Content-Type"), Body: string(b)}
 }
 

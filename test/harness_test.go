@@ -291,11 +291,28 @@ func (m *member) client(t *testing.T) *clientv3.Client {
 // httpDo sends an HTTP request to the REST API and returns status and body.
 func (m *member) httpDo(t *testing.T, method, path string, body io.Reader) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, m.httpURL+path, body)
+	resp, b := httpRequest(t, nil, method, m.httpURL+path, body, nil)
+	return resp.StatusCode, b
+}
+
+// httpRequest sends one request with body (nil for none) and header
+// through c (http.DefaultClient when nil), bounded by ctx(t), and returns
+// the answer and its body, read and closed. No answer, or a body that
+// cannot be read, fails the test. The test helpers that send a request
+// and wait for the whole answer all go through it.
+func httpRequest(t *testing.T, c *http.Client, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx(t), method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +321,7 @@ func (m *member) httpDo(t *testing.T, method, path string, body io.Reader) (int,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, b
+	return resp, b
 }
 
 // ctx returns a context bounded by a generous timeout for one test step.

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -371,7 +370,14 @@ func TestTLSPeers(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		dir := t.TempDir()
 		ca := newTestCA(t, dir, "ca")
-		c := startPeerTLSCluster(t, engine, ca, dir)
+		// Each member has its own certificate.
+		c := startClusterOpts(t, engine, 3, clusterOpts{
+			peerScheme: "https",
+			memberArgs: func(name string) []string {
+				cert := ca.issue(t, dir, name+"-peer", "member")
+				return []string{"--peer-cert-file", cert.cert, "--peer-key-file", cert.key}
+			},
+		}, "--peer-trusted-ca-file", ca.file, "--peer-client-cert-auth", "--peer-cert-allowed-cn", "member")
 
 		followers := c.followers()
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{followers[0].clientEP}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -430,68 +436,12 @@ func TestTLSPeers(t *testing.T) {
 	})
 }
 
-// startPeerTLSCluster starts three members of engine with https:// peer
-// URLs and peer certificates issued by ca; their client URLs stay plain.
-func startPeerTLSCluster(t *testing.T, engine string, ca *testCA, dir string) *cluster {
-	t.Helper()
-	c := &cluster{t: t}
-	var initial []string
-	for i := range 3 {
-		name := fmt.Sprintf("c%d", i)
-		cert := ca.issue(t, dir, name+"-peer", "member")
-		m := &member{
-			t: t, engine: engine, dataDir: t.TempDir(), name: name,
-			args: []string{"--peer-cert-file", cert.cert, "--peer-key-file", cert.key,
-				"--peer-trusted-ca-file", ca.file, "--peer-client-cert-auth", "--peer-cert-allowed-cn", "member"},
-			peerURL:  fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
-			clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		}
-		initial = append(initial, m.name+"="+m.peerURL)
-		c.members = append(c.members, m)
-	}
-	for _, m := range c.members {
-		m.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "cairn-tls-test"}
-	}
-	t.Cleanup(func() {
-		for _, m := range c.members {
-			m.stop()
-		}
-	})
-	c.launch(c.members...)
-	return c
-}
-
 // TestTLSPeerAutoTLS: members with https peer URLs and --peer-auto-tls
 // (self-signed peer certificates, as etcd's) replicate, and a learner
 // added later joins over https, catches up and is promoted.
 func TestTLSPeerAutoTLS(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		c := &cluster{t: t}
-		var initial []string
-		newMember := func(name string) *member {
-			return &member{
-				t: t, engine: engine, dataDir: t.TempDir(), name: name,
-				args:     []string{"--peer-auto-tls"},
-				peerURL:  fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
-				clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			}
-		}
-		for i := range 3 {
-			m := newMember(fmt.Sprintf("c%d", i))
-			initial = append(initial, m.name+"="+m.peerURL)
-			c.members = append(c.members, m)
-		}
-		for _, m := range c.members {
-			m.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "cairn-auto-tls"}
-		}
-		t.Cleanup(func() {
-			for _, m := range c.members {
-				m.stop()
-			}
-		})
-		c.launch(c.members...)
+		c := startClusterOpts(t, engine, 3, clusterOpts{peerScheme: "https"}, "--peer-auto-tls")
 		cli := clientOf(t, c.endpoints())
 		if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
 			t.Fatal(err)
@@ -502,7 +452,7 @@ func TestTLSPeerAutoTLS(t *testing.T) {
 			}
 		}
 
-		n := newMember("joiner")
+		n := c.newJoiner("joiner")
 		var added *clientv3.MemberAddResponse
 		if err := retryUnhealthy(func() (err error) {
 			added, err = cli.MemberAddAsLearner(ctx(t), []string{n.peerURL})
@@ -510,8 +460,6 @@ func TestTLSPeerAutoTLS(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		n.clusterArgs = []string{"--initial-cluster", strings.Join(initial, ",") + ",joiner=" + n.peerURL,
-			"--initial-cluster-token", "cairn-auto-tls", "--initial-cluster-state", "existing"}
 		t.Cleanup(n.stop)
 		if err := n.launch(); err != nil {
 			t.Fatal(err)

@@ -10,14 +10,16 @@ import (
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/storage"
 )
 
 // Writer is the engine batch an Applier stages its records into, with the
-// entries around them; *mvcc.Applier implements it. Each call records the
-// entry at index as applied.
+// entries around them; *mvcc.Applier implements it. An Applier writes in
+// the Auth bucket only. Each call records the entry at index as applied.
 type Writer interface {
-	SetAuth(index uint64, key, value []byte)
-	DeleteAuth(index uint64, key []byte)
+	SetRecord(b storage.Bucket, index uint64, key, value []byte)
+	DeleteRecord(b storage.Bucket, index uint64, key []byte)
 	SetApplied(index uint64)
 }
 
@@ -189,7 +191,7 @@ func (a *Applier) enable(w Writer, index uint64, st *State) (proto.Message, erro
 		}
 		next := st.clone()
 		next.enabled = true
-		w.SetAuth(index, enabledKey, []byte{1})
+		w.SetRecord(storage.Auth, index, enabledKey, []byte{1})
 		a.commit(next)
 	}
 	w.SetApplied(index)
@@ -200,7 +202,7 @@ func (a *Applier) disable(w Writer, index uint64, st *State) (proto.Message, err
 	if st.enabled {
 		next := st.clone()
 		next.enabled = false
-		w.SetAuth(index, enabledKey, []byte{0})
+		w.SetRecord(storage.Auth, index, enabledKey, []byte{0})
 		a.bump(w, index, next)
 		a.tokenOps = append(a.tokenOps, a.s.tokens.clear)
 	}
@@ -227,9 +229,7 @@ func (a *Applier) userAdd(w Writer, index uint64, st *State, r *pb.AuthUserAddRe
 		}
 		u.Password = h
 	}
-	next := st.clone()
-	a.putUser(w, index, next, u)
-	a.bump(w, index, next)
+	a.updateUser(w, index, st, u)
 	return &pb.AuthUserAddResponse{}, nil
 }
 
@@ -242,7 +242,7 @@ func (a *Applier) userDelete(w Writer, index uint64, st *State, name string) (pr
 	}
 	next := st.clone()
 	delete(next.users, name)
-	w.DeleteAuth(index, userKey(name))
+	w.DeleteRecord(storage.Auth, index, userKey(name))
 	a.bump(w, index, next)
 	a.invalidate(name)
 	return &pb.AuthUserDeleteResponse{}, nil
@@ -261,9 +261,7 @@ func (a *Applier) userChangePassword(w Writer, index uint64, st *State, r *pb.Au
 		}
 		u.Password = h
 	}
-	next := st.clone()
-	a.putUser(w, index, next, u)
-	a.bump(w, index, next)
+	a.updateUser(w, index, st, u)
 	a.invalidate(r.Name)
 	return &pb.AuthUserChangePasswordResponse{}, nil
 }
@@ -283,9 +281,7 @@ func (a *Applier) userGrantRole(w Writer, index uint64, st *State, r *pb.AuthUse
 		return &pb.AuthUserGrantRoleResponse{}, nil
 	}
 	u := &authpb.User{Name: old.Name, Password: old.Password, Options: old.Options, Roles: slices.Insert(slices.Clone(old.Roles), i, r.Role)}
-	next := st.clone()
-	a.putUser(w, index, next, u)
-	a.bump(w, index, next)
+	a.updateUser(w, index, st, u)
 	return &pb.AuthUserGrantRoleResponse{}, nil
 }
 
@@ -300,9 +296,7 @@ func (a *Applier) userRevokeRole(w Writer, index uint64, st *State, r *pb.AuthUs
 	if !slices.Contains(old.Roles, r.Role) {
 		return nil, ErrRoleNotGranted
 	}
-	next := st.clone()
-	a.putUser(w, index, next, withoutRole(old, r.Role))
-	a.bump(w, index, next)
+	a.updateUser(w, index, st, withoutRole(old, r.Role))
 	return &pb.AuthUserRevokeRoleResponse{}, nil
 }
 
@@ -313,9 +307,7 @@ func (a *Applier) roleAdd(w Writer, index uint64, st *State, name string) (proto
 	if st.roles[name] != nil {
 		return nil, ErrRoleAlreadyExist
 	}
-	next := st.clone()
-	a.putRole(w, index, next, &authpb.Role{Name: []byte(name)})
-	a.bump(w, index, next)
+	a.updateRole(w, index, st, &authpb.Role{Name: []byte(name)})
 	return &pb.AuthRoleAddResponse{}, nil
 }
 
@@ -328,7 +320,7 @@ func (a *Applier) roleDelete(w Writer, index uint64, st *State, name string) (pr
 	}
 	next := st.clone()
 	delete(next.roles, name)
-	w.DeleteAuth(index, roleKey(name))
+	w.DeleteRecord(storage.Auth, index, roleKey(name))
 	for _, un := range st.UserNames() {
 		if u := st.users[un]; slices.Contains(u.Roles, name) {
 			a.putUser(w, index, next, withoutRole(u, name))
@@ -360,9 +352,7 @@ func (a *Applier) roleGrantPermission(w Writer, index uint64, st *State, r *pb.A
 		role.KeyPermission = append(perms, &authpb.Permission{Key: r.Perm.Key, RangeEnd: r.Perm.RangeEnd, PermType: r.Perm.PermType})
 		sort.Sort(permsByKey(role.KeyPermission))
 	}
-	next := st.clone()
-	a.putRole(w, index, next, role)
-	a.bump(w, index, next)
+	a.updateRole(w, index, st, role)
 	return &pb.AuthRoleGrantPermissionResponse{}, nil
 }
 
@@ -380,9 +370,7 @@ func (a *Applier) roleRevokePermission(w Writer, index uint64, st *State, r *pb.
 	if len(role.KeyPermission) == len(old.KeyPermission) {
 		return nil, ErrPermissionNotGranted
 	}
-	next := st.clone()
-	a.putRole(w, index, next, role)
-	a.bump(w, index, next)
+	a.updateRole(w, index, st, role)
 	return &pb.AuthRoleRevokePermissionResponse{}, nil
 }
 
@@ -415,20 +403,32 @@ func decodeHash(h string) ([]byte, error) {
 	return b, nil
 }
 
+// putUser stages u, new or changed, into next, a copy of the state.
 func (a *Applier) putUser(w Writer, index uint64, next *State, u *authpb.User) {
 	next.users[string(u.Name)] = u
-	w.SetAuth(index, userKey(string(u.Name)), mustMarshal(u))
+	w.SetRecord(storage.Auth, index, userKey(string(u.Name)), mustMarshal(u))
 }
 
-func (a *Applier) putRole(w Writer, index uint64, next *State, r *authpb.Role) {
+// updateUser stages an entry whose one change is u, a new or changed
+// user: a copy of st holding u, at the next revision.
+func (a *Applier) updateUser(w Writer, index uint64, st *State, u *authpb.User) {
+	next := st.clone()
+	a.putUser(w, index, next, u)
+	a.bump(w, index, next)
+}
+
+// updateRole is updateUser for a role.
+func (a *Applier) updateRole(w Writer, index uint64, st *State, r *authpb.Role) {
+	next := st.clone()
 	next.roles[string(r.Name)] = r
-	w.SetAuth(index, roleKey(string(r.Name)), mustMarshal(r))
+	w.SetRecord(storage.Auth, index, roleKey(string(r.Name)), mustMarshal(r))
+	a.bump(w, index, next)
 }
 
 // bump raises next's revision, stages it, and makes next the staged state.
 func (a *Applier) bump(w Writer, index uint64, next *State) {
 	next.revision++
-	w.SetAuth(index, revisionKey, binary.BigEndian.AppendUint64(nil, next.revision))
+	w.SetRecord(storage.Auth, index, revisionKey, binary.BigEndian.AppendUint64(nil, next.revision))
 	a.commit(next)
 }
 

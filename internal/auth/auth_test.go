@@ -24,12 +24,12 @@ type batchWriter struct {
 	applied uint64
 }
 
-func (w *batchWriter) SetAuth(index uint64, k, v []byte) {
-	w.b.Put(storage.Auth, k, v)
+func (w *batchWriter) SetRecord(b storage.Bucket, index uint64, k, v []byte) {
+	w.b.Put(b, k, v)
 	w.applied = index
 }
-func (w *batchWriter) DeleteAuth(index uint64, k []byte) {
-	w.b.Delete(storage.Auth, k)
+func (w *batchWriter) DeleteRecord(b storage.Bucket, index uint64, k []byte) {
+	w.b.Delete(b, k)
 	w.applied = index
 }
 func (w *batchWriter) SetApplied(index uint64) { w.applied = index }

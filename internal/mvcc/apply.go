@@ -124,47 +124,50 @@ func (a *Applier) SetApplied(index uint64) {
 	}
 }
 
-// SetMeta stages the raft entry at index as a write of value under key in
-// the Meta bucket: a replicated record that belongs to no MVCC key (a
-// member's published attributes), committed with the entries around it and
-// carried by snapshots. Keys under "mvcc/" are this package's own and must
-// not be used.
+// SetRecord stages the raft entry at index as a write of value under key in
+// bucket b: a replicated record that belongs to no MVCC key, committed with
+// the entries around it and carried by snapshots. b is Meta (records of
+// the state as a whole, such as a member's published attributes; keys
+// under "mvcc/" are this package's own and must not be used) or Auth
+// (package auth's table of users, roles and switches). The other buckets
+// have writers of their own (KV and Lease this package, Raft the raft
+// log): SetRecord panics on them, a bug of the caller.
+func (a *Applier) SetRecord(b storage.Bucket, index uint64, key, value []byte) {
+	checkRecordBucket(b)
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Put(b, key, value)
+		a.applied = index
+	}
+}
+
+// DeleteRecord stages the raft entry at index as the removal of key from
+// bucket b, Meta or Auth (see SetRecord).
+func (a *Applier) DeleteRecord(b storage.Bucket, index uint64, key []byte) {
+	checkRecordBucket(b)
+	a.checkOpen()
+	if a.err == nil {
+		a.b.Delete(b, key)
+		a.applied = index
+	}
+}
+
+// SetMeta is SetRecord in the Meta bucket, for the store's member
+// records.
 func (a *Applier) SetMeta(index uint64, key, value []byte) {
-	a.checkOpen()
-	if a.err == nil {
-		a.b.Put(storage.Meta, key, value)
-		a.applied = index
-	}
+	a.SetRecord(storage.Meta, index, key, value)
 }
 
-// DeleteMeta stages the raft entry at index as the removal of key from the
-// Meta bucket (see SetMeta).
+// DeleteMeta is DeleteRecord in the Meta bucket.
 func (a *Applier) DeleteMeta(index uint64, key []byte) {
-	a.checkOpen()
-	if a.err == nil {
-		a.b.Delete(storage.Meta, key)
-		a.applied = index
-	}
+	a.DeleteRecord(storage.Meta, index, key)
 }
 
-// SetAuth stages the raft entry at index as a write of value under key in
-// the Auth bucket, package auth's table of users, roles and switches,
-// committed with the entries around it and carried by snapshots.
-func (a *Applier) SetAuth(index uint64, key, value []byte) {
-	a.checkOpen()
-	if a.err == nil {
-		a.b.Put(storage.Auth, key, value)
-		a.applied = index
-	}
-}
-
-// DeleteAuth stages the raft entry at index as the removal of key from the
-// Auth bucket (see SetAuth).
-func (a *Applier) DeleteAuth(index uint64, key []byte) {
-	a.checkOpen()
-	if a.err == nil {
-		a.b.Delete(storage.Auth, key)
-		a.applied = index
+// checkRecordBucket panics unless b takes records from outside this
+// package (see SetRecord).
+func checkRecordBucket(b storage.Bucket) {
+	if b != storage.Meta && b != storage.Auth {
+		panic("mvcc: record staged in bucket " + b.String())
 	}
 }
 

@@ -262,18 +262,25 @@ func TestRangeStreamChunksMergeToRange(t *testing.T) {
 	})
 }
 
+// nopRaft is a store.Raft that never commits: every method does nothing
+// and reports nothing. The fakes below embed it and state only what they
+// do differently.
+type nopRaft struct{}
+
+func (nopRaft) Propose([]byte, func(error))                       {}
+func (nopRaft) ProposeConfChange(*raftpb.ConfChange, func(error)) {}
+func (nopRaft) Progress(uint64) (uint64, uint64, bool)            { return 0, 0, false }
+func (nopRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
+func (nopRaft) Compact(uint64)                                    {}
+func (nopRaft) Status() raftnode.Status                           { return raftnode.Status{} }
+func (nopRaft) TransferLeadership(uint64)                         {}
+func (nopRaft) Stop()                                             {}
+
 // laggingRaft reports a commit index far ahead of anything applied and
 // never commits: the state a member is in when apply falls behind.
-type laggingRaft struct{}
+type laggingRaft struct{ nopRaft }
 
-func (laggingRaft) Propose([]byte, func(error))                       {}
-func (laggingRaft) ProposeConfChange(*raftpb.ConfChange, func(error)) {}
-func (laggingRaft) Progress(uint64) (uint64, uint64, bool)            { return 0, 0, false }
-func (laggingRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
-func (laggingRaft) Compact(uint64)                                    {}
-func (laggingRaft) Status() raftnode.Status                           { return raftnode.Status{Commit: 5001, Term: 1} }
-func (laggingRaft) TransferLeadership(uint64)                         {}
-func (laggingRaft) Stop()                                             {}
+func (laggingRaft) Status() raftnode.Status { return raftnode.Status{Commit: 5001, Term: 1} }
 
 // TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
 // entries behind the commit index, writes fail fast with
@@ -305,16 +312,12 @@ func TestProposalsRefusedWhenApplyLags(t *testing.T) {
 
 // silentRaft never commits; it reports the leader and election time its
 // status function gives.
-type silentRaft struct{ status func() raftnode.Status }
+type silentRaft struct {
+	nopRaft
+	status func() raftnode.Status
+}
 
-func (silentRaft) Propose([]byte, func(error))                       {}
-func (silentRaft) ProposeConfChange(*raftpb.ConfChange, func(error)) {}
-func (silentRaft) Progress(uint64) (uint64, uint64, bool)            { return 0, 0, false }
-func (silentRaft) ReadIndex(context.Context) (uint64, error)         { return 0, nil }
-func (silentRaft) Compact(uint64)                                    {}
-func (r silentRaft) Status() raftnode.Status                         { return r.status() }
-func (silentRaft) TransferLeadership(uint64)                         {}
-func (silentRaft) Stop()                                             {}
+func (r silentRaft) Status() raftnode.Status { return r.status() }
 
 // TestProposalTimeoutCauses: a write that times out is told apart as
 // etcd's parseProposeCtxErr does: the previous leader's failure when this

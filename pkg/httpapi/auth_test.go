@@ -45,9 +45,9 @@ func newFakeAuth(t *testing.T) *fakeAuth {
 // batchWriter stages auth records in one engine batch.
 type batchWriter struct{ b storage.Batch }
 
-func (w batchWriter) SetAuth(_ uint64, k, v []byte) { w.b.Put(storage.Auth, k, v) }
-func (w batchWriter) DeleteAuth(_ uint64, k []byte) { w.b.Delete(storage.Auth, k) }
-func (w batchWriter) SetApplied(uint64)             {}
+func (w batchWriter) SetRecord(b storage.Bucket, _ uint64, k, v []byte) { w.b.Put(b, k, v) }
+func (w batchWriter) DeleteRecord(b storage.Bucket, _ uint64, k []byte) { w.b.Delete(b, k) }
+func (w batchWriter) SetApplied(uint64)                                 {}
 
 // apply applies r as root and publishes it.
 func (f *fakeAuth) apply(r *etcdserverpb.InternalRaftRequest) (*etcdserverpb.AuthenticateResponse, error) {
