@@ -24,7 +24,9 @@ deps:
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cairn ./cmd/cairn
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cairnutl ./cmd/cairnutl
 	$(GO) build -o bin/etcdctl go.etcd.io/etcd/etcdctl/v3
+	$(GO) build -o bin/etcdutl go.etcd.io/etcd/etcdutl/v3
 
 run: build
 	./bin/cairn --name default --data-dir $(DATA_DIR) --storage-engine $(ENGINE) \

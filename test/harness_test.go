@@ -30,8 +30,10 @@ import (
 var engines = []string{"memory", "rocksdb"}
 
 var (
-	cairnBin   string
-	etcdctlBin string
+	cairnBin    string
+	etcdctlBin  string
+	cairnutlBin string
+	etcdutlBin  string
 )
 
 func TestMain(m *testing.M) {
@@ -42,9 +44,13 @@ func TestMain(m *testing.M) {
 	}
 	cairnBin = filepath.Join(dir, "cairn")
 	etcdctlBin = filepath.Join(dir, "etcdctl")
+	cairnutlBin = filepath.Join(dir, "cairnutl")
+	etcdutlBin = filepath.Join(dir, "etcdutl")
 	for _, b := range []struct{ out, pkg string }{
 		{cairnBin, "github.com/cairn-kv/cairn/cmd/cairn"},
 		{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3"},
+		{cairnutlBin, "github.com/cairn-kv/cairn/cmd/cairnutl"},
+		{etcdutlBin, "go.etcd.io/etcd/etcdutl/v3"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

@@ -2,34 +2,102 @@ package test
 
 import (
 	"bufio"
+	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
+
+// metricsPage is a Prometheus text page: each family's type and label
+// names (a histogram's without "le"), and the values of unlabelled series.
+type metricsPage struct {
+	types  map[string]string
+	labels map[string][]string
+	values map[string]float64
+}
 
 // scrape reads a Prometheus text page into type by name and value by
 // series (unlabelled series only).
 func scrape(t *testing.T, url string) (types map[string]string, values map[string]float64) {
 	t.Helper()
+	p := scrapePage(t, url)
+	return p.types, p.values
+}
+
+// scrapePage reads the Prometheus text page at url.
+func scrapePage(t *testing.T, url string) metricsPage {
+	t.Helper()
 	a := httpAsk(t, "GET", url)
 	if a.Status != 200 {
 		t.Fatalf("GET %s: %d", url, a.Status)
 	}
-	types, values = map[string]string{}, map[string]float64{}
+	p := metricsPage{types: map[string]string{}, labels: map[string][]string{}, values: map[string]float64{}}
 	sc := bufio.NewScanner(strings.NewReader(a.Body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) == 4 && f[0] == "#" && f[1] == "TYPE":
-			types[f[2]] = f[3]
-		case len(f) == 2 && !strings.HasPrefix(f[0], "#"):
-			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-				values[f[0]] = v
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			p.types[f[2]] = f[3]
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, _ := strings.Cut(line, " ")
+		name, labels, labelled := strings.Cut(series, "{")
+		family := name
+		if p.types[family] == "" {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && p.types[base] != "" {
+					family = base
+				}
+			}
+		}
+		if !labelled {
+			if v, err := strconv.ParseFloat(value, 64); err == nil {
+				p.values[name] = v
+			}
+			continue
+		}
+		for _, l := range labelNames(labels) {
+			if l != "le" && !slices.Contains(p.labels[family], l) {
+				p.labels[family] = append(p.labels[family], l)
 			}
 		}
 	}
-	return types, values
+	for _, ls := range p.labels {
+		sort.Strings(ls)
+	}
+	return p
+}
+
+// labelNames returns the names in `a="x",b="y\"z"}`.
+func labelNames(s string) []string {
+	var names []string
+	for {
+		name, rest, ok := strings.Cut(s, `="`)
+		if !ok {
+			return names
+		}
+		names = append(names, strings.TrimPrefix(name, ","))
+		// Skip the quoted value, escapes included.
+		i := 0
+		for i < len(rest) && rest[i] != '"' {
+			if rest[i] == '\\' {
+				i++
+			}
+			i++
+		}
+		if i+1 >= len(rest) {
+			return names
+		}
+		s = rest[i+1:]
+	}
 }
 
 // TestMetricsMatchEtcd: the series etcd's dashboards and alerts read about
@@ -75,4 +143,181 @@ func TestMetricsMatchEtcd(t *testing.T) {
 			t.Errorf("size %v, applied %v: want positive", values["etcd_mvcc_db_total_size_in_bytes"], values["etcd_server_proposals_applied_total"])
 		}
 	})
+}
+
+// traffic makes a few requests of each kind through cli: puts, a range, a
+// watch that sees an event.
+func traffic(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	c := ctx(t)
+	wc := cli.Watch(c, "metrics/", clientv3.WithPrefix())
+	for i := range 5 {
+		if _, err := cli.Put(c, fmt.Sprintf("metrics/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Get(c, "metrics/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wr := <-wc:
+		if err := wr.Err(); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event")
+	}
+}
+
+// TestMetricsTrafficMatchEtcd: after puts, a range and a watch, the series
+// of etcd's disk, gRPC and proposal monitoring are on Cairn's /metrics
+// under etcd's names, types and label names, and they moved.
+func TestMetricsTrafficMatchEtcd(t *testing.T) {
+	names := []string{
+		"etcd_server_proposals_failed_total",
+		"etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds",
+		"etcd_disk_wal_write_bytes_total",
+		"etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total",
+		"grpc_server_started_total", "grpc_server_handled_total",
+		"grpc_server_msg_received_total", "grpc_server_msg_sent_total",
+		"process_resident_memory_bytes",
+	}
+	etcdCli := startEtcd(t)
+	traffic(t, etcdCli)
+	etcdPage := scrapePage(t, "http://"+etcdEndpoint(etcdCli)+"/metrics")
+	if got, want := etcdPage.labels["grpc_server_handled_total"], []string{"grpc_code", "grpc_method", "grpc_service", "grpc_type"}; !slices.Equal(got, want) {
+		t.Fatalf("etcd's grpc_server_handled_total labels read as %q, want %q: the page parser is wrong", got, want)
+	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		traffic(t, m.client(t))
+		page := scrapePage(t, "http://"+m.clientEP+"/metrics")
+		for _, n := range names {
+			if etcdPage.types[n] == "" {
+				t.Fatalf("etcd has no %s: the list is wrong", n)
+			}
+			if page.types[n] != etcdPage.types[n] {
+				t.Errorf("%s: type %q, etcd's %q", n, page.types[n], etcdPage.types[n])
+			}
+			if !slices.Equal(page.labels[n], etcdPage.labels[n]) {
+				t.Errorf("%s: labels %q, etcd's %q", n, page.labels[n], etcdPage.labels[n])
+			}
+		}
+		for _, n := range []string{
+			"etcd_disk_wal_fsync_duration_seconds_count", "etcd_disk_backend_commit_duration_seconds_count",
+			"etcd_disk_wal_write_bytes_total", "etcd_network_client_grpc_received_bytes_total",
+			"etcd_network_client_grpc_sent_bytes_total", "process_resident_memory_bytes",
+		} {
+			if page.values[n] <= 0 {
+				t.Errorf("%s = %v after traffic, want positive", n, page.values[n])
+			}
+		}
+		if _, ok := page.types["grpc_server_handling_seconds"]; ok {
+			t.Error("grpc_server_handling_seconds without --metrics=extensive")
+		}
+		for _, n := range []string{"cairn_actors", "cairn_actor_mailbox_depth", "cairn_actor_messages_processed_total", "cairn_actor_handling_seconds_total"} {
+			if !slices.Equal(page.labels[n], []string{"actor"}) {
+				t.Errorf("%s: labels %q, want [actor]", n, page.labels[n])
+			}
+		}
+	})
+	t.Run("extensive", func(t *testing.T) {
+		m := startMember(t, engines[0], "--metrics=extensive")
+		traffic(t, m.client(t))
+		page := scrapePage(t, "http://"+m.clientEP+"/metrics")
+		// etcd's, from go-grpc-prometheus, which etcd's page shows with
+		// --metrics=extensive.
+		want := []string{"grpc_method", "grpc_service", "grpc_type"}
+		if n := "grpc_server_handling_seconds"; page.types[n] != "histogram" || !slices.Equal(page.labels[n], want) {
+			t.Errorf("%s: type %q, labels %q; want histogram, %q", n, page.types[n], page.labels[n], want)
+		}
+	})
+}
+
+// TestPeerMetricsMatchEtcd: a member of a three-member cluster has etcd's
+// peer series, labelled with the peers' IDs in hex. A lone etcd has no
+// peers, so these are checked against etcd's declared names, types and
+// labels (server/etcdserver/api/rafthttp/metrics.go).
+func TestPeerMetricsMatchEtcd(t *testing.T) {
+	want := map[string]struct {
+		typ   string
+		label string
+	}{
+		"etcd_network_peer_sent_bytes_total":        {"counter", "To"},
+		"etcd_network_peer_received_bytes_total":    {"counter", "From"},
+		"etcd_network_peer_sent_failures_total":     {"counter", "To"},
+		"etcd_network_peer_round_trip_time_seconds": {"histogram", "To"},
+	}
+	c := startCluster(t, engines[0], 3)
+	lead := c.leader()
+	traffic(t, lead.client(t))
+	var ids []string
+	resp, err := lead.client(t).MemberList(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mem := range resp.Members {
+		ids = append(ids, strconv.FormatUint(mem.ID, 16))
+	}
+	url := "http://" + lead.clientEP + "/metrics"
+	// The first probe of each peer comes when its stream is up.
+	deadline := time.Now().Add(15 * time.Second)
+	var body string
+	for {
+		body = httpAsk(t, "GET", url).Body
+		if strings.Count(body, "etcd_network_peer_round_trip_time_seconds_count{") == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	page := scrapePage(t, url)
+	for n, w := range want {
+		if page.types[n] != w.typ || !slices.Equal(page.labels[n], []string{w.label}) {
+			t.Errorf("%s: type %q, labels %q; want %s, [%s]", n, page.types[n], page.labels[n], w.typ, w.label)
+		}
+		// One series per peer, named by its ID in hex.
+		peers := 0
+		for _, id := range ids {
+			if strings.Contains(body, fmt.Sprintf("%s{%s=%q}", n, w.label, id)) ||
+				strings.Contains(body, fmt.Sprintf("%s_count{%s=%q}", n, w.label, id)) {
+				peers++
+			}
+		}
+		if peers != 2 {
+			t.Errorf("%s: series for %d of the leader's 2 peers (IDs %v)", n, peers, ids)
+		}
+	}
+}
+
+// TestListenMetricsURLs: --listen-metrics-urls serves /metrics and the
+// health endpoints, and nothing else, as etcd does.
+func TestListenMetricsURLs(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	m := startMember(t, engines[0], "--listen-metrics-urls", "http://"+addr)
+	types, _ := scrape(t, "http://"+addr+"/metrics")
+	if types["etcd_server_has_leader"] != "gauge" {
+		t.Errorf("no etcd_server_has_leader on the metrics URL")
+	}
+	for _, path := range []string{"/readyz", "/livez", "/health"} {
+		if a := httpAsk(t, "GET", "http://"+addr+path); a.Status != 200 {
+			t.Errorf("GET %s on the metrics URL: %d %s", path, a.Status, a.Body)
+		}
+	}
+	if a := httpAsk(t, "GET", "http://"+addr+"/version"); a.Status != 404 {
+		t.Errorf("GET /version on the metrics URL: %d, want 404", a.Status)
+	}
+	if a := httpAsk(t, "GET", "http://"+m.clientEP+"/metrics"); a.Status != 200 {
+		t.Errorf("GET /metrics on the client URL: %d", a.Status)
+	}
+}
+
+// TestListenMetricsURLsTLSNeedsCertificate: an https:// metrics URL
+// without the client certificate is refused at start, as etcd refuses it.
+func TestListenMetricsURLsTLSNeedsCertificate(t *testing.T) {
+	urls, _ := localURLs(t, "default")
+	args := append(urls, "--data-dir", t.TempDir(), "--listen-metrics-urls", fmt.Sprintf("https://127.0.0.1:%d", freePort(t)))
+	out, code := runCairn(t, nil, args...)
+	if want := "must be provided for metrics secure url"; code == 0 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, output lacks %q:\n%s", code, want, out)
+	}
 }

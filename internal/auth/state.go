@@ -64,7 +64,7 @@ func (st *State) Enabled() bool { return st.enabled }
 func (st *State) Revision() uint64 { return st.revision }
 
 // load reads the auth state from the engine's Auth bucket.
-func load(e storage.Engine) (*State, error) {
+func load(e storage.Reader) (*State, error) {
 	st := &State{revision: 1, users: map[string]*authpb.User{}, roles: map[string]*authpb.Role{}}
 	v, err := e.Get(storage.Auth, enabledKey)
 	if err != nil {

@@ -60,6 +60,12 @@ type Config struct {
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
 	// client URLs, as etcd's --enable-pprof does.
 	EnablePprof bool
+	// Metrics is the detail of /metrics (--metrics): "extensive" adds the
+	// gRPC handling-time histograms; any other value, as in etcd, is basic.
+	Metrics string
+	// ListenMetricsURLs are extra listeners serving only /metrics and the
+	// health endpoints (--listen-metrics-urls).
+	ListenMetricsURLs []url.URL
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// to watchers that ask for them (--watch-progress-notify-interval).
 	WatchProgressNotifyInterval time.Duration
@@ -205,8 +211,11 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+		metrics     = fs.String("metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
+		lmurls      = urlsValue{exceptions: []string{""}}
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
+	fs.Var(&lmurls, "listen-metrics-urls", "List of URLs to listen on for the metrics and health endpoints.")
 	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist are honoured; etcd's other gates are accepted).")
 	// etcd 3.5's spellings of flags above, still accepted.
 	var (
@@ -310,6 +319,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		StorageEngine:       *engine,
 		HTTPListenAddr:      *httpAddr,
 		EnablePprof:         *enablePprof,
+		Metrics:             *metrics,
 		PrintVersion:        *showVersion,
 		Warnings:            warnings,
 
@@ -372,6 +382,11 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	} {
 		if *p.dst, err = parseURLs(p.raw); err != nil {
 			return nil, fmt.Errorf("--%s: %w", p.flag, err)
+		}
+	}
+	if lmurls.raw != "" {
+		if c.ListenMetricsURLs, err = parseURLs(lmurls.raw); err != nil {
+			return nil, fmt.Errorf("--listen-metrics-urls: %w", err)
 		}
 	}
 	if c.DataDir == "" {
@@ -437,6 +452,11 @@ func (c *Config) parseTLS(suites []string, minVersion, maxVersion string) error 
 	for _, u := range c.ListenClientURLs {
 		if (u.Scheme == "https" || u.Scheme == "unixs") && c.ClientTLS.Empty() && !c.ClientAutoTLS {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
+		}
+	}
+	for _, u := range c.ListenMetricsURLs {
+		if (u.Scheme == "https" || u.Scheme == "unixs") && c.ClientTLS.Empty() && !c.ClientAutoTLS {
+			return errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
 		}
 	}
 	for _, u := range c.ListenPeerURLs {

@@ -70,6 +70,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:                 "info",
 		StorageEngine:            "rocksdb",
 		HTTPListenAddr:           "127.0.0.1:8080",
+		Metrics:                  "basic",
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
 	want.LeaseCheckpointInterval = 5 * time.Minute
@@ -896,9 +897,8 @@ func TestNoEffectWarnings(t *testing.T) {
 		want []string
 	}{
 		{"defaults", []string{"--auto-compaction-retention=0", "--log-outputs=default", "--cors=*", "--enable-grpc-gateway"}, nil},
-		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--enable-log-rotation"}, []string{
+		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--metrics=extensive", "--enable-log-rotation"}, []string{
 			"--enable-log-rotation has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
-			"--listen-metrics-urls has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 		}},
 		{"cluster flags", []string{"--strict-reconfig-check=false", "--unsafe-no-fsync", "--force-new-cluster", "--max-wals=7"}, []string{
 			"--max-wals has no effect in Cairn (Cairn keeps one raft log file, rewritten in place when compacted); it is accepted for compatibility with etcd (see docs/limitations.md)",
@@ -920,6 +920,37 @@ func TestNoEffectWarnings(t *testing.T) {
 				t.Errorf("Warnings mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMetricsFlags: --metrics and --listen-metrics-urls act: their values
+// reach Config, from the command line and the environment.
+func TestMetricsFlags(t *testing.T) {
+	c, err := parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics != "basic" || c.ListenMetricsURLs != nil {
+		t.Errorf("defaults: Metrics %q, ListenMetricsURLs %v; want basic, none", c.Metrics, c.ListenMetricsURLs)
+	}
+	c, err = parse(t, []string{"--metrics=extensive"}, []string{"ETCD_LISTEN_METRICS_URLS=http://127.0.0.1:2381,unix://m.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range c.ListenMetricsURLs {
+		got = append(got, u.String())
+	}
+	if want := []string{"http://127.0.0.1:2381", "unix://m.sock"}; c.Metrics != "extensive" || !slices.Equal(got, want) {
+		t.Errorf("Metrics %q, ListenMetricsURLs %q; want extensive, %q", c.Metrics, got, want)
+	}
+	// As etcd, a secure metrics URL needs the client certificate.
+	_, err = parse(t, []string{"--listen-metrics-urls=https://127.0.0.1:2381"}, nil)
+	if want := "must be provided for metrics secure url"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("https metrics URL without a certificate: %v, want %q", err, want)
+	}
+	if _, err := parse(t, []string{"--listen-metrics-urls=https://127.0.0.1:2381", "--auto-tls"}, nil); err != nil {
+		t.Errorf("https metrics URL with --auto-tls: %v", err)
 	}
 }
 

@@ -73,8 +73,6 @@ var inertFlags = []inertFlag{
 	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
 	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
 	// monitoring and logging
-	{name: "metrics", def: "basic", usage: "Detail of metrics: basic or extensive."},
-	{name: "listen-metrics-urls", kind: urlsFlag, usage: "URLs to serve /metrics and /health on."},
 	{name: "logger", def: "zap", usage: "Logger; only zap."},
 	{name: "log-outputs", def: "default", same: []string{"stderr"}, usage: "Log outputs (Cairn logs to stderr)."},
 	{name: "log-format", def: "json", usage: "Log format: json or console (Cairn logs JSON)."},

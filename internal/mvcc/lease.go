@@ -78,16 +78,14 @@ func loadLeases(e storage.Engine) (*leaseTable, error) {
 	t := &leaseTable{leases: make(map[int64]*leaseRec), keyLease: make(map[string]int64)}
 	var failed error
 	err := e.Iterate(storage.Lease, nil, nil, false, func(k, v []byte) bool {
-		if len(k) != 8 || (len(v) != 8 && len(v) != 16) {
-			failed = fmt.Errorf("mvcc: corrupt lease record %x", k)
+		info, err := ParseLeaseRecord(k, v)
+		if err != nil {
+			failed = err
 			return false
 		}
-		id := int64(binary.BigEndian.Uint64(k))
-		l := &leaseRec{ttl: int64(binary.BigEndian.Uint64(v)), keys: make(map[string]struct{})}
-		if len(v) == 16 {
-			t.setRemaining(l, int64(binary.BigEndian.Uint64(v[8:])))
-		}
-		t.leases[id] = l
+		l := &leaseRec{ttl: info.TTL, keys: make(map[string]struct{})}
+		t.setRemaining(l, info.Remaining)
+		t.leases[info.ID] = l
 		return true
 	})
 	if err == nil {

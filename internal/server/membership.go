@@ -338,6 +338,12 @@ func (s *Server) identify(initial []*pb.Member) (bootstrap, error) {
 		return bootstrap{}, fmt.Errorf("member identity: %w", err)
 	}
 	s.selfID = self
+	// A member restored from a snapshot (cairnutl snapshot restore) has
+	// its identity but no log: it must start with the cluster it was
+	// restored for.
+	if fresh && !slices.Contains(ids, self) {
+		return bootstrap{}, fmt.Errorf("the data directory belongs to member %x of cluster %x, which --initial-cluster and --initial-cluster-token do not name; start it with the flags it was restored with", self, cid)
+	}
 	for _, m := range initial {
 		if m.Name == cfg.Name {
 			// A member keeps the ID it was created with, even when it

@@ -2,11 +2,222 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
+	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
+	"github.com/cairn-kv/cairn/internal/storage"
 	"github.com/cairn-kv/cairn/internal/store"
 )
+
+// memberMetrics is a member's Prometheus registry, served on /metrics, and
+// the series the server feeds as things happen. Each member has its own
+// registry, so that members sharing a process (in tests) do not mix their
+// values. Series read at scrape time are added by registerMetrics.
+type memberMetrics struct {
+	reg *prometheus.Registry
+	// grpc counts the client gRPC server's calls as etcd's
+	// go-grpc-prometheus interceptors do.
+	grpc *grpcprom.ServerMetrics
+	// grpcSent and grpcReceived count the payload bytes of the client
+	// gRPC server's messages.
+	grpcSent, grpcReceived prometheus.Counter
+	// walFsync times the raft log's fsyncs; walWritten counts the bytes
+	// appended to it (a gauge, as etcd declares it).
+	walFsync   prometheus.Histogram
+	walWritten prometheus.Gauge
+	// backendCommit times the commits of the storage engine's batches.
+	backendCommit prometheus.Histogram
+}
+
+// newMemberMetrics makes the registry with Go's and the process's
+// collectors, the actors' statistics and the series the server feeds.
+// extensive is --metrics=extensive: it adds the gRPC handling-time
+// histogram, as in etcd.
+func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
+	var opts []grpcprom.ServerMetricsOption
+	if extensive {
+		opts = append(opts, grpcprom.WithServerHandlingTimeHistogram())
+	}
+	// etcd's disk buckets: 1 ms to about 8 s.
+	diskBuckets := prometheus.ExponentialBuckets(0.001, 2, 14)
+	m := &memberMetrics{
+		reg:  prometheus.NewRegistry(),
+		grpc: grpcprom.NewServerMetrics(opts...),
+		grpcSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_network_client_grpc_sent_bytes_total",
+			Help: "The total number of bytes sent to grpc clients.",
+		}),
+		grpcReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_network_client_grpc_received_bytes_total",
+			Help: "The total number of bytes received from grpc clients.",
+		}),
+		walFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "etcd_disk_wal_fsync_duration_seconds",
+			Help:    "The latency distributions of fsync called by WAL.",
+			Buckets: diskBuckets,
+		}),
+		walWritten: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_disk_wal_write_bytes_total",
+			Help: "Total number of bytes written in WAL.",
+		}),
+		backendCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "etcd_disk_backend_commit_duration_seconds",
+			Help:    "The latency distributions of commit called by backend.",
+			Buckets: diskBuckets,
+		}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWritten, m.backendCommit,
+		actorCollector{sys},
+	)
+	return m
+}
+
+// handler serves the registry as /metrics.
+func (m *memberMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// grpcServerOptions are the options that instrument the client gRPC
+// server: etcd's per-method counters, after the server's own interceptors
+// as in etcd, and the byte counters.
+func (m *memberMetrics) grpcServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+		grpc.StatsHandler(payloadCounter{sent: m.grpcSent, received: m.grpcReceived}),
+	}
+}
+
+// raftLog is what the raft log reports to.
+func (m *memberMetrics) raftLog() filelog.Metrics {
+	return filelog.Metrics{
+		Synced: func(d time.Duration) { m.walFsync.Observe(d.Seconds()) },
+		Wrote:  func(n int) { m.walWritten.Add(float64(n)) },
+	}
+}
+
+// payloadCounter is a gRPC stats handler counting the bytes of the
+// messages a server receives and sends, as etcd's codec counts them:
+// the marshalled messages, without framing or compression.
+type payloadCounter struct{ sent, received prometheus.Counter }
+
+func (p payloadCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return ctx
+}
+
+func (p payloadCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (p payloadCounter) HandleConn(context.Context, stats.ConnStats) {}
+
+func (p payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch s := s.(type) {
+	case *stats.InPayload:
+		p.received.Add(float64(s.Length))
+	case *stats.OutPayload:
+		p.sent.Add(float64(s.Length))
+	}
+}
+
+// timedEngine is a storage engine whose batch commits are timed into
+// etcd_disk_backend_commit_duration_seconds: every batch the member
+// writes, the applied entries' above all.
+type timedEngine struct {
+	storage.Engine
+	commits prometheus.Histogram
+}
+
+func (e timedEngine) NewBatch() storage.Batch {
+	return timedBatch{Batch: e.Engine.NewBatch(), commits: e.commits}
+}
+
+type timedBatch struct {
+	storage.Batch
+	commits prometheus.Histogram
+}
+
+func (b timedBatch) Commit(sync bool) error {
+	start := time.Now()
+	err := b.Batch.Commit(sync)
+	if err == nil {
+		b.commits.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// actorCollector exports the actors' statistics, those of /debug/actors,
+// summed by kind of actor: the watch streams' actors, one per stream, are
+// "watch-stream" together. A kind's counters drop when some of its actors
+// end, which rate() takes as a reset.
+type actorCollector struct{ sys *actors.System }
+
+var (
+	actorCount = prometheus.NewDesc("cairn_actors",
+		"Number of live actors of a kind.", []string{"actor"}, nil)
+	actorMailbox = prometheus.NewDesc("cairn_actor_mailbox_depth",
+		"Messages waiting in the mailboxes of a kind of actor.", []string{"actor"}, nil)
+	actorProcessed = prometheus.NewDesc("cairn_actor_messages_processed_total",
+		"Messages handled by the live actors of a kind.", []string{"actor"}, nil)
+	actorHandling = prometheus.NewDesc("cairn_actor_handling_seconds_total",
+		"Time the live actors of a kind spent handling messages.", []string{"actor"}, nil)
+	actorMaxHandling = prometheus.NewDesc("cairn_actor_handling_max_seconds",
+		"Longest handling of one message by a live actor of a kind.", []string{"actor"}, nil)
+)
+
+func (c actorCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{actorCount, actorMailbox, actorProcessed, actorHandling, actorMaxHandling} {
+		ch <- d
+	}
+}
+
+func (c actorCollector) Collect(ch chan<- prometheus.Metric) {
+	type sums struct {
+		n, depth, processed int
+		seconds, max        float64
+	}
+	kinds := map[string]*sums{}
+	var order []string
+	for _, a := range c.sys.Snapshot() {
+		kind := strings.TrimRightFunc(a.Name, unicode.IsDigit)
+		if kind != a.Name {
+			kind = strings.TrimSuffix(kind, "-")
+		}
+		s := kinds[kind]
+		if s == nil {
+			s = &sums{}
+			kinds[kind] = s
+			order = append(order, kind)
+		}
+		s.n++
+		s.depth += int(a.MailboxDepth)
+		s.processed += int(a.Processed)
+		s.seconds += a.MeanMicros * float64(a.Processed) / 1e6
+		s.max = max(s.max, a.MaxMicros/1e6)
+	}
+	for _, kind := range order {
+		s := kinds[kind]
+		ch <- prometheus.MustNewConstMetric(actorCount, prometheus.GaugeValue, float64(s.n), kind)
+		ch <- prometheus.MustNewConstMetric(actorMailbox, prometheus.GaugeValue, float64(s.depth), kind)
+		ch <- prometheus.MustNewConstMetric(actorProcessed, prometheus.CounterValue, float64(s.processed), kind)
+		ch <- prometheus.MustNewConstMetric(actorHandling, prometheus.CounterValue, s.seconds, kind)
+		ch <- prometheus.MustNewConstMetric(actorMaxHandling, prometheus.GaugeValue, s.max, kind)
+	}
+}
 
 // registerMetrics exposes the member's state under etcd's metric names, so
 // existing dashboards and alerts keep working. Values are read at scrape
@@ -36,6 +247,9 @@ func registerMetrics(reg *prometheus.Registry, st *store.Client, leaderChanges f
 		func(s statusView) float64 { return float64(s.applied) })
 	gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit.",
 		func(s statusView) float64 { return float64(s.commit - min(s.applied, s.commit)) })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "etcd_server_proposals_failed_total", Help: "The total number of failed proposals seen.",
+	}, func() float64 { return float64(st.ProposalsFailed()) }))
 	gauge("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.",
 		func(s statusView) float64 { return boolFloat(s.learner) })
 	gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",

@@ -20,9 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -43,8 +40,6 @@ import (
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/storage"
-	"github.com/cairn-kv/cairn/internal/storage/memory"
-	"github.com/cairn-kv/cairn/internal/storage/rocksdb"
 	"github.com/cairn-kv/cairn/internal/store"
 	"github.com/cairn-kv/cairn/internal/transport"
 	"github.com/cairn-kv/cairn/internal/watch"
@@ -85,6 +80,8 @@ type Server struct {
 	peerListeners []net.Listener
 
 	tls tlsConfigs
+	// metrics is the member's Prometheus registry and the series fed to it.
+	metrics *memberMetrics
 
 	clientAddrs []string
 	// selfTarget is the client listener the member's own connections
@@ -114,6 +111,7 @@ func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 
 func (s *Server) start() error {
 	cfg, lg := s.cfg, s.lg
+	s.metrics = newMemberMetrics(cfg.Metrics == "extensive", s.sys)
 	if err := s.openStorage(); err != nil {
 		return err
 	}
@@ -237,6 +235,9 @@ func (s *Server) start() error {
 	if err := s.serveClients(cl); err != nil {
 		return err
 	}
+	if err := s.serveMetricsURLs(); err != nil {
+		return err
+	}
 	if err := s.serveREST(); err != nil {
 		return err
 	}
@@ -262,36 +263,34 @@ func (s *Server) openStorage() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cannot access data directory: %w", err)
 	}
-	switch s.cfg.StorageEngine {
-	case "memory":
-		e, err := memory.Open(dir)
-		if err != nil {
-			return err
-		}
-		s.engine = e
-		l, err := filelog.Open(filepath.Join(dir, "raft"), s.lg.Named("raftlog"))
-		if err != nil {
-			return err
-		}
-		s.rlog = l
-	default:
-		e, err := rocksdb.Open(dir, rocksdb.Options{Logger: s.lg.Named("rocksdb")})
-		if err != nil {
-			return err
-		}
-		s.engine = e
-		l, err := openRocksDBRaftLog(e, dir, s.lg)
-		if err != nil {
-			return err
-		}
-		s.rlog = l
+	removeSnapshotLeftovers(s.cfg.DataDir)
+	e, err := openEngine(s.cfg, s.lg)
+	if err != nil {
+		return err
 	}
+	s.engine = e
+	// The memory engine keeps the raft log in a file of its own; RocksDB
+	// keeps it in its Raft bucket.
+	var l raftlog.Log
+	if s.cfg.StorageEngine == "memory" {
+		var fl *filelog.Log
+		if fl, err = filelog.Open(filepath.Join(dir, "raft"), s.lg.Named("raftlog")); err == nil {
+			l = fl
+		}
+	} else {
+		l, err = openRocksDBRaftLog(e, dir, s.lg)
+	}
+	if err != nil {
+		return err
+	}
+	s.rlog = l
 	if s.cfg.UnsafeNoFsync {
 		if l, ok := s.rlog.(*filelog.Log); ok {
 			l.SetUnsafeNoSync(true)
 			s.lg.Warn("--unsafe-no-fsync: the raft log is not fsynced; a machine crash can lose acknowledged writes")
 		}
 	}
+	s.instrumentStorage()
 	// Put events carry no PrevKv: a watcher that asks for prev_kv has its
 	// stream actor read it at rev-1, off the write path, as etcd does.
 	kv, err := mvcc.Open(s.engine, mvcc.Options{MaxTxnOps: int(s.cfg.MaxTxnOps), Logger: s.lg.Named("mvcc")})
@@ -315,10 +314,13 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Lease:           s.lease,
 		Self:            s.selfClient,
 		Leadership:      s.store,
+		Snapshots:       snapshots{s},
 		ElectionTimeout: s.cfg.ElectionTimeout,
 		ClientCertAuth:  s.cfg.ClientTLS.ClientCertAuth,
 		Logger:          s.lg.Named("etcdcompat"),
+		ServerOptions:   s.metrics.grpcServerOptions(),
 	})
+	s.metrics.grpc.InitializeMetrics(s.grpcSrv)
 	var listeners []net.Listener
 	for _, u := range s.cfg.ListenClientURLs {
 		l, err := listenClient(u)
@@ -359,15 +361,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	if err := etcdcompat.RegisterHTTP(context.Background(), mux, s.store, conn); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerMetrics(reg, s.store, func() uint64 {
-		if n := s.peers.node.Load(); n != nil {
-			return n.Status().LeaderChanges
-		}
-		return 0
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", s.metricsHandler())
 	mux.HandleFunc("/debug/actors", etcdcompat.GetOnly(s.debugActors))
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

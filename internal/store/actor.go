@@ -64,6 +64,10 @@ type storeActor struct {
 	leaseOps      [][2]int64      // lease grants and revokes staged since the last commit
 	lastSnap      uint64
 	checkpointing bool
+	// alarms is the active alarm list as staged, alarmsStaged whether it
+	// changed since it was last published (see alarm.go).
+	alarms       []*pb.AlarmMember
+	alarmsStaged bool
 }
 
 func (a *storeActor) receive(ctx actor.Context) {
@@ -93,6 +97,7 @@ func (a *storeActor) receive(ctx actor.Context) {
 func (a *storeActor) propose(m proposeMsg) {
 	a.waiters[m.id] = m.reply
 	a.c.raft.Propose(m.data, func(err error) {
+		a.c.proposalsFailed.Add(1)
 		a.c.ref.Send(rejectMsg{id: m.id, err: mapRaftErr(err)})
 	})
 }
@@ -121,6 +126,7 @@ func (a *storeActor) restore(r io.Reader) error {
 	applied := kv.AppliedIndex()
 	a.lastSnap = applied
 	a.c.refreshLearner()
+	a.loadAlarms()
 	a.c.applied.advance(applied)
 	a.c.dbSize.Store(a.c.cfg.Engine.Stats().SizeBytes)
 	a.lg.Info("restored a snapshot", zap.Uint64("applied-index", applied), zap.Int64("revision", kv.Rev()))
@@ -190,7 +196,7 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 			a.lg.Fatal("corrupt raft entry", zap.Uint64("index", index), zap.Error(err))
 		}
 		var res result
-		if r.Compaction != nil {
+		if r.Compaction != nil && a.alarmRefusal(r) == nil {
 			replies = a.commit(ap, replies)
 			res = a.compact(index, r.Compaction)
 			ap = kv.BeginApply()
@@ -231,6 +237,7 @@ func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingR
 		a.lg.Fatal("failed to apply committed entries", zap.Uint64("applied-index", a.c.kv.AppliedIndex()), zap.Error(err))
 	}
 	a.auth.Publish()
+	a.publishAlarms()
 	if len(a.events) > 0 && a.c.cfg.Publish != nil {
 		a.c.cfg.Publish(a.events)
 	}
@@ -259,10 +266,18 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 	if auth.IsRequest(r) {
 		return a.stageAuth(ap, index, r)
 	}
+	if r.Alarm != nil {
+		return a.stageAlarm(ap, index, r.Alarm)
+	}
+	if err := a.alarmRefusal(r); err != nil {
+		ap.SetApplied(index)
+		return result{err: err}
+	}
 	if err := a.authorize(r); err != nil {
 		ap.SetApplied(index)
 		return result{err: err}
 	}
+	overQuota := a.overQuotaAtApply(r)
 	switch {
 	case r.Put != nil:
 		res.resp, evs, res.err = ap.Put(index, r.Put)
@@ -295,6 +310,10 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 		ap.SetApplied(index)
 		res.err = errUnknownRequest
 	}
+	if overQuota && res.err == nil {
+		res = result{err: ErrNoSpace}
+		a.c.raiseNoSpace()
+	}
 	return res
 }
 
@@ -305,6 +324,7 @@ func (a *storeActor) compact(index uint64, c *pb.CompactionRequest) result {
 	if err != nil && !errors.Is(err, mvcc.ErrCompacted) && !errors.Is(err, mvcc.ErrFutureRev) {
 		a.lg.Fatal("failed to apply compaction", zap.Uint64("index", index), zap.Error(err))
 	}
+	a.c.refreshSizeAfter(done)
 	return result{resp: compactResult{rev: kv.Rev(), done: done}, err: err}
 }
 

@@ -30,8 +30,12 @@ var (
 	// ErrTooManyRequests: the state machine trails the raft log by more
 	// than etcd allows (5000 entries); retry later.
 	ErrTooManyRequests = errors.New("store: too many requests")
-	// ErrNoSpace: the backend quota (--quota-backend-bytes) is exhausted.
+	// ErrNoSpace: the backend quota (--quota-backend-bytes) is exhausted,
+	// or a NOSPACE alarm is active (see alarm.go).
 	ErrNoSpace = errors.New("store: database space exceeded")
+	// ErrCorrupt: a CORRUPT alarm is active; writes, compactions and lease
+	// changes are refused until it is cleared.
+	ErrCorrupt = errors.New("store: corrupt cluster")
 	// ErrLeaseTTLTooLarge: a lease grant asks for more than MaxLeaseTTL.
 	ErrLeaseTTLTooLarge = errors.New("store: too large lease TTL")
 

@@ -52,10 +52,16 @@ func (c *Client) PublishMember(ctx context.Context, id uint64, name string, clie
 
 // MemberAttrs returns the attributes every member has published, by ID.
 func (c *Client) MemberAttrs() map[uint64]*membershippb.Attributes {
+	return MemberAttrsOf(c.cfg.Engine)
+}
+
+// MemberAttrsOf reads the attributes every member has published, by ID,
+// from an engine or a view of one.
+func MemberAttrsOf(r storage.Reader) map[uint64]*membershippb.Attributes {
 	out := make(map[uint64]*membershippb.Attributes)
 	start := []byte(memberAttrsPrefix)
 	end := []byte(memberAttrsPrefix + "\xff")
-	_ = c.cfg.Engine.Iterate(storage.Meta, start, end, false, func(k, v []byte) bool {
+	_ = r.Iterate(storage.Meta, start, end, false, func(k, v []byte) bool {
 		id, err := strconv.ParseUint(string(k[len(start):]), 16, 64)
 		attrs := &membershippb.Attributes{}
 		if err == nil && proto.Unmarshal(v, attrs) == nil {
@@ -83,7 +89,7 @@ func removedKey(id uint64) []byte { return fmt.Appendf(nil, "%s%016x", removedPr
 
 // RemovedOf returns the IDs of the members removed from the cluster, as
 // recorded in e.
-func RemovedOf(e storage.Engine) []uint64 {
+func RemovedOf(e storage.Reader) []uint64 {
 	var out []uint64
 	start, end := []byte(removedPrefix), []byte(removedPrefix+"\xff")
 	_ = e.Iterate(storage.Meta, start, end, false, func(k, _ []byte) bool {
@@ -198,8 +204,8 @@ func (c *Client) Members() []*pb.Member {
 }
 
 // MembersOf reads the applied membership (IDs, peer URLs, learners) from
-// an engine, for a member about to start.
-func MembersOf(e storage.Engine) []*pb.Member {
+// an engine or a view of one.
+func MembersOf(e storage.Reader) []*pb.Member {
 	var out []*pb.Member
 	start, end := []byte(membersPrefix), []byte(membersPrefix+"\xff")
 	_ = e.Iterate(storage.Meta, start, end, false, func(_, v []byte) bool {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,8 +71,9 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxTxnOps bounds the operations of one txn branch (--max-txn-ops).
 	MaxTxnOps int
-	// QuotaBackendBytes rejects writes once the engine is larger (0: no
-	// quota).
+	// QuotaBackendBytes is the size past which requests that grow the
+	// database are refused and this member raises its NOSPACE alarm (0: no
+	// quota; see alarm.go).
 	QuotaBackendBytes int64
 	// SnapshotCount is the number of applied entries after which the engine
 	// is checkpointed and the raft log truncated (--snapshot-count).
@@ -132,9 +134,24 @@ type Client struct {
 	dbSize  atomic.Int64
 	// learner is whether this member is a learner, as last applied.
 	learner atomic.Bool
+	// alarms is the active alarm list as last applied (see alarm.go);
+	// raising is closed once this member's NOSPACE proposal in flight, if
+	// any, is done.
+	alarms  atomic.Pointer[[]*pb.AlarmMember]
+	raiseMu sync.Mutex
+	raising chan struct{}
+	// sizeMu orders the size samples of refreshSize.
+	sizeMu  sync.Mutex
 	stop    chan struct{}
 	stopped atomic.Bool
+	// proposalsFailed counts proposals raft refused or that timed out.
+	proposalsFailed atomic.Uint64
 }
+
+// ProposalsFailed is the number of proposals that failed: refused by raft
+// (no leader, dropped) or not applied in time, as etcd counts in
+// etcd_server_proposals_failed_total.
+func (c *Client) ProposalsFailed() uint64 { return c.proposalsFailed.Load() }
 
 // Start spawns the store actor, then the raft node, and returns the client.
 // Entries committed before the last shutdown but not yet applied are
@@ -174,6 +191,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 		auth:     cfg.Auth.NewApplier(),
 	}
 	c.refreshLearner()
+	a.loadAlarms()
 	c.ref = sys.Spawn("store", cfg.MailboxSize, a.receive)
 	r, err := cfg.StartRaft(func(ents []*raftpb.Entry) { c.ref.Send(applyMsg{ents: ents}) })
 	if err != nil {
@@ -225,7 +243,7 @@ func (c *Client) watchSize() {
 	for {
 		select {
 		case <-t.C:
-			c.dbSize.Store(c.cfg.Engine.Stats().SizeBytes)
+			c.refreshSize()
 		case <-c.stop:
 			return
 		}
@@ -454,6 +472,7 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		StorageVersion:   storageVersion,
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
+		Errors:           c.alarmErrors(),
 	}, nil
 }
 
@@ -461,7 +480,11 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 // Maintenance.Defragment, without its stop-the-world pause).
 func (c *Client) Defragment(ctx context.Context) error {
 	done := make(chan error, 1)
-	go func() { done <- c.cfg.Engine.Defragment() }()
+	go func() {
+		err := c.cfg.Engine.Defragment()
+		c.refreshSize()
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		return err
@@ -497,10 +520,10 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 		return nil, ErrNotSupportedForLearner
 	}
 	// As in etcd, only requests that grow the database are refused over
-	// the quota: deletes, revokes, checkpoints and compactions go through.
-	grows := r.Put != nil || r.Txn != nil || r.LeaseGrant != nil
-	if grows && c.cfg.QuotaBackendBytes > 0 && c.dbSize.Load() > c.cfg.QuotaBackendBytes {
-		return nil, ErrNoSpace
+	// the quota, and the refusal raises this member's NOSPACE alarm:
+	// deletes, revokes, txns without puts and compactions go through.
+	if c.overQuota(quotaCost(r)) {
+		return nil, c.refuseNoSpace(ctx)
 	}
 	// Like etcd, refuse new proposals while the state machine lags far
 	// behind the log: queueing more would only grow the backlog.
@@ -542,6 +565,7 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 		return res.resp, res.err
 	case <-ctx.Done():
 		c.ref.Send(forgetMsg{id: id})
+		c.proposalsFailed.Add(1)
 		return nil, c.proposalCtxErr(ctx.Err(), start)
 	}
 }

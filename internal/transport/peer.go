@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -35,6 +36,8 @@ type peer struct {
 	res   *manual.Resolver
 	conn  *grpc.ClientConn
 	queue chan *raftpb.Message
+	// failures is etcd_network_peer_sent_failures_total for this peer.
+	failures prometheus.Counter
 
 	// ctx is cancelled by stop; the stream and snapshot sends derive from
 	// it.
@@ -63,7 +66,8 @@ func newPeer(t *Transport, id uint64, addrs []resolver.Address, secure bool) (*p
 	if secure {
 		creds = credentials.NewTLS(t.cfg.TLS)
 	}
-	opts := append(slices.Clone(t.dialOpts), grpc.WithResolvers(res), grpc.WithTransportCredentials(creds))
+	opts := append(slices.Clone(t.dialOpts), grpc.WithResolvers(res), grpc.WithTransportCredentials(creds),
+		grpc.WithStatsHandler(sentStats{sent: t.metrics.sentBytes.WithLabelValues(hexID(id))}))
 	conn, err := grpc.NewClient(resolverScheme+":///"+hexID(id), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: peer %s: %w", hexID(id), err)
@@ -79,6 +83,8 @@ func newPeer(t *Transport, id uint64, addrs []resolver.Address, secure bool) (*p
 		ctx:    ctx,
 		cancel: cancel,
 		exited: make(chan struct{}),
+
+		failures: t.metrics.sentFailures.WithLabelValues(hexID(id)),
 	}, nil
 }
 
@@ -106,11 +112,13 @@ func (p *peer) activeSince() time.Time {
 func (p *peer) enqueue(m *raftpb.Message) {
 	if p.active.Load() == 0 {
 		// The failure was reported when the stream went down.
+		p.failures.Inc()
 		return
 	}
 	select {
 	case p.queue <- m:
 	default:
+		p.failures.Inc()
 		if !p.overflowed.Swap(true) {
 			p.lg.Warn("dropped messages to remote peer: queue is full", zap.Int("queue-size", cap(p.queue)))
 			p.t.cfg.Handler.ReportUnreachable(p.id)
@@ -185,6 +193,7 @@ func (p *peer) drain() {
 	for {
 		select {
 		case <-p.queue:
+			p.failures.Inc()
 		default:
 			return
 		}
@@ -251,6 +260,7 @@ func (p *peer) stream() (up bool, err error) {
 		select {
 		case m := <-p.queue:
 			if err := s.SendMsg(m); err != nil {
+				p.failures.Inc()
 				if err == io.EOF {
 					return true, closedErr()
 				}
@@ -289,6 +299,7 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 	if err != nil {
 		p.lg.Warn("failed to send database snapshot", zap.Uint64("snapshot-index", index),
 			zap.Int64("bytes", n), zap.Error(err))
+		p.failures.Inc()
 		p.t.cfg.Handler.ReportUnreachable(p.id)
 		p.t.cfg.Handler.ReportSnapshot(p.id, true)
 		return

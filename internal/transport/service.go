@@ -26,6 +26,7 @@ const (
 	serviceName    = "cairn.peer.v1.Raft"
 	streamMethod   = "/" + serviceName + "/Stream"
 	snapshotMethod = "/" + serviceName + "/Snapshot"
+	probeMethod    = "/" + serviceName + "/Probe"
 
 	keyFrom     = "cairn-from-id"
 	keyTo       = "cairn-to-id"
@@ -43,11 +44,21 @@ var (
 type raftServer interface {
 	serveStream(ss grpc.ServerStream) error
 	serveSnapshot(ss grpc.ServerStream) error
+	serveProbe(ctx context.Context) (*emptypb.Empty, error)
 }
 
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*raftServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Probe",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			if err := dec(&emptypb.Empty{}); err != nil {
+				return nil, err
+			}
+			return srv.(raftServer).serveProbe(ctx)
+		},
+	}},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    streamDesc.StreamName,
@@ -120,6 +131,15 @@ func mdID(md metadata.MD, key string) (uint64, error) {
 	return id, nil
 }
 
+// serveProbe answers a peer's Probe call, with which it measures the round
+// trip.
+func (t *Transport) serveProbe(ctx context.Context) (*emptypb.Empty, error) {
+	if _, err := t.accept(ctx); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
 // serveStream is the receiving end of a peer's Stream call. It returns when
 // the stream ends or the transport stops; its receive loop runs on a
 // tracked goroutine so that Stop need not wait for the peer to hang up.
@@ -146,6 +166,7 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 // receive hands the messages of a stream from member from to the Handler
 // until the stream ends.
 func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
+	received := t.metrics.receivedBytes.WithLabelValues(hexID(from))
 	for {
 		m := &raftpb.Message{}
 		if err := ss.RecvMsg(m); err != nil {
@@ -160,6 +181,7 @@ func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
 		if !t.heard(from) {
 			return status.Errorf(codes.NotFound, "member %x was removed from the cluster", from)
 		}
+		received.Add(float64(proto.Size(m)))
 		if m.GetFrom() != from || m.GetTo() != t.cfg.ID || m.GetType() == raftpb.MsgSnap {
 			t.lg.Warn("dropped unexpected message from remote peer", zap.String("remote-peer-id", hexID(from)),
 				zap.Stringer("type", m.GetType()), zap.String("from", hexID(m.GetFrom())), zap.String("to", hexID(m.GetTo())))
@@ -182,6 +204,8 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
 	if err := ss.RecvMsg(&head); err != nil {
 		return err
 	}
+	recvBytes := t.metrics.receivedBytes.WithLabelValues(hexID(from))
+	recvBytes.Add(float64(proto.Size(&head)))
 	m := &raftpb.Message{}
 	if err := proto.Unmarshal(head.GetValue(), m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "bad MsgSnap: %v", err)
@@ -209,6 +233,7 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
 				return
 			}
 			received.Add(int64(len(c.GetValue())))
+			recvBytes.Add(float64(proto.Size(&c)))
 			if _, err := pw.Write(c.GetValue()); err != nil {
 				return // the Handler stopped reading
 			}

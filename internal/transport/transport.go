@@ -3,7 +3,7 @@
 //
 // # Wire protocol
 //
-// One gRPC service, cairn.peer.v1.Raft, defined by hand (no protoc), with two
+// One gRPC service, cairn.peer.v1.Raft, defined by hand (no protoc), with three
 // methods. Every call carries the sender's member ID, the receiver's member
 // ID and the cluster ID, in hex, as the metadata cairn-from-id, cairn-to-id
 // and cairn-cluster-id. The receiver refuses a call from another cluster, for
@@ -16,6 +16,10 @@
 //     never a message; the stream ends with the status of the refusal or
 //     failure. Every message type but MsgSnap travels here. Each member opens
 //     one stream to each peer, so a pair of members has two, one each way.
+//   - /cairn.peer.v1.Raft/Probe is a unary call of google.protobuf.Empty,
+//     answered Empty once the metadata is checked: each member times it to
+//     each peer every few seconds for etcd_network_peer_round_trip_time_seconds.
+//     A member without it answers Unimplemented and is not probed again.
 //   - /cairn.peer.v1.Raft/Snapshot is a client stream of
 //     google.protobuf.BytesValue: the first carries the marshalled MsgSnap,
 //     the rest carry the sender's state-machine snapshot in chunks of at
@@ -210,6 +214,8 @@ type Transport struct {
 	refusals map[string]bool
 	// wg counts every goroutine the transport starts; Stop waits for it.
 	wg sync.WaitGroup
+	// metrics are the transport's Prometheus series (see Collectors).
+	metrics *peerMetrics
 }
 
 // New returns a Transport with no peers. Call Register before the peer
@@ -253,6 +259,7 @@ func New(cfg Config) (*Transport, error) {
 		peers:     make(map[uint64]*peer),
 		removed:   make(map[uint64]bool),
 		refusals:  make(map[string]bool),
+		metrics:   newPeerMetrics(),
 	}, nil
 }
 
@@ -287,6 +294,7 @@ func (t *Transport) AddPeer(id uint64, urls []string) error {
 	delete(t.removed, id)
 	t.peers[id] = p
 	t.goLocked(p.run)
+	t.goLocked(p.probe)
 	t.lg.Info("added remote peer", zap.String("remote-peer-id", hexID(id)), zap.Strings("remote-peer-urls", urls))
 	return nil
 }
@@ -309,6 +317,7 @@ func (t *Transport) RemovePeer(id uint64) {
 		p.stop()
 		t.lg.Info("removed remote peer", zap.String("remote-peer-id", hexID(id)))
 	}
+	t.metrics.forget(id)
 }
 
 // ActiveSince returns when the stream to member id last came up, or the

@@ -23,6 +23,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/raftnode"
@@ -833,4 +836,64 @@ func TestRaftNodesElectAndCommit(t *testing.T) {
 			t.Fatalf("member %x committed %q, want %q", ids[i], got, want)
 		}
 	}
+}
+
+// TestMetrics: the peer series count what crossed the wire, the probes
+// measure round trips, and messages to a peer that went away are counted
+// as failures.
+func TestMetrics(t *testing.T) {
+	a := newMember(t, 1, 0x3e, "")
+	b := newMember(t, 2, 0x3e, "")
+	a.add(b)
+	b.add(a)
+	waitActive(t, a, 2)
+	waitActive(t, b, 1)
+	msgs := apps(1, 2, 10)
+	size := 0
+	for _, m := range msgs {
+		size += proto.Size(m)
+	}
+	a.tr.Send(msgs)
+	checkInOrder(t, b, 1, 10)
+	if got := counterValue(t, b.tr.metrics.receivedBytes.WithLabelValues("1")); got != float64(size) {
+		t.Errorf("received from 1: %v bytes, want %d", got, size)
+	}
+	if got := counterValue(t, a.tr.metrics.sentBytes.WithLabelValues("2")); got < float64(size) {
+		t.Errorf("sent to 2: %v bytes, want at least %d", got, size)
+	}
+	waitFor(t, "a round trip 1→2", 10*time.Second, func() bool { return seriesCount(a.tr.metrics.rtt) == 1 })
+	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got != 0 {
+		t.Errorf("failures to 2 on a healthy pair: %v", got)
+	}
+
+	b.stop()
+	waitFor(t, "stream 1→2 down", 10*time.Second, func() bool { return a.tr.ActiveSince(2).IsZero() })
+	a.tr.Send(apps(1, 2, 3))
+	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got < 3 {
+		t.Errorf("failures to 2 after it stopped: %v, want at least 3", got)
+	}
+	a.tr.RemovePeer(2)
+	if n := seriesCount(a.tr.metrics.sentBytes); n != 0 {
+		t.Errorf("%d sent-bytes series after the peer's removal, want 0", n)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// seriesCount is the number of series c holds.
+func seriesCount(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { c.Collect(ch); close(ch) }()
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
 }

@@ -34,6 +34,7 @@ var grpcErrors = []struct {
 	{mvcc.ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
 	{store.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{store.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},

@@ -37,6 +37,7 @@ var etcdErrors = []struct {
 	{mvcc.ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
 	{store.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{store.ErrCorrupt, status.Error(codes.DataLoss, "etcdserver: corrupt cluster")},
 	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{store.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},

@@ -90,6 +90,9 @@ type Options struct {
 	// metadata; without it MoveLeader is unimplemented and hasleader is
 	// not checked.
 	Leadership Leadership
+	// Snapshots serves Maintenance.Snapshot; without it the RPC is
+	// unimplemented.
+	Snapshots Snapshotter
 	// ElectionTimeout is raft's election timeout: a stream opened with
 	// hasleader is ended with "no leader" once the member has known no
 	// leader at three checks this far apart, as etcd does. Zero means
@@ -100,6 +103,15 @@ type Options struct {
 	// names, as in etcd.
 	ClientCertAuth bool
 	Logger         *zap.Logger
+	// ServerOptions are added after the server's own, so their
+	// interceptors run inside its (the metrics' interceptors, as in etcd).
+	ServerOptions []grpc.ServerOption
+}
+
+// Snapshotter streams a point-in-time copy of the member's state in
+// etcd's snapshot format, one Maintenance.Snapshot message at a time.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, send func(*pb.SnapshotResponse) error) error
 }
 
 // Leadership is the raft leadership as the etcd API needs it;
@@ -146,15 +158,15 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		opts.Logger = zap.NewNop()
 	}
 	who := identity{certAuth: opts.ClientCertAuth, selfKey: newSelfKey()}
-	srv := grpc.NewServer(
-		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+grpcOverheadBytes),
+	srv := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(opts.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership), who.unary),
 		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout), who.stream),
-	)
+	}, opts.ServerOptions...)...)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if a, ok := st.(Auth); ok {
 		pb.RegisterAuthServer(srv, &authServer{a: a})
@@ -164,7 +176,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		v3lockpb.RegisterLockServer(srv, &lockServer{c: self})
 		v3electionpb.RegisterElectionServer(srv, &electionServer{c: self})
 	}
-	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st, lead: opts.Leadership})
+	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st, lead: opts.Leadership, snap: opts.Snapshots})
 	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
 	if opts.Watch != nil {
 		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})

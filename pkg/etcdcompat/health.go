@@ -30,9 +30,7 @@ type healthCheck struct {
 var (
 	livezChecks  = []healthCheck{{"serializable_read", readCheck(true)}}
 	readyzChecks = []healthCheck{
-		// Cairn raises no CORRUPT alarm yet (docs/limitations.md), so
-		// none can be active.
-		{"data_corruption", func(context.Context, Store) error { return nil }},
+		{"data_corruption", alarmCheck(pb.AlarmType_CORRUPT)},
 		{"serializable_read", readCheck(true)},
 		{"linearizable_read", readCheck(false)},
 		{"non_learner", nonLearner},
@@ -99,16 +97,24 @@ func readCheck(serializable bool) func(context.Context, Store) error {
 	}
 }
 
-// healthRead is the read behind /health and the read probes. etcd makes it
-// as root, so that it passes whether auth is on or not; here it is made
-// without credentials, and auth's refusal proves the read path as well as
-// an answer would: the member applied entries up to the read.
+// healthRead is the read behind /health and the read probes, made as
+// root as etcd makes it, so that it passes whether auth is on or not.
 func healthRead(ctx context.Context, st Store, serializable bool) error {
+	ctx = auth.WithUser(ctx, auth.RootUser)
 	_, err := st.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable})
-	if errors.Is(err, auth.ErrUserEmpty) || errors.Is(err, auth.ErrPermissionDenied) {
+	return err
+}
+
+// alarmCheck fails while an alarm of type typ is active on any member.
+func alarmCheck(typ pb.AlarmType) func(context.Context, Store) error {
+	return func(_ context.Context, st Store) error {
+		for _, a := range activeAlarms(st) {
+			if a.Alarm == typ {
+				return fmt.Errorf("alarm activated: %s", typ)
+			}
+		}
 		return nil
 	}
-	return err
 }
 
 // nonLearner fails on a learner, which etcd does not count as ready.
@@ -130,14 +136,18 @@ type healthBody struct {
 }
 
 // serveHealth answers like etcd's /health: {"health":"true","reason":""}
-// when the member can serve a read (linearizable unless
-// ?serializable=true), else a 503 with "false" and the reason. etcd sends
-// the JSON as plain text, and so does Cairn.
+// when no alarm is active (but those named by ?exclude=NOSPACE and the
+// like) and the member can serve a read (linearizable unless
+// ?serializable=true), else a 503 with "false" and the reason ("ALARM
+// NOSPACE" for the first alarm found). etcd sends the JSON as plain text,
+// and so does Cairn.
 func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	h := healthBody{Health: "true"}
-	if err := healthRead(ctx, st, r.URL.Query().Get("serializable") == "true"); err != nil {
+	if a := firstAlarm(st, r.URL.Query()["exclude"]); a != nil {
+		h = healthBody{Health: "false", Reason: alarmReason(a.Alarm)}
+	} else if err := healthRead(ctx, st, r.URL.Query().Get("serializable") == "true"); err != nil {
 		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + err.Error()}
 	}
 	body, _ := json.Marshal(h)
@@ -147,4 +157,26 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write(body)
+}
+
+// firstAlarm is the first active alarm whose type is not excluded (by
+// name: NOSPACE, CORRUPT), nil if none.
+func firstAlarm(st Store, excluded []string) *pb.AlarmMember {
+	for _, a := range activeAlarms(st) {
+		if !slices.Contains(excluded, a.Alarm.String()) {
+			return a
+		}
+	}
+	return nil
+}
+
+// alarmReason is how etcd's /health names an active alarm.
+func alarmReason(t pb.AlarmType) string {
+	switch t {
+	case pb.AlarmType_NOSPACE:
+		return "ALARM NOSPACE"
+	case pb.AlarmType_CORRUPT:
+		return "ALARM CORRUPT"
+	}
+	return "ALARM UNKNOWN"
 }

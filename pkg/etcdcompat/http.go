@@ -52,6 +52,11 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 	return nil
 }
 
+// RegisterHealth adds etcd's health endpoints alone to mux: /health, and
+// /livez and /readyz with their per-check subpaths, as etcd serves them on
+// --listen-metrics-urls.
+func RegisterHealth(mux *http.ServeMux, st Store) { registerHealth(mux, st) }
+
 // GetOnly wraps an endpoint that answers GET only, as etcd's health and
 // version endpoints do: any other method is a 405 with "Allow: GET" and
 // etcd's plain-text body.

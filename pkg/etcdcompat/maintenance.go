@@ -16,6 +16,7 @@ type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	st   Store
 	lead Leadership
+	snap Snapshotter
 }
 
 // MoveLeader hands leadership to another voter, as etcd's: only the leader
@@ -41,7 +42,8 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, toGRPCError(err)
 }
 
-// Alarm reports no alarms: Cairn raises none yet.
+// Alarm lists, raises or clears alarms through raft, as etcd's: listing
+// needs a user, raising and clearing root (any alarm, for any member).
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	check := s.st.CheckAdmin
 	if r.GetAction() == pb.AlarmRequest_GET {
@@ -50,7 +52,30 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	if err := check(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	return &pb.AlarmResponse{Header: s.st.Header()}, nil
+	al, ok := s.st.(Alarmer)
+	if !ok {
+		return &pb.AlarmResponse{Header: s.st.Header()}, nil
+	}
+	resp, err := al.Alarm(ctx, r)
+	return resp, toGRPCError(err)
+}
+
+// Alarmer is the cluster's alarms as the etcd API needs them;
+// *store.Client implements it. A Store that does not has no alarms.
+type Alarmer interface {
+	// Alarm is Maintenance.Alarm, applied through raft (GET included);
+	// errors are the store's sentinels.
+	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
+	// Alarms lists the active alarms as this member last applied them.
+	Alarms() []*pb.AlarmMember
+}
+
+// activeAlarms lists st's active alarms, none if it keeps no alarms.
+func activeAlarms(st Store) []*pb.AlarmMember {
+	if al, ok := st.(Alarmer); ok {
+		return al.Alarms()
+	}
+	return nil
 }
 
 // Defragment reclaims free space. Unlike etcd's, it does not block the
@@ -86,12 +111,17 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return resp, toGRPCError(err)
 }
 
-// Snapshot is not implemented yet; as in etcd, only root gets that far.
+// Snapshot streams the member's state as etcd's snapshot: a bbolt
+// database in etcd's layout followed by its SHA-256. Only root may, as in
+// etcd.
 func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
 	if err := s.st.CheckAdmin(stream.Context()); err != nil {
 		return toGRPCError(err)
 	}
-	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+	if s.snap == nil {
+		return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+	}
+	return toGRPCError(s.snap.Snapshot(stream.Context(), stream.Send))
 }
 
 // Downgrade is not implemented yet; as in etcd, only root gets that far.

@@ -60,6 +60,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -97,6 +98,39 @@ type Log struct {
 	err error
 	// noSync skips the fdatasync of Save (etcd's --unsafe-no-fsync).
 	noSync bool
+	// metrics observes the file's writes and syncs.
+	metrics Metrics
+}
+
+// Metrics receives what Save does to the log's file, for monitoring (the
+// rewrite of CreateSnapshot is not reported). The funcs are called from
+// Save, on its caller's goroutine (raft's), and must return at once; either
+// may be nil.
+type Metrics struct {
+	// Synced is called after each fsync of the file with its duration.
+	Synced func(time.Duration)
+	// Wrote is called after each append with the number of bytes written.
+	Wrote func(bytes int)
+}
+
+// SetMetrics makes the log report its writes and fsyncs to m. Call it
+// before the log is used.
+func (l *Log) SetMetrics(m Metrics) { l.metrics = m }
+
+// sync fsyncs the file (only its data with dataOnly) and reports the time
+// it took.
+func (l *Log) sync(dataOnly bool) error {
+	start := time.Now()
+	var err error
+	if dataOnly {
+		err = syscall.Fdatasync(int(l.f.Fd()))
+	} else {
+		err = l.f.Sync()
+	}
+	if err == nil && l.metrics.Synced != nil {
+		l.metrics.Synced(time.Since(start))
+	}
+	return err
 }
 
 // SetUnsafeNoSync makes Save return without fsyncing what it wrote, as
@@ -170,7 +204,7 @@ func (l *Log) write(buf []byte) error {
 		}
 		// The new size is metadata: make it durable now, once per chunk,
 		// so that later appends need only fdatasync.
-		if err := l.f.Sync(); err != nil {
+		if err := l.sync(false); err != nil {
 			return err
 		}
 		l.size = size
@@ -179,6 +213,9 @@ func (l *Log) write(buf []byte) error {
 		return err
 	}
 	l.end += int64(len(buf))
+	if l.metrics.Wrote != nil {
+		l.metrics.Wrote(len(buf))
+	}
 	return nil
 }
 
@@ -202,7 +239,7 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 		return l.fail(err)
 	}
 	if p.MustSync && !l.noSync {
-		if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {
+		if err := l.sync(true); err != nil {
 			return l.fail(err)
 		}
 	}

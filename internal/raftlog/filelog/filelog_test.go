@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap/zaptest"
@@ -343,5 +344,34 @@ func TestUnsafeNoSyncStillWrites(t *testing.T) {
 	ents, err := l.Entries(1, 101, math.MaxUint64)
 	if err != nil || len(ents) != 100 || ents[99].GetData()[0] != 100 {
 		t.Fatalf("entries after reopening: %d, %v", len(ents), err)
+	}
+}
+
+// TestMetrics: every synced Save reports one fsync and the bytes it
+// appended; a Save that only advances the commit index reports no fsync.
+func TestMetrics(t *testing.T) {
+	l, err := Open(t.TempDir(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var syncs, written int
+	l.SetMetrics(Metrics{
+		Synced: func(time.Duration) { syncs++ },
+		Wrote:  func(n int) { written += n },
+	})
+	if err := l.Save(&raftpb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(0)}, []*raftpb.Entry{entry(1, 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The first append also syncs the file's preallocated size.
+	if syncs < 1 || written <= 0 {
+		t.Fatalf("after a synced Save: %d fsyncs, %d bytes; want at least 1 and some", syncs, written)
+	}
+	before, wroteBefore := syncs, written
+	if err := l.Save(&raftpb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(1)}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != before || written <= wroteBefore {
+		t.Errorf("after a commit-only Save: %d fsyncs (was %d), %d bytes (was %d); want no fsync, more bytes", syncs, before, written, wroteBefore)
 	}
 }
