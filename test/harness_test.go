@@ -34,6 +34,8 @@ var (
 	etcdctlBin  string
 	cairnutlBin string
 	etcdutlBin  string
+	// conformanceBin is test/compat's conformance checker.
+	conformanceBin string
 )
 
 func TestMain(m *testing.M) {
@@ -46,11 +48,13 @@ func TestMain(m *testing.M) {
 	etcdctlBin = filepath.Join(dir, "etcdctl")
 	cairnutlBin = filepath.Join(dir, "cairnutl")
 	etcdutlBin = filepath.Join(dir, "etcdutl")
+	conformanceBin = filepath.Join(dir, "conformance")
 	for _, b := range []struct{ out, pkg string }{
 		{cairnBin, "github.com/cairn-kv/cairn/cmd/cairn"},
 		{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3"},
 		{cairnutlBin, "github.com/cairn-kv/cairn/cmd/cairnutl"},
 		{etcdutlBin, "go.etcd.io/etcd/etcdutl/v3"},
+		{conformanceBin, "github.com/cairn-kv/cairn/test/compat/conformance"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

@@ -93,3 +93,20 @@ func TestFollowerForwardsToLeader(t *testing.T) {
 		t.Errorf("forwarded %v, want one renewal", f.renewed)
 	}
 }
+
+// TestGrantBeforeFirstTickNotExtended: a member sees that it leads only
+// at its next tick; a lease granted while it already led, before that
+// tick, keeps its TTL and gets no election timeout on top, as with etcd,
+// whose leader takes office before it grants.
+func TestGrantBeforeFirstTickNotExtended(t *testing.T) {
+	ctx := context.Background()
+	l, _ := start(t, Config{Tick: 300 * time.Millisecond, Extend: 3 * time.Second}, true)
+	if _, err := l.Grant(ctx, &pb.LeaseGrantRequest{ID: 7, TTL: 10}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond) // the promoting tick has passed
+	r, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 7})
+	if err != nil || r.TTL > 10 {
+		t.Errorf("lease granted by the leader before its first tick: %v, %v; want TTL <= 10", r, err)
+	}
+}

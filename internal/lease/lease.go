@@ -338,6 +338,11 @@ type entry struct {
 	expired bool
 	// checkpointAt is when its next checkpoint is due; zero if none is.
 	checkpointAt time.Time
+	// ownClock: its expiry was set (granted or renewed) while this member
+	// led, so promote leaves it alone. A member sees that it leads only at
+	// its next tick, and a lease granted in between must not get an
+	// election timeout more than etcd's leader would give it.
+	ownClock bool
 }
 
 type item struct {
@@ -427,14 +432,22 @@ func (a *lessorActor) reset(leases []mvcc.LeaseInfo) {
 // leader.
 func (a *lessorActor) promote(now time.Time) {
 	st := a.l.st
-	leader := st != nil && st.IsLeader()
+	leader := a.leads()
 	defer func() { a.leader = leader }()
-	if !leader || a.leader {
+	if !leader {
+		if a.leader {
+			for _, e := range a.leases {
+				e.ownClock = false
+			}
+		}
+		return
+	}
+	if a.leader {
 		return
 	}
 	from := now.Add(a.l.cfg.Extend)
 	for id, e := range a.leases {
-		if e.expired {
+		if e.expired || e.ownClock {
 			continue
 		}
 		left := time.Duration(st.LeaseCheckpointed(id)) * time.Second
@@ -443,6 +456,12 @@ func (a *lessorActor) promote(now time.Time) {
 		}
 		a.schedule(id, e, from.Add(left))
 	}
+}
+
+// leads reports whether this member leads now.
+func (a *lessorActor) leads() bool {
+	st := a.l.st
+	return st != nil && st.IsLeader()
 }
 
 // grant tracks lease id of ttl seconds, left of which remain from time
@@ -465,6 +484,7 @@ func (a *lessorActor) schedule(id int64, e *entry, at time.Time) {
 func (a *lessorActor) applied(m appliedMsg) {
 	if m.ttl > 0 {
 		a.grant(m.id, m.ttl, m.ttl, time.Now())
+		a.leases[m.id].ownClock = a.leads()
 		return
 	}
 	delete(a.leases, m.id)
@@ -478,6 +498,7 @@ func (a *lessorActor) renew(m renewMsg) {
 		return
 	}
 	a.schedule(m.id, e, now.Add(e.ttl))
+	e.ownClock = a.leads()
 	m.reply <- renewResult{ttl: int64(e.ttl / time.Second)}
 }
 
