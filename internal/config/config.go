@@ -78,6 +78,18 @@ type Config struct {
 	// LeaseCheckpointInterval is the time between checkpoints of a lease
 	// (5 minutes, etcd's default).
 	LeaseCheckpointInterval time.Duration
+	// InitialCorruptCheck has a member that restarts with data compare
+	// its HashKV with its peers' before it serves, and refuse to start on
+	// a mismatch (etcd's InitialCorruptCheck feature gate).
+	InitialCorruptCheck bool
+	// CorruptCheckTime is the period of the leader's corruption check of
+	// the members' current hashes; 0 turns it off (--corrupt-check-time).
+	CorruptCheckTime time.Duration
+	// CompactHashCheck has the leader compare the hashes its compactions
+	// computed with its peers' every CompactHashCheckTime (etcd's
+	// CompactHashCheck feature gate, --compact-hash-check-time).
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
 	// StrictReconfigCheck refuses membership changes that would cost the
 	// cluster its quorum (--strict-reconfig-check).
 	StrictReconfigCheck bool
@@ -210,13 +222,15 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
+		corruptTime = fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
+		compactTime = fs.Duration("compact-hash-check-time", time.Minute, "Duration of time between leader checks followers compaction hashes (with the CompactHashCheck feature gate).")
 		enablePprof = fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 		metrics     = fs.String("metrics", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
 		lmurls      = urlsValue{exceptions: []string{""}}
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
 	fs.Var(&lmurls, "listen-metrics-urls", "List of URLs to listen on for the metrics and health endpoints.")
-	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist are honoured; etcd's other gates are accepted).")
+	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist, InitialCorruptCheck, CompactHashCheck are honoured; etcd's other gates are accepted).")
 	// etcd 3.5's spellings of flags above, still accepted.
 	var (
 		oldWatchProg  = fs.Duration("experimental-watch-progress-notify-interval", 10*time.Minute, "Deprecated: use --watch-progress-notify-interval.")
@@ -367,6 +381,9 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	if persist := gates.enabled("LeaseCheckpointPersist") || *oldCPPersist; persist && !c.LeaseCheckpoint {
 		return nil, errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
 	}
+	c.InitialCorruptCheck = gates.enabled("InitialCorruptCheck")
+	c.CorruptCheckTime = *corruptTime
+	c.CompactHashCheck, c.CompactHashCheckTime = gates.enabled("CompactHashCheck"), *compactTime
 	if c.PrintVersion {
 		return c, nil
 	}
@@ -571,7 +588,7 @@ func parseURLs(s string) ([]url.URL, error) {
 }
 
 // featureGates are etcd 3.7's server feature gates, which --feature-gates
-// accepts; Cairn acts on the lease checkpoint ones only.
+// accepts; Cairn acts on the lease checkpoint and corruption check ones.
 var featureGates = map[string]bool{
 	"AllAlpha": true, "AllBeta": true,
 	"StopGRPCServiceOnDefrag": true, "InitialCorruptCheck": true, "CompactHashCheck": true,
@@ -617,7 +634,7 @@ func (g featureGateFlag) Set(s string) error {
 }
 
 // enabled reports whether gate name is on: set so, or left unset while
-// AllAlpha is on (both gates Cairn acts on are alpha in etcd).
+// AllAlpha is on (every gate Cairn acts on is alpha in etcd).
 func (g featureGateFlag) enabled(name string) bool {
 	if v, ok := g[name]; ok {
 		return v

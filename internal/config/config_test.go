@@ -74,6 +74,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
 	want.LeaseCheckpointInterval = 5 * time.Minute
+	want.CompactHashCheckTime = time.Minute
 	want.StrictReconfigCheck = true
 	want.InitialElectionTickAdvance = true
 	want.PreVote = true
@@ -1104,5 +1105,42 @@ func TestTLSStartChecks(t *testing.T) {
 				t.Errorf("Parse(%q) = %v, want a configuration error containing %q", tt.args, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestCorruptionChecks: the corruption checks' gates and periods, from
+// flags and from the environment, as etcd 3.7 reads them; etcd 3.7 no
+// longer accepts --experimental-initial-corrupt-check.
+func TestCorruptionChecks(t *testing.T) {
+	tests := []struct {
+		name             string
+		args, environ    []string
+		initial, compact bool
+		period, compactT time.Duration
+	}{
+		{"defaults", nil, nil, false, false, 0, time.Minute},
+		{"gates and periods", []string{"--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true", "--corrupt-check-time=3s", "--compact-hash-check-time=2s"}, nil, true, true, 3 * time.Second, 2 * time.Second},
+		{"all alpha", []string{"--feature-gates=AllAlpha=true"}, nil, true, true, 0, time.Minute},
+		{"variables", nil, []string{"ETCD_FEATURE_GATES=CompactHashCheck=true", "ETCD_CORRUPT_CHECK_TIME=1m", "ETCD_COMPACT_HASH_CHECK_TIME=5s"}, false, true, time.Minute, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.args, tt.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.InitialCorruptCheck != tt.initial || c.CompactHashCheck != tt.compact || c.CorruptCheckTime != tt.period || c.CompactHashCheckTime != tt.compactT {
+				t.Errorf("initial %v, compact %v, period %v, compact period %v; want %v, %v, %v, %v",
+					c.InitialCorruptCheck, c.CompactHashCheck, c.CorruptCheckTime, c.CompactHashCheckTime, tt.initial, tt.compact, tt.period, tt.compactT)
+			}
+			for _, w := range c.Warnings {
+				if strings.Contains(w, "check-time") {
+					t.Errorf("warning %q: the flag acts now", w)
+				}
+			}
+		})
+	}
+	if _, err := parse(t, []string{"--experimental-initial-corrupt-check"}, nil); err == nil {
+		t.Error("--experimental-initial-corrupt-check accepted; etcd 3.7 refuses it")
 	}
 }

@@ -85,8 +85,6 @@ var inertFlags = []inertFlag{
 	{name: "distributed-tracing-instance-id", usage: "Instance ID in traces."},
 	{name: "distributed-tracing-sampling-rate", kind: intFlag, def: "0", usage: "Samples per million spans."},
 	// features
-	{name: "corrupt-check-time", kind: durationFlag, def: "0s", usage: "Period of cluster corruption checks."},
-	{name: "compact-hash-check-time", kind: durationFlag, def: "1m0s", usage: "Period of the leader's compaction hash checks."},
 	{name: "compaction-batch-limit", kind: intFlag, def: "0", usage: "Most revisions deleted per compaction batch."},
 	{name: "warning-apply-duration", kind: durationFlag, def: "100ms", usage: "Log applies slower than this."},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: uintFlag, def: "0", usage: "Defragment at start when it frees this much."},

@@ -277,6 +277,17 @@ func (kv *KV) finishCompactionHash(h *kvHasher) {
 	}
 }
 
+// CompactionHashes returns the hashes the recent compactions computed (at
+// most the last ten, as etcd keeps), in ascending Revision: for the
+// leader's compaction hash check. They live in memory only, so a member
+// that restarted has none until it compacts again. It may be called from
+// any goroutine and returns a copy.
+func (kv *KV) CompactionHashes() []KeyValueHash {
+	kv.hashes.mu.Lock()
+	defer kv.hashes.mu.Unlock()
+	return slices.Clone(kv.hashes.hashes)
+}
+
 func (c *compactionHashes) lookup(rev int64) (KeyValueHash, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -34,6 +34,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/clientmux"
 	"github.com/cairn-kv/cairn/internal/compactor"
 	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/corruptcheck"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/raftlog"
@@ -61,6 +62,8 @@ type Server struct {
 	lease  *lease.Lessor
 	// compactor is the auto-compaction, nil when it is off.
 	compactor *compactor.Compactor
+	// corrupt runs the leader's corruption checks, nil when they are off.
+	corrupt *corruptcheck.Monitor
 
 	grpcSrv  *grpc.Server
 	gwConn   *grpc.ClientConn
@@ -142,6 +145,10 @@ func (s *Server) start() error {
 		Logger:             lg.Named("lease"),
 	})
 	if err := s.openPeers(boot.clusterID, boot.peers); err != nil {
+		return err
+	}
+	s.transport.ServeHashKV(s.serveHashKV)
+	if err := s.initialCorruptCheck(boot.peers); err != nil {
 		return err
 	}
 	// Users, roles and the auth switch are replicated state in the engine;
@@ -254,6 +261,7 @@ func (s *Server) start() error {
 			return err
 		}
 	}
+	s.corrupt = s.startCorruptChecks()
 	lg.Info("ready to serve client requests")
 	return nil
 }
@@ -589,6 +597,9 @@ func (s *Server) Stop() {
 		_ = s.self.Close()
 	}
 	s.selfMu.Unlock()
+	if s.corrupt != nil {
+		s.corrupt.Stop()
+	}
 	if s.compactor != nil {
 		s.compactor.Stop()
 	}

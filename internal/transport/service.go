@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -27,6 +28,7 @@ const (
 	streamMethod   = "/" + serviceName + "/Stream"
 	snapshotMethod = "/" + serviceName + "/Snapshot"
 	probeMethod    = "/" + serviceName + "/Probe"
+	hashKVMethod   = "/" + serviceName + "/HashKV"
 
 	keyFrom     = "cairn-from-id"
 	keyTo       = "cairn-to-id"
@@ -45,6 +47,7 @@ type raftServer interface {
 	serveStream(ss grpc.ServerStream) error
 	serveSnapshot(ss grpc.ServerStream) error
 	serveProbe(ctx context.Context) (*emptypb.Empty, error)
+	serveHashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 }
 
 var serviceDesc = grpc.ServiceDesc{
@@ -57,6 +60,15 @@ var serviceDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			return srv.(raftServer).serveProbe(ctx)
+		},
+	}, {
+		MethodName: "HashKV",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var rev wrapperspb.Int64Value
+			if err := dec(&rev); err != nil {
+				return nil, err
+			}
+			return srv.(raftServer).serveHashKV(ctx, rev.GetValue())
 		},
 	}},
 	Streams: []grpc.StreamDesc{
@@ -138,6 +150,19 @@ func (t *Transport) serveProbe(ctx context.Context) (*emptypb.Empty, error) {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// serveHashKV answers a peer's HashKV call with ServeHashKV's function, as etcd's
+// members answer /members/hashkv on their peer URLs.
+func (t *Transport) serveHashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error) {
+	if _, err := t.accept(ctx); err != nil {
+		return nil, err
+	}
+	f := t.hashKV.Load()
+	if f == nil {
+		return nil, status.Error(codes.Unimplemented, "member does not serve HashKV")
+	}
+	return (*f)(ctx, rev)
 }
 
 // serveStream is the receiving end of a peer's Stream call. It returns when

@@ -3,7 +3,7 @@
 //
 // # Wire protocol
 //
-// One gRPC service, cairn.peer.v1.Raft, defined by hand (no protoc), with three
+// One gRPC service, cairn.peer.v1.Raft, defined by hand (no protoc), with four
 // methods. Every call carries the sender's member ID, the receiver's member
 // ID and the cluster ID, in hex, as the metadata cairn-from-id, cairn-to-id
 // and cairn-cluster-id. The receiver refuses a call from another cluster, for
@@ -25,6 +25,11 @@
 //     the rest carry the sender's state-machine snapshot in chunks of at
 //     most 256 KiB. The receiver answers google.protobuf.Empty once the state
 //     is restored and the MsgSnap handed to raft, or an error status.
+//   - /cairn.peer.v1.Raft/HashKV is a unary call of google.protobuf.Int64Value
+//     (a revision) answered with etcd's HashKVResponse (see ServeHashKV):
+//     the corruption checks compare the members' hashes with it, as etcd's
+//     do over its peer URLs' /members/hashkv. A member without it answers
+//     Unimplemented.
 //
 // The protocol is Cairn's own and is not wire-compatible with etcd's
 // rafthttp: a Cairn member cannot join an etcd cluster or the reverse.
@@ -60,8 +65,10 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -69,6 +76,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Handler is the receiving side of the transport: the local member's raft
@@ -216,6 +224,22 @@ type Transport struct {
 	wg sync.WaitGroup
 	// metrics are the transport's Prometheus series (see Collectors).
 	metrics *peerMetrics
+	// hashKV answers peers' HashKV calls; see ServeHashKV.
+	hashKV atomic.Pointer[hashKVFunc]
+}
+
+// hashKVFunc answers a peer's HashKV call; see ServeHashKV.
+type hashKVFunc func(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
+
+// ServeHashKV sets the function that answers peers' HashKV calls with the
+// local member's HashKV at rev (see HashKV); until it is set, they are
+// answered Unimplemented. It may be called at any time. f is
+// called on the gRPC server's goroutines, several at a time, and may take
+// as long as hashing the history takes; its error reaches the caller as
+// it is, so it should be a gRPC status.
+func (t *Transport) ServeHashKV(f func(ctx context.Context, rev int64) (*pb.HashKVResponse, error)) {
+	h := hashKVFunc(f)
+	t.hashKV.Store(&h)
 }
 
 // New returns a Transport with no peers. Call Register before the peer
@@ -364,6 +388,29 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		p.enqueue(m)
 	}
 }
+
+// HashKV asks member id, a peer added with AddPeer, for its HashKV at
+// revision rev over the peer connection, and returns its answer or its
+// error status (Unimplemented if it does not serve HashKV). An unknown id
+// fails with ErrUnknownPeer. It may be called from any goroutine. A
+// connection still being made is waited for until ctx ends; one whose
+// last attempt failed fails the call at once (gRPC's fail-fast).
+func (t *Transport) HashKV(ctx context.Context, id uint64, rev int64) (*pb.HashKVResponse, error) {
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	if p == nil {
+		return nil, ErrUnknownPeer
+	}
+	resp := &pb.HashKVResponse{}
+	if err := p.conn.Invoke(p.outgoing(ctx), hashKVMethod, &wrapperspb.Int64Value{Value: rev}, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// ErrUnknownPeer is returned by HashKV for a member that is not a peer.
+var ErrUnknownPeer = errors.New("transport: unknown peer")
 
 // Stop closes every stream, incoming and outgoing, and returns once every
 // goroutine the transport started has ended; an incoming snapshot whose

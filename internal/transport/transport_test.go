@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -15,12 +16,15 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -896,4 +900,45 @@ func seriesCount(c prometheus.Collector) int {
 		n++
 	}
 	return n
+}
+
+// TestHashKV: a member asks a peer for its HashKV over the peer service;
+// the peer's error status comes back as it is, a peer that serves no
+// HashKV answers Unimplemented, and unknown peers and other clusters are
+// refused.
+func TestHashKV(t *testing.T) {
+	a := newMember(t, 1, 0x7e27, "")
+	b := newMember(t, 2, 0x7e27, "")
+	c := newMember(t, 3, 0xbeef, "")
+	a.add(b, c)
+	b.add(a)
+	var asked atomic.Int64
+	b.tr.ServeHashKV(func(_ context.Context, rev int64) (*pb.HashKVResponse, error) {
+		asked.Store(rev)
+		if rev > 100 {
+			return nil, status.Error(codes.OutOfRange, "future revision")
+		}
+		return &pb.HashKVResponse{Header: &pb.ResponseHeader{MemberId: 2, Revision: 100}, Hash: 42, CompactRevision: 7, HashRevision: rev}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := a.tr.HashKV(ctx, 2, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetHash() != 42 || resp.GetCompactRevision() != 7 || resp.GetHashRevision() != 50 || resp.GetHeader().GetRevision() != 100 || asked.Load() != 50 {
+		t.Errorf("HashKV(50) = %v (asked %d)", resp, asked.Load())
+	}
+	if _, err := a.tr.HashKV(ctx, 2, 101); status.Code(err) != codes.OutOfRange || !strings.Contains(err.Error(), "future revision") {
+		t.Errorf("HashKV(101) = %v, want the peer's OutOfRange", err)
+	}
+	if _, err := b.tr.HashKV(ctx, 1, 1); status.Code(err) != codes.Unimplemented {
+		t.Errorf("HashKV of a member serving none = %v, want Unimplemented", err)
+	}
+	if _, err := a.tr.HashKV(ctx, 9, 1); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("HashKV of an unknown member = %v, want ErrUnknownPeer", err)
+	}
+	if _, err := a.tr.HashKV(ctx, 3, 1); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cluster ID mismatch") {
+		t.Errorf("HashKV of another cluster's member = %v, want the cluster ID mismatch", err)
+	}
 }
