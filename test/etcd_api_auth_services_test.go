@@ -179,8 +179,7 @@ func servicePermissionSteps() []authStep {
 		{name: "hash kv", rootToo: true, call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {
 			return accepted(s.maint.HashKV(c, &pb.HashKVRequest{}))
 		}},
-		// Cairn does not implement these for root yet (limitations.md).
-		{name: "snapshot", call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {
+		{name: "snapshot", rootToo: true, call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {
 			c, cancel := context.WithCancel(c)
 			defer cancel()
 			ss, err := s.maint.Snapshot(c, &pb.SnapshotRequest{})
@@ -189,7 +188,7 @@ func servicePermissionSteps() []authStep {
 			}
 			return accepted(ss.Recv())
 		}},
-		{name: "downgrade", call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {
+		{name: "downgrade", rootToo: true, call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {
 			return accepted(s.maint.Downgrade(c, &pb.DowngradeRequest{Action: pb.DowngradeRequest_VALIDATE, Version: "3.6"}))
 		}},
 		{name: "move leader", call: func(c context.Context, s *authSide, _ int) (proto.Message, error) {

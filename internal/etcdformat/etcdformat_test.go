@@ -86,9 +86,9 @@ func snapshot(t testing.TB, e storage.Engine) (string, int) {
 	}
 	var buf bytes.Buffer
 	msgs := 0
-	total, err := Stream(db, func(r *pb.SnapshotResponse) error {
+	total, _, err := Stream(db, func(r *pb.SnapshotResponse) error {
 		msgs++
-		if r.Version != StorageVersion {
+		if r.Version != ClusterVersion {
 			t.Errorf("message version %q", r.Version)
 		}
 		buf.Write(r.Blob)
@@ -134,8 +134,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Revision != 4 || st.TotalKey != 1 || st.Version != StorageVersion || st.TotalSize == 0 {
-		t.Errorf("status %+v: want revision 4, 1 key (b), version %s", st, StorageVersion)
+	if st.Revision != 4 || st.TotalKey != 1 || st.Version != ClusterVersion || st.TotalSize == 0 {
+		t.Errorf("status %+v: want revision 4, 1 key (b), version %s", st, ClusterVersion)
 	}
 	dst := openEngine(t)
 	res, err := f.Restore(dst)

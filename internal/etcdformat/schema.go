@@ -49,14 +49,13 @@ var (
 	keyAuthEnabled      = []byte("authEnabled")
 	keyAuthRevision     = []byte("authRevision")
 	keyClusterVersion   = []byte("clusterVersion")
+	keyDowngrade        = []byte("downgrade")
 )
 
-// StorageVersion is the storage version etcd 3.7 records in its meta
-// bucket and reports with every snapshot message; Cairn's state matches
-// that schema.
-const StorageVersion = "3.7.0"
-
-// ClusterVersion is the cluster version Cairn records in its snapshots.
+// ClusterVersion is the cluster version of a Cairn cluster that has not
+// recorded one (none is recorded until a downgrade changes it). The
+// storage version etcd 3.7 records, and reports with every snapshot
+// message, is the same while no downgrade is under way.
 const ClusterVersion = "3.7.0"
 
 // revBytes encodes a main revision as etcd encodes the compaction

@@ -15,20 +15,24 @@ const chunkSize = 32 << 10
 
 // Stream sends the bbolt file at path as etcd's Maintenance Snapshot does:
 // the database in chunks, each with the bytes still to come and the
-// storage version, then one message holding the SHA-256 of everything
-// sent. It returns the database's size.
-func Stream(path string, send func(*pb.SnapshotResponse) error) (int64, error) {
+// storage version the database records, then one message holding the
+// SHA-256 of everything sent. It returns the database's size and storage
+// version.
+func Stream(path string, send func(*pb.SnapshotResponse) error) (total int64, version string, err error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer db.Close()
 	tx, err := db.Begin(false)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer func() { _ = tx.Rollback() }()
-	total := tx.Size()
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		version = versionString(meta.Get(keyStorageVersion))
+	}
+	total = tx.Size()
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
@@ -47,19 +51,19 @@ func Stream(path string, send func(*pb.SnapshotResponse) error) (int64, error) {
 		buf := make([]byte, min(chunkSize, total-sent))
 		n, err := io.ReadFull(pr, buf)
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, err
+			return 0, "", err
 		}
 		sent += int64(n)
 		h.Write(buf[:n])
-		if err := send(&pb.SnapshotResponse{RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: StorageVersion}); err != nil {
-			return 0, err
+		if err := send(&pb.SnapshotResponse{RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: version}); err != nil {
+			return 0, "", err
 		}
 		if n < len(buf) {
-			return 0, io.ErrUnexpectedEOF
+			return 0, "", io.ErrUnexpectedEOF
 		}
 	}
-	if err := send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: StorageVersion}); err != nil {
-		return 0, err
+	if err := send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: version}); err != nil {
+		return 0, "", err
 	}
-	return total, nil
+	return total, version, nil
 }

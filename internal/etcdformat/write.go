@@ -142,10 +142,13 @@ func (w *writer) meta(r storage.Reader, info Info) error {
 	if err != nil {
 		return err
 	}
+	cluster := clusterVersion(r)
 	records := [][2][]byte{
 		{keyConsistentIndex, u64(applied)},
 		{keyTerm, u64(info.Term)},
-		{keyStorageVersion, []byte(StorageVersion)},
+		// As in etcd, the storage version follows the cluster version's
+		// major.minor (a downgrade lowers both).
+		{keyStorageVersion, []byte(cluster)},
 	}
 	if scheduled > 0 {
 		records = append(records, [2][]byte{keyScheduledCompact, revBytes(scheduled)})
@@ -173,7 +176,32 @@ func (w *writer) meta(r storage.Reader, info Info) error {
 			return err
 		}
 	}
-	return w.put(bucketCluster, keyClusterVersion, []byte(ClusterVersion))
+	if err := w.put(bucketCluster, keyClusterVersion, []byte(cluster)); err != nil {
+		return err
+	}
+	if target, enabled := store.DowngradeOf(r); target != "" || enabled {
+		b, err := json.Marshal(downgradeInfo{TargetVersion: target, Enabled: enabled})
+		if err != nil {
+			return err
+		}
+		return w.put(bucketCluster, keyDowngrade, b)
+	}
+	return nil
+}
+
+// downgradeInfo is a downgrade as etcd's cluster bucket holds it (JSON).
+type downgradeInfo struct {
+	TargetVersion string `json:"target-version"`
+	Enabled       bool   `json:"enabled"`
+}
+
+// clusterVersion returns the replicated cluster version, ClusterVersion
+// when none was ever recorded.
+func clusterVersion(r storage.Reader) string {
+	if v := store.ClusterVersionOf(r); v != "" {
+		return v
+	}
+	return ClusterVersion
 }
 
 func (w *writer) leases(r storage.Reader, _ Info) error {

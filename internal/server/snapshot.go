@@ -51,14 +51,14 @@ func (sn snapshots) Snapshot(ctx context.Context, send func(*pb.SnapshotResponse
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.lg.Info("sending database snapshot to client", zap.String("storage-version", etcdformat.StorageVersion))
-	total, err := etcdformat.Stream(path, send)
+	s.lg.Info("sending database snapshot to client")
+	total, version, err := etcdformat.Stream(path, send)
 	if err != nil {
 		s.lg.Warn("failed to send database snapshot", zap.Error(err))
 		return err
 	}
 	s.lg.Info("successfully sent database snapshot to client", zap.Int64("total-bytes", total),
-		zap.Duration("took", time.Since(start)), zap.String("storage-version", etcdformat.StorageVersion))
+		zap.Duration("took", time.Since(start)), zap.String("storage-version", version))
 	return nil
 }
 

@@ -68,6 +68,11 @@ type storeActor struct {
 	// changed since it was last published (see alarm.go).
 	alarms       []*pb.AlarmMember
 	alarmsStaged bool
+	// versions is the cluster version and downgrade state as staged,
+	// versionsStaged whether it changed since it was last published (see
+	// downgrade.go).
+	versions       versionState
+	versionsStaged bool
 }
 
 func (a *storeActor) receive(ctx actor.Context) {
@@ -127,6 +132,7 @@ func (a *storeActor) restore(r io.Reader) error {
 	a.lastSnap = applied
 	a.c.refreshLearner()
 	a.loadAlarms()
+	a.loadVersions()
 	a.c.applied.advance(applied)
 	a.c.dbSize.Store(a.c.cfg.Engine.Stats().SizeBytes)
 	a.lg.Info("restored a snapshot", zap.Uint64("applied-index", applied), zap.Int64("revision", kv.Rev()))
@@ -238,6 +244,7 @@ func (a *storeActor) commit(ap *mvcc.Applier, replies []pendingReply) []pendingR
 	}
 	a.auth.Publish()
 	a.publishAlarms()
+	a.publishVersions()
 	if len(a.events) > 0 && a.c.cfg.Publish != nil {
 		a.c.cfg.Publish(a.events)
 	}
@@ -299,6 +306,10 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 	case r.ClusterMemberAttrSet != nil:
 		a.setMemberAttrs(ap, index, r.ClusterMemberAttrSet)
 		res.resp = &pb.MemberUpdateResponse{}
+	case r.ClusterVersionSet != nil:
+		res = a.setClusterVersion(ap, index, r.ClusterVersionSet)
+	case r.DowngradeInfoSet != nil:
+		res = a.setDowngrade(ap, index, r.DowngradeInfoSet)
 	case r.LeaseCheckpoint != nil:
 		if res.err = ap.LeaseCheckpoint(index, r.LeaseCheckpoint.Checkpoints); res.err == nil {
 			res.resp = &pb.LeaseCheckpointResponse{}

@@ -66,7 +66,25 @@ var (
 	ErrLeaderTransferTimeout = errors.New("store: request timed out, leader transfer took too long")
 	// ErrNotLeader: the request must be served by the leader.
 	ErrNotLeader = errors.New("store: not leader")
+
+	// Downgrades (see downgrade.go).
+
+	// ErrWrongDowngradeVersionFormat: a downgrade target is neither
+	// "major.minor" nor a full semantic version.
+	ErrWrongDowngradeVersionFormat = errors.New("store: wrong downgrade target version format")
+	// ErrInvalidDowngradeTargetVersion: a downgrade target is not one minor
+	// version below the cluster version.
+	ErrInvalidDowngradeTargetVersion = errors.New("store: invalid downgrade target version")
+	// ErrDowngradeInProcess: a downgrade is enabled already.
+	ErrDowngradeInProcess = errors.New("store: cluster has a downgrade job in progress")
+	// ErrUnknownDowngradeAction: a downgrade request's action is none of
+	// VALIDATE, ENABLE and CANCEL.
+	ErrUnknownDowngradeAction = errors.New("store: unknown method")
 )
+
+// errNoInflightDowngrade: a downgrade cancelled while none is enabled;
+// only logged, as etcd does.
+var errNoInflightDowngrade = errors.New("store: no inflight downgrade job")
 
 // errUnknownRequest fails a request whose raft entry this version cannot
 // apply.

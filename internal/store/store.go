@@ -38,9 +38,6 @@ const Version = "3.7.3"
 // before proposals are refused with ErrTooManyRequests (etcd's limit).
 const maxApplyLag = 5000
 
-// storageVersion is the etcd storage schema version reported by Status.
-const storageVersion = "3.7.0"
-
 // Raft is what the store needs from the raft node; *raftnode.Node
 // implements it.
 type Raft interface {
@@ -116,6 +113,10 @@ type Config struct {
 	// MinLeaseTTL is the smallest TTL a grant gets, in seconds; shorter
 	// requests are raised to it, as etcd does (see MinLeaseTTL).
 	MinLeaseTTL int64
+	// VersionMonitorInterval is how often the leader checks whether the
+	// cluster version must follow a downgrade (see downgrade.go); zero
+	// means etcd's 4 s.
+	VersionMonitorInterval time.Duration
 	// MailboxSize bounds the store actor's mailbox (backpressure).
 	MailboxSize int
 	Logger      *zap.Logger
@@ -140,6 +141,9 @@ type Client struct {
 	alarms  atomic.Pointer[[]*pb.AlarmMember]
 	raiseMu sync.Mutex
 	raising chan struct{}
+	// versions is the cluster version and downgrade state as last applied
+	// (see downgrade.go).
+	versions atomic.Pointer[versionState]
 	// sizeMu orders the size samples of refreshSize.
 	sizeMu  sync.Mutex
 	stop    chan struct{}
@@ -165,6 +169,9 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 	}
 	if cfg.MailboxSize == 0 {
 		cfg.MailboxSize = 4096
+	}
+	if cfg.VersionMonitorInterval == 0 {
+		cfg.VersionMonitorInterval = versionMonitorInterval
 	}
 	if cfg.Auth == nil {
 		as, err := auth.Open(cfg.Engine, auth.Options{Logger: cfg.Logger})
@@ -192,6 +199,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 	}
 	c.refreshLearner()
 	a.loadAlarms()
+	a.loadVersions()
 	c.ref = sys.Spawn("store", cfg.MailboxSize, a.receive)
 	r, err := cfg.StartRaft(func(ents []*raftpb.Entry) { c.ref.Send(applyMsg{ents: ents}) })
 	if err != nil {
@@ -201,6 +209,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 	c.raft = r
 	c.dbSize.Store(cfg.Engine.Stats().SizeBytes)
 	go c.watchSize()
+	go c.monitorVersions()
 	return c, nil
 }
 
@@ -459,6 +468,7 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	// may be up to a second old: a fresh member would report 0.
 	size := c.cfg.Engine.Stats().SizeBytes
 	c.dbSize.Store(size)
+	vs := c.versionState()
 	return &pb.StatusResponse{
 		Header:           c.header(c.kv.Rev()),
 		Version:          Version,
@@ -469,9 +479,9 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftTerm:         st.Term,
 		RaftAppliedIndex: c.kv.AppliedIndex(),
 		IsLearner:        c.learner.Load(),
-		StorageVersion:   storageVersion,
+		StorageVersion:   c.StorageVersion(),
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
-		DowngradeInfo:    &pb.DowngradeInfo{},
+		DowngradeInfo:    &pb.DowngradeInfo{Enabled: vs.enabled, TargetVersion: vs.target},
 		Errors:           c.alarmErrors(),
 	}, nil
 }

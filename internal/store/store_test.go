@@ -79,6 +79,7 @@ func startAs(t *testing.T, id uint64, open opener, dir string, snapshotCount uin
 	c, err := store.Start(sys, store.Config{
 		Engine: e, KV: kv, ClusterID: 7, MemberID: id,
 		MaxRequestBytes: 1 << 20, MaxTxnOps: 128, SnapshotCount: snapshotCount, Restored: restored,
+		VersionMonitorInterval: 20 * time.Millisecond,
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
 			return raftnode.Start(sys, raftnode.Config{ID: id, Peers: []uint64{id}, Log: l, TickInterval: 10 * time.Millisecond, Commit: commit})
 		},

@@ -60,6 +60,11 @@ var grpcErrors = []struct {
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
 	{store.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
+	{store.ErrWrongDowngradeVersionFormat, rpctypes.ErrGRPCWrongDowngradeVersionFormat},
+	{store.ErrInvalidDowngradeTargetVersion, rpctypes.ErrGRPCInvalidDowngradeTargetVersion},
+	{store.ErrDowngradeInProcess, rpctypes.ErrGRPCDowngradeInProcess},
+	// etcd sends this one's text with code Unknown: rpctypes has no entry.
+	{store.ErrUnknownDowngradeAction, status.Error(codes.Unknown, "etcdserver: unknown method")},
 	{errBadURLs, rpctypes.ErrGRPCMemberBadURLs},
 	{auth.ErrRootUserNotExist, rpctypes.ErrGRPCRootUserNotExist},
 	{auth.ErrRootRoleNotExist, rpctypes.ErrGRPCRootRoleNotExist},

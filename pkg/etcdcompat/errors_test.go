@@ -61,6 +61,11 @@ var etcdErrors = []struct {
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
 	{store.ErrNotSupportedForLearner, rpctypes.ErrGRPCNotSupportedForLearner},
+	{store.ErrWrongDowngradeVersionFormat, status.Error(codes.InvalidArgument, "etcdserver: wrong downgrade target version format")},
+	{store.ErrInvalidDowngradeTargetVersion, status.Error(codes.InvalidArgument, "etcdserver: invalid downgrade target version")},
+	{store.ErrDowngradeInProcess, status.Error(codes.FailedPrecondition, "etcdserver: cluster has a downgrade job in progress")},
+	// etcd's errors.ErrUnknownMethod, absent from its table: code Unknown.
+	{store.ErrUnknownDowngradeAction, status.Error(codes.Unknown, "etcdserver: unknown method")},
 	{errBadURLs, rpctypes.ErrGRPCMemberBadURLs},
 	{auth.ErrRootUserNotExist, status.Error(codes.FailedPrecondition, "etcdserver: root user does not exist")},
 	{auth.ErrRootRoleNotExist, status.Error(codes.FailedPrecondition, "etcdserver: root user does not have root role")},

@@ -15,12 +15,19 @@ import (
 	"github.com/cairn-kv/cairn/internal/store"
 )
 
-// clusterVersion and storageVersion are the cluster and storage versions
-// /version reports, those of an etcd 3.7 cluster.
-const (
-	clusterVersion = "3.7.0"
-	storageVersion = "3.7.0"
-)
+// Versioner is what /version reports beyond the server version;
+// *store.Client implements it.
+type Versioner interface {
+	// ClusterVersion is the cluster version, such as "3.7.0", as this
+	// member last applied it.
+	ClusterVersion() string
+	// StorageVersion is this member's storage version, such as "3.7.0".
+	StorageVersion() string
+}
+
+// defaultVersion is the cluster and storage version /version reports for
+// a store that does not tell them: those of an etcd 3.7 cluster.
+const defaultVersion = "3.7.0"
 
 // RegisterHTTP adds etcd's HTTP endpoints on the client port to mux: the
 // grpc-gateway JSON API under /v3/ (served by calling the gRPC API through
@@ -47,7 +54,7 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 		}
 	}
 	mux.Handle("/v3/", gwmux)
-	mux.HandleFunc("/version", GetOnly(serveVersion))
+	mux.HandleFunc("/version", GetOnly(versionHandler(st)))
 	registerHealth(mux, st)
 	return nil
 }
@@ -78,9 +85,16 @@ type versions struct {
 	Storage string `json:"storage"`
 }
 
-// serveVersion answers /version as etcd does, without a final newline.
-func serveVersion(w http.ResponseWriter, _ *http.Request) {
-	body, _ := json.Marshal(versions{Server: store.Version, Cluster: clusterVersion, Storage: storageVersion})
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+// versionHandler answers /version as etcd does, without a final newline:
+// the cluster and storage versions follow a downgrade (see Versioner).
+func versionHandler(st Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		vs := versions{Server: store.Version, Cluster: defaultVersion, Storage: defaultVersion}
+		if v, ok := st.(Versioner); ok {
+			vs.Cluster, vs.Storage = v.ClusterVersion(), v.StorageVersion()
+		}
+		body, _ := json.Marshal(vs)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}
 }

@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// maintenanceServer implements the parts of etcd's Maintenance service
-// Cairn supports so far; the rest answer codes.Unimplemented (see
-// docs/limitations.md). With auth enabled, every RPC is checked first as
+// maintenanceServer implements etcd's Maintenance service. A dependency
+// left out of Options (Leadership, Snapshots) makes its RPC answer
+// codes.Unimplemented. With auth enabled, every RPC is checked first as
 // etcd checks it: Status and listing alarms need a user, the rest root.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
@@ -124,10 +124,23 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenanc
 	return toGRPCError(s.snap.Snapshot(stream.Context(), stream.Send))
 }
 
-// Downgrade is not implemented yet; as in etcd, only root gets that far.
-func (s *maintenanceServer) Downgrade(ctx context.Context, _ *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+// Downgrader serves Maintenance.Downgrade; *store.Client implements it.
+type Downgrader interface {
+	// Downgrade validates, enables or cancels a downgrade of the cluster
+	// version, as etcd's: errors are the store's sentinels.
+	Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error)
+}
+
+// Downgrade validates, enables or cancels a cluster downgrade, as etcd's:
+// only root may, whatever the action.
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
 	if err := s.st.CheckAdmin(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	return nil, status.Error(codes.Unimplemented, "method Downgrade not implemented")
+	d, ok := s.st.(Downgrader)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "method Downgrade not implemented")
+	}
+	resp, err := d.Downgrade(ctx, r)
+	return resp, toGRPCError(err)
 }
