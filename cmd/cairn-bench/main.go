@@ -17,6 +17,12 @@
 //	cairn-bench lease-keepalive --leases 10000 --interval 5s --duration 20s --server-pid 1234
 //	cairn-bench lease-storm --leases 10000 --ttl 5s
 //
+// and a snapshot workload, which loads a store (1 GiB by default), then
+// takes one Maintenance.Snapshot while a writer puts, checks the file
+// and reports its speed and the server's memory meanwhile:
+//
+//	cairn-bench snapshot --data-size 1GiB --server-pid 1234 --pprof-url http://127.0.0.1:2379/debug/pprof
+//
 // Every run is bounded by --total (or the workload's own counts) and
 // --max-duration, and endpoints must be loopback addresses. It exits 1 if
 // the run could not start or any request failed, 2 on a usage error.
@@ -28,9 +34,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -39,7 +47,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/loadgen"
 )
 
-const usage = `usage: cairn-bench <put|range|txn-put|watch-fanout|watch-latency|watch-idle|lease-keepalive|lease-storm> [flags]
+const usage = `usage: cairn-bench <put|range|txn-put|watch-fanout|watch-latency|watch-idle|lease-keepalive|lease-storm|snapshot> [flags]
 
 Run 'cairn-bench <command> -h' for a command's flags.
 `
@@ -159,6 +167,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
 			return loadgen.LeaseStorm(ctx, cfg, o)
 		}
+	case "snapshot":
+		o := loadgen.SnapshotOptions{DataBytes: 1 << 30}
+		fs.Func("data-size", "value bytes loaded before the snapshot, with an optional suffix KiB, MiB or GiB (default 1GiB)", func(s string) (err error) {
+			o.DataBytes, err = parseSize(s)
+			return err
+		})
+		fs.IntVar(&o.ValueSize, "val-size", 100<<10, "bytes per loaded value")
+		fs.IntVar(&o.Loaders, "loaders", 8, "goroutines loading concurrently")
+		fs.IntVar(&o.Writers, "writers", 1, "goroutines putting while the snapshot is taken")
+		fs.IntVar(&o.WriterValueSize, "writer-val-size", 256, "bytes per value the writers put")
+		fs.DurationVar(&o.Settle, "settle", 10*time.Second, "how long the server's memory must hold within 8 MiB before the snapshot (waited for at most 20 times as long)")
+		fs.DurationVar(&o.Sample, "sample", 50*time.Millisecond, "interval of the server's memory readings during the snapshot")
+		fs.StringVar(&o.PprofURL, "pprof-url", "", "the server's pprof address (http://host:port/debug/pprof, served with --enable-pprof): if set, the server collects its garbage before its memory is read")
+		fs.StringVar(&o.Dir, "dir", "", "directory where the snapshot is saved to be checked, then removed (default: the system's temporary directory)")
+		run = func(ctx context.Context, cfg loadgen.Config) (loadgen.Result, error) {
+			return loadgen.Snapshot(ctx, cfg, o)
+		}
 	default:
 		fmt.Fprintf(stderr, "cairn-bench: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -249,6 +274,27 @@ func writeErrors(w io.Writer, r loadgen.Result) {
 	for _, k := range kinds {
 		fmt.Fprintf(w, "error x%d: %s\n", r.ErrorKinds[k], k)
 	}
+}
+
+// parseSize reads a byte count, optionally with a binary suffix: 4096,
+// 512KiB, 100MiB, 1GiB.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
 }
 
 // ms formats a latency in milliseconds.

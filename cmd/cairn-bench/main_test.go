@@ -32,6 +32,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch-fanout", "--total", "5"}, 2, "not defined"},
 		{[]string{"lease-keepalive", "--ttl", "1s", "--interval", "5s"}, 1, "out of bounds"},
 		{[]string{"lease-storm", "--endpoints", "10.1.2.3:2379"}, 1, "not a loopback address"},
+		{[]string{"snapshot", "--data-size", "1TB"}, 2, "optionally with KiB"},
+		{[]string{"snapshot", "--data-size", "100GiB"}, 1, "over the limits"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(tc.args, &out, &errOut)
@@ -88,6 +90,31 @@ func TestWatchAndLeaseCommandsAgainstEtcd(t *testing.T) {
 	}
 	if _, ok := res.Metric("keep-alive p99"); res.Workload != "lease-keepalive" || res.Requests != 40 || !ok {
 		t.Errorf("json result: %+v", res)
+	}
+}
+
+func TestSnapshotCommandAgainstEtcd(t *testing.T) {
+	ep := startEtcd(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"snapshot", "--endpoints", ep, "--data-size", "1MiB", "--val-size", "16384",
+		"--settle", "50ms", "--dir", t.TempDir()}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "snapshot MB/s") || !strings.Contains(out.String(), "errors 0") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "512KiB": 512 << 10, "100MiB": 100 << 20, "1GiB": 1 << 30} {
+		if got, err := parseSize(in); got != want || err != nil {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "1GB", "GiB", "9999999999GiB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
 	}
 }
 

@@ -9,7 +9,9 @@
 // by their options, and report named figures in Result.Metrics; with
 // Config.ServerPID they also read the server's CPU time and resident
 // memory from /proc. Each cancels its watchers and revokes its leases
-// before it returns.
+// before it returns. The Snapshot workload loads a large store and
+// measures one Maintenance.Snapshot of it under writes: its speed, the
+// server's memory meanwhile, and whether the file is consistent.
 //
 // It speaks only the public etcd v3 API, so the same workload measures Cairn
 // and etcd alike. Endpoints must be loopback addresses: load is never sent
