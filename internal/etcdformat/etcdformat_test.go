@@ -2,6 +2,7 @@ package etcdformat
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -81,7 +82,7 @@ func snapshot(t testing.TB, e storage.Engine) (string, int) {
 	}
 	defer view.Close()
 	db := filepath.Join(dir, "db")
-	if err := Write(db, view, Info{Term: 3}); err != nil {
+	if err := Write(context.Background(), db, view, Info{Term: 3}); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer

@@ -46,9 +46,11 @@ func Stream(path string, send func(*pb.SnapshotResponse) error) (total int64, ve
 		<-done
 	}()
 	h := sha256.New()
+	// gRPC encodes a message before Send returns, so one buffer serves
+	// every chunk.
+	chunk := make([]byte, chunkSize)
 	for sent := int64(0); sent < total; {
-		// A sent message may still be in use by gRPC: a new buffer each.
-		buf := make([]byte, min(chunkSize, total-sent))
+		buf := chunk[:min(chunkSize, total-sent)]
 		n, err := io.ReadFull(pr, buf)
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 			return 0, "", err

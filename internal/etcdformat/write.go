@@ -1,8 +1,10 @@
 package etcdformat
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 
@@ -35,7 +37,8 @@ const (
 // Write writes the state r holds to a new bbolt file at path in etcd's
 // layout. r should be a view, so that what is written is one moment's
 // state while writes go on; memory stays bounded whatever its size.
-func Write(path string, r storage.Reader, info Info) (err error) {
+// It stops with ctx's error once ctx is done.
+func Write(ctx context.Context, path string, r storage.Reader, info Info) (err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, NoFreelistSync: true})
 	if err != nil {
 		return err
@@ -45,7 +48,7 @@ func Write(path string, r storage.Reader, info Info) (err error) {
 			err = cerr
 		}
 	}()
-	w := &writer{db: db}
+	w := &writer{ctx: ctx, db: db, arena: make([]byte, 0, txBytes)}
 	defer w.abort()
 	for _, b := range allBuckets {
 		if err := w.put(b, nil, nil); err != nil {
@@ -64,11 +67,43 @@ func Write(path string, r storage.Reader, info Info) (err error) {
 	return db.Sync()
 }
 
+// gcEvery is how many bytes Write copies between the garbage collections
+// it asks for. Writing a snapshot makes garbage of about three times its
+// size (record copies, bbolt's page buffers), while the live heap of a
+// member can be large (its raft log): left to its pace, the collector
+// would let that garbage grow the process by up to the live heap.
+const gcEvery = 64 << 20
+
 // writer puts records into a bbolt file in transactions of bounded size.
 type writer struct {
+	ctx     context.Context
 	db      *bolt.DB
 	tx      *bolt.Tx
 	n, size int
+	// arena holds the copies of the records of the open transaction
+	// (bbolt keeps the slices it is given until commit); it is reused by
+	// the next one.
+	arena []byte
+	// sinceGC counts the bytes copied since the last collection.
+	sinceGC int
+}
+
+// copyRecord copies key and value into the arena, committing the open
+// transaction first when they do not fit, and returns the copies.
+func (w *writer) copyRecord(key, value []byte) (k, v []byte, err error) {
+	need := len(key) + len(value)
+	if len(w.arena)+need > cap(w.arena) {
+		if err := w.commit(); err != nil {
+			return nil, nil, err
+		}
+		if need > cap(w.arena) {
+			w.arena = make([]byte, 0, max(need, txBytes))
+		}
+	}
+	start := len(w.arena)
+	w.arena = append(w.arena, key...)
+	w.arena = append(w.arena, value...)
+	return w.arena[start : start+len(key) : start+len(key)], w.arena[start+len(key) : start+need : start+need], nil
 }
 
 // put adds key=value to bucket, starting and committing transactions as
@@ -106,9 +141,22 @@ func (w *writer) commit() error {
 	if w.tx == nil {
 		return nil
 	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
 	tx := w.tx
-	w.tx, w.n, w.size = nil, 0, 0
-	return tx.Commit()
+	w.tx, w.n = nil, 0
+	w.sinceGC += w.size
+	w.size = 0
+	w.arena = w.arena[:0]
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if w.sinceGC >= gcEvery {
+		w.sinceGC = 0
+		runtime.GC()
+	}
+	return nil
 }
 
 func (w *writer) abort() {
@@ -124,7 +172,10 @@ func (w *writer) keys(r storage.Reader, _ Info) error {
 	err := r.Iterate(storage.KV, nil, nil, false, func(k, v []byte) bool {
 		// bbolt keeps the slices it is given until the transaction
 		// commits; the engine's are valid only during the call.
-		failed = w.put(bucketKey, append([]byte(nil), k...), append([]byte(nil), v...))
+		var ck, cv []byte
+		if ck, cv, failed = w.copyRecord(k, v); failed == nil {
+			failed = w.put(bucketKey, ck, cv)
+		}
 		return failed == nil
 	})
 	if err == nil {

@@ -43,7 +43,7 @@ func (sn snapshots) Snapshot(ctx context.Context, send func(*pb.SnapshotResponse
 		return err
 	}
 	path := filepath.Join(dir, "db")
-	err = etcdformat.Write(path, view, etcdformat.Info{Term: s.store.Header().RaftTerm})
+	err = etcdformat.Write(ctx, path, view, etcdformat.Info{Term: s.store.Header().RaftTerm})
 	view.Close()
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
