@@ -156,6 +156,9 @@ func (f leaseForwarder) forward(ctx context.Context, call func(context.Context, 
 	// The leader checks the caller's permissions too.
 	ctx, cancel := context.WithTimeout(etcdcompat.ForwardIdentity(ctx), f.timeout)
 	defer cancel()
+	// noLeader: the last answer said there is no leader. A call the
+	// deadline cuts short answers nothing, so it leaves it as it was.
+	noLeader := false
 	for {
 		conn, err := f.conns.leader()
 		switch {
@@ -173,7 +176,9 @@ func (f leaseForwarder) forward(ctx context.Context, call func(context.Context, 
 				err = s
 			}
 		}
-		noLeader := errors.Is(err, store.ErrNoLeader)
+		if ctx.Err() == nil {
+			noLeader = errors.Is(err, store.ErrNoLeader)
+		}
 		select {
 		case <-time.After(forwardRetryInterval):
 		case <-ctx.Done():

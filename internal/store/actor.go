@@ -348,7 +348,9 @@ func (a *storeActor) maybeCheckpoint(index uint64) {
 	}
 	a.checkpointing = true
 	engine, ref := a.c.cfg.Engine, a.c.ref
+	a.c.checkpoints.Add(1)
 	go func() {
+		defer a.c.checkpoints.Done()
 		err := engine.Checkpoint()
 		ref.Send(checkpointDone{index: index, err: err})
 	}()

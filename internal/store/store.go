@@ -131,6 +131,9 @@ type Client struct {
 	raft    Raft
 	ref     *actors.Ref
 	applied *appliedWait
+	// checkpoints counts the engine checkpoints running in the
+	// background; Stop waits for them, so that the engine can be closed.
+	checkpoints sync.WaitGroup
 	nextID  atomic.Uint64
 	dbSize  atomic.Int64
 	// learner is whether this member is a learner, as last applied.
@@ -242,6 +245,7 @@ func (c *Client) Stop() {
 	close(c.stop)
 	c.raft.Stop()
 	c.ref.Stop()
+	c.checkpoints.Wait()
 }
 
 // watchSize refreshes the cached engine size used by the quota check and
