@@ -72,7 +72,7 @@ func Write(ctx context.Context, path string, r storage.Reader, info Info) (err e
 // size (record copies, bbolt's page buffers), while the live heap of a
 // member can be large (its raft log): left to its pace, the collector
 // would let that garbage grow the process by up to the live heap.
-const gcEvery = 64 << 20
+const gcEvery = 16 << 20
 
 // writer puts records into a bbolt file in transactions of bounded size.
 type writer struct {
