@@ -134,8 +134,8 @@ type Client struct {
 	// checkpoints counts the engine checkpoints running in the
 	// background; Stop waits for them, so that the engine can be closed.
 	checkpoints sync.WaitGroup
-	nextID  atomic.Uint64
-	dbSize  atomic.Int64
+	nextID      atomic.Uint64
+	dbSize      atomic.Int64
 	// learner is whether this member is a learner, as last applied.
 	learner atomic.Bool
 	// alarms is the active alarm list as last applied (see alarm.go);
