@@ -37,6 +37,13 @@ type Store interface {
 	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	// Hash is Maintenance.Hash: a hash of this member's whole state.
 	Hash(ctx context.Context) (*pb.HashResponse, error)
+	// Alarm is Maintenance.Alarm, applied through raft (GET included).
+	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
+	// Alarms lists the active alarms as this member last applied them.
+	Alarms() []*pb.AlarmMember
+	// Downgrade validates, enables or cancels a downgrade of the cluster
+	// version, as etcd's.
+	Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error)
 	// Linearize returns once the member has applied everything committed
 	// before the call, as a linearizable read waits.
 	Linearize(ctx context.Context) error

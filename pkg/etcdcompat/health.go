@@ -108,7 +108,7 @@ func healthRead(ctx context.Context, st Store, serializable bool) error {
 // alarmCheck fails while an alarm of type typ is active on any member.
 func alarmCheck(typ pb.AlarmType) func(context.Context, Store) error {
 	return func(_ context.Context, st Store) error {
-		for _, a := range activeAlarms(st) {
+		for _, a := range st.Alarms() {
 			if a.Alarm == typ {
 				return fmt.Errorf("alarm activated: %s", typ)
 			}
@@ -162,7 +162,7 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
 // firstAlarm is the first active alarm whose type is not excluded (by
 // name: NOSPACE, CORRUPT), nil if none.
 func firstAlarm(st Store, excluded []string) *pb.AlarmMember {
-	for _, a := range activeAlarms(st) {
+	for _, a := range st.Alarms() {
 		if !slices.Contains(excluded, a.Alarm.String()) {
 			return a
 		}

@@ -52,30 +52,8 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	if err := check(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	al, ok := s.st.(Alarmer)
-	if !ok {
-		return &pb.AlarmResponse{Header: s.st.Header()}, nil
-	}
-	resp, err := al.Alarm(ctx, r)
+	resp, err := s.st.Alarm(ctx, r)
 	return resp, toGRPCError(err)
-}
-
-// Alarmer is the cluster's alarms as the etcd API needs them;
-// *store.Client implements it. A Store that does not has no alarms.
-type Alarmer interface {
-	// Alarm is Maintenance.Alarm, applied through raft (GET included);
-	// errors are the store's sentinels.
-	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
-	// Alarms lists the active alarms as this member last applied them.
-	Alarms() []*pb.AlarmMember
-}
-
-// activeAlarms lists st's active alarms, none if it keeps no alarms.
-func activeAlarms(st Store) []*pb.AlarmMember {
-	if al, ok := st.(Alarmer); ok {
-		return al.Alarms()
-	}
-	return nil
 }
 
 // Defragment reclaims free space. Unlike etcd's, it does not block the
@@ -124,23 +102,12 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenanc
 	return toGRPCError(s.snap.Snapshot(stream.Context(), stream.Send))
 }
 
-// Downgrader serves Maintenance.Downgrade; *store.Client implements it.
-type Downgrader interface {
-	// Downgrade validates, enables or cancels a downgrade of the cluster
-	// version, as etcd's: errors are the store's sentinels.
-	Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error)
-}
-
 // Downgrade validates, enables or cancels a cluster downgrade, as etcd's:
 // only root may, whatever the action.
 func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
 	if err := s.st.CheckAdmin(ctx); err != nil {
 		return nil, toGRPCError(err)
 	}
-	d, ok := s.st.(Downgrader)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, "method Downgrade not implemented")
-	}
-	resp, err := d.Downgrade(ctx, r)
+	resp, err := s.st.Downgrade(ctx, r)
 	return resp, toGRPCError(err)
 }

@@ -59,3 +59,13 @@ func TestHashKVOverGRPC(t *testing.T) {
 		t.Errorf("Hash = %v, %v", h, err)
 	}
 }
+
+func (f *fakeStore) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return &pb.AlarmResponse{Header: hdr()}, f.fail()
+}
+
+func (f *fakeStore) Alarms() []*pb.AlarmMember { return nil }
+
+func (f *fakeStore) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return nil, f.fail()
+}
