@@ -69,9 +69,14 @@ const (
 // and by -2 to +4 MiB in the scenarios that put nothing. While the
 // clients were open, the stalled ones held 10 to 60 MiB of heap and 20 to
 // 140 MiB of resident memory, which the slacks below do not cover.
+// Resident memory is the noisier figure (the runtime returns freed pages
+// to the system at its own pace; a loaded machine once left a member 3 MiB
+// over a 24 MiB slack), so its slack is wider: the leaks these scenarios
+// catch held 160 MiB of it for 50 watchers, and the heap bound, which is
+// exact after a collection, stays tight.
 const (
 	heapSlack   = 8 << 20
-	rssSlack    = 24 << 20
+	rssSlack    = 48 << 20
 	rssPerPutKB = 3 // KiB of resident memory allowed per KiB put
 )
 

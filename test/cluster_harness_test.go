@@ -32,6 +32,10 @@ type clusterOpts struct {
 	// beyond the cluster's common ones (per-member certificates, for
 	// example). It is called from the test goroutine, once per member.
 	memberArgs func(name string) []string
+	// env are environment variables of every member (see member.env).
+	env []string
+	// noREST starts the members without --http-listen-addr.
+	noREST bool
 }
 
 // startCluster starts n members of engine at once (each waits for a quorum
@@ -76,12 +80,16 @@ func (c *cluster) newMember(name string) *member {
 	if c.opts.memberArgs != nil {
 		args = append(slices.Clip(args), c.opts.memberArgs(name)...)
 	}
-	return &member{
+	m := &member{
 		t: t, engine: c.engine, dataDir: t.TempDir(), args: args, name: name,
 		peerURL:  fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t)),
 		clientEP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		httpURL:  fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		env:      c.opts.env,
 	}
+	if !c.opts.noREST {
+		m.httpURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	}
+	return m
 }
 
 // newJoiner returns newMember(name) with the flags to join c as a member

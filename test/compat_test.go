@@ -26,9 +26,10 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	t.Run("etcd", func(t *testing.T) {
+		t.Parallel()
 		check(t, "etcd 3.7.3", []string{etcdEndpoint(startEtcd(t))})
 	})
-	forEachEngine(t, func(t *testing.T, engine string) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
 		t.Run("single", func(t *testing.T) {
 			check(t, "cairn "+engine+" single member", []string{startMember(t, engine).clientEP})
 		})

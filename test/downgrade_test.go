@@ -188,7 +188,7 @@ func TestDowngradeDifferential(t *testing.T) {
 		want[i] = s.run(t, etcdSide)
 		t.Logf("etcd, %s: %s", s.name, want[i])
 	}
-	forEachEngine(t, func(t *testing.T, engine string) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
 		m := startMember(t, engine)
 		side := downgradeSide{cli: m.client(t), ep: m.clientEP}
 		for i, s := range downgradeSteps {

@@ -82,7 +82,7 @@ func TestExamples(t *testing.T) {
 			},
 		},
 	}
-	forEachEngine(t, func(t *testing.T, engine string) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
 		for _, ex := range examples {
 			m := startMember(t, engine)
 			args := []string{"-endpoints", m.clientEP}

@@ -49,14 +49,40 @@ func TestMain(m *testing.M) {
 	cairnutlBin = filepath.Join(dir, "cairnutl")
 	etcdutlBin = filepath.Join(dir, "etcdutl")
 	conformanceBin = filepath.Join(dir, "conformance")
-	for _, b := range []struct{ out, pkg string }{
-		{cairnBin, "github.com/cairn-kv/cairn/cmd/cairn"},
-		{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3"},
-		{cairnutlBin, "github.com/cairn-kv/cairn/cmd/cairnutl"},
-		{etcdutlBin, "go.etcd.io/etcd/etcdutl/v3"},
-		{conformanceBin, "github.com/cairn-kv/cairn/test/compat/conformance"},
+	// With GOCOVERDIR set (make cover, make test), Cairn's own binaries are
+	// built with coverage instrumentation of Cairn's packages, and every
+	// process started from them (they inherit the environment) writes its
+	// counters there when it exits; a member killed with SIGKILL writes
+	// none.
+	var cover []string
+	if d := os.Getenv("GOCOVERDIR"); d != "" {
+		abs, err := filepath.Abs(d)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		// Members run in other working directories.
+		os.Setenv("GOCOVERDIR", abs)
+		cover = []string{"-cover", "-coverpkg=github.com/cairn-kv/cairn/internal/...,github.com/cairn-kv/cairn/pkg/...,github.com/cairn-kv/cairn/cmd/..."}
+	}
+	for _, b := range []struct {
+		out, pkg string
+		cover    bool
+	}{
+		{cairnBin, "github.com/cairn-kv/cairn/cmd/cairn", true},
+		{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3", false},
+		{cairnutlBin, "github.com/cairn-kv/cairn/cmd/cairnutl", true},
+		{etcdutlBin, "go.etcd.io/etcd/etcdutl/v3", false},
+		{conformanceBin, "github.com/cairn-kv/cairn/test/compat/conformance", false},
 	} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		args := []string{"build", "-o", b.out}
+		if b.cover {
+			args = append(args, cover...)
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
@@ -72,6 +98,19 @@ func TestMain(m *testing.M) {
 func forEachEngine(t *testing.T, fn func(t *testing.T, engine string)) {
 	for _, e := range engines {
 		t.Run(e, func(t *testing.T) { fn(t, e) })
+	}
+}
+
+// forEachEngineParallel is forEachEngine with the engines' subtests run at
+// once (t.Parallel), for tests that mostly wait (on TTLs, version changes,
+// a reference etcd) with members of their own: it saves make test's time
+// without putting timing-sensitive tests under each other's load.
+func forEachEngineParallel(t *testing.T, fn func(t *testing.T, engine string)) {
+	for _, e := range engines {
+		t.Run(e, func(t *testing.T) {
+			t.Parallel()
+			fn(t, e)
+		})
 	}
 }
 
@@ -93,7 +132,12 @@ type member struct {
 	// clientScheme is the client URLs' scheme: "https" for TLS, "http"
 	// when empty.
 	clientScheme string
-	httpURL      string // http://host:port of the REST API
+	// httpURL is http://host:port of the REST API; empty, the member is
+	// started without --http-listen-addr and serves none.
+	httpURL string
+	// env are environment variables the process gets beyond the test's
+	// own (less its ETCD_* ones).
+	env []string
 	// portRetries counts starts redone because a port was taken.
 	portRetries int
 
@@ -179,14 +223,16 @@ func (m *member) launch() error {
 		"--advertise-client-urls", scheme + "://" + m.clientEP,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--http-listen-addr", strings.TrimPrefix(m.httpURL, "http://"),
+	}
+	if m.httpURL != "" {
+		args = append(args, "--http-listen-addr", strings.TrimPrefix(m.httpURL, "http://"))
 	}
 	if m.clusterArgs == nil {
 		args = append(args, "--initial-cluster", "m1="+peer)
 	}
 	args = append(append(args, m.clusterArgs...), m.args...)
 	cmd := exec.Command(cairnBin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), m.env...)
 	cmd.Dir = m.workDir
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

@@ -1,7 +1,9 @@
 // Command rest shows that Cairn's REST API and the etcd API serve one
 // store: a key written over REST is read with clientv3, a key written with
 // clientv3 is read over REST, at the same revisions, and a REST watch
-// (Server-Sent Events) sees both writes.
+// (Server-Sent Events) sees both writes. The member must serve the REST
+// API, which is off unless asked for: start it with --http-listen-addr
+// 127.0.0.1:8080 (make run does).
 //
 //	go run ./examples/rest -endpoints 127.0.0.1:2379 -http http://127.0.0.1:8080
 package main

@@ -55,7 +55,9 @@ type Config struct {
 	LogLevel            string
 	// StorageEngine is "memory" or "rocksdb".
 	StorageEngine string
-	// HTTPListenAddr is where Cairn's REST API listens (host:port).
+	// HTTPListenAddr is where Cairn's REST API listens (host:port); empty,
+	// the default, serves no REST API, so a member opens no port etcd does
+	// not.
 	HTTPListenAddr string
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
 	// client URLs, as etcd's --enable-pprof does.
@@ -218,7 +220,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		election    = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
 		logLevel    = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
-		httpAddr    = fs.String("http-listen-addr", "127.0.0.1:8080", "host:port of Cairn's REST API (Cairn).")
+		httpAddr    = fs.String("http-listen-addr", "", "host:port of Cairn's REST API, e.g. 127.0.0.1:8080; empty (default) serves no REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")

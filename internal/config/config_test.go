@@ -69,7 +69,6 @@ func TestDefaults(t *testing.T) {
 		ElectionTimeout:          time.Second,
 		LogLevel:                 "info",
 		StorageEngine:            "rocksdb",
-		HTTPListenAddr:           "127.0.0.1:8080",
 		Metrics:                  "basic",
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute

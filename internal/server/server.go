@@ -313,8 +313,8 @@ func (s *Server) openStorage() error {
 
 // serveClients listens on every --listen-client-urls address, serving gRPC
 // and HTTP on each: in plain text for http:// (gRPC on its native
-// transport), over TLS for https:// (gRPC through net/http, as etcd serves
-// it there).
+// transport, or through net/http under GODEBUG=http2debug, see http2Debug),
+// over TLS for https:// (gRPC through net/http, as etcd serves it there).
 func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
@@ -378,17 +378,22 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	handler := etcdcompat.GatewayGuard(mux, s.cfg.ClientTLS.ClientCertAuth, func() bool { return s.store.AuthState().Enabled() })
 	for i, l := range listeners {
 		if u := s.cfg.ListenClientURLs[i]; isSecure(u) {
-			s.serveClientTLS(l, mux)
+			s.serveClientTLS(l, handler)
 			continue
 		} else if s.tls.client != nil {
 			s.lg.Warn("scheme is http or unix while key and cert files are present; ignoring key and cert files", zap.String("client-url", u.String()))
 		}
 		s.lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", l.Addr().String()))
+		if http2Debug {
+			s.serveClientH2C(l, handler)
+			continue
+		}
 		grpcL, httpL, closeAll := clientmux.Split(l, s.lg)
 		s.closers = append(s.closers, closeAll)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		s.httpSrvs = append(s.httpSrvs, hs)
 		go func() { _ = s.grpcSrv.Serve(grpcL) }()
 		go func() { _ = hs.Serve(httpL) }()
@@ -428,7 +433,35 @@ func listenClient(u url.URL) (net.Listener, error) {
 func (s *Server) serveClientTLS(l net.Listener, mux http.Handler) {
 	// Refused handshakes are the clients' errors, not the member's.
 	errLog, _ := zap.NewStdLogAt(s.lg.Named("client-tls"), zapcore.DebugLevel)
-	hs := &http.Server{
+	hs := s.clientHTTPServer(mux)
+	hs.TLSConfig = s.tls.client
+	hs.ErrorLog = errLog
+	s.httpSrvs = append(s.httpSrvs, hs)
+	// The certificate comes from TLSConfig.GetCertificate, read at each
+	// handshake.
+	go func() { _ = hs.ServeTLS(l, "", "") }()
+	s.lg.Info("serving client traffic securely", zap.String("address", l.Addr().String()))
+}
+
+// serveClientH2C serves gRPC and HTTP in plain text on l through one
+// net/http server, taking HTTP/1 and unencrypted HTTP/2 (the way gRPC
+// clients speak to http:// and unix:// URLs): under GODEBUG=http2debug, so
+// that net/http logs the clients' HTTP/2 (see http2Debug).
+func (s *Server) serveClientH2C(l net.Listener, mux http.Handler) {
+	hs := s.clientHTTPServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	hs.Protocols = &p
+	s.httpSrvs = append(s.httpSrvs, hs)
+	go func() { _ = hs.Serve(l) }()
+}
+
+// clientHTTPServer returns a net/http server for a client listener that
+// hands gRPC requests (HTTP/2 with a gRPC content type) to the gRPC server
+// and the rest to mux.
+func (s *Server) clientHTTPServer(mux http.Handler) *http.Server {
+	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 				s.grpcSrv.ServeHTTP(w, r)
@@ -436,18 +469,11 @@ func (s *Server) serveClientTLS(l net.Listener, mux http.Handler) {
 			}
 			mux.ServeHTTP(w, r)
 		}),
-		TLSConfig:         s.tls.client,
 		ReadHeaderTimeout: 10 * time.Second,
 		// As etcd's --max-concurrent-streams default: a client's streams
 		// (watches, keep-alives) are not capped at net/http's 250.
-		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: math.MaxUint32},
-		ErrorLog: errLog,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxUint32},
 	}
-	s.httpSrvs = append(s.httpSrvs, hs)
-	// The certificate comes from TLSConfig.GetCertificate, read at each
-	// handshake.
-	go func() { _ = hs.ServeTLS(l, "", "") }()
-	s.lg.Info("serving client traffic securely", zap.String("address", l.Addr().String()))
 }
 
 // publish records this member's name and client URLs through raft, unless
@@ -481,8 +507,12 @@ func advanceTicks(cfg *config.Config) int {
 }
 
 // serveREST starts Cairn's REST API on --http-listen-addr, over TLS with
-// the client certificate settings when there are.
+// the client certificate settings when there are. Without the flag there
+// is no REST API: etcd opens no such port.
 func (s *Server) serveREST() error {
+	if s.cfg.HTTPListenAddr == "" {
+		return nil
+	}
 	l, err := net.Listen("tcp", s.cfg.HTTPListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-listen-addr %s: %w", s.cfg.HTTPListenAddr, err)
@@ -542,7 +572,8 @@ func (s *Server) selfClient() (*clientv3.Client, error) {
 // ClientAddrs returns the addresses the client listeners are bound to.
 func (s *Server) ClientAddrs() []string { return s.clientAddrs }
 
-// HTTPAddr returns the address the REST API is bound to.
+// HTTPAddr returns the address the REST API is bound to, or "" when
+// --http-listen-addr is not set and no REST API is served.
 func (s *Server) HTTPAddr() string { return s.httpAddr }
 
 // Stop shuts the member down: front ends first, so no new request enters,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	gw "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	etcdgw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
@@ -57,6 +58,32 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 	mux.HandleFunc("/version", GetOnly(versionHandler(st)))
 	registerHealth(mux, st)
 	return nil
+}
+
+// GatewayGuard wraps the client port's HTTP handler with etcd's checks
+// in front of the JSON gateway: a path under /v3beta/ is served as the same
+// path under /v3/ (etcd keeps the old prefix working), and, when
+// clientCertAuth (--client-cert-auth) is on and authEnabled reports auth
+// enabled, a /v3/ request that presents a verified client certificate with
+// a common name is refused with 400 and etcd's plain-text reason: the
+// gateway calls the gRPC API with its own connection, so that name could
+// not be the user the request is made as.
+func GatewayGuard(next http.Handler, clientCertAuth bool, authEnabled func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
+			r.URL.Path = "/v3/" + rest
+			r.URL.RawPath = ""
+		}
+		if clientCertAuth && r.TLS != nil && strings.HasPrefix(r.URL.Path, "/v3/") && authEnabled() {
+			for _, chain := range r.TLS.VerifiedChains {
+				if len(chain) > 0 && chain[0].Subject.CommonName != "" {
+					http.Error(w, "CommonName of client sending a request against gateway will be ignored and not used as expected", http.StatusBadRequest)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // RegisterHealth adds etcd's health endpoints alone to mux: /health, and
