@@ -287,7 +287,7 @@ func main() {
 			p("- `%s`\n", c)
 		}
 		if *baseCommand != "" && base != nil {
-			p("\nReference runs, on etcd 3.7.3 built from `etcdmain` (`test/etcdsuite/cmd/etcd`):\n\n")
+			p("\nReference runs, on etcd 3.7.3 built from `etcdmain` (its `main` written by `test/etcdsuite/run.sh` into the ignored `out/etcdmain`):\n\n")
 			for _, c := range strings.Split(strings.TrimSpace(*baseCommand), "\n") {
 				p("- `%s`\n", c)
 			}
