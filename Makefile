@@ -13,7 +13,7 @@ LDFLAGS  := -X main.gitSHA=$(GIT_SHA)
 
 export CGO_ENABLED := 1
 
-.PHONY: run cluster build deps test unit integration cover lint bench bench-cluster bench-cost fuzz clean test-faults test-etcd test-etcd-ci
+.PHONY: run cluster build deps test unit integration cover lint bench bench-cluster bench-cost bench-etcd fuzz clean test-faults test-etcd test-etcd-ci
 
 # deps installs the RocksDB headers and library when they are missing; it is
 # quick and idempotent when they are present.
@@ -147,6 +147,21 @@ bench: bench-cost build
 # the load spread over the three members (docs/performance.md, "Method").
 bench-cluster: deps
 	$(GO) test -run '^$$' -bench Compare -benchtime 1x -timeout 30m ./test/bench/ -compare.members 3
+
+# bench-etcd runs etcd's own benchmark tool (tools/benchmark of etcd's root
+# module v3.7.0, from the module proxy) against a reference etcd 3.7.3 and
+# against Cairn on both engines, each a fresh single member in its own
+# process, for ROUNDS rounds with the targets taking turns, and prints and
+# writes to docs/performance.md the medians, Cairn/etcd ratios, server CPU
+# per operation (from /proc) and p99 (test/etcdbench/README.md). SCALE
+# multiplies the request totals: 1 takes about 10 minutes on 2 cores.
+# ROWS narrows the run, e.g. ROWS=put-1,range-s.
+SCALE  ?= 1
+ROUNDS ?= 3
+ROWS   ?= all
+
+bench-etcd: build
+	test/etcdbench/run.sh --scale $(SCALE) --rounds $(ROUNDS) --rows $(ROWS)
 
 # fuzz runs every fuzz target (func FuzzXxx(*testing.F)) of internal/ and
 # pkg/ for FUZZTIME each, one target at a time as go test requires. Their
