@@ -1,6 +1,7 @@
 package etcdcompat
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -34,12 +35,12 @@ const defaultVersion = "3.7.0"
 // grpc-gateway JSON API under /v3/ (served by calling the gRPC API through
 // conn, as etcd does), /health, /livez, /readyz and /version.
 func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.ClientConn) error {
-	gwmux := gw.NewServeMux(gw.WithMarshalerOption(gw.MIMEWildcard, &gw.HTTPBodyMarshaler{
+	gwmux := gw.NewServeMux(gw.WithMarshalerOption(gw.MIMEWildcard, compactJSON{&gw.HTTPBodyMarshaler{
 		Marshaler: &gw.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 		},
-	}))
+	}}))
 	for _, register := range []func(context.Context, *gw.ServeMux, *grpc.ClientConn) error{
 		etcdgw.RegisterKVHandler,
 		etcdgw.RegisterWatchHandler,
@@ -58,6 +59,27 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 	mux.HandleFunc("/version", GetOnly(versionHandler(st)))
 	registerHealth(mux, st)
 	return nil
+}
+
+// compactJSON is the gateway's marshaler with the whitespace protojson
+// adds on purpose taken out: protojson puts a space after some separators
+// depending on the binary it is built into, to keep callers from relying on
+// its bytes, so the same response could differ from etcd's gateway (and
+// between Cairn builds) by spaces. Compacted, every response and stream
+// message is etcd's compact JSON.
+type compactJSON struct{ gw.Marshaler }
+
+// Marshal marshals v as the wrapped marshaler does, then compacts it.
+func (m compactJSON) Marshal(v any) ([]byte, error) {
+	b, err := m.Marshaler.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b, nil // not JSON (an HTTP body): as it is
+	}
+	return buf.Bytes(), nil
 }
 
 // GatewayGuard wraps the client port's HTTP handler with etcd's checks
