@@ -76,33 +76,29 @@ cd "$here"
 # n TOTAL prints TOTAL × scale, rounded, at least 1.
 n() { awk -v s="$scale" -v n="$1" 'BEGIN { v = int(n * s + 0.5); if (v < 1) v = 1; print v }'; }
 
-# row_label and row_args describe a row: its name in the table and the
-# benchmark tool's arguments after --endpoints.
-row_label() {
+# row sets label, a row's name in the table, and args, the benchmark tool's
+# arguments after --endpoints, for row $1.
+row() {
 	case $1 in
-	put-1) echo "put, 1 client" ;;
-	put-64) echo "put, 64 clients / 8 conns" ;;
-	range-l) echo "range linearizable, 64 clients" ;;
-	range-s) echo "range serializable, 64 clients" ;;
-	txn-put) echo "txn-put, 16 clients" ;;
-	watch-1key) echo "watch: 1000 watchers on 1 key (events/s)" ;;
-	watch-100keys) echo "watch: 6400 watchers over 100 keys (events/s)" ;;
-	watch-latency) echo "watch-latency: 100 watchers, 100 puts/s" ;;
-	lease-keepalive) echo "lease keep-alive, 1 client" ;;
+	put-1) label="put, 1 client"
+		args="--conns=1 --clients=1 put --key-size=8 --sequential-keys --total=$(n 8000) --val-size=256" ;;
+	put-64) label="put, 64 clients / 8 conns"
+		args="--conns=8 --clients=64 put --key-size=8 --sequential-keys --total=$(n 50000) --val-size=256" ;;
+	range-l) label="range linearizable, 64 clients"
+		args="--conns=8 --clients=64 range foo --consistency=l --total=$(n 100000)" ;;
+	range-s) label="range serializable, 64 clients"
+		args="--conns=8 --clients=64 range foo --consistency=s --total=$(n 100000)" ;;
+	txn-put) label="txn-put, 16 clients"
+		args="--conns=4 --clients=16 txn-put --key-size=8 --val-size=256 --total=$(n 25000)" ;;
+	watch-1key) label="watch: 1000 watchers on 1 key (events/s)"
+		args="--clients=8 --conns=8 watch --streams=10 --watch-per-stream=100 --watched-key-total=1 --put-total=$(n 4000) --key-size=8" ;;
+	watch-100keys) label="watch: 6400 watchers over 100 keys (events/s)"
+		args="--clients=8 --conns=8 watch --streams=64 --watch-per-stream=100 --watched-key-total=100 --key-space-size=100 --sequential-keys --put-total=$(n 10000) --key-size=8" ;;
+	watch-latency) label="watch-latency: 100 watchers, 100 puts/s"
+		args="watch-latency --put-total=$(n 1000) --put-rate=100" ;;
+	lease-keepalive) label="lease keep-alive, 1 client"
+		args="lease-keepalive --total=$(n 20000)" ;;
 	*) echo "run.sh: unknown row $1" >&2; exit 2 ;;
-	esac
-}
-row_args() {
-	case $1 in
-	put-1) echo "--conns=1 --clients=1 put --key-size=8 --sequential-keys --total=$(n 8000) --val-size=256" ;;
-	put-64) echo "--conns=8 --clients=64 put --key-size=8 --sequential-keys --total=$(n 50000) --val-size=256" ;;
-	range-l) echo "--conns=8 --clients=64 range foo --consistency=l --total=$(n 100000)" ;;
-	range-s) echo "--conns=8 --clients=64 range foo --consistency=s --total=$(n 100000)" ;;
-	txn-put) echo "--conns=4 --clients=16 txn-put --key-size=8 --val-size=256 --total=$(n 25000)" ;;
-	watch-1key) echo "--clients=8 --conns=8 watch --streams=10 --watch-per-stream=100 --watched-key-total=1 --put-total=$(n 4000) --key-size=8" ;;
-	watch-100keys) echo "--clients=8 --conns=8 watch --streams=64 --watch-per-stream=100 --watched-key-total=100 --key-space-size=100 --sequential-keys --put-total=$(n 10000) --key-size=8" ;;
-	watch-latency) echo "watch-latency --put-total=$(n 1000) --put-rate=100" ;;
-	lease-keepalive) echo "lease-keepalive --total=$(n 20000)" ;;
 	esac
 }
 
@@ -112,23 +108,7 @@ $GO build -o "$bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 $GO build -o "$bin/benchtable" ./cmd/benchtable
 if [[ " ${targets[*]} " == *" etcd "* ]]; then
 	echo "building reference etcd v3.7.3 into $bin"
-	# The reference etcd's main is written under the git-ignored out/, so
-	# that no file of the repository imports etcd's server (as in
-	# test/etcdsuite/run.sh).
-	mkdir -p "$out/etcdmain"
-	cat > "$out/etcdmain/main.go" <<'GO'
-// Command etcd is the reference etcd 3.7.3 server, built from etcdmain.
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-GO
-	$GO build -o "$bin/etcd" ./out/etcdmain
+	GO=$GO "$root/test/build-reference-etcd.sh" "$here" "$bin/etcd"
 fi
 if [[ " ${targets[*]} " == *" cairn-"* ]]; then
 	if [ ! -x "$cairn_bin" ]; then
@@ -230,8 +210,7 @@ echo "# row	label	round	target	exit	server-cpu-ticks	clk-tck	raw	args	machine-bu
 value=$(head -c 256 /dev/zero | tr '\0' x)
 start=$(date +%s)
 for row in "${sel_rows[@]}"; do
-	label=$(row_label "$row")
-	args=$(row_args "$row")
+	row "$row"
 	for round in $(seq "$rounds"); do
 		k=${#targets[@]}
 		for i in $(seq 0 $((k - 1))); do

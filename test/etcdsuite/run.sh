@@ -83,22 +83,7 @@ $GO build -o "$bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 $GO build -o "$bin/etcdutl" go.etcd.io/etcd/etcdutl/v3
 if [ "$target" = etcd ]; then
 	echo "building reference etcd v3.7.3 into $bin"
-	# The reference etcd's main is written here, under the git-ignored
-	# out/, so that no file of the repository imports etcd's server.
-	mkdir -p "$out/etcdmain"
-	cat > "$out/etcdmain/main.go" <<'GO'
-// Command etcd is the reference etcd 3.7.3 server, built from etcdmain.
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-GO
-	$GO build -o "$bin/etcd" ./out/etcdmain
+	GO=$GO "$root/test/build-reference-etcd.sh" "$suite" "$bin/etcd"
 else
 	if [ ! -x "$root/bin/cairn" ]; then
 		echo "run.sh: $root/bin/cairn is missing; run make build first" >&2

@@ -210,20 +210,29 @@ func causeKey(c string) string {
 	return c
 }
 
-func counts(r *run) (pass, fail, skip, unfinished int) {
-	for _, name := range r.Order {
-		switch r.Results[name].Status {
-		case "PASS":
-			pass++
-		case "FAIL":
-			fail++
-		case "SKIP":
-			skip++
-		default:
-			unfinished++
-		}
+// tally counts results by status: PASS, FAIL, SKIP, anything else
+// unfinished.
+type tally struct{ pass, fail, skip, unfinished int }
+
+func (t *tally) add(status string) {
+	switch status {
+	case "PASS":
+		t.pass++
+	case "FAIL":
+		t.fail++
+	case "SKIP":
+		t.skip++
+	default:
+		t.unfinished++
 	}
-	return
+}
+
+func counts(r *run) (pass, fail, skip, unfinished int) {
+	var t tally
+	for _, name := range r.Order {
+		t.add(r.Results[name].Status)
+	}
+	return t.pass, t.fail, t.skip, t.unfinished
 }
 
 // cell escapes text for a Markdown table cell.
@@ -510,20 +519,12 @@ func grouped(order []string) []string {
 // topCounts counts top-level tests only, with a test's status rolled up from
 // its subtests as in the table.
 func topCounts(r *run) (pass, fail, skip, unfinished int) {
+	var t tally
 	for _, rw := range rollUp(r) {
-		if strings.Contains(rw.Name, "/") {
-			continue
-		}
-		switch st, _, _ := strings.Cut(rw.Status, " "); st {
-		case "PASS":
-			pass++
-		case "FAIL":
-			fail++
-		case "SKIP":
-			skip++
-		default:
-			unfinished++
+		if !strings.Contains(rw.Name, "/") {
+			st, _, _ := strings.Cut(rw.Status, " ")
+			t.add(st)
 		}
 	}
-	return
+	return t.pass, t.fail, t.skip, t.unfinished
 }
