@@ -64,9 +64,9 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 // compactJSON is the gateway's marshaler with the whitespace protojson
 // adds on purpose taken out: protojson puts a space after some separators
 // depending on the binary it is built into, to keep callers from relying on
-// its bytes, so the same response could differ from etcd's gateway (and
-// between Cairn builds) by spaces. Compacted, every response and stream
-// message is etcd's compact JSON.
+// its bytes, so responses would differ by spaces from one Cairn build to
+// the next (etcd's builds differ the same way). Compacted, every response
+// and stream message is the same compact JSON whatever the build.
 type compactJSON struct{ gw.Marshaler }
 
 // Marshal marshals v as the wrapped marshaler does, then compacts it.
