@@ -234,7 +234,7 @@ type Stream struct {
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
-// actor only. send gets responses whose Header carries only the revision;
+// sender goroutine only. send gets responses whose Header carries only the revision;
 // the caller fills in the rest. When send fails, the stream stops sending.
 func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)
@@ -246,11 +246,13 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		done:      make(chan struct{}),
 		pumped:    make(chan struct{}),
 	}
-	a := newStreamActor(h.hist, h.opts, send, s)
+	box := newOutbox(send, outboxBytes, int64(max(h.opts.MaxRequestBytes, minCatchUpBytes)), s.done)
+	a := newStreamActor(h.hist, h.opts, box, s)
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
 	h.mu.Lock()
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
+	go box.run()
 	go s.pump(h.opts.ProgressNotifyInterval)
 	return s
 }
@@ -290,6 +292,11 @@ func (s *Stream) pump(interval time.Duration) {
 		}
 	}
 }
+
+// outboxBytes bounds what a stream's outbox holds (counted as its queue
+// counts batches): past it the actor waits for the sender, and new batches
+// wait in the stream's queue.
+const outboxBytes = 1 << 20
 
 // maxInflight is how many live messages a stream's pump keeps in the
 // actor's mailbox at most.
@@ -348,10 +355,11 @@ func (s *Stream) Cancel(id int64) { s.send(cancelMsg{id: id}) }
 // RequestProgress asks for a progress notification for all watchers.
 func (s *Stream) RequestProgress() { s.send(progressRequestMsg{}) }
 
-// Close unsubscribes the stream and stops its actor. The pump may be
-// blocked on the actor's full mailbox, so the actor keeps running until the
-// pump has quit; a send blocked on the client must therefore fail (its
-// stream ended) for Close to return. Safe to call twice.
+// Close unsubscribes the stream and stops its actor and its sender. The
+// pump may be blocked on the actor's full mailbox, so the actor keeps
+// running until the pump has quit; the actor's wait for room in the outbox
+// ends with Close. A send blocked on the client ends when its stream does.
+// Safe to call twice.
 func (s *Stream) Close() {
 	s.once.Do(func() {
 		s.hub.mu.Lock()

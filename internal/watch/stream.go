@@ -94,11 +94,10 @@ func (w *watcher) contains(k []byte) bool {
 type streamActor struct {
 	hist History
 	opts Options
-	send func(*pb.WatchResponse) error
+	out  emitter
 
 	watchers map[int64]*watcher
 	nextID   int64
-	failed   bool // the client stream is gone; nothing more is sent
 	// behind is set when a catch-up stopped at its chunk limit; the stream
 	// is kicked after the message, so the rest follows in later messages
 	// and live batches and requests are served in between.
@@ -122,12 +121,13 @@ type streamActor struct {
 	runs   []run
 }
 
-// newStreamActor returns the actor of stream s, with no watcher yet.
-func newStreamActor(hist History, opts Options, send func(*pb.WatchResponse) error, s *Stream) *streamActor {
+// newStreamActor returns the actor of stream s, with no watcher yet, whose
+// responses go to out.
+func newStreamActor(hist History, opts Options, out emitter, s *Stream) *streamActor {
 	return &streamActor{
 		hist:     hist,
 		opts:     opts,
-		send:     send,
+		out:      out,
 		watchers: make(map[int64]*watcher),
 		byKey:    make(map[string][]*watcher),
 		unsynced: make(map[int64]*watcher),
@@ -241,14 +241,8 @@ func (a *streamActor) receive(ctx actor.Context) {
 	}
 }
 
-func (a *streamActor) respond(r *pb.WatchResponse) {
-	if a.failed {
-		return
-	}
-	if err := a.send(r); err != nil {
-		a.failed = true
-	}
-}
+// respond sends r, which must not be merged with other responses.
+func (a *streamActor) respond(r *pb.WatchResponse) { a.out.put(r, false) }
 
 func header(rev int64) *pb.ResponseHeader { return &pb.ResponseHeader{Revision: rev} }
 
@@ -389,7 +383,7 @@ func byID(x, y *watcher) int { return cmp.Compare(x.id, y.id) }
 // alone, or, if it missed revisions, is broken up into unsynced watchers
 // to be caught up one by one.
 func (a *streamActor) deliver(b batch) {
-	if a.failed {
+	if a.out.failed() {
 		return
 	}
 	last := b[len(b)-1].Kv.ModRevision
@@ -476,7 +470,7 @@ func (a *streamActor) owe(w *watcher, ev batch, first int64) {
 
 // catchUpAll catches up every watcher that is behind rev, in ID order.
 func (a *streamActor) catchUpAll(rev int64) {
-	if a.failed {
+	if a.out.failed() {
 		return
 	}
 	if a.pos <= rev {
@@ -505,7 +499,7 @@ func (a *streamActor) catchUpAll(rev int64) {
 // cuts it at about one request's size, so a far-behind watcher is caught up
 // in bounded steps, one per message the actor handles.
 func (a *streamActor) catchUp(w *watcher, rev int64) {
-	if w.next > rev || a.failed {
+	if w.next > rev || a.out.failed() {
 		return
 	}
 	limit := int64(max(a.opts.MaxRequestBytes, minCatchUpBytes))
@@ -576,12 +570,17 @@ func (a *streamActor) filter(w *watcher, evs, out []*mvccpb.Event) []*mvccpb.Eve
 	return out
 }
 
-// sendEvents sends events at revision rev to w, in fragments if w asked
-// for them and the response is too large.
+// sendEvents sends events at revision rev to w: in fragments if w asked
+// for them and the response is too large, and otherwise in a response the
+// outbox may merge with w's next events while it waits to be sent.
 func (a *streamActor) sendEvents(w *watcher, rev int64, evs []*mvccpb.Event) {
 	w.quiet = false
 	r := &pb.WatchResponse{Header: header(rev), WatchId: w.id, Events: evs}
-	if !w.fragment || a.opts.MaxRequestBytes <= 0 || len(evs) < 2 || proto.Size(r) < a.opts.MaxRequestBytes {
+	if !w.fragment {
+		a.out.put(r, true)
+		return
+	}
+	if a.opts.MaxRequestBytes <= 0 || len(evs) < 2 || proto.Size(r) < a.opts.MaxRequestBytes {
 		a.respond(r)
 		return
 	}

@@ -145,7 +145,7 @@ func (r *refStream) cancel(id int64) { r.a.cancel(id) }
 // deliver is the reference's per-watcher delivery of b, gaps and all.
 func (r *refStream) deliver(b batch) {
 	a := r.a
-	if a.failed {
+	if a.out.failed() {
 		return
 	}
 	last := b[len(b)-1].Kv.ModRevision
@@ -299,8 +299,8 @@ func runStreamModel(t *testing.T, seed uint64) {
 	h := &modelHistory{compact: -1, live: map[string]*mvccpb.KeyValue{}}
 	opts := Options{MaxRequestBytes: 1024}
 	var got, want recorder
-	a := newStreamActor(h, opts, got.send, &Stream{})
-	ref := &refStream{a: newStreamActor(h, opts, want.send, &Stream{})}
+	a := newStreamActor(h, opts, &direct{send: got.send}, &Stream{})
+	ref := &refStream{a: newStreamActor(h, opts, &direct{send: want.send}, &Stream{})}
 	var lives []*life
 	byID := map[int64]*life{}
 	seen := 0

@@ -358,7 +358,7 @@ func TestDeliverAcrossADroppedBatch(t *testing.T) {
 	}
 	c := &client{}
 	s := &Stream{freed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
-	a := newStreamActor(f.kv, Options{}, c.send, s)
+	a := newStreamActor(f.kv, Options{}, &direct{send: c.send}, s)
 	a.add(&watcher{id: 0, key: []byte("k"), next: 2})
 	a.add(&watcher{id: 1, key: []byte("a"), end: []byte("z"), next: 2})
 	a.deliver(batch{all[0], all[1], all[3], all[4]}) // revision 4 dropped
@@ -435,3 +435,18 @@ func TestRefuse(t *testing.T) {
 		t.Errorf("next create = %v", r)
 	}
 }
+
+// direct is an emitter that sends each response at once, unmerged, so a
+// stream actor a test drives answers before its method returns.
+type direct struct {
+	send func(*pb.WatchResponse) error
+	bad  bool
+}
+
+func (d *direct) put(r *pb.WatchResponse, _ bool) {
+	if !d.bad && d.send(r) != nil {
+		d.bad = true
+	}
+}
+
+func (d *direct) failed() bool { return d.bad }
