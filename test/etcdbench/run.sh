@@ -14,7 +14,9 @@
 # --rounds N rounds per row (default $ROUNDS or 3); medians are taken.
 # --rows LIST comma-separated rows to run (default $ROWS or all): put-1,
 #   put-64, range-l, range-s, txn-put, watch-1key, watch-100keys,
-#   watch-latency, lease-keepalive.
+#   watch-latency, lease-keepalive, put-cluster (a 3-member cluster, the
+#   benchmark given every member's URL), rss-100k (the servers' resident
+#   memory after 100 000 keys of 256 B, read 2 s after the last put).
 # --targets LIST comma-separated subset of etcd,cairn-rocksdb,cairn-memory
 #   (default all three; the ratios need etcd).
 # --report FILE the Markdown file whose section is replaced (default
@@ -22,14 +24,15 @@
 # --cairn-bin PATH the Cairn binary (default bin/cairn; make build).
 #
 # Each run (one row, one round, one target) gets a fresh single-member server
-# in its own process: new data directory under $TMPDIR (default /tmp), client
+# (three members for put-cluster), each member in its own process: new data
+# directory under $TMPDIR (default /tmp), client
 # and peer URLs on free loopback ports, default flags otherwise (fsync on, the
 # default --quota-backend-bytes), and for Cairn --storage-engine rocksdb or
 # memory. The script waits for "ready to serve client requests" in the
 # server's log, reads the server's utime+stime from /proc/PID/stat before and
 # after the benchmark, stops the server and removes its data. Within a round
 # the three targets run one after another; the first target rotates from
-# round to round. cmd/benchtable parses the tool's summaries and writes the
+# round to round. The RSS of every run is recorded after it. cmd/benchtable parses the tool's summaries and writes the
 # table.
 #
 # Everything built or recorded stays in test/etcdbench/out/ (ignored by git):
@@ -64,7 +67,7 @@ done
 case $report in ''|/*) ;; *) report=$PWD/$report ;; esac
 case $cairn_bin in /*) ;; *) cairn_bin=$PWD/$cairn_bin ;; esac
 IFS=, read -r -a targets <<<"$targets_arg"
-all_rows=(put-1 put-64 range-l range-s txn-put watch-1key watch-100keys watch-latency lease-keepalive)
+all_rows=(put-1 put-64 range-l range-s txn-put watch-1key watch-100keys watch-latency lease-keepalive put-cluster rss-100k)
 if [ "$rows" = all ]; then sel_rows=("${all_rows[@]}"); else IFS=, read -r -a sel_rows <<<"$rows"; fi
 
 out=$here/out
@@ -98,6 +101,10 @@ row() {
 		args="watch-latency --put-total=$(n 1000) --put-rate=100" ;;
 	lease-keepalive) label="lease keep-alive, 1 client"
 		args="lease-keepalive --total=$(n 20000)" ;;
+	put-cluster) label="put, 3-member cluster, 64 clients / 8 conns over all members"
+		args="--conns=8 --clients=64 put --key-size=8 --sequential-keys --total=$(n 50000) --val-size=256" ;;
+	rss-100k) label="memory: 100 000 keys of 256 B put by 64 clients"
+		args="--conns=8 --clients=64 put --key-size=8 --sequential-keys --key-space-size=100000 --total=100000 --val-size=256" ;;
 	*) echo "run.sh: unknown row $1" >&2; exit 2 ;;
 	esac
 }
@@ -143,56 +150,80 @@ free_port() {
 	done
 }
 
-srv_pid=''
+srv_pids=()
 srv_dir=''
 stop_server() {
-	if [ -n "$srv_pid" ]; then
-		kill -TERM "$srv_pid" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$srv_pid" 2>/dev/null || true
-		wait "$srv_pid" 2>/dev/null || true
-		srv_pid=''
-	fi
+	local pid
+	for pid in "${srv_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${srv_pids[@]}"; do
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	srv_pids=()
 	if [ -n "$srv_dir" ]; then rm -rf "$srv_dir"; srv_dir=''; fi
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-# start_server TARGET starts a fresh single member and sets srv_pid, srv_dir
-# and ep (its client URL).
+# start_server TARGET N starts a fresh cluster of N members (one process
+# each) and sets srv_pids, srv_dir and ep (the client URLs, comma-separated).
 start_server() {
-	local target=$1 cport pport exe
-	cport=$(free_port)
-	pport=$(free_port)
+	local target=$1 n=$2 i exe cluster='' log
+	local cports=() pports=()
 	srv_dir=$(mktemp -d "${TMPDIR:-/tmp}/etcdbench.XXXXXX")
-	ep=http://127.0.0.1:$cport
-	local args=(--name default --data-dir "$srv_dir/data"
-		--listen-client-urls "$ep" --advertise-client-urls "$ep"
-		--listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport"
-		--initial-cluster "default=http://127.0.0.1:$pport")
+	for i in $(seq "$n"); do
+		cports+=("$(free_port)")
+		pports+=("$(free_port)")
+		cluster+="m$i=http://127.0.0.1:${pports[i - 1]},"
+	done
+	cluster=${cluster%,}
 	case $target in
 	etcd) exe=$bin/etcd ;;
-	cairn-rocksdb) exe=$bin/cairn; args+=(--storage-engine rocksdb) ;;
-	cairn-memory) exe=$bin/cairn; args+=(--storage-engine memory) ;;
+	cairn-rocksdb | cairn-memory) exe=$bin/cairn ;;
 	*) echo "run.sh: unknown target $target" >&2; exit 2 ;;
 	esac
-	"$exe" "${args[@]}" > "$srv_dir/server.log" 2>&1 &
-	srv_pid=$!
-	for _ in $(seq 600); do
-		if grep -q "ready to serve client requests" "$srv_dir/server.log"; then
-			return 0
-		fi
-		if ! kill -0 "$srv_pid" 2>/dev/null; then break; fi
-		sleep 0.1
+	ep=''
+	for i in $(seq "$n"); do
+		local cu=http://127.0.0.1:${cports[i - 1]} pu=http://127.0.0.1:${pports[i - 1]}
+		local args=(--name "m$i" --data-dir "$srv_dir/m$i"
+			--listen-client-urls "$cu" --advertise-client-urls "$cu"
+			--listen-peer-urls "$pu" --initial-advertise-peer-urls "$pu"
+			--initial-cluster "$cluster" --initial-cluster-token etcdbench)
+		[ "$target" = etcd ] || args+=(--storage-engine "${target#cairn-}")
+		"$exe" "${args[@]}" > "$srv_dir/m$i.log" 2>&1 &
+		srv_pids+=($!)
+		ep+=",$cu"
 	done
-	echo "run.sh: $target did not become ready; its log:" >&2
-	tail -n 30 "$srv_dir/server.log" >&2
-	exit 1
+	ep=${ep#,}
+	for i in $(seq "$n"); do
+		log=$srv_dir/m$i.log
+		for _ in $(seq 600); do
+			if grep -q "ready to serve client requests" "$log"; then continue 2; fi
+			if ! kill -0 "${srv_pids[i - 1]}" 2>/dev/null; then break; fi
+			sleep 0.1
+		done
+		echo "run.sh: $target member m$i did not become ready; its log:" >&2
+		tail -n 30 "$log" >&2
+		exit 1
+	done
 }
 
-# cpu_ticks PID prints utime+stime of PID in clock ticks (fields 14 and 15
-# of /proc/PID/stat, counted after the parenthesised command name).
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# cpu_ticks prints utime+stime of the server processes in clock ticks
+# (fields 14 and 15 of /proc/PID/stat, counted after the parenthesised
+# command name).
+cpu_ticks() {
+	local pid n=0
+	for pid in "${srv_pids[@]}"; do n=$((n + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'))); done
+	echo "$n"
+}
+
+# rss_kb prints the resident set size of the server processes in KiB.
+rss_kb() {
+	local pid n=0
+	for pid in "${srv_pids[@]}"; do n=$((n + $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status"))); done
+	echo "$n"
+}
 
 # busy_ticks prints the clock ticks all CPUs of the machine spent busy (user,
 # nice, system, irq, softirq, steal of /proc/stat).
@@ -206,21 +237,23 @@ times_file=$out/times.txt
 child_cpu() { awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } print n }' "$times_file"; }
 
 results=$out/results.tsv
-echo "# row	label	round	target	exit	server-cpu-ticks	clk-tck	raw	args	machine-busy-ticks	tool-cpu-seconds	wall-seconds" > "$results"
+echo "# row	label	round	target	exit	server-cpu-ticks	clk-tck	raw	args	machine-busy-ticks	tool-cpu-seconds	wall-seconds	server-rss-kib" > "$results"
 value=$(head -c 256 /dev/zero | tr '\0' x)
 start=$(date +%s)
 for row in "${sel_rows[@]}"; do
 	row "$row"
+	members=1
+	[ "$row" != put-cluster ] || members=3
 	for round in $(seq "$rounds"); do
 		k=${#targets[@]}
 		for i in $(seq 0 $((k - 1))); do
 			target=${targets[$(((i + round - 1) % k))]}
-			start_server "$target"
+			start_server "$target" "$members"
 			if [[ $row == range-* ]]; then
 				"$bin/etcdctl" --endpoints "$ep" put foo "$value" > /dev/null
 			fi
 			f=$row.$target.$round
-			t0=$(cpu_ticks "$srv_pid")
+			t0=$(cpu_ticks)
 			b0=$(busy_ticks)
 			times > "$times_file"
 			c0=$(child_cpu)
@@ -234,13 +267,16 @@ for row in "${sel_rows[@]}"; do
 			times > "$times_file"
 			c1=$(child_cpu)
 			b1=$(busy_ticks)
-			t1=$(cpu_ticks "$srv_pid")
-			tail -n 50 "$srv_dir/server.log" > "$raw/$f.server.log"
+			t1=$(cpu_ticks)
+			# The memory rows read the RSS once the server has settled.
+			[[ $row != rss-* ]] || sleep 2
+			rss=$(rss_kb)
+			for i in $(seq "$members"); do tail -n 50 "$srv_dir/m$i.log"; done > "$raw/$f.server.log"
 			stop_server
 			rps=$(grep -a 'Requests/sec' "$raw/$f.out" | tail -n 1 | awk '{ print $2 }')
-			printf '  %-16s round %d  %-14s rc=%d  req/s %-10s server CPU %.2fs\n' "$row" "$round" "$target" "$rc" "${rps:-?}" "$(awk -v t=$((t1 - t0)) -v h="$hz" 'BEGIN { print t / h }')"
-			printf '%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n' "$row" "$label" "$round" "$target" "$rc" $((t1 - t0)) "$hz" "raw/$f.out" "$args" \
-				$((b1 - b0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" >> "$results"
+			printf '  %-16s round %d  %-14s rc=%d  req/s %-10s server CPU %.2fs  RSS %d MiB\n' "$row" "$round" "$target" "$rc" "${rps:-?}" "$(awk -v t=$((t1 - t0)) -v h="$hz" 'BEGIN { print t / h }')" $((rss / 1024))
+			printf '%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n' "$row" "$label" "$round" "$target" "$rc" $((t1 - t0)) "$hz" "raw/$f.out" "$args" \
+				$((b1 - b0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" "$rss" >> "$results"
 		done
 	done
 done

@@ -24,6 +24,15 @@ import (
 // defaultBlockCacheBytes is the block cache size when Options leaves it zero.
 const defaultBlockCacheBytes = 64 << 20
 
+// Memtable sizes: each column family's memtable is flushed at
+// writeBufferBytes (RocksDB's default is 64 MiB), and all of them together
+// hold at most dbWriteBufferBytes, so memtables cost a member tens of MiB
+// at most rather than 64 MiB per column family written to.
+const (
+	writeBufferBytes   = 16 << 20
+	dbWriteBufferBytes = 32 << 20
+)
+
 // Options tunes an Engine. The zero value is usable.
 type Options struct {
 	// Logger receives the engine's own events (open, close, restore).
@@ -100,6 +109,8 @@ func Open(dir string, o Options) (*Engine, error) {
 	e.opts.SetKeepLogFileNum(4)
 	e.opts.SetMaxLogFileSize(16 << 20)
 	e.opts.SetEnableWriteThreadAdaptiveYield(false)
+	e.opts.SetWriteBufferSize(writeBufferBytes)
+	e.opts.SetDbWriteBufferSize(dbWriteBufferBytes)
 
 	names, err := e.columnFamilies()
 	if err != nil {

@@ -8,11 +8,13 @@
 // Its input (-in) is the tab-separated file run.sh writes, one line per run:
 //
 //	row  label  round  target  exit-status  server-cpu-ticks  clk-tck  raw-output-file  args
-//	machine-busy-ticks  tool-cpu-seconds  wall-seconds
+//	machine-busy-ticks  tool-cpu-seconds  wall-seconds  server-rss-kib
 //
-// The last three (optional) give the load the rest of the machine added
-// during each run: busy CPU time of all cores minus the server's and the
-// tool's, over the run's wall time.
+// The three after args (optional) give the load the rest of the machine
+// added during each run: busy CPU time of all cores minus the server's and
+// the tool's, over the run's wall time. The last (optional) is the servers'
+// resident memory after the run; the memory rows (memRows) are shown by it,
+// in a table of their own.
 // The raw output is what etcd's benchmark tool printed on stdout. The figures
 // come from its last "Summary:" block (for the watch rows, the one after
 // "Watch events received summary:"): Requests/sec, Total and the 50% and 99%
@@ -49,6 +51,10 @@ const insertBefore = "## Where Cairn is below 1.0×"
 // server (watch-latency times events from the put).
 var noLatency = map[string]bool{"watch-1key": true, "watch-100keys": true}
 
+// memRows lists the rows measured by the servers' resident memory after the
+// run rather than by their throughput.
+var memRows = map[string]bool{"rss-100k": true}
+
 // targets in table order; the first is the baseline of every ratio.
 var targets = []string{"etcd", "cairn-rocksdb", "cairn-memory"}
 
@@ -58,6 +64,7 @@ type run struct {
 	round, exit              int
 	cpuSec                   float64
 	other, tool              float64 // cores used by other processes and by the tool; -1 when unknown
+	rssMiB                   float64 // the servers' resident memory after the run; -1 when unknown
 	summary
 }
 
@@ -116,8 +123,8 @@ func readRuns(path string) ([]run, error) {
 			continue
 		}
 		fs := strings.Split(line, "\t")
-		if len(fs) != 9 && len(fs) != 12 {
-			return nil, fmt.Errorf("%s: want 9 or 12 tab-separated fields, got %d: %q", path, len(fs), line)
+		if len(fs) != 9 && len(fs) != 12 && len(fs) != 13 {
+			return nil, fmt.Errorf("%s: want 9, 12 or 13 tab-separated fields, got %d: %q", path, len(fs), line)
 		}
 		r := run{row: fs[0], label: fs[1], target: fs[3], args: fs[8]}
 		r.round, _ = strconv.Atoi(fs[2])
@@ -127,8 +134,12 @@ func readRuns(path string) ([]run, error) {
 		if hz > 0 {
 			r.cpuSec = ticks / hz
 		}
-		r.other, r.tool = -1, -1
-		if len(fs) == 12 && hz > 0 {
+		r.other, r.tool, r.rssMiB = -1, -1, -1
+		if len(fs) == 13 {
+			kib, _ := strconv.ParseFloat(fs[12], 64)
+			r.rssMiB = kib / 1024
+		}
+		if len(fs) >= 12 && hz > 0 {
 			busy, _ := strconv.ParseFloat(fs[9], 64)
 			toolSec, _ := strconv.ParseFloat(fs[10], 64)
 			wall, _ := strconv.ParseFloat(fs[11], 64)
@@ -234,6 +245,7 @@ func median(xs []float64) float64 {
 // cell is one target's medians in one row.
 type cell struct {
 	rps, cpuMs, p99 []float64 // per round
+	rss             []float64 // MiB, per round
 	failed, errs    int
 	byRound         map[int]float64 // requests/s by round
 }
@@ -268,6 +280,9 @@ func collect(runs []run) []*rowData {
 		c.rps = append(c.rps, r.rps)
 		c.byRound[r.round] = r.rps
 		c.cpuMs = append(c.cpuMs, r.cpuSec*1000/r.ops())
+		if r.rssMiB > 0 {
+			c.rss = append(c.rss, r.rssMiB)
+		}
 		if r.hasP99 && !noLatency[r.row] {
 			c.p99 = append(c.p99, r.p99)
 		}
@@ -282,7 +297,12 @@ func render(runs []run) string {
 	b.WriteString("| row | etcd req/s | Cairn rocksdb req/s | ratio (per round) | Cairn memory req/s | ratio (per round) | server CPU ms/op etcd / rocksdb / memory | CPU/op ratio rocksdb / memory | p99 etcd | p99 ratio rocksdb / memory |\n")
 	b.WriteString("|---|---:|---:|---|---:|---|---|---|---:|---|\n")
 	var notes []string
+	var mem []*rowData
 	for _, rd := range rows {
+		if memRows[rd.name] {
+			mem = append(mem, rd)
+			continue
+		}
 		base := rd.cells["etcd"]
 		fmt.Fprintf(&b, "| %s | %s", rd.label, fmtRate(base))
 		for _, t := range targets[1:] {
@@ -316,6 +336,24 @@ func render(runs []run) string {
 			}
 		}
 	}
+	if len(mem) > 0 {
+		b.WriteString("\n| memory row | etcd RSS | Cairn rocksdb RSS | ratio | Cairn memory RSS | ratio |\n")
+		b.WriteString("|---|---:|---:|---|---:|---|\n")
+		rssOf := func(c *cell) []float64 { return c.rss }
+		for _, rd := range mem {
+			base := rd.cells["etcd"]
+			fmt.Fprintf(&b, "| %s | %s", rd.label, fmtMiB(base))
+			for _, t := range targets[1:] {
+				fmt.Fprintf(&b, " | %s | %s", fmtMiB(rd.cells[t]), ratio(base, rd.cells[t], rssOf))
+			}
+			b.WriteString(" |\n")
+			for _, t := range targets {
+				if c := rd.cells[t]; c != nil && (c.failed > 0 || c.errs > 0) {
+					notes = append(notes, fmt.Sprintf("%s on %s: %d failed runs, %d request errors", rd.label, t, c.failed, c.errs))
+				}
+			}
+		}
+	}
 	if len(notes) > 0 {
 		b.WriteString("\nFailures (left out of the medians): " + strings.Join(notes, "; ") + ".\n")
 	}
@@ -346,6 +384,14 @@ func fmtRate(c *cell) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64)
+}
+
+// fmtMiB is the median resident memory of c's runs.
+func fmtMiB(c *cell) string {
+	if c == nil || len(c.rss) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f MiB", median(c.rss))
 }
 
 func fmtMs(v float64) string {
@@ -430,7 +476,8 @@ func docSection(table string, runs []run, commit, command, versions, scale strin
 		"etcd's root module at v3.7.0, the newest release of that module the\n" +
 		"module proxy serves) run unchanged against a reference etcd 3.7.3 and\n" +
 		"against Cairn on each engine. Every run gets a fresh single-member server\n" +
-		"in its own process, started the same way: default flags (fsync on, default\n" +
+		"(three members for the cluster row, all three given to the tool), each\n" +
+		"member in its own process, started the same way: default flags (fsync on, default\n" +
 		"`--quota-backend-bytes`), a new data directory under `$TMPDIR`, client and\n" +
 		"peer URLs on free loopback ports, and for Cairn `--storage-engine rocksdb`\n" +
 		"or `memory`. For each row and round the three targets run one after\n" +
@@ -447,7 +494,9 @@ func docSection(table string, runs []run, commit, command, versions, scale strin
 		"and over (the tool's default `--key-space-size=1`, as in etcd's\n" +
 		"op-guide). Above 1.0× is better for req/s, below 1.0× for CPU and p99.\n" +
 		"The tool and the server share the machine's cores; the line under the\n" +
-		"table gives how many cores the tool and other processes used.\n\n")
+		"table gives how many cores the tool and other processes used. The memory\n" +
+		"rows give the server's resident memory (`VmRSS`) 2 s after the tool's\n" +
+		"last request, below 1.0× is better.\n\n")
 	fmt.Fprintf(&b, "Run of %s at commit `%s`, SCALE=%s, ROUNDS=%d; machine: %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), commit, scale, rounds, machine())
 	if versions != "" {
 		b.WriteString("\nVersions:\n\n")
@@ -459,8 +508,9 @@ func docSection(table string, runs []run, commit, command, versions, scale strin
 		b.WriteString("\n" + note + "\n")
 	}
 	b.WriteString("\n" + table + "\n")
-	b.WriteString("Commands (`EP` is the server's client URL; range rows first put `foo`,\n" +
-		"a 256-byte value, with etcdctl):\n\n```sh\n" + command + "\n")
+	b.WriteString("Commands (`EP` is the server's client URL, the members' URLs\n" +
+		"comma-separated for the cluster row; range rows first put `foo`, a\n" +
+		"256-byte value, with etcdctl):\n\n```sh\n" + command + "\n")
 	seen := map[string]bool{}
 	for _, r := range runs {
 		if seen[r.row] {
