@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
@@ -98,7 +100,7 @@ func (m *memberMetrics) grpcServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
-		grpc.StatsHandler(payloadCounter{sent: m.grpcSent, received: m.grpcReceived}),
+		grpc.ForceServerCodecV2(newCountingCodec(m.grpcSent, m.grpcReceived)),
 	}
 }
 
@@ -110,28 +112,30 @@ func (m *memberMetrics) raftLog() filelog.Metrics {
 	}
 }
 
-// payloadCounter is a gRPC stats handler counting the bytes of the
-// messages a server receives and sends, as etcd's codec counts them:
-// the marshalled messages, without framing or compression.
-type payloadCounter struct{ sent, received prometheus.Counter }
-
-func (p payloadCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
-	return ctx
+// countingCodec is gRPC's proto codec counting the bytes of the messages a
+// server receives and sends, as etcd's codec counts them: the marshalled
+// messages, without framing or compression. (A stats handler would count
+// the same, but gRPC copies every call's metadata for one.)
+type countingCodec struct {
+	encoding.CodecV2
+	sent, received prometheus.Counter
 }
 
-func (p payloadCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
+func newCountingCodec(sent, received prometheus.Counter) countingCodec {
+	return countingCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name), sent: sent, received: received}
 }
 
-func (p payloadCounter) HandleConn(context.Context, stats.ConnStats) {}
-
-func (p payloadCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch s := s.(type) {
-	case *stats.InPayload:
-		p.received.Add(float64(s.Length))
-	case *stats.OutPayload:
-		p.sent.Add(float64(s.Length))
+func (c countingCodec) Marshal(v any) (mem.BufferSlice, error) {
+	out, err := c.CodecV2.Marshal(v)
+	if err == nil {
+		c.sent.Add(float64(out.Len()))
 	}
+	return out, err
+}
+
+func (c countingCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	c.received.Add(float64(data.Len()))
+	return c.CodecV2.Unmarshal(data, v)
 }
 
 // timedEngine is a storage engine whose batch commits are timed into

@@ -62,8 +62,11 @@ func newSelfKey() string {
 	return hex.EncodeToString(b)
 }
 
-func firstOf(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
+// firstOf is the call's first metadata value of key (lower case), or "".
+// It reads the metadata in place: FromIncomingContext would copy all of it
+// on every call.
+func firstOf(ctx context.Context, key string) string {
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
@@ -71,21 +74,20 @@ func firstOf(md metadata.MD, key string) string {
 
 // caller returns ctx carrying the call's token or user.
 func (p identity) caller(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	token := firstOf(md, rpctypes.TokenFieldNameGRPC)
+	token := firstOf(ctx, rpctypes.TokenFieldNameGRPC)
 	if token == "" {
-		token = firstOf(md, rpctypes.TokenFieldNameSwagger)
+		token = firstOf(ctx, rpctypes.TokenFieldNameSwagger)
 	}
 	if token != "" {
 		return auth.WithToken(ctx, strings.TrimPrefix(token, "Bearer "))
 	}
-	if p.peer || (p.selfKey != "" && firstOf(md, selfKeyKey) == p.selfKey) {
-		if u := firstOf(md, forwardedUserKey); u != "" {
+	if p.peer || (p.selfKey != "" && firstOf(ctx, selfKeyKey) == p.selfKey) {
+		if u := firstOf(ctx, forwardedUserKey); u != "" {
 			return auth.WithUser(ctx, u)
 		}
 		return ctx
 	}
-	if p.certAuth && len(md.Get(gatewayKey)) == 0 {
+	if p.certAuth && len(metadata.ValueFromIncomingContext(ctx, gatewayKey)) == 0 {
 		if u := certUser(ctx); u != "" {
 			return auth.WithUser(ctx, u)
 		}

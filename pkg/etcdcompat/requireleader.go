@@ -8,15 +8,12 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 )
 
 // wantsLeader reports whether a call carries clientv3's WithRequireLeader
 // metadata (hasleader=true).
 func wantsLeader(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vs := md.Get(rpctypes.MetadataRequireLeaderKey)
-	return len(vs) > 0 && vs[0] == rpctypes.MetadataHasLeader
+	return firstOf(ctx, rpctypes.MetadataRequireLeaderKey) == rpctypes.MetadataHasLeader
 }
 
 // learnerServes reports whether a learner answers req: as in etcd, only
