@@ -150,11 +150,12 @@ bench-cluster: deps
 
 # bench-etcd runs etcd's own benchmark tool (tools/benchmark of etcd's root
 # module v3.7.0, from the module proxy) against a reference etcd 3.7.3 and
-# against Cairn on both engines, each a fresh single member in its own
-# process, for ROUNDS rounds with the targets taking turns, and prints and
-# writes to docs/performance.md the medians, Cairn/etcd ratios, server CPU
-# per operation (from /proc) and p99 (test/etcdbench/README.md). SCALE
-# multiplies the request totals: 1 takes about 10 minutes on 2 cores.
+# against Cairn on both engines, each a fresh single member (a 3-member
+# cluster for the cluster row) in its own processes, for ROUNDS rounds with
+# the targets taking turns, and prints and writes to docs/performance.md the
+# medians, Cairn/etcd ratios, server CPU per operation (from /proc), p99 and
+# the memory row's RSS (test/etcdbench/README.md). SCALE multiplies the
+# request totals: 1 takes about 15 minutes with 3 rounds on 2 cores.
 # ROWS narrows the run, e.g. ROWS=put-1,range-s.
 SCALE  ?= 1
 ROUNDS ?= 3
