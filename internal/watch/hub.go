@@ -234,8 +234,9 @@ type Stream struct {
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
-// sender goroutine only. send gets responses whose Header carries only the revision;
-// the caller fills in the rest. When send fails, the stream stops sending.
+// sender goroutine only. send gets responses whose Header carries only the
+// revision; the caller fills in the rest. When send fails, the stream stops
+// sending.
 func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)
 	s := &Stream{
@@ -246,7 +247,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		done:      make(chan struct{}),
 		pumped:    make(chan struct{}),
 	}
-	box := newOutbox(send, outboxBytes, int64(max(h.opts.MaxRequestBytes, minCatchUpBytes)), s.done)
+	box := newOutbox(send, outboxBytes, catchUpBytes(h.opts), s.done)
 	a := newStreamActor(h.hist, h.opts, box, s)
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
 	h.mu.Lock()

@@ -221,8 +221,10 @@ func TestOutboxStopsSendingAfterFailure(t *testing.T) {
 	h.err = errors.New("stream gone")
 	close(h.release)
 	h.sent(t, 1)
-	for !o.failed() {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !o.failed(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the outbox did not take the failed send as the stream's end")
+		}
 	}
 	for rev := int64(2); rev < 100; rev++ {
 		o.put(evResp(1, rev), false)

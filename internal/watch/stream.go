@@ -217,6 +217,11 @@ const maxCatchUpRevs = 1000
 // minCatchUpBytes is the floor of the size a catch-up response is cut at.
 const minCatchUpBytes = 1 << 20
 
+// catchUpBytes is the size a catch-up response is cut at, and that a
+// merged response stays within: about one request's size, at least
+// minCatchUpBytes.
+func catchUpBytes(opts Options) int64 { return int64(max(opts.MaxRequestBytes, minCatchUpBytes)) }
+
 func (a *streamActor) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case createMsg:
@@ -502,7 +507,7 @@ func (a *streamActor) catchUp(w *watcher, rev int64) {
 	if w.next > rev || a.out.failed() {
 		return
 	}
-	limit := int64(max(a.opts.MaxRequestBytes, minCatchUpBytes))
+	limit := catchUpBytes(a.opts)
 	var (
 		evs   []*mvccpb.Event
 		revs  int

@@ -79,9 +79,10 @@ cd "$here"
 # n TOTAL prints TOTAL × scale, rounded, at least 1.
 n() { awk -v s="$scale" -v n="$1" 'BEGIN { v = int(n * s + 0.5); if (v < 1) v = 1; print v }'; }
 
-# row sets label, a row's name in the table, and args, the benchmark tool's
-# arguments after --endpoints, for row $1.
+# row sets label, a row's name in the table, args, the benchmark tool's
+# arguments after --endpoints, and members, the cluster size, for row $1.
 row() {
+	members=1
 	case $1 in
 	put-1) label="put, 1 client"
 		args="--conns=1 --clients=1 put --key-size=8 --sequential-keys --total=$(n 8000) --val-size=256" ;;
@@ -102,6 +103,7 @@ row() {
 	lease-keepalive) label="lease keep-alive, 1 client"
 		args="lease-keepalive --total=$(n 20000)" ;;
 	put-cluster) label="put, 3-member cluster, 64 clients / 8 conns over all members"
+		members=3
 		args="--conns=8 --clients=64 put --key-size=8 --sequential-keys --total=$(n 50000) --val-size=256" ;;
 	rss-100k) label="memory: 100 000 keys of 256 B put by 64 clients"
 		args="--conns=8 --clients=64 put --key-size=8 --sequential-keys --key-space-size=100000 --total=100000 --val-size=256" ;;
@@ -242,8 +244,6 @@ value=$(head -c 256 /dev/zero | tr '\0' x)
 start=$(date +%s)
 for row in "${sel_rows[@]}"; do
 	row "$row"
-	members=1
-	[ "$row" != put-cluster ] || members=3
 	for round in $(seq "$rounds"); do
 		k=${#targets[@]}
 		for i in $(seq 0 $((k - 1))); do

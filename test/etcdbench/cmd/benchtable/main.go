@@ -290,6 +290,17 @@ func collect(runs []run) []*rowData {
 	return rows
 }
 
+// failures lists the row's targets that had failed runs or request errors.
+func (rd *rowData) failures() []string {
+	var out []string
+	for _, t := range targets {
+		if c := rd.cells[t]; c != nil && (c.failed > 0 || c.errs > 0) {
+			out = append(out, fmt.Sprintf("%s on %s: %d failed runs, %d request errors", rd.label, t, c.failed, c.errs))
+		}
+	}
+	return out
+}
+
 // render formats the table in Markdown.
 func render(runs []run) string {
 	rows := collect(runs)
@@ -330,11 +341,7 @@ func render(runs []run) string {
 			p99Ratios = append(p99Ratios, ratio(base, rd.cells[t], func(c *cell) []float64 { return c.p99 }))
 		}
 		fmt.Fprintf(&b, " | %s | %s | %s | %s |\n", strings.Join(cpus, " / "), strings.Join(cpuRatios, " / "), p99, strings.Join(p99Ratios, " / "))
-		for _, t := range targets {
-			if c := rd.cells[t]; c != nil && (c.failed > 0 || c.errs > 0) {
-				notes = append(notes, fmt.Sprintf("%s on %s: %d failed runs, %d request errors", rd.label, t, c.failed, c.errs))
-			}
-		}
+		notes = append(notes, rd.failures()...)
 	}
 	if len(mem) > 0 {
 		b.WriteString("\n| memory row | etcd RSS | Cairn rocksdb RSS | ratio | Cairn memory RSS | ratio |\n")
@@ -347,11 +354,7 @@ func render(runs []run) string {
 				fmt.Fprintf(&b, " | %s | %s", fmtMiB(rd.cells[t]), ratio(base, rd.cells[t], rssOf))
 			}
 			b.WriteString(" |\n")
-			for _, t := range targets {
-				if c := rd.cells[t]; c != nil && (c.failed > 0 || c.errs > 0) {
-					notes = append(notes, fmt.Sprintf("%s on %s: %d failed runs, %d request errors", rd.label, t, c.failed, c.errs))
-				}
-			}
+			notes = append(notes, rd.failures()...)
 		}
 	}
 	if len(notes) > 0 {
