@@ -38,6 +38,8 @@ type (
 		index uint64
 		err   error
 	}
+	// raftStartedMsg tells the actor that Start has assigned c.raft.
+	raftStartedMsg struct{}
 	// confChangeMsg asks the actor to propose a membership change and call
 	// reply once it is applied (or rejected).
 	confChangeMsg struct {
@@ -64,6 +66,12 @@ type storeActor struct {
 	leaseOps      [][2]int64      // lease grants and revokes staged since the last commit
 	lastSnap      uint64
 	checkpointing bool
+	// raftStarted is set by raftStartedMsg, once c.raft is assigned: the
+	// raft node replays committed entries through the actor while it
+	// starts, and a checkpoint finished before then leaves its log
+	// compaction in compactTo.
+	raftStarted bool
+	compactTo   uint64
 	// alarms is the active alarm list as staged, alarmsStaged whether it
 	// changed since it was last published (see alarm.go).
 	alarms       []*pb.AlarmMember
@@ -92,6 +100,11 @@ func (a *storeActor) receive(ctx actor.Context) {
 		delete(a.waiters, m.id)
 	case checkpointDone:
 		a.checkpointed(m)
+	case raftStartedMsg:
+		a.raftStarted = true
+		if a.compactTo > 0 {
+			a.c.raft.Compact(a.compactTo)
+		}
 	case restoreMsg:
 		m.reply <- a.restore(m.r)
 	case *actor.Stopped:
@@ -363,6 +376,10 @@ func (a *storeActor) checkpointed(m checkpointDone) {
 		return
 	}
 	a.lastSnap = m.index
-	a.c.raft.Compact(m.index)
+	if a.raftStarted {
+		a.c.raft.Compact(m.index)
+	} else {
+		a.compactTo = m.index
+	}
 	a.lg.Info("saved snapshot", zap.Uint64("snapshot-index", m.index))
 }

@@ -210,6 +210,7 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.raft = r
+	c.ref.Send(raftStartedMsg{})
 	c.dbSize.Store(cfg.Engine.Stats().SizeBytes)
 	go c.watchSize()
 	go c.monitorVersions()
