@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/heapgoal"
 	"github.com/cairn-kv/cairn/internal/server"
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -60,6 +61,13 @@ func run(args, environ []string) int {
 	}
 	lg.Info("starting Cairn", zap.String("etcd-version", store.Version), zap.String("cairn-version", cairnVersion),
 		zap.String("name", cfg.Name), zap.String("data-dir", cfg.DataDir), zap.String("storage-engine", cfg.StorageEngine))
+	if heapgoal.Configured(environ) {
+		lg.Info("garbage collector configured by the environment; heap headroom tuning off")
+	} else {
+		stopTuner := make(chan struct{})
+		defer close(stopTuner)
+		heapgoal.Start(lg, stopTuner)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	// A member may wait long for a quorum before it is ready; a signal then

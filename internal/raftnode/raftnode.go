@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,10 @@ type Config struct {
 	// SnapshotCatchUpEntries is how many entries are kept behind a snapshot
 	// so slow followers can catch up without one (default 5000).
 	SnapshotCatchUpEntries uint64
+	// SnapshotCatchUpBytes bounds the entries kept behind a snapshot by the
+	// size of their data, on top of SnapshotCatchUpEntries (default
+	// DefaultSnapshotCatchUpBytes).
+	SnapshotCatchUpBytes int
 	// Commit receives committed entries in log order, on the raft actor's
 	// goroutine. It must hand them off quickly (the store actor applies
 	// them). Configuration changes have already been applied to raft when it
@@ -130,6 +135,9 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 	}
 	if cfg.SnapshotCatchUpEntries == 0 {
 		cfg.SnapshotCatchUpEntries = 5000
+	}
+	if cfg.SnapshotCatchUpBytes == 0 {
+		cfg.SnapshotCatchUpBytes = DefaultSnapshotCatchUpBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -663,15 +671,43 @@ func (a *raftActor) compact(applied uint64) {
 	if err != nil || applied <= snap.GetMetadata().GetIndex() {
 		return
 	}
-	compactTo := uint64(0)
-	if applied > a.cfg.SnapshotCatchUpEntries {
-		compactTo = applied - a.cfg.SnapshotCatchUpEntries
-	}
+	compactTo := a.compactIndex(applied)
 	if _, err := a.cfg.Log.CreateSnapshot(applied, a.confState, nil, compactTo); err != nil {
 		a.lg.Warn("failed to create raft snapshot", zap.Uint64("index", applied), zap.Error(err))
 		return
 	}
 	a.lg.Info("compacted raft log", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compactTo))
+}
+
+// DefaultSnapshotCatchUpBytes is the default Config.SnapshotCatchUpBytes.
+// The log holds its entries in memory, and etcd's 5000 catch-up entries of
+// 1 MiB each would be 5 GB; a follower further behind than what is kept
+// gets a snapshot, as one behind the entry count does.
+const DefaultSnapshotCatchUpBytes = 64 << 20
+
+// compactIndex is where a compaction at applied may cut the log: after it
+// come the last SnapshotCatchUpEntries entries up to applied, or fewer if
+// they hold more than SnapshotCatchUpBytes of data.
+func (a *raftActor) compactIndex(applied uint64) uint64 {
+	compactTo := uint64(0)
+	if applied > a.cfg.SnapshotCatchUpEntries {
+		compactTo = applied - a.cfg.SnapshotCatchUpEntries
+	}
+	first, err := a.cfg.Log.FirstIndex()
+	if err != nil || first > applied {
+		return compactTo
+	}
+	ents, err := a.cfg.Log.Entries(max(compactTo+1, first), applied+1, math.MaxUint64)
+	if err != nil {
+		return compactTo
+	}
+	size := 0
+	for i := len(ents) - 1; i >= 0; i-- {
+		if size += len(ents[i].GetData()); size > a.cfg.SnapshotCatchUpBytes {
+			return max(compactTo, ents[i].GetIndex())
+		}
+	}
+	return compactTo
 }
 
 // stop fails everything still waiting on the node.

@@ -66,6 +66,12 @@ type member struct {
 // start opens the log in dir and starts a single-member node on it.
 func start(t *testing.T, dir string, catchUp uint64) *member {
 	t.Helper()
+	return startBounded(t, dir, catchUp, 0)
+}
+
+// startBounded is start with a bound on the catch-up bytes (0: default).
+func startBounded(t *testing.T, dir string, catchUp uint64, catchUpBytes int) *member {
+	t.Helper()
 	l, err := filelog.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +83,7 @@ func start(t *testing.T, dir string, catchUp uint64) *member {
 		Log:                    l,
 		TickInterval:           10 * time.Millisecond,
 		SnapshotCatchUpEntries: catchUp,
+		SnapshotCatchUpBytes:   catchUpBytes,
 		Commit:                 got.commit,
 		Logger:                 zaptest.NewLogger(t),
 	})
@@ -339,6 +346,8 @@ func TestCompact(t *testing.T) {
 	tests := []struct {
 		name      string
 		proposals int
+		// catchUpBytes bounds the bytes kept (0: the default).
+		catchUpBytes int
 		// compactAt picks the applied index to compact at from the indexes
 		// of the committed proposals.
 		compactAt func(idx []uint64) uint64
@@ -357,6 +366,21 @@ func TestCompact(t *testing.T) {
 			wantFirst: func(applied uint64) uint64 { return applied - catchUp + 1 },
 		},
 		{
+			// Payloads are 5 bytes ("c-019"): 12 bytes keep the last two.
+			name:         "catch-up bounded by bytes",
+			proposals:    30,
+			catchUpBytes: 12,
+			compactAt:    func(idx []uint64) uint64 { return idx[19] },
+			wantFirst:    func(applied uint64) uint64 { return applied - 1 },
+		},
+		{
+			name:         "bytes bound above the entries kept",
+			proposals:    30,
+			catchUpBytes: 1000,
+			compactAt:    func(idx []uint64) uint64 { return idx[19] },
+			wantFirst:    func(applied uint64) uint64 { return applied - catchUp + 1 },
+		},
+		{
 			name:      "fewer entries than catch-up",
 			proposals: 2,
 			compactAt: func(idx []uint64) uint64 { return idx[len(idx)-1] },
@@ -366,7 +390,7 @@ func TestCompact(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			m := start(t, dir, catchUp)
+			m := startBounded(t, dir, catchUp, tt.catchUpBytes)
 			want := payloads("c", tt.proposals)
 			propose(t, m.node, want)
 			idx, _ := m.got.waitFor(t, len(want))

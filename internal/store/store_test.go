@@ -441,3 +441,65 @@ func TestDroppedConfChangeIsProposedAgain(t *testing.T) {
 		t.Fatalf("members after the change: %v", got)
 	}
 }
+
+// refusingRaft refuses every proposal, from another goroutine, as the raft
+// node does when there is no leader to take it.
+type refusingRaft struct{ nopRaft }
+
+func (refusingRaft) Propose(_ []byte, rejected func(error)) {
+	go rejected(raftnode.ErrNoLeader)
+}
+
+// TestProposalOutcomesWithoutCommit: a write raft refuses fails at once
+// with the refusal, mapped as etcd maps it; a write waiting when the store
+// stops fails with ErrStopped, and so does one made after.
+func TestProposalOutcomesWithoutCommit(t *testing.T) {
+	startWith := func(t *testing.T, r store.Raft) *store.Client {
+		e, err := memory.Open("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		kv, err := mvcc.Open(e, mvcc.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { kv.Close() })
+		c, err := store.Start(actors.NewSystem(), store.Config{
+			Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+			StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) { return r, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	req := &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}
+	t.Run("refused", func(t *testing.T) {
+		c := startWith(t, refusingRaft{})
+		defer c.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Put(ctx, req); !errors.Is(err, store.ErrNoLeader) {
+			t.Fatalf("put raft refused: %v, want ErrNoLeader", err)
+		}
+	})
+	t.Run("stopped", func(t *testing.T) {
+		c := startWith(t, silentRaft{status: func() raftnode.Status { return raftnode.Status{Leader: 1} }})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs := make(chan error, 1)
+		go func() {
+			_, err := c.Put(ctx, req)
+			errs <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // let the put register and wait
+		c.Stop()
+		if err := <-errs; !errors.Is(err, store.ErrStopped) {
+			t.Fatalf("put waiting at stop: %v, want ErrStopped", err)
+		}
+		if _, err := c.Put(ctx, req); !errors.Is(err, store.ErrStopped) {
+			t.Fatalf("put after stop: %v, want ErrStopped", err)
+		}
+	})
+}

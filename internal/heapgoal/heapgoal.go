@@ -1,0 +1,84 @@
+// Package heapgoal bounds the garbage collector's headroom for a server
+// whose live heap is mostly long-lived data.
+//
+// Go's collector lets the heap grow to twice its live size (GOGC=100)
+// before it collects. For a member whose heap holds the data itself (the
+// memory engine) or many raft entries, that doubles the memory the data
+// costs. Tuner lowers the GC percentage as the live heap grows, so that
+// the headroom is the live heap while it is small, Floor once the live
+// heap passes Floor, and a quarter of the live heap beyond four times
+// Floor. Small heaps behave as under GOGC=100; large ones spend more CPU
+// on collection for less memory. Setting GOGC or GOMEMLIMIT in the
+// environment leaves the collector as the operator configured it.
+package heapgoal
+
+import (
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Floor is the least headroom the tuner leaves above the live heap.
+const Floor = 32 << 20
+
+// checkEvery is how often the tuner looks for a finished collection.
+const checkEvery = 500 * time.Millisecond
+
+// Percent is the GC percentage for a live heap of live bytes: a headroom
+// of live (100) up to Floor, then of Floor, then of a quarter of live (25).
+func Percent(live uint64) int {
+	if live <= Floor {
+		return 100
+	}
+	headroom := max(uint64(Floor), live/4)
+	return max(int(headroom*100/live), 25)
+}
+
+// Configured reports whether environ sets the collector's own knobs, in
+// which case the tuner must not run.
+func Configured(environ []string) bool {
+	for _, kv := range environ {
+		if len(kv) >= 5 && kv[:5] == "GOGC=" || len(kv) >= 11 && kv[:11] == "GOMEMLIMIT=" {
+			return true
+		}
+	}
+	return false
+}
+
+// Start runs the tuner until stop is closed: after every collection it
+// sets the GC percentage for the live heap that collection found.
+func Start(lg *zap.Logger, stop <-chan struct{}) {
+	go run(lg, stop)
+}
+
+func run(lg *zap.Logger, stop <-chan struct{}) {
+	samples := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(checkEvery)
+	defer t.Stop()
+	var cycles uint64
+	percent := 100
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+		metrics.Read(samples)
+		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
+			return // not measured by this runtime
+		}
+		if n := samples[0].Value.Uint64(); n == cycles {
+			continue
+		} else {
+			cycles = n
+		}
+		live := samples[1].Value.Uint64()
+		if p := Percent(live); p != percent {
+			debug.SetGCPercent(p)
+			lg.Debug("set the GC percentage", zap.Int("gc-percent", p), zap.Uint64("live-heap-bytes", live))
+			percent = p
+		}
+	}
+}
