@@ -4,17 +4,19 @@
 // Go's collector lets the heap grow to twice its live size (GOGC=100)
 // before it collects. For a member whose heap holds the data itself (the
 // memory engine) or many raft entries, that doubles the memory the data
-// costs. Tuner lowers the GC percentage as the live heap grows, so that
-// the headroom is the live heap while it is small, Floor once the live
-// heap passes Floor, and a quarter of the live heap beyond four times
-// Floor. Small heaps behave as under GOGC=100; large ones spend more CPU
-// on collection for less memory. Setting GOGC or GOMEMLIMIT in the
-// environment leaves the collector as the operator configured it.
+// costs. The tuner (Start) lowers the GC percentage as the live heap
+// grows, so that the headroom is the live heap while it is small, Floor
+// once the live heap passes Floor, and a quarter of the live heap beyond
+// four times Floor. Small heaps behave as under GOGC=100; large ones spend
+// more CPU on collection for less memory. Setting GOGC or GOMEMLIMIT in
+// the environment leaves the collector as the operator configured it.
 package heapgoal
 
 import (
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,12 +41,9 @@ func Percent(live uint64) int {
 // Configured reports whether environ sets the collector's own knobs, in
 // which case the tuner must not run.
 func Configured(environ []string) bool {
-	for _, kv := range environ {
-		if len(kv) >= 5 && kv[:5] == "GOGC=" || len(kv) >= 11 && kv[:11] == "GOMEMLIMIT=" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(environ, func(kv string) bool {
+		return strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=")
+	})
 }
 
 // Start runs the tuner until stop is closed: after every collection it
@@ -69,11 +68,11 @@ func run(lg *zap.Logger, stop <-chan struct{}) {
 		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
 			return // not measured by this runtime
 		}
-		if n := samples[0].Value.Uint64(); n == cycles {
+		n := samples[0].Value.Uint64()
+		if n == cycles {
 			continue
-		} else {
-			cycles = n
 		}
+		cycles = n
 		live := samples[1].Value.Uint64()
 		if p := Percent(live); p != percent {
 			debug.SetGCPercent(p)
