@@ -5,9 +5,9 @@
 // before it collects. For a member whose heap holds the data itself (the
 // memory engine) or many raft entries, that doubles the memory the data
 // costs. The tuner (Start) lowers the GC percentage as the live heap
-// grows, so that the headroom is the live heap while it is small, Floor
-// once the live heap passes Floor, and a quarter of the live heap beyond
-// four times Floor. Small heaps behave as under GOGC=100; large ones spend
+// grows, so that the headroom is the live heap while it is small, 32 MiB
+// once the live heap passes 32 MiB, and a quarter of the live heap from
+// 128 MiB on. Small heaps behave as under GOGC=100; large ones spend
 // more CPU on collection for less memory. Setting GOGC or GOMEMLIMIT in
 // the environment leaves the collector as the operator configured it.
 package heapgoal
@@ -22,19 +22,20 @@ import (
 	"go.uber.org/zap"
 )
 
-// Floor is the least headroom the tuner leaves above the live heap.
-const Floor = 32 << 20
+// floor is the live heap up to which the headroom is the live heap
+// itself (GOGC=100), and the least headroom above it.
+const floor = 32 << 20
 
 // checkEvery is how often the tuner looks for a finished collection.
 const checkEvery = 500 * time.Millisecond
 
-// Percent is the GC percentage for a live heap of live bytes: a headroom
-// of live (100) up to Floor, then of Floor, then of a quarter of live (25).
-func Percent(live uint64) int {
-	if live <= Floor {
+// gcPercent is the GC percentage for a live heap of live bytes: a headroom
+// of live (100) up to floor, then of floor, then of a quarter of live (25).
+func gcPercent(live uint64) int {
+	if live <= floor {
 		return 100
 	}
-	headroom := max(uint64(Floor), live/4)
+	headroom := max(uint64(floor), live/4)
 	return max(int(headroom*100/live), 25)
 }
 
@@ -74,7 +75,7 @@ func run(lg *zap.Logger, stop <-chan struct{}) {
 		}
 		cycles = n
 		live := samples[1].Value.Uint64()
-		if p := Percent(live); p != percent {
+		if p := gcPercent(live); p != percent {
 			debug.SetGCPercent(p)
 			lg.Debug("set the GC percentage", zap.Int("gc-percent", p), zap.Uint64("live-heap-bytes", live))
 			percent = p

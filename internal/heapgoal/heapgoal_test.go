@@ -24,8 +24,8 @@ func TestPercent(t *testing.T) {
 		{1024 * mib, 25}, // headroom 256 MiB, not 1 GiB
 		{128*mib + 3, 25},
 	} {
-		if got := Percent(tt.live); got != tt.want {
-			t.Errorf("Percent(%d MiB) = %d, want %d", tt.live/mib, got, tt.want)
+		if got := gcPercent(tt.live); got != tt.want {
+			t.Errorf("gcgcPercent(%d MiB) = %d, want %d", tt.live/mib, got, tt.want)
 		}
 	}
 }
@@ -55,9 +55,10 @@ func TestStartLowersThePercentForALargeLiveHeap(t *testing.T) {
 	for i := range live {
 		live[i] = make([]byte, 1<<20)
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	Start(zap.NewNop(), stop)
+	// The tuner must have stopped before the percentage is restored.
+	stop, exited := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-exited }()
+	go func() { run(zap.NewNop(), stop); close(exited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()

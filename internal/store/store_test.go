@@ -450,6 +450,15 @@ func (refusingRaft) Propose(_ []byte, rejected func(error)) {
 	go rejected(raftnode.ErrNoLeader)
 }
 
+// holdingRaft takes proposals and never commits them; it reports each
+// one on proposed.
+type holdingRaft struct {
+	silentRaft
+	proposed chan struct{}
+}
+
+func (r holdingRaft) Propose([]byte, func(error)) { r.proposed <- struct{}{} }
+
 // TestProposalOutcomesWithoutCommit: a write raft refuses fails at once
 // with the refusal, mapped as etcd maps it; a write waiting when the store
 // stops fails with ErrStopped, and so does one made after.
@@ -485,7 +494,11 @@ func TestProposalOutcomesWithoutCommit(t *testing.T) {
 		}
 	})
 	t.Run("stopped", func(t *testing.T) {
-		c := startWith(t, silentRaft{status: func() raftnode.Status { return raftnode.Status{Leader: 1} }})
+		r := holdingRaft{
+			silentRaft: silentRaft{status: func() raftnode.Status { return raftnode.Status{Leader: 1} }},
+			proposed:   make(chan struct{}, 1),
+		}
+		c := startWith(t, r)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		errs := make(chan error, 1)
@@ -493,7 +506,7 @@ func TestProposalOutcomesWithoutCommit(t *testing.T) {
 			_, err := c.Put(ctx, req)
 			errs <- err
 		}()
-		time.Sleep(50 * time.Millisecond) // let the put register and wait
+		<-r.proposed // the put is registered and proposed: it waits for its entry
 		c.Stop()
 		if err := <-errs; !errors.Is(err, store.ErrStopped) {
 			t.Fatalf("put waiting at stop: %v, want ErrStopped", err)
