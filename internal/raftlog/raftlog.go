@@ -2,11 +2,13 @@
 // log: hard state, entries and the latest snapshot metadata.
 //
 // Two implementations exist. filelog keeps the log in a preallocated
-// write-ahead file of its own, beside either storage engine; enginelog keeps
-// it in the storage.Raft bucket of the engine, where members on RocksDB
-// created by earlier versions have it until Copy moves it. Both load the
-// whole log into memory on open and serve raft's reads from there, so raft
-// never waits on the disk except in Save and CreateSnapshot.
+// write-ahead file of its own, beside either storage engine; it holds in
+// memory the log's index (each entry's term and place in the file) and the
+// newest entries, and reads older ones back from the file, so a log of
+// large entries costs disk, not memory. enginelog keeps the log in the
+// storage.Raft bucket of the engine, where members on RocksDB created by
+// earlier versions have it until Copy moves it; it loads the whole log into
+// memory on open.
 package raftlog
 
 import (
@@ -31,7 +33,7 @@ var ErrClosed = errors.New("raftlog: log is closed")
 // Every method, the raft.Storage reads included, is called from the raft
 // goroutine only, never concurrently: the reads are served from a
 // raft.MemoryStorage, whose InitialState is not synchronised with its
-// writers. The reads follow raft's contract: ErrCompacted below FirstIndex,
+// writers, and from files written by Save. The reads follow raft's contract: ErrCompacted below FirstIndex,
 // ErrUnavailable past LastIndex.
 // Entries returned by Entries and the slices handed to Save are shared with
 // raft and must not be modified by anyone.
@@ -63,7 +65,14 @@ type Log interface {
 	// current compaction point compacts nothing. data is kept, not copied.
 	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, compactTo uint64) (*raftpb.Snapshot, error)
 
+	// EntrySize returns the size of the encoding of entry i, without
+	// reading the entry from disk; raft.ErrCompacted below FirstIndex,
+	// raft.ErrUnavailable past LastIndex.
+	EntrySize(i uint64) (int, error)
+
 	// Close releases the files the log holds; it does not close an engine
-	// the log was opened on. Reads keep working from memory.
+	// the log was opened on. Reads of what the log holds in memory keep
+	// working (the hard state, the snapshot, terms and indexes); Entries
+	// may fail with ErrClosed for entries that would be read from disk.
 	Close() error
 }

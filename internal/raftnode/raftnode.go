@@ -13,7 +13,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -78,7 +77,7 @@ type Config struct {
 	// so slow followers can catch up without one (default 5000).
 	SnapshotCatchUpEntries uint64
 	// SnapshotCatchUpBytes bounds the entries kept behind a snapshot by the
-	// size of their data, on top of SnapshotCatchUpEntries (default
+	// size of their encoding, on top of SnapshotCatchUpEntries (default
 	// DefaultSnapshotCatchUpBytes).
 	SnapshotCatchUpBytes int
 	// Commit receives committed entries in log order, on the raft actor's
@@ -680,14 +679,14 @@ func (a *raftActor) compact(applied uint64) {
 }
 
 // DefaultSnapshotCatchUpBytes is the default Config.SnapshotCatchUpBytes.
-// The log holds its entries in memory, and etcd's 5000 catch-up entries of
-// 1 MiB each would be 5 GB; a follower further behind than what is kept
+// etcd's 5000 catch-up entries of 1 MiB each would be 5 GB of log that
+// every compaction copies; a follower further behind than what is kept
 // gets a snapshot, as one behind the entry count does.
 const DefaultSnapshotCatchUpBytes = 64 << 20
 
 // compactIndex is where a compaction at applied may cut the log: after it
 // come the last SnapshotCatchUpEntries entries up to applied, or fewer if
-// they hold more than SnapshotCatchUpBytes of data.
+// their encoding is larger than SnapshotCatchUpBytes.
 func (a *raftActor) compactIndex(applied uint64) uint64 {
 	compactTo := uint64(0)
 	if applied > a.cfg.SnapshotCatchUpEntries {
@@ -697,14 +696,14 @@ func (a *raftActor) compactIndex(applied uint64) uint64 {
 	if err != nil || first > applied {
 		return compactTo
 	}
-	ents, err := a.cfg.Log.Entries(max(compactTo+1, first), applied+1, math.MaxUint64)
-	if err != nil {
-		return compactTo
-	}
 	size := 0
-	for i := len(ents) - 1; i >= 0; i-- {
-		if size += len(ents[i].GetData()); size > a.cfg.SnapshotCatchUpBytes {
-			return max(compactTo, ents[i].GetIndex())
+	for i := applied; i >= max(compactTo+1, first); i-- {
+		n, err := a.cfg.Log.EntrySize(i)
+		if err != nil {
+			return compactTo
+		}
+		if size += n; size > a.cfg.SnapshotCatchUpBytes {
+			return i
 		}
 	}
 	return compactTo

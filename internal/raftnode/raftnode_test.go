@@ -366,10 +366,11 @@ func TestCompact(t *testing.T) {
 			wantFirst: func(applied uint64) uint64 { return applied - catchUp + 1 },
 		},
 		{
-			// Payloads are 5 bytes ("c-019"): 12 bytes keep the last two.
+			// Payloads are 5 bytes ("c-019"), entries encode in 11 to 13
+			// bytes: 30 bytes keep the last two.
 			name:         "catch-up bounded by bytes",
 			proposals:    30,
-			catchUpBytes: 12,
+			catchUpBytes: 30,
 			compactAt:    func(idx []uint64) uint64 { return idx[19] },
 			wantFirst:    func(applied uint64) uint64 { return applied - 1 },
 		},

@@ -19,6 +19,7 @@ package enginelog
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -200,6 +201,18 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, co
 		return nil, l.fail(err)
 	}
 	return p.Snapshot, nil
+}
+
+// EntrySize implements raftlog.Log.
+func (l *Log) EntrySize(i uint64) (int, error) {
+	if last, _ := l.ms.LastIndex(); i > last {
+		return 0, raft.ErrUnavailable
+	}
+	ents, err := l.ms.Entries(i, i+1, math.MaxUint64)
+	if err != nil {
+		return 0, err
+	}
+	return proto.Size(ents[0]), nil
 }
 
 // Close implements raftlog.Log; the engine stays open.

@@ -1,6 +1,7 @@
 // Package filelog is the raftlog.Log that keeps raft's log in a write-ahead
-// file of its own, for the in-memory state engine, which has no log to host
-// it.
+// file of its own, beside either storage engine. In memory it keeps only
+// the log's index and its newest entries; raft's other reads go to the file
+// (see Log).
 //
 // # File format
 //
@@ -56,7 +57,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -80,19 +80,35 @@ const (
 )
 
 // readPath names the embedded read path; raft.Storage's methods are promoted
-// while MemoryStorage's mutators stay out of Log's method set.
+// while MemoryStorage's mutators stay out of Log's method set. Log's own
+// Entries takes the place of MemoryStorage's.
 type readPath = raft.Storage
 
 // Log is a raftlog.Log kept in a write-ahead file. Create it with Open.
+//
+// In memory it keeps the hard state, the snapshot, each entry's index and
+// term (in a MemoryStorage, whose entries are stubs without data) and where
+// each entry lies in the file; the entries themselves only while they are
+// among the newest cacheBytes of encoding. Raft's older reads, a lagging
+// follower's or a restart's, go to the file.
 type Log struct {
 	readPath
 	ms  *raft.MemoryStorage
 	dir string
-	f   *os.File
+	// f is the file, open for reading and writing; nil after Close.
+	f *os.File
 	// end is where the next frame goes; size is the file's (preallocated)
 	// size.
 	end, size int64
 	buf       []byte // the frame being encoded, reused across Saves
+	locs      []loc  // where the entries of the frame in buf lie
+	rbuf      []byte // read buffer, reused across reads
+	// slots[i] is entry FirstIndex()+i; slots[:evicted] are not cached;
+	// cached is the encoded size of the entries that are.
+	slots      []slot
+	evicted    int
+	cached     int
+	cacheBytes int
 	// err, once set, fails every later Save and CreateSnapshot: after a
 	// failed write or fsync the file's content is no longer known.
 	err error
@@ -159,14 +175,19 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
 	path := filepath.Join(dir, walFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if data, err = newFile(&raftpb.Snapshot{}, 0, 0, nil, nil); err == nil {
-			if err = replaceFile(dir, data); err == nil {
-				err = fsutil.SyncDir(dir)
-			}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		var f *os.File
+		if f, _, _, err = createBase(dir, nil, &raftpb.Snapshot{}, 0, 0, nil, nil); err == nil {
+			f.Close()
+			err = fsutil.SyncDir(dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: %w", err)
 		}
 	}
+	// The whole file is read at once to check it; what stays in memory
+	// afterwards is the index below and the newest entries.
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
@@ -174,11 +195,11 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	ms, err := memlog.Load(st)
+	ms, err := memlog.Load(st.State)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
@@ -191,7 +212,26 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 		}
 		data = data[:end]
 	}
-	return &Log{readPath: ms, ms: ms, dir: dir, f: f, end: int64(end), size: int64(len(data))}, nil
+	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: int64(end), size: int64(len(data)), cacheBytes: DefaultCacheBytes}
+	l.slots = make([]slot, len(st.locs))
+	for i, at := range st.locs {
+		l.slots[i].loc = at
+	}
+	// Cache the newest entries, as if they had just been saved.
+	l.evicted = len(l.slots)
+	for l.evicted > 0 {
+		s := &l.slots[l.evicted-1]
+		if l.cached+s.size > l.cacheBytes {
+			break
+		}
+		if s.ent, err = decodeEntry(data[s.off:][:s.size], st.Entries[l.evicted-1].GetIndex()); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		l.cached += s.size
+		l.evicted--
+	}
+	return l, nil
 }
 
 // write puts buf at the end of the log, extending the preallocated space
@@ -232,9 +272,10 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if p.Snapshot == nil && len(p.Entries) == 0 && p.HardState == nil {
 		return nil
 	}
-	if l.buf, err = appendSave(l.buf[:0], p); err != nil {
+	if l.buf, l.locs, err = appendSave(l.buf[:0], p, l.locs[:0]); err != nil {
 		return err
 	}
+	at := l.end
 	if err := l.write(l.buf); err != nil {
 		return l.fail(err)
 	}
@@ -243,9 +284,28 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 			return l.fail(err)
 		}
 	}
+	// The MemoryStorage gets stubs; the entries go to the cache.
+	full := p.Entries
+	if len(full) > 0 {
+		p.Entries = make([]*raftpb.Entry, len(full))
+		for i, e := range full {
+			p.Entries[i] = stub(e)
+		}
+	}
 	if err := p.Apply(l.ms); err != nil {
 		return l.fail(err)
 	}
+	if p.Snapshot != nil {
+		l.truncateSlots(0)
+	}
+	if p.Truncate != 0 {
+		first, _ := l.ms.FirstIndex()
+		l.truncateSlots(int(p.Truncate - first))
+	}
+	for i := range l.locs {
+		l.locs[i].off += at
+	}
+	l.appendSlots(full, l.locs)
 	return nil
 }
 
@@ -259,41 +319,37 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, co
 	if err != nil {
 		return nil, err
 	}
-	var ents []*raftpb.Entry
-	if last, _ := l.ms.LastIndex(); last > p.StartIndex {
-		if ents, err = l.ms.Entries(p.StartIndex+1, last+1, math.MaxUint64); err != nil {
-			return nil, err
-		}
-	}
+	first, _ := l.ms.FirstIndex()
+	dropped := int(p.StartIndex + 1 - first)
 	hs, _, err := l.ms.InitialState()
 	if err != nil {
 		return nil, err
 	}
-	buf, err := newFile(p.Snapshot, p.StartIndex, p.StartTerm, ents, hs)
+	f, locs, size, err := createBase(l.dir, l.f, p.Snapshot, p.StartIndex, p.StartTerm, l.slots[dropped:], hs)
 	if err != nil {
-		return nil, err
-	}
-	if err := replaceFile(l.dir, buf); err != nil {
 		return nil, fmt.Errorf("raftlog: rewrite: %w", err)
 	}
-	// raft.wal is now the new file: the old descriptor must not be written,
-	// and from here on a failure leaves the log in an unknown state.
+	// raft.wal is now the new file, open as f: the old descriptor must not
+	// be used, and from here on a failure leaves the log in an unknown
+	// state.
 	l.f.Close()
-	l.f = nil
+	l.f = f
 	if err := p.Apply(l.ms); err != nil {
 		return nil, l.fail(err)
 	}
+	l.dropSlots(dropped)
+	for i := range l.slots {
+		l.slots[i].loc = locs[i]
+	}
+	l.end, l.size = size, size
 	if err := fsutil.SyncDir(l.dir); err != nil {
 		return nil, l.fail(err)
 	}
-	if l.f, err = os.OpenFile(filepath.Join(l.dir, walFile), os.O_WRONLY, 0); err != nil {
-		return nil, l.fail(err)
-	}
-	l.end, l.size = int64(len(buf)), int64(len(buf))
 	return p.Snapshot, nil
 }
 
-// Close implements raftlog.Log.
+// Close implements raftlog.Log. Entries no longer cached can no longer be
+// read: Entries fails with raftlog.ErrClosed for them.
 func (l *Log) Close() error {
 	if errors.Is(l.err, raftlog.ErrClosed) {
 		return nil
@@ -302,7 +358,9 @@ func (l *Log) Close() error {
 	if l.f == nil {
 		return nil
 	}
-	return l.f.Close()
+	f := l.f
+	l.f = nil
+	return f.Close()
 }
 
 // fail makes err sticky and returns it.
@@ -311,29 +369,30 @@ func (l *Log) fail(err error) error {
 	return l.err
 }
 
-// replaceFile atomically replaces dir's log with data: it writes a
-// temporary file, fsyncs it and renames it over the log. On error the old
-// log is intact. The rename is durable only after syncDir.
-func replaceFile(dir string, data []byte) error {
+// createBase atomically replaces dir's log with a new file written by
+// writeBase (see there for the arguments): it writes a temporary file,
+// fsyncs it and renames it over the log, and returns it open for reading
+// and writing, with where the kept entries lie and its length. On error the
+// old log is intact. The rename is durable only after fsutil.SyncDir.
+func createBase(dir string, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []slot, hs *raftpb.HardState) (*os.File, []loc, int64, error) {
 	tmp := filepath.Join(dir, tmpFile)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		return nil, nil, 0, err
 	}
-	_, err = f.Write(data)
+	locs, size, err := writeBase(f, src, snap, startIndex, startTerm, kept, hs)
 	if err == nil {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, walFile))
 	}
 	if err != nil {
+		f.Close()
 		os.Remove(tmp)
+		return nil, nil, 0, err
 	}
-	return err
+	return f, locs, size, nil
 }
 
 func truncate(f *os.File, size int64) error {

@@ -29,6 +29,16 @@ func open(t testing.TB, dir string) raftlog.Log {
 
 func TestConformance(t *testing.T) { raftlogtest.Run(t, open) }
 
+// TestConformanceUncached runs the scenarios with every entry read back
+// from the file.
+func TestConformanceUncached(t *testing.T) {
+	raftlogtest.Run(t, func(t testing.TB, dir string) raftlog.Log {
+		l := open(t, dir).(*Log)
+		l.SetCacheBytes(0)
+		return l
+	})
+}
+
 func BenchmarkSave(b *testing.B) { raftlogtest.BenchmarkSave(b, open) }
 
 func entry(i, term uint64) *raftpb.Entry {
@@ -182,7 +192,7 @@ func TestInconsistentRecordFailsOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame, err := appendSave(nil, memlog.SavePlan{Entries: []*raftpb.Entry{entry(7, 1)}})
+	frame, _, err := appendSave(nil, memlog.SavePlan{Entries: []*raftpb.Entry{entry(7, 1)}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,5 +383,115 @@ func TestMetrics(t *testing.T) {
 	}
 	if syncs != before || written <= wroteBefore {
 		t.Errorf("after a commit-only Save: %d fsyncs (was %d), %d bytes (was %d); want no fsync, more bytes", syncs, before, written, wroteBefore)
+	}
+}
+
+// bigEntry is an entry with size bytes of data that tell its index and term.
+func bigEntry(i, term uint64, size int) *raftpb.Entry {
+	data := bytes.Repeat([]byte{byte(i), byte(term)}, size/2)
+	return &raftpb.Entry{Index: new(i), Term: new(term), Type: raftpb.EntryNormal.Enum(), Data: data}
+}
+
+// Entries beyond the cache bound are read back from the file, across
+// overwrites, a rewrite by CreateSnapshot and a reopen, and the cache holds
+// only the newest ones.
+func TestEntriesReadBack(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir).(*Log)
+	one := proto.Size(bigEntry(10, 1, 1000))
+	l.SetCacheBytes(3 * one)
+	var model []*raftpb.Entry // entries 1.. in order
+	save := func(lo, hi, term uint64, perFrame int) {
+		t.Helper()
+		for i := lo; i <= hi; {
+			var ents []*raftpb.Entry
+			for ; i <= hi && len(ents) < perFrame; i++ {
+				ents = append(ents, bigEntry(i, term, 1000))
+			}
+			if err := l.Save(&raftpb.HardState{Term: new(term), Commit: new(i - 1)}, ents, nil); err != nil {
+				t.Fatal(err)
+			}
+			model = append(model[:ents[0].GetIndex()-1], ents...)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		first, _ := l.FirstIndex()
+		last, _ := l.LastIndex()
+		if last != uint64(len(model)) {
+			t.Fatalf("%s: last index %d, want %d", when, last, len(model))
+		}
+		ents, err := l.Entries(first, last+1, math.MaxUint64)
+		if err != nil {
+			t.Fatalf("%s: Entries(%d, %d): %v", when, first, last+1, err)
+		}
+		for i, e := range ents {
+			if !proto.Equal(e, model[first-1+uint64(i)]) {
+				t.Fatalf("%s: entry %d is %v, want %v", when, first+uint64(i), e, model[first-1+uint64(i)])
+			}
+		}
+		// A bounded read from the middle, as a follower's catch-up does.
+		if got, err := l.Entries(first+1, last+1, uint64(2*one)); err != nil || len(got) != 2 || !proto.Equal(got[1], model[first+1]) {
+			t.Fatalf("%s: Entries(%d, %d, 2 entries' size) = %d entries, %v", when, first+1, last+1, len(got), err)
+		}
+		if got := l.CachedBytes(); got > l.cacheBytes {
+			t.Fatalf("%s: %d bytes cached, bound %d", when, got, l.cacheBytes)
+		}
+	}
+
+	save(1, 50, 1, 3)
+	if got := l.CachedBytes(); got != 3*one {
+		t.Fatalf("%d bytes cached after 50 entries, want the last 3 (%d)", got, 3*one)
+	}
+	check("after appends")
+	save(40, 45, 2, 4) // overwrites 40..50
+	check("after an overwrite")
+	if _, err := l.CreateSnapshot(45, nil, nil, 20); err != nil {
+		t.Fatal(err)
+	}
+	check("after a rewrite")
+	save(46, 60, 2, 5)
+	check("after appends to the rewritten file")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Entries(21, 22, math.MaxUint64); !errors.Is(err, raftlog.ErrClosed) {
+		t.Fatalf("Entries of an evicted entry after Close: %v, want ErrClosed", err)
+	}
+	l = open(t, dir).(*Log)
+	defer l.Close()
+	if got := l.CachedBytes(); got != 40*one {
+		t.Fatalf("%d bytes cached after reopen, want all 40 entries (%d)", got, 40*one)
+	}
+	check("after reopen")
+	l.SetCacheBytes(0)
+	if got := l.CachedBytes(); got != 0 {
+		t.Fatalf("%d bytes cached with a bound of 0", got)
+	}
+	check("uncached")
+}
+
+// Open caches the newest entries up to DefaultCacheBytes.
+func TestOpenCachesNewest(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir)
+	const n, size = 24, 1 << 20
+	for i := uint64(1); i <= n; i++ {
+		if err := l.Save(nil, []*raftpb.Entry{bigEntry(i, 1, size)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	fl := open(t, dir).(*Log)
+	defer fl.Close()
+	one := proto.Size(bigEntry(1, 1, size))
+	if got, want := fl.CachedBytes(), DefaultCacheBytes/one*one; got != want {
+		t.Fatalf("%d bytes cached after reopen, want %d", got, want)
+	}
+	for i := uint64(1); i <= n; i++ {
+		ents, err := fl.Entries(i, i+1, math.MaxUint64)
+		if err != nil || !proto.Equal(ents[0], bigEntry(i, 1, size)) {
+			t.Fatalf("entry %d after reopen: %v", i, err)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -34,15 +36,16 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// appendSave appends the frame that persists p to buf.
-func appendSave(buf []byte, p memlog.SavePlan) ([]byte, error) {
+// appendSave appends the frame that persists p to buf, and to locs where
+// the encoding of each of p.Entries lies, relative to the start of buf.
+func appendSave(buf []byte, p memlog.SavePlan, locs []loc) ([]byte, []loc, error) {
 	start := len(buf)
 	buf = append(buf, make([]byte, frameHeaderLen)...)
 	var err error
 	if p.Snapshot != nil {
 		md := p.Snapshot.GetMetadata()
 		if buf, err = appendSnapshot(buf, p.Snapshot, md.GetIndex(), md.GetTerm()); err != nil {
-			return buf, err
+			return buf, locs, err
 		}
 	}
 	if p.Truncate != 0 {
@@ -50,39 +53,87 @@ func appendSave(buf []byte, p memlog.SavePlan) ([]byte, error) {
 		buf = binary.LittleEndian.AppendUint64(buf, p.Truncate)
 	}
 	for _, e := range p.Entries {
+		at := len(buf) + recordHeaderLen
 		if buf, err = appendProto(buf, recEntry, e); err != nil {
-			return buf, err
+			return buf, locs, err
 		}
+		locs = append(locs, loc{off: int64(at), size: len(buf) - at})
 	}
 	if p.HardState != nil {
 		if buf, err = appendProto(buf, recHardState, p.HardState); err != nil {
-			return buf, err
+			return buf, locs, err
 		}
 	}
-	return sealFrame(buf, start)
+	buf, err = sealFrame(buf, start)
+	return buf, locs, err
 }
 
-// newFile returns the content of a log file holding snap, the compaction
-// point (startIndex, startTerm), the entries after it and hs: the magic and
-// one base frame.
-func newFile(snap *raftpb.Snapshot, startIndex, startTerm uint64, ents []*raftpb.Entry, hs *raftpb.HardState) ([]byte, error) {
-	buf := append([]byte(nil), magic[:]...)
+// baseFlushBytes is how much of a base frame writeBase buffers before it
+// writes.
+const baseFlushBytes = 1 << 20
+
+// writeBase writes a whole log file to f, which must be empty: the magic and
+// one base frame holding snap, the compaction point (startIndex,
+// startTerm), the entries of kept, copied from their encodings in src, and
+// hs. It returns where each kept entry lies in f and the length of the file.
+// Nothing is synced.
+func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []slot, hs *raftpb.HardState) ([]loc, int64, error) {
+	buf := append(make([]byte, 0, 64<<10), magic[:]...)
 	buf = append(buf, make([]byte, frameHeaderLen)...)
+	bodyAt := len(buf)
+	var (
+		off     int64 // file offset of buf[0]
+		crc     uint32
+		crcFrom = bodyAt // where in buf the body starts
+	)
+	flush := func() error {
+		crc = crc32.Update(crc, castagnoli, buf[crcFrom:])
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+		off += int64(len(buf))
+		buf, crcFrom = buf[:0], 0
+		return nil
+	}
 	buf, err := appendSnapshot(buf, snap, startIndex, startTerm)
 	if err != nil {
-		return buf, err
+		return nil, 0, err
 	}
-	for _, e := range ents {
-		if buf, err = appendProto(buf, recEntry, e); err != nil {
-			return buf, err
+	locs := make([]loc, 0, len(kept))
+	for _, s := range kept {
+		buf = append(buf, recEntry, 0, 0, 0, 0)
+		binary.LittleEndian.PutUint32(buf[len(buf)-4:], uint32(s.size))
+		at := len(buf)
+		buf = slices.Grow(buf, s.size)[:at+s.size]
+		if _, err := src.ReadAt(buf[at:], s.off); err != nil {
+			return nil, 0, fmt.Errorf("reading entries to keep: %w", err)
+		}
+		locs = append(locs, loc{off: off + int64(at), size: s.size})
+		if len(buf) >= baseFlushBytes {
+			if err := flush(); err != nil {
+				return nil, 0, err
+			}
 		}
 	}
 	if !raft.IsEmptyHardState(hs) {
 		if buf, err = appendProto(buf, recHardState, hs); err != nil {
-			return buf, err
+			return nil, 0, err
 		}
 	}
-	return sealFrame(buf, len(magic))
+	if err := flush(); err != nil {
+		return nil, 0, err
+	}
+	body := off - int64(bodyAt)
+	if body > math.MaxUint32 {
+		return nil, 0, fmt.Errorf("raftlog: base frame of %d bytes is too large", body)
+	}
+	var hdr [frameHeaderLen]byte
+	binary.LittleEndian.PutUint32(hdr[:], uint32(body))
+	binary.LittleEndian.PutUint32(hdr[4:], crc)
+	if _, err := f.WriteAt(hdr[:], int64(len(magic))); err != nil {
+		return nil, 0, err
+	}
+	return locs, off, nil
 }
 
 func appendSnapshot(buf []byte, snap *raftpb.Snapshot, startIndex, startTerm uint64) ([]byte, error) {
@@ -128,10 +179,17 @@ func sealFrame(buf []byte, start int) ([]byte, error) {
 	return buf, nil
 }
 
+// replayed is a log file as replay reads it back: its state, with stubs
+// (index and term) for entries, and where each entry's encoding lies.
+type replayed struct {
+	memlog.State
+	locs []loc // locs[i] is where Entries[i] lies
+}
+
 // replay decodes data, a whole log file, into the log it holds. end is the
 // offset where the valid frames end: len(data) unless the file has a torn
 // tail.
-func replay(data []byte) (st memlog.State, end int, err error) {
+func replay(data []byte) (st replayed, end int, err error) {
 	if !bytes.HasPrefix(data, magic[:]) {
 		return st, 0, fmt.Errorf("%w: not a raft log file of a known version", raftlog.ErrCorrupt)
 	}
@@ -155,7 +213,7 @@ func replay(data []byte) (st memlog.State, end int, err error) {
 			}
 			return st, off, nil
 		}
-		if err := replayFrame(&st, body); err != nil {
+		if err := replayFrame(&st, body, off+frameHeaderLen); err != nil {
 			return st, 0, fmt.Errorf("%w: record at offset %d: %v", raftlog.ErrCorrupt, off, err)
 		}
 		off += frameHeaderLen + len(body)
@@ -208,8 +266,9 @@ func nextFrame(data []byte, from int) int {
 	return -1
 }
 
-// replayFrame applies the records of one frame to st.
-func replayFrame(st *memlog.State, body []byte) error {
+// replayFrame applies the records of one frame, whose body is at offset at
+// in the file, to st.
+func replayFrame(st *replayed, body []byte, at int) error {
 	for len(body) > 0 {
 		if len(body) < recordHeaderLen {
 			return errors.New("truncated record header")
@@ -219,7 +278,9 @@ func replayFrame(st *memlog.State, body []byte) error {
 			return fmt.Errorf("record length %d overruns its frame", n)
 		}
 		payload := body[recordHeaderLen : recordHeaderLen+int(n)]
+		payloadAt := at + recordHeaderLen
 		body = body[recordHeaderLen+int(n):]
+		at += recordHeaderLen + int(n)
 		last := st.StartIndex + uint64(len(st.Entries))
 		switch typ {
 		case recSnapshot:
@@ -230,7 +291,7 @@ func replayFrame(st *memlog.State, body []byte) error {
 			if err := proto.Unmarshal(payload[16:], snap); err != nil {
 				return fmt.Errorf("snapshot: %v", err)
 			}
-			st.Snapshot, st.Entries = snap, nil
+			st.Snapshot, st.Entries, st.locs = snap, nil, nil
 			st.StartIndex = binary.LittleEndian.Uint64(payload)
 			st.StartTerm = binary.LittleEndian.Uint64(payload[8:])
 		case recTruncate:
@@ -242,6 +303,7 @@ func replayFrame(st *memlog.State, body []byte) error {
 				return fmt.Errorf("truncation at %d outside the log [%d, %d]", i, st.StartIndex+1, last)
 			}
 			st.Entries = st.Entries[:i-st.StartIndex-1]
+			st.locs = st.locs[:len(st.Entries)]
 		case recEntry:
 			e := new(raftpb.Entry)
 			if err := proto.Unmarshal(payload, e); err != nil {
@@ -250,7 +312,8 @@ func replayFrame(st *memlog.State, body []byte) error {
 			if e.GetIndex() != last+1 {
 				return fmt.Errorf("entry %d found where %d belongs", e.GetIndex(), last+1)
 			}
-			st.Entries = append(st.Entries, e)
+			st.Entries = append(st.Entries, stub(e))
+			st.locs = append(st.locs, loc{off: int64(payloadAt), size: len(payload)})
 		case recHardState:
 			hs := new(raftpb.HardState)
 			if err := proto.Unmarshal(payload, hs); err != nil {

@@ -63,6 +63,8 @@ type harness struct {
 	start     uint64          // index of the entry before the first
 	startTerm uint64          // and its term
 	ents      []*raftpb.Entry // the entries after start
+	// closed says the log is closed: Entries may fail with ErrClosed.
+	closed bool
 }
 
 // reopen closes the log and opens it again, as a restart would.
@@ -71,7 +73,7 @@ func (h *harness) reopen() {
 	if err := h.log.Close(); err != nil {
 		h.t.Fatalf("Close: %v", err)
 	}
-	h.log = h.open(h.t, h.dir)
+	h.log, h.closed = h.open(h.t, h.dir), false
 }
 
 // save calls Save, which must succeed, and updates the model like the
@@ -190,12 +192,37 @@ func (h *harness) compare(when string) {
 	if len(h.ents) == 0 {
 		return
 	}
+	for i := h.start + 1; i <= last; i++ {
+		if got, err := l.EntrySize(i); err != nil || got != proto.Size(h.ents[i-h.start-1]) {
+			t.Fatalf("%s: EntrySize(%d) = %d, %v, want %d", when, i, got, err, proto.Size(h.ents[i-h.start-1]))
+		}
+	}
+	if _, err := l.EntrySize(last + 1); !errors.Is(err, raft.ErrUnavailable) {
+		t.Fatalf("%s: EntrySize(%d) past the log: %v, want ErrUnavailable", when, last+1, err)
+	}
 	ents, err := l.Entries(h.start+1, last+1, math.MaxUint64)
+	if h.closed && errors.Is(err, raftlog.ErrClosed) {
+		return
+	}
 	if err != nil {
 		t.Fatalf("%s: Entries(%d, %d): %v", when, h.start+1, last+1, err)
 	}
 	if !slices.EqualFunc(ents, h.ents, func(a, b *raftpb.Entry) bool { return proto.Equal(a, b) }) {
 		t.Fatalf("%s: Entries(%d, %d) = %v, want %v", when, h.start+1, last+1, ents, h.ents)
+	}
+	// maxSize keeps the first entry and then as many as fit, as
+	// MemoryStorage does.
+	for lo := h.start + 1; lo <= last; lo++ {
+		one := uint64(proto.Size(h.ents[lo-h.start-1]))
+		for _, tc := range []struct {
+			max  uint64
+			want int
+		}{{0, 1}, {one, 1}, {one + uint64(proto.Size(h.ents[min(lo, last-1)-h.start])), min(2, int(last-lo+1))}} {
+			ents, err := l.Entries(lo, last+1, tc.max)
+			if err != nil || len(ents) != tc.want || !proto.Equal(ents[0], h.ents[lo-h.start-1]) {
+				t.Fatalf("%s: Entries(%d, %d, max %d) = %d entries, %v, want %d", when, lo, last+1, tc.max, len(ents), err, tc.want)
+			}
+		}
 	}
 }
 
@@ -357,7 +384,8 @@ func storageErrors(h *harness) {
 
 func errOf[T any](_ T, err error) error { return err }
 
-// closed: after Close, writes fail with ErrClosed and reads still work.
+// closed: after Close, writes fail with ErrClosed and reads still work,
+// except that Entries may fail with ErrClosed.
 func closed(h *harness) {
 	h.save(hardState(1, 1, 3), entries(1, 3, 1), nil)
 	if err := h.log.Close(); err != nil {
@@ -365,6 +393,7 @@ func closed(h *harness) {
 	}
 	wantErr(h.t, "Save after Close", h.log.Save(nil, entries(4, 4, 1), nil), raftlog.ErrClosed)
 	wantErr(h.t, "CreateSnapshot after Close", snapshotErr(h, 2, 2), raftlog.ErrClosed)
+	h.closed = true
 	h.compare("after Close")
 	h.check() // closes again, which must be harmless
 }
