@@ -380,6 +380,13 @@ func storageErrors(h *harness) {
 	h.save(nil, entries(5, 11, 1), nil)
 	h.save(nil, entries(3, 7, 1), nil)
 	h.check()
+	// An entry the snapshot covers but compaction kept is committed: Save
+	// refuses to replace it.
+	h.snapshot(10, nil, nil, 8)
+	if err := h.log.Save(nil, entries(10, 11, 2), nil); err == nil {
+		h.t.Fatal("Save replacing an entry the snapshot covers succeeded")
+	}
+	h.check()
 }
 
 func errOf[T any](_ T, err error) error { return err }

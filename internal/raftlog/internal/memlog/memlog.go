@@ -132,6 +132,18 @@ func PlanSave(ms *raft.MemoryStorage, st *raftpb.HardState, ents []*raftpb.Entry
 		case i > last+1:
 			return p, fmt.Errorf("raftlog: entry %d leaves a gap after last index %d", i, last)
 		case i <= last:
+			// Entries up to the snapshot are committed: raft never replaces
+			// them, and a log whose snapshot disagrees with its entries
+			// would not open again.
+			if p.Snapshot == nil {
+				cur, err := ms.Snapshot()
+				if err != nil {
+					return p, err
+				}
+				if snapIndex := cur.GetMetadata().GetIndex(); i <= snapIndex {
+					return p, fmt.Errorf("raftlog: entry %d would replace an entry covered by the snapshot at %d", i, snapIndex)
+				}
+			}
 			p.Truncate = i
 		}
 		p.Entries = ents
