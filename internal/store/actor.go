@@ -354,9 +354,10 @@ func (a *storeActor) compact(index uint64, c *pb.CompactionRequest) result {
 
 // maybeCheckpoint makes the engine durable up to index in the background
 // once SnapshotCount entries have been applied since the last time; raft
-// may then drop the log behind it.
+// may then drop the log behind it. Entries raft hands over again after a
+// restart end at or below the last checkpoint, and count for nothing.
 func (a *storeActor) maybeCheckpoint(index uint64) {
-	if a.checkpointing || a.c.cfg.SnapshotCount == 0 || index-a.lastSnap < a.c.cfg.SnapshotCount {
+	if a.checkpointing || a.c.cfg.SnapshotCount == 0 || index <= a.lastSnap || index-a.lastSnap < a.c.cfg.SnapshotCount {
 		return
 	}
 	a.checkpointing = true

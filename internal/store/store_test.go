@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,34 @@ func TestRestartReplaysLog(t *testing.T) {
 		}
 		if resp := put(t, m.c, "after", "x"); resp.Header.Revision != 47 {
 			t.Fatalf("first write after restart at revision %d, want 47", resp.Header.Revision)
+		}
+	})
+}
+
+// After a restart raft hands over again the entries the engine already
+// holds, in batches of about 1 MiB. Those batches end below the applied
+// index, and none of them is a reason to checkpoint: a checkpoint there
+// would rewrite the raft log for nothing.
+func TestRestartReplayDoesNotCheckpoint(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, open opener) {
+		dir := t.TempDir()
+		m := start(t, open, dir, 1000)
+		value := strings.Repeat("v", 100<<10)
+		for i := range 30 {
+			put(t, m.c, fmt.Sprintf("k%02d", i), value)
+		}
+		m.stop()
+		m = start(t, open, dir, 1000)
+		if r := get(t, m.c, "k29", false); len(r.Kvs) != 1 {
+			t.Fatalf("k29 after restart: %+v", r.Kvs)
+		}
+		m.stop()
+		snap, err := m.log.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := snap.GetMetadata().GetIndex(); i != 0 {
+			t.Fatalf("raft log snapshot at %d after replaying 30 entries with a snapshot count of 1000, want none", i)
 		}
 	})
 }

@@ -185,51 +185,65 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 			return nil, fmt.Errorf("raftlog: %w", err)
 		}
 	}
-	// The whole file is read at once to check it; what stays in memory
-	// afterwards is the index below and the newest entries.
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: %w", err)
-	}
-	st, end, err := replay(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	ms, err := memlog.Load(st.State)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	if end < len(data) && !allZero(data[end:]) {
-		lg.Warn("raft log has a torn tail, truncating it",
-			zap.String("path", path), zap.Int("offset", end), zap.Int("dropped-bytes", len(data)-end))
-		if err := truncate(f, int64(end)); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("raftlog: truncate torn tail: %w", err)
-		}
-		data = data[:end]
+	l, err := load(f, dir, lg)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: int64(end), size: int64(len(data)), cacheBytes: DefaultCacheBytes}
+	return l, nil
+}
+
+// load reads the log in f back: its state into a MemoryStorage, where each
+// entry lies, and the newest entries into the cache. A torn tail is cut
+// off.
+func load(f *os.File, dir string, lg *zap.Logger) (*Log, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, end, torn, err := replay(f, info.Size())
+	if err != nil {
+		return nil, err
+	}
+	ms, err := memlog.Load(st.State)
+	if err != nil {
+		return nil, err
+	}
+	size := info.Size()
+	if torn {
+		lg.Warn("raft log has a torn tail, truncating it",
+			zap.String("path", f.Name()), zap.Int64("offset", end), zap.Int64("dropped-bytes", size-end))
+		if err := truncate(f, end); err != nil {
+			return nil, fmt.Errorf("truncate torn tail: %w", err)
+		}
+		size = end
+	}
+	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: DefaultCacheBytes}
 	l.slots = make([]slot, len(st.locs))
 	for i, at := range st.locs {
 		l.slots[i].loc = at
 	}
 	// Cache the newest entries, as if they had just been saved.
-	l.evicted = len(l.slots)
-	for l.evicted > 0 {
-		s := &l.slots[l.evicted-1]
-		if l.cached+s.size > l.cacheBytes {
-			break
+	n, bytes := 0, 0
+	for n < len(l.slots) && bytes+l.slots[len(l.slots)-1-n].size <= l.cacheBytes {
+		bytes += l.slots[len(l.slots)-1-n].size
+		n++
+	}
+	l.evicted = len(l.slots) - n
+	if n > 0 {
+		ents := make([]*raftpb.Entry, n)
+		first, _ := ms.FirstIndex()
+		if err := l.read(ents, l.slots[l.evicted:], first+uint64(l.evicted)); err != nil {
+			return nil, err
 		}
-		if s.ent, err = decodeEntry(data[s.off:][:s.size], st.Entries[l.evicted-1].GetIndex()); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", path, err)
+		for i, e := range ents {
+			l.slots[l.evicted+i].ent = e
 		}
-		l.cached += s.size
-		l.evicted--
+		l.cached = bytes
 	}
 	return l, nil
 }

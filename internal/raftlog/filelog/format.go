@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -186,39 +187,98 @@ type replayed struct {
 	locs []loc // locs[i] is where Entries[i] lies
 }
 
-// replay decodes data, a whole log file, into the log it holds. end is the
-// offset where the valid frames end: len(data) unless the file has a torn
-// tail.
-func replay(data []byte) (st replayed, end int, err error) {
-	if !bytes.HasPrefix(data, magic[:]) {
-		return st, 0, fmt.Errorf("%w: not a raft log file of a known version", raftlog.ErrCorrupt)
+// replay reads the log file r, of size bytes, back into the log it holds,
+// one frame at a time, so that only the largest frame is in memory at once.
+// end is the offset where the valid frames end: size unless the file ends
+// in preallocated zeros or has a torn tail, which torn reports.
+func replay(r io.ReaderAt, size int64) (st replayed, end int64, torn bool, err error) {
+	var head [len(magic)]byte
+	if size < int64(len(magic)) {
+		return st, 0, false, fmt.Errorf("%w: not a raft log file of a known version", raftlog.ErrCorrupt)
 	}
-	off := len(magic)
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return st, 0, false, err
+	}
+	if head != magic {
+		return st, 0, false, fmt.Errorf("%w: not a raft log file of a known version", raftlog.ErrCorrupt)
+	}
+	off := int64(len(magic))
+	var buf []byte
 	// The first pass reads the base frame, which must be there.
-	for off == len(magic) || off < len(data) {
-		body, ok := frameAt(data, off)
-		if !ok && off == len(magic) {
+	for off == int64(len(magic)) || off < size {
+		body, ok, err := readFrame(r, size, off, &buf)
+		if err != nil {
+			return st, 0, false, err
+		}
+		if !ok && off == int64(len(magic)) {
 			// The base frame was fsynced before the file got its name, so
 			// it cannot be torn.
-			return st, 0, fmt.Errorf("%w: base record is missing or damaged", raftlog.ErrCorrupt)
+			return st, 0, false, fmt.Errorf("%w: base record is missing or damaged", raftlog.ErrCorrupt)
 		}
 		if !ok {
-			if allZero(data[off:]) {
-				// Preallocated space: the log ends here, undamaged.
-				return st, off, nil
-			}
-			if next := nextFrame(data, off+1); next >= 0 {
-				return st, 0, fmt.Errorf("%w: damaged record at offset %d is followed by a valid one at offset %d",
-					raftlog.ErrCorrupt, off, next)
-			}
-			return st, off, nil
+			return tailAt(r, size, off, st)
 		}
 		if err := replayFrame(&st, body, off+frameHeaderLen); err != nil {
-			return st, 0, fmt.Errorf("%w: record at offset %d: %v", raftlog.ErrCorrupt, off, err)
+			return st, 0, false, fmt.Errorf("%w: record at offset %d: %v", raftlog.ErrCorrupt, off, err)
 		}
-		off += frameHeaderLen + len(body)
+		off += frameHeaderLen + int64(len(body))
 	}
-	return st, off, nil
+	return st, off, false, nil
+}
+
+// tailAt decides what follows the valid frames of st, which end at off
+// with something that is not a frame: preallocated zeros end the log
+// undamaged; a damaged frame with no valid one after it is a torn tail; a
+// damaged frame followed by a valid one is corruption.
+func tailAt(r io.ReaderAt, size, off int64, st replayed) (replayed, int64, bool, error) {
+	for at := off; at < size; {
+		n := min(size-at, int64(len(zeros)))
+		chunk := make([]byte, n)
+		if _, err := r.ReadAt(chunk, at); err != nil {
+			return st, 0, false, err
+		}
+		if !allZero(chunk) {
+			// Damage: the rest of the file is read to look for a valid
+			// frame after it.
+			rest := make([]byte, size-off)
+			if _, err := r.ReadAt(rest, off); err != nil {
+				return st, 0, false, err
+			}
+			if next := nextFrame(rest, 1); next >= 0 {
+				return st, 0, false, fmt.Errorf("%w: damaged record at offset %d is followed by a valid one at offset %d",
+					raftlog.ErrCorrupt, off, off+int64(next))
+			}
+			return st, off, true, nil
+		}
+		at += n
+	}
+	// Preallocated space: the log ends here, undamaged.
+	return st, off, false, nil
+}
+
+// readFrame reads the frame at offset off of r (of size bytes) into *buf
+// and returns its body, or false if there is no complete frame with a
+// matching checksum there.
+func readFrame(r io.ReaderAt, size, off int64, buf *[]byte) ([]byte, bool, error) {
+	if size-off < frameHeaderLen {
+		return nil, false, nil
+	}
+	var hdr [frameHeaderLen]byte
+	if _, err := r.ReadAt(hdr[:], off); err != nil {
+		return nil, false, err
+	}
+	n := int64(binary.LittleEndian.Uint32(hdr[:]))
+	if n < recordHeaderLen || n > size-off-frameHeaderLen {
+		return nil, false, nil
+	}
+	*buf = slices.Grow((*buf)[:0], int(n))[:n]
+	if _, err := r.ReadAt(*buf, off+frameHeaderLen); err != nil {
+		return nil, false, err
+	}
+	if crc32.Checksum(*buf, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+		return nil, false, nil
+	}
+	return *buf, true, nil
 }
 
 // zeros is compared against in blocks: bytes.Equal is vectorised, which
@@ -268,7 +328,7 @@ func nextFrame(data []byte, from int) int {
 
 // replayFrame applies the records of one frame, whose body is at offset at
 // in the file, to st.
-func replayFrame(st *replayed, body []byte, at int) error {
+func replayFrame(st *replayed, body []byte, at int64) error {
 	for len(body) > 0 {
 		if len(body) < recordHeaderLen {
 			return errors.New("truncated record header")
@@ -280,7 +340,7 @@ func replayFrame(st *replayed, body []byte, at int) error {
 		payload := body[recordHeaderLen : recordHeaderLen+int(n)]
 		payloadAt := at + recordHeaderLen
 		body = body[recordHeaderLen+int(n):]
-		at += recordHeaderLen + int(n)
+		at += recordHeaderLen + int64(n)
 		last := st.StartIndex + uint64(len(st.Entries))
 		switch typ {
 		case recSnapshot:
@@ -313,7 +373,7 @@ func replayFrame(st *replayed, body []byte, at int) error {
 				return fmt.Errorf("entry %d found where %d belongs", e.GetIndex(), last+1)
 			}
 			st.Entries = append(st.Entries, stub(e))
-			st.locs = append(st.locs, loc{off: int64(payloadAt), size: len(payload)})
+			st.locs = append(st.locs, loc{off: payloadAt, size: len(payload)})
 		case recHardState:
 			hs := new(raftpb.HardState)
 			if err := proto.Unmarshal(payload, hs); err != nil {
