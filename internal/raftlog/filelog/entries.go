@@ -41,16 +41,13 @@ func stub(e *raftpb.Entry) *raftpb.Entry {
 	return &raftpb.Entry{Index: e.Index, Term: e.Term}
 }
 
-// SetCacheBytes bounds the encoding of the entries kept decoded in memory
+// setCacheBytes bounds the encoding of the entries kept decoded in memory
 // (DefaultCacheBytes unless set); 0 keeps none. Entries beyond the bound are
 // read from the file when raft asks for them.
-func (l *Log) SetCacheBytes(n int) {
+func (l *Log) setCacheBytes(n int) {
 	l.cacheBytes = n
 	l.evict()
 }
-
-// CachedBytes reports the encoded size of the entries held in memory.
-func (l *Log) CachedBytes() int { return l.cached }
 
 // evict drops the oldest cached entries until the cache fits its bound.
 func (l *Log) evict() {

@@ -34,7 +34,7 @@ func TestConformance(t *testing.T) { raftlogtest.Run(t, open) }
 func TestConformanceUncached(t *testing.T) {
 	raftlogtest.Run(t, func(t testing.TB, dir string) raftlog.Log {
 		l := open(t, dir).(*Log)
-		l.SetCacheBytes(0)
+		l.setCacheBytes(0)
 		return l
 	})
 }
@@ -399,7 +399,7 @@ func TestEntriesReadBack(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir).(*Log)
 	one := proto.Size(bigEntry(10, 1, 1000))
-	l.SetCacheBytes(3 * one)
+	l.setCacheBytes(3 * one)
 	var model []*raftpb.Entry // entries 1.. in order
 	save := func(lo, hi, term uint64, perFrame int) {
 		t.Helper()
@@ -434,13 +434,13 @@ func TestEntriesReadBack(t *testing.T) {
 		if got, err := l.Entries(first+1, last+1, uint64(2*one)); err != nil || len(got) != 2 || !proto.Equal(got[1], model[first+1]) {
 			t.Fatalf("%s: Entries(%d, %d, 2 entries' size) = %d entries, %v", when, first+1, last+1, len(got), err)
 		}
-		if got := l.CachedBytes(); got > l.cacheBytes {
+		if got := l.cached; got > l.cacheBytes {
 			t.Fatalf("%s: %d bytes cached, bound %d", when, got, l.cacheBytes)
 		}
 	}
 
 	save(1, 50, 1, 3)
-	if got := l.CachedBytes(); got != 3*one {
+	if got := l.cached; got != 3*one {
 		t.Fatalf("%d bytes cached after 50 entries, want the last 3 (%d)", got, 3*one)
 	}
 	check("after appends")
@@ -460,12 +460,12 @@ func TestEntriesReadBack(t *testing.T) {
 	}
 	l = open(t, dir).(*Log)
 	defer l.Close()
-	if got := l.CachedBytes(); got != 40*one {
+	if got := l.cached; got != 40*one {
 		t.Fatalf("%d bytes cached after reopen, want all 40 entries (%d)", got, 40*one)
 	}
 	check("after reopen")
-	l.SetCacheBytes(0)
-	if got := l.CachedBytes(); got != 0 {
+	l.setCacheBytes(0)
+	if got := l.cached; got != 0 {
 		t.Fatalf("%d bytes cached with a bound of 0", got)
 	}
 	check("uncached")
@@ -485,7 +485,7 @@ func TestOpenCachesNewest(t *testing.T) {
 	fl := open(t, dir).(*Log)
 	defer fl.Close()
 	one := proto.Size(bigEntry(1, 1, size))
-	if got, want := fl.CachedBytes(), DefaultCacheBytes/one*one; got != want {
+	if got, want := fl.cached, DefaultCacheBytes/one*one; got != want {
 		t.Fatalf("%d bytes cached after reopen, want %d", got, want)
 	}
 	for i := uint64(1); i <= n; i++ {

@@ -94,7 +94,7 @@ func FuzzOpenLog(f *testing.F) {
 			t.Fatalf("reopen after one Save: %v", err)
 		}
 		defer l.Close()
-		l.SetCacheBytes(len(data) % 64) // some entries read back from the file
+		l.setCacheBytes(len(data) % 64) // some entries read back from the file
 		want := before
 		want.ents = append(want.ents, next)
 		if got := readState(t, l); !got.equal(want) {
@@ -123,7 +123,7 @@ func FuzzDamagedLog(f *testing.F) {
 		}
 		// A cache of mask*8 bytes: entries of about 20 bytes are some
 		// cached, some read back from the file.
-		l.SetCacheBytes(int(mask) * 8)
+		l.setCacheBytes(int(mask) * 8)
 		states, ends := writePlan(t, l, plan)
 		l.Close()
 
@@ -180,7 +180,7 @@ func FuzzDamagedLog(f *testing.F) {
 			t.Fatalf("damage at %d (flip %v) of frame %d of %d: Open: %v", at, flip, j, len(ends), err)
 		}
 		defer l.Close()
-		l.SetCacheBytes(int(mask) * 8)
+		l.setCacheBytes(int(mask) * 8)
 		if got := readState(t, l); !got.equal(*want) {
 			t.Fatalf("damage at %d (flip %v) of frame %d of %d: log serves\n%v\nwant\n%v", at, flip, j, len(ends), got, *want)
 		}
