@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	"go.etcd.io/raft/v3"
@@ -21,10 +22,21 @@ const DefaultCacheBytes = 16 << 20
 // grown for a follower's catch-up, is dropped after use.
 const readBufKeep = 4 << 20
 
-// loc is where an entry's encoding (its record's payload) lies in the file.
+// loc is where an entry's encoding (its record's payload) lies in the file,
+// with its CRC-32C: the frame's checksum is verified only when the file is
+// opened, and an entry read back later is checked against this one.
 type loc struct {
 	off  int64
 	size int
+	crc  uint32
+}
+
+// check verifies that b, read back from the file, is the encoding at l.
+func (l loc) check(b []byte) error {
+	if crc32.Checksum(b, castagnoli) != l.crc {
+		return fmt.Errorf("%w: entry encoding at offset %d fails its checksum when read back", raftlog.ErrCorrupt, l.off)
+	}
+	return nil
 }
 
 // slot is one entry of the log: where it lies in the file and, while it is
@@ -169,7 +181,7 @@ func (l *Log) read(dst []*raftpb.Entry, slots []slot, first uint64) error {
 			return err
 		}
 		for i, s := range slots {
-			if dst[i], err = decodeEntry(buf[s.off-start:][:s.size], first+uint64(i)); err != nil {
+			if dst[i], err = s.decode(buf[s.off-start:][:s.size], first+uint64(i)); err != nil {
 				return err
 			}
 		}
@@ -180,7 +192,7 @@ func (l *Log) read(dst []*raftpb.Entry, slots []slot, first uint64) error {
 		if err != nil {
 			return err
 		}
-		if dst[i], err = decodeEntry(buf, first+uint64(i)); err != nil {
+		if dst[i], err = s.decode(buf, first+uint64(i)); err != nil {
 			return err
 		}
 	}
@@ -196,8 +208,12 @@ func (l *Log) readAt(off int64, n int) ([]byte, error) {
 	return l.rbuf, nil
 }
 
-// decodeEntry decodes the entry that must have index want.
-func decodeEntry(b []byte, want uint64) (*raftpb.Entry, error) {
+// decode checks b, read back from the file, and decodes the entry, which
+// must have index want.
+func (l loc) decode(b []byte, want uint64) (*raftpb.Entry, error) {
+	if err := l.check(b); err != nil {
+		return nil, err
+	}
 	e := new(raftpb.Entry)
 	if err := proto.Unmarshal(b, e); err != nil {
 		return nil, fmt.Errorf("%w: entry %d read back: %v", raftlog.ErrCorrupt, want, err)

@@ -51,6 +51,11 @@
 // Save was damaged and Open fails with raftlog.ErrCorrupt. So it does when
 // the base frame is damaged, which cannot be torn, and when a frame passes
 // its checksum but does not replay (an entry out of place, say).
+//
+// Entries read back from the file after Open are checked against a CRC-32C
+// of their encoding kept in memory, taken when they were written or
+// replayed: damage that happens while the log is open fails the read, or
+// the rewrite that would copy the entry, with raftlog.ErrCorrupt.
 package filelog
 
 import (

@@ -58,7 +58,7 @@ func appendSave(buf []byte, p memlog.SavePlan, locs []loc) ([]byte, []loc, error
 		if buf, err = appendProto(buf, recEntry, e); err != nil {
 			return buf, locs, err
 		}
-		locs = append(locs, loc{off: int64(at), size: len(buf) - at})
+		locs = append(locs, loc{off: int64(at), size: len(buf) - at, crc: crc32.Checksum(buf[at:], castagnoli)})
 	}
 	if p.HardState != nil {
 		if buf, err = appendProto(buf, recHardState, p.HardState); err != nil {
@@ -109,7 +109,10 @@ func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uin
 		if _, err := src.ReadAt(buf[at:], s.off); err != nil {
 			return nil, 0, fmt.Errorf("reading entries to keep: %w", err)
 		}
-		locs = append(locs, loc{off: off + int64(at), size: s.size})
+		if err := s.check(buf[at:]); err != nil {
+			return nil, 0, err
+		}
+		locs = append(locs, loc{off: off + int64(at), size: s.size, crc: s.crc})
 		if len(buf) >= baseFlushBytes {
 			if err := flush(); err != nil {
 				return nil, 0, err
@@ -373,7 +376,7 @@ func replayFrame(st *replayed, body []byte, at int64) error {
 				return fmt.Errorf("entry %d found where %d belongs", e.GetIndex(), last+1)
 			}
 			st.Entries = append(st.Entries, stub(e))
-			st.locs = append(st.locs, loc{off: payloadAt, size: len(payload)})
+			st.locs = append(st.locs, loc{off: payloadAt, size: len(payload), crc: crc32.Checksum(payload, castagnoli)})
 		case recHardState:
 			hs := new(raftpb.HardState)
 			if err := proto.Unmarshal(payload, hs); err != nil {
