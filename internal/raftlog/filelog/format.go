@@ -234,13 +234,13 @@ func replay(r io.ReaderAt, size int64) (st replayed, end int64, torn bool, err e
 // undamaged; a damaged frame with no valid one after it is a torn tail; a
 // damaged frame followed by a valid one is corruption.
 func tailAt(r io.ReaderAt, size, off int64, st replayed) (replayed, int64, bool, error) {
+	chunk := make([]byte, len(zeros))
 	for at := off; at < size; {
-		n := min(size-at, int64(len(zeros)))
-		chunk := make([]byte, n)
-		if _, err := r.ReadAt(chunk, at); err != nil {
+		n := min(size-at, int64(len(chunk)))
+		if _, err := r.ReadAt(chunk[:n], at); err != nil {
 			return st, 0, false, err
 		}
-		if !allZero(chunk) {
+		if !allZero(chunk[:n]) {
 			// Damage: the rest of the file is read to look for a valid
 			// frame after it.
 			rest := make([]byte, size-off)
