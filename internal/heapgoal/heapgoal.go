@@ -3,8 +3,7 @@
 //
 // Go's collector lets the heap grow to twice its live size (GOGC=100)
 // before it collects. For a member whose heap holds the data itself (the
-// memory engine) or many raft entries, that doubles the memory the data
-// costs. The tuner (Start) lowers the GC percentage as the live heap
+// memory engine), that doubles the memory the data costs. The tuner (Start) lowers the GC percentage as the live heap
 // grows, so that the headroom is the live heap while it is small, 32 MiB
 // once the live heap passes 32 MiB, and a quarter of the live heap from
 // 128 MiB on. Small heaps behave as under GOGC=100; large ones spend

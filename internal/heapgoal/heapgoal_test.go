@@ -25,7 +25,7 @@ func TestPercent(t *testing.T) {
 		{128*mib + 3, 25},
 	} {
 		if got := gcPercent(tt.live); got != tt.want {
-			t.Errorf("gcgcPercent(%d MiB) = %d, want %d", tt.live/mib, got, tt.want)
+			t.Errorf("gcPercent(%d MiB) = %d, want %d", tt.live/mib, got, tt.want)
 		}
 	}
 }

@@ -12,11 +12,11 @@ import (
 	"github.com/cairn-kv/cairn/internal/raftlog"
 )
 
-// DefaultCacheBytes is how much entry encoding a Log keeps decoded in
+// defaultCacheBytes is how much entry encoding a Log keeps decoded in
 // memory by default: the newest entries, which raft reads back to apply
 // them and to send them to followers that keep up. Older entries are read
 // from the file when asked for.
-const DefaultCacheBytes = 16 << 20
+const defaultCacheBytes = 16 << 20
 
 // readBufKeep is the largest read buffer kept between reads; a larger one,
 // grown for a follower's catch-up, is dropped after use.
@@ -54,7 +54,7 @@ func stub(e *raftpb.Entry) *raftpb.Entry {
 }
 
 // setCacheBytes bounds the encoding of the entries kept decoded in memory
-// (DefaultCacheBytes unless set); 0 keeps none. Entries beyond the bound are
+// (defaultCacheBytes unless set); 0 keeps none. Entries beyond the bound are
 // read from the file when raft asks for them.
 func (l *Log) setCacheBytes(n int) {
 	l.cacheBytes = n

@@ -227,7 +227,7 @@ func load(f *os.File, dir string, lg *zap.Logger) (*Log, error) {
 		}
 		size = end
 	}
-	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: DefaultCacheBytes}
+	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: defaultCacheBytes}
 	l.slots = make([]slot, len(st.locs))
 	for i, at := range st.locs {
 		l.slots[i].loc = at

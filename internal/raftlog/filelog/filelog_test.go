@@ -471,7 +471,7 @@ func TestEntriesReadBack(t *testing.T) {
 	check("uncached")
 }
 
-// Open caches the newest entries up to DefaultCacheBytes.
+// Open caches the newest entries up to defaultCacheBytes.
 func TestOpenCachesNewest(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir)
@@ -485,7 +485,7 @@ func TestOpenCachesNewest(t *testing.T) {
 	fl := open(t, dir).(*Log)
 	defer fl.Close()
 	one := proto.Size(bigEntry(1, 1, size))
-	if got, want := fl.cached, DefaultCacheBytes/one*one; got != want {
+	if got, want := fl.cached, defaultCacheBytes/one*one; got != want {
 		t.Fatalf("%d bytes cached after reopen, want %d", got, want)
 	}
 	for i := uint64(1); i <= n; i++ {
