@@ -85,8 +85,10 @@ func (s *System) Spawn(name string, mailboxSize int, receive Receiver) *Ref {
 			receive(ctx)
 			return
 		}
-		if ref.slots != nil {
-			<-ref.slots // out of the mailbox; every user message came through Send
+		if sig, ok := ctx.Message().(signal); ok {
+			ctx = signalContext{Context: ctx, msg: sig.msg} // took no slot
+		} else if ref.slots != nil {
+			<-ref.slots // out of the mailbox; it came through Send
 		}
 		start := time.Now()
 		receive(ctx)
@@ -166,6 +168,32 @@ func (r *Ref) Send(msg any) {
 	}
 	r.sys.sys.Root.Send(r.pid, msg)
 }
+
+// Signal delivers msg without waiting for room in a bounded mailbox, and
+// drops it once the actor has stopped. It is for notices of which a sender
+// keeps at most one in the mailbox (a flag set before signalling and
+// cleared by the actor when it takes the notice), so they cannot fill the
+// mailbox, and for senders that must never wait on the actor.
+func (r *Ref) Signal(msg any) {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	r.sys.sys.Root.Send(r.pid, signal{msg: msg})
+}
+
+// signal carries a message posted by Signal, which holds no mailbox slot.
+type signal struct{ msg any }
+
+// signalContext is the context of a signalled message: the receiver sees
+// the message itself.
+type signalContext struct {
+	actor.Context
+	msg any
+}
+
+func (c signalContext) Message() any { return c.msg }
 
 // Stop stops the actor after the message it is handling and waits until it
 // has stopped. Messages still queued are dropped. Safe to call twice.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,6 +150,93 @@ func TestBoundedMailboxBlocksSender(t *testing.T) {
 		if m != i {
 			t.Fatalf("handled %v, want 0..%d in order", got, size+1)
 		}
+	}
+}
+
+// TestSignalTakesNoSlot: Signal posts to a full bounded mailbox without
+// waiting, the receiver sees the message itself, in order with those sent,
+// and the signalled message holds no slot: the bound still admits exactly
+// size sent messages while the actor is busy.
+func TestSignalTakesNoSlot(t *testing.T) {
+	sys := NewSystem()
+	const size = 2
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	busy := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var got []any
+	ref := sys.Spawn("signalled", size, func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case int, string:
+			if m == 0 {
+				busy <- struct{}{}
+				<-hold
+			}
+			mu.Lock()
+			got = append(got, m)
+			mu.Unlock()
+		}
+	})
+	defer ref.Stop()
+	defer release() // before Stop, which waits for the handler
+
+	ref.Send(0)
+	<-busy
+	ref.Send(1)
+	ref.Send(2) // the mailbox is full
+	signalled := make(chan struct{})
+	go func() {
+		ref.Signal("s")
+		close(signalled)
+	}()
+	select {
+	case <-signalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Signal waited for room in a full mailbox")
+	}
+	release()
+	waitFor(t, "the first four messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 4
+	})
+	// A second actor, busy with a signalled message, still admits exactly
+	// size sent messages.
+	hold2 := make(chan struct{})
+	release2 := sync.OnceFunc(func() { close(hold2) })
+	busy2 := make(chan struct{}, 1)
+	ref2 := sys.Spawn("signalled-2", size, func(ctx actor.Context) {
+		if ctx.Message() == "hold" {
+			busy2 <- struct{}{}
+			<-hold2
+		}
+	})
+	defer ref2.Stop()
+	defer release2()
+	ref2.Signal("hold")
+	select {
+	case <-busy2:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a signalled message waited for a slot it never took")
+	}
+	ref2.Send(1)
+	ref2.Send(2)
+	sent := make(chan struct{})
+	go func() {
+		ref2.Send(3)
+		close(sent)
+	}()
+	select {
+	case <-sent:
+		t.Fatalf("Send returned while %d sent messages filled the mailbox behind a signalled one", size)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release2()
+	<-sent
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []any{0, 1, 2, "s"}; !slices.Equal(got, want) {
+		t.Errorf("handled %v, want %v", got, want)
 	}
 }
 

@@ -11,12 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/pbwire"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/storage"
 	"github.com/cairn-kv/cairn/internal/store"
@@ -125,7 +127,22 @@ func newCountingCodec(sent, received prometheus.Counter) countingCodec {
 	return countingCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name), sent: sent, received: received}
 }
 
+// Marshal encodes v; watch responses, which fan out to every watching
+// stream, are written by pbwire rather than the protobuf runtime.
 func (c countingCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*pb.WatchResponse); ok {
+		size := pbwire.SizeWatchResponse(r)
+		c.sent.Add(float64(size))
+		if mem.IsBelowBufferPoolingThreshold(size) {
+			buf := make([]byte, size)
+			pbwire.MarshalWatchResponse(buf, r)
+			return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+		}
+		pool := mem.DefaultBufferPool()
+		buf := pool.Get(size)
+		pbwire.MarshalWatchResponse(*buf, r)
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	}
 	out, err := c.CodecV2.Marshal(v)
 	if err == nil {
 		c.sent.Add(float64(out.Len()))

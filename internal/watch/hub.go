@@ -155,15 +155,12 @@ func (s *Stream) offer(p liveMsg, opts Options) {
 	s.queue = append(s.queue, p)
 	s.queued.Add(p.size)
 	s.qmu.Unlock()
-	select {
-	case s.queuedSig <- struct{}{}:
-	default:
-	}
+	s.schedule()
 }
 
 // take removes from the queue the batches of one live message: every
 // batch queued, up to coalesceBytes (at least one), merged in order. ok is
-// false if the queue is empty. If batches remain, the pump is signalled
+// false if the queue is empty. If batches remain, the actor is scheduled
 // again.
 func (s *Stream) take() (m liveMsg, ok bool) {
 	s.qmu.Lock()
@@ -190,10 +187,7 @@ func (s *Stream) take() (m liveMsg, ok bool) {
 	switch {
 	case n < len(s.queue):
 		s.queue = s.queue[n:]
-		select {
-		case s.queuedSig <- struct{}{}:
-		default:
-		}
+		s.schedule()
 	case cap(s.queue) > smallQueue:
 		s.queue = nil // an idle stream does not keep a burst's array
 	default:
@@ -208,29 +202,36 @@ const smallQueue = 16
 // Stream is one client stream's set of watchers, served by its own actor.
 // Create, Cancel and RequestProgress may be called from one goroutine (the
 // stream's receive loop) while the actor sends responses; Close ends it.
+//
+// Published batches, catch-up requests and progress ticks do not go
+// through the actor's mailbox one by one: each sets its part of the
+// stream's state (the queue, missed, tick) and schedules the actor, which
+// then serves all that is pending in one turn (see streamActor.turn). A
+// stream has at most one turn in its mailbox, so Publish never blocks and
+// never floods the mailbox, and a commit reaches a stream's actor in one
+// hand-off.
 type Stream struct {
 	hub *Hub
 	ref *actors.Ref
-	// queue holds the published batches not yet taken by the pump, at
-	// most QueueLen; queuedSig tells the pump it is not empty. It grows
-	// with a backlog and is dropped when drained, so an idle stream costs
-	// no queue memory.
-	qmu       sync.Mutex
-	queue     []liveMsg
-	queuedSig chan struct{}
-	wake      chan struct{}
+	// queue holds the published batches not yet taken by the actor, at
+	// most QueueLen. It grows with a backlog and is dropped when drained,
+	// so an idle stream costs no queue memory.
+	qmu   sync.Mutex
+	queue []liveMsg
+	// scheduled is set while a turn is in the actor's mailbox.
+	scheduled atomic.Bool
 	// missed is set when the stream dropped a live batch, or its actor left
-	// a watcher behind, and cleared when a catch-up is sent to the actor.
+	// a watcher behind, and cleared when the actor starts the catch-up.
 	missed atomic.Bool
-	// queued is the size of the batches queued or in the mailbox.
+	// tick is set by the progress timer and cleared when the actor sends
+	// the notifications.
+	tick  atomic.Bool
+	timer *time.Ticker
+	// queued is the size of the batches queued or being delivered.
 	queued atomic.Int64
-	// inflight counts live messages in the mailbox; freed signals the
-	// pump when the actor has handled one.
-	inflight atomic.Int32
-	freed    chan struct{}
-	done     chan struct{}
-	pumped   chan struct{}
-	once     sync.Once
+	done   chan struct{}
+	ticked chan struct{}
+	once   sync.Once
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
@@ -240,12 +241,10 @@ type Stream struct {
 func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)
 	s := &Stream{
-		hub:       h,
-		queuedSig: make(chan struct{}, 1),
-		wake:      make(chan struct{}, 1),
-		freed:     make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		pumped:    make(chan struct{}),
+		hub:    h,
+		done:   make(chan struct{}),
+		ticked: make(chan struct{}),
+		timer:  time.NewTicker(h.opts.ProgressNotifyInterval),
 	}
 	box := newOutbox(send, outboxBytes, catchUpBytes(h.opts), s.done)
 	a := newStreamActor(h.hist, h.opts, box, s)
@@ -254,43 +253,29 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
 	go box.run()
-	go s.pump(h.opts.ProgressNotifyInterval)
+	go s.ticks()
 	return s
 }
 
-// pump moves published batches, catch-up wake-ups and progress ticks into
-// the actor's mailbox. It may block on a full mailbox; Publish never does.
-//
-// It keeps at most maxInflight live messages in the mailbox, and each one
-// carries every batch queued when it is sent (up to coalesceBytes): a
-// stream that keeps up gets each commit on its own at once, and one that
-// falls behind gets the backlog in few responses rather than one per
-// revision, as etcd's watchers that fall behind do.
-func (s *Stream) pump(interval time.Duration) {
-	defer close(s.pumped)
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// ticks marks a progress tick due at every interval until the stream
+// closes.
+func (s *Stream) ticks() {
+	defer close(s.ticked)
 	for {
-		var queued chan struct{}
-		if s.inflight.Load() < maxInflight {
-			queued = s.queuedSig
-		}
 		select {
-		case <-queued:
-			if m, ok := s.take(); ok {
-				s.inflight.Add(1)
-				s.send(m)
-			}
-		case <-s.freed:
-		case <-s.wake:
-			if s.missed.Swap(false) {
-				s.send(catchUpMsg{})
-			}
-		case <-t.C:
-			s.send(progressTickMsg{})
+		case <-s.timer.C:
+			s.tick.Store(true)
+			s.schedule()
 		case <-s.done:
 			return
 		}
+	}
+}
+
+// schedule puts a turn in the actor's mailbox unless one is there already.
+func (s *Stream) schedule() {
+	if s.scheduled.CompareAndSwap(false, true) {
+		s.ref.Signal(turnMsg{})
 	}
 }
 
@@ -299,34 +284,22 @@ func (s *Stream) pump(interval time.Duration) {
 // wait in the stream's queue.
 const outboxBytes = 1 << 20
 
-// maxInflight is how many live messages a stream's pump keeps in the
-// actor's mailbox at most.
-const maxInflight = 2
-
-// coalesceBytes is the size up to which the pump merges queued batches into
-// one live message.
+// coalesceBytes is the size up to which a turn merges queued batches into
+// one live message: a stream that keeps up gets each commit on its own at
+// once, and one that falls behind gets the backlog in few responses rather
+// than one per revision, as etcd's watchers that fall behind do.
 const coalesceBytes = 1 << 20
 
-// handled is called by the actor once it has handled a live message of
+// handled is called by the actor once it has delivered a live message of
 // size bytes.
-func (s *Stream) handled(size int64) {
-	s.queued.Add(-size)
-	s.inflight.Add(-1)
-	select {
-	case s.freed <- struct{}{}:
-	default:
-	}
-}
+func (s *Stream) handled(size int64) { s.queued.Add(-size) }
 
 // kick has the stream's watchers caught up from history: the stream is
 // behind, having dropped a live batch or left a watcher mid-catch-up. It
 // never blocks.
 func (s *Stream) kick() {
 	s.missed.Store(true)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.schedule()
 }
 
 func (s *Stream) send(m any) {
@@ -356,18 +329,17 @@ func (s *Stream) Cancel(id int64) { s.send(cancelMsg{id: id}) }
 // RequestProgress asks for a progress notification for all watchers.
 func (s *Stream) RequestProgress() { s.send(progressRequestMsg{}) }
 
-// Close unsubscribes the stream and stops its actor and its sender. The
-// pump may be blocked on the actor's full mailbox, so the actor keeps
-// running until the pump has quit; the actor's wait for room in the outbox
-// ends with Close. A send blocked on the client ends when its stream does.
-// Safe to call twice.
+// Close unsubscribes the stream and stops its actor, its timer and its
+// sender. The actor's wait for room in the outbox ends with Close; a send
+// blocked on the client ends when its stream does. Safe to call twice.
 func (s *Stream) Close() {
 	s.once.Do(func() {
 		s.hub.mu.Lock()
 		delete(s.hub.subs, s)
 		s.hub.mu.Unlock()
 		close(s.done)
-		<-s.pumped
+		<-s.ticked
+		s.timer.Stop()
 		s.ref.Stop()
 	})
 }

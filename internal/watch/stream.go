@@ -28,18 +28,18 @@ type (
 	refuseMsg struct{ reason string }
 	// progressRequestMsg asks for one progress notification for the stream.
 	progressRequestMsg struct{}
-	// liveMsg carries one or more published batches, merged in revision
-	// order, and the bytes they were charged; a stream's queue holds one
-	// per published batch until the pump merges them.
-	liveMsg struct {
-		evs  batch
-		size int64
-	}
-	// catchUpMsg reports that live batches were dropped for this stream.
-	catchUpMsg struct{}
-	// progressTickMsg is the periodic progress notification tick.
-	progressTickMsg struct{}
+	// turnMsg has the actor serve what its Stream has pending: a
+	// catch-up, queued batches, a progress tick.
+	turnMsg struct{}
 )
+
+// liveMsg is one or more published batches, merged in revision order, and
+// the bytes they were charged; a stream's queue holds one per published
+// batch until a turn merges them.
+type liveMsg struct {
+	evs  batch
+	size int64
+}
 
 // watcher is one watch of a stream.
 type watcher struct {
@@ -232,17 +232,32 @@ func (a *streamActor) receive(ctx actor.Context) {
 		a.refuse(m.reason)
 	case progressRequestMsg:
 		a.progressAll()
-	case liveMsg:
-		a.deliver(m.evs)
-		a.stream.handled(m.size)
-	case catchUpMsg:
-		a.catchUpAll(a.hist.Rev())
-	case progressTickMsg:
-		a.progressTick()
+	case turnMsg:
+		a.turn()
 	}
 	if a.behind {
 		a.behind = false
 		a.stream.kick()
+	}
+}
+
+// turn serves what the stream has pending: the catch-up of a stream that
+// dropped batches, then every queued batch up to coalesceBytes, then a
+// progress tick. Batches left queued get another turn, after the messages
+// already in the mailbox.
+func (a *streamActor) turn() {
+	s := a.stream
+	// Cleared first: whatever is pending from here on schedules a turn.
+	s.scheduled.Store(false)
+	if s.missed.Swap(false) {
+		a.catchUpAll(a.hist.Rev())
+	}
+	if m, ok := s.take(); ok {
+		a.deliver(m.evs)
+		s.handled(m.size)
+	}
+	if s.tick.Swap(false) {
+		a.progressTick()
 	}
 }
 

@@ -357,7 +357,7 @@ func TestDeliverAcrossADroppedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &client{}
-	s := &Stream{freed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	s := &Stream{}
 	a := newStreamActor(f.kv, Options{}, &direct{send: c.send}, s)
 	a.add(&watcher{id: 0, key: []byte("k"), next: 2})
 	a.add(&watcher{id: 1, key: []byte("a"), end: []byte("z"), next: 2})
@@ -383,7 +383,7 @@ func TestDeliverAcrossADroppedBatch(t *testing.T) {
 	}
 }
 
-// TestTakeMergesWithoutTouchingSharedBatches: the pump's merge of queued
+// TestTakeMergesWithoutTouchingSharedBatches: a turn's merge of queued
 // batches keeps their order and never writes into a published batch,
 // which every stream shares.
 func TestTakeMergesWithoutTouchingSharedBatches(t *testing.T) {
@@ -392,7 +392,8 @@ func TestTakeMergesWithoutTouchingSharedBatches(t *testing.T) {
 	}
 	first := make(batch, 1, 8) // spare capacity a careless append would use
 	first[0] = ev(2)
-	s := &Stream{queuedSig: make(chan struct{}, 1)}
+	s := &Stream{}
+	s.scheduled.Store(true) // no actor: offer must not schedule a turn
 	opts := Options{QueueLen: 10, QueueBytes: 1 << 20}
 	for _, b := range []batch{first, {ev(3), ev(3)}, {ev(4)}} {
 		s.offer(liveMsg{evs: b, size: eventBytes(b)}, opts)
