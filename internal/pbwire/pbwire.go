@@ -51,14 +51,8 @@ func MarshalWatchResponse(buf []byte, r *pb.WatchResponse) {
 	w.bool(4, r.Canceled)
 	w.bool(3, r.Created)
 	w.int(2, r.WatchId)
-	if h := r.Header; h != nil {
-		end := w.i
-		w.raw(h.ProtoReflect().GetUnknown())
-		w.uint(4, h.RaftTerm)
-		w.int(3, h.Revision)
-		w.uint(2, h.MemberId)
-		w.uint(1, h.ClusterId)
-		w.prefix(1, end)
+	if r.Header != nil {
+		w.header(1, r.Header)
 	}
 }
 
@@ -146,6 +140,16 @@ func (w *writer) event(ev *mvccpb.Event) {
 		w.kv(2, ev.Kv)
 	}
 	w.int(1, int64(ev.Type))
+}
+
+func (w *writer) header(num protowire.Number, h *pb.ResponseHeader) {
+	end := w.i
+	w.raw(h.ProtoReflect().GetUnknown())
+	w.uint(4, h.RaftTerm)
+	w.int(3, h.Revision)
+	w.uint(2, h.MemberId)
+	w.uint(1, h.ClusterId)
+	w.prefix(num, end)
 }
 
 func (w *writer) kv(num protowire.Number, kv *mvccpb.KeyValue) {
