@@ -72,9 +72,8 @@ func (s alarmServer) normalize(text string) string {
 }
 
 // fillUntilRefused puts 32 KiB values until a put is refused, refreshing
-// the server's size sample (Status) before each, and returns the number
-// of keys written and the refusal.
-func (s alarmServer) fillUntilRefused(t *testing.T) (int, error) {
+// the server's size sample (Status) before each, and returns the refusal.
+func (s alarmServer) fillUntilRefused(t *testing.T) error {
 	t.Helper()
 	value := strings.Repeat("v", 32<<10)
 	for i := 0; i < 1000; i++ {
@@ -82,11 +81,11 @@ func (s alarmServer) fillUntilRefused(t *testing.T) (int, error) {
 			t.Fatal(err)
 		}
 		if err := s.put(t, fmt.Sprintf("fill/%04d", i), value); err != nil {
-			return i, err
+			return err
 		}
 	}
 	t.Fatal("no put refused over the quota")
-	return 0, nil
+	return nil
 }
 
 // put and grant go through gRPC without clientv3, which keeps an
@@ -118,7 +117,7 @@ func (s alarmServer) nospaceScenario(t *testing.T) []string {
 	c := s.cli
 	var out []string
 	add := func(step, got string) { out = append(out, step+" → "+got) }
-	_, err := s.fillUntilRefused(t)
+	err := s.fillUntilRefused(t)
 	add("put over the quota", errText(err))
 
 	list, err := c.AlarmList(ctx(t))
@@ -300,7 +299,7 @@ func TestNoSpaceAlarmInCluster(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		c := startCluster(t, engine, 3, alarmQuotaFlags(engine)...)
 		raiser := newAlarmServer(t, c.members[0].client(t), c.members[0].clientEP)
-		if _, err := raiser.fillUntilRefused(t); errText(err) != "ResourceExhausted: etcdserver: mvcc: database space exceeded" {
+		if err := raiser.fillUntilRefused(t); errText(err) != "ResourceExhausted: etcdserver: mvcc: database space exceeded" {
 			t.Fatalf("put over the quota: %s", errText(err))
 		}
 		// Every member that fails to apply a put over its quota raises its

@@ -41,9 +41,7 @@ func MarshalWatchResponse(buf []byte, r *pb.WatchResponse) {
 	w := writer{b: buf, i: len(buf)}
 	w.raw(r.ProtoReflect().GetUnknown())
 	for i := len(r.Events) - 1; i >= 0; i-- {
-		end := w.i
-		w.event(r.Events[i])
-		w.prefix(11, end)
+		w.event(11, r.Events[i])
 	}
 	w.bool(7, r.Fragment)
 	w.string(6, r.CancelReason)
@@ -128,18 +126,19 @@ type writer struct {
 	i int
 }
 
-func (w *writer) event(ev *mvccpb.Event) {
-	if ev == nil {
-		return
+func (w *writer) event(num protowire.Number, ev *mvccpb.Event) {
+	end := w.i
+	if ev != nil {
+		w.raw(ev.ProtoReflect().GetUnknown())
+		if ev.PrevKv != nil {
+			w.kv(3, ev.PrevKv)
+		}
+		if ev.Kv != nil {
+			w.kv(2, ev.Kv)
+		}
+		w.int(1, int64(ev.Type))
 	}
-	w.raw(ev.ProtoReflect().GetUnknown())
-	if ev.PrevKv != nil {
-		w.kv(3, ev.PrevKv)
-	}
-	if ev.Kv != nil {
-		w.kv(2, ev.Kv)
-	}
-	w.int(1, int64(ev.Type))
+	w.prefix(num, end)
 }
 
 func (w *writer) header(num protowire.Number, h *pb.ResponseHeader) {
