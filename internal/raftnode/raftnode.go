@@ -671,11 +671,13 @@ func (a *raftActor) compact(applied uint64) {
 		return
 	}
 	compactTo := a.compactIndex(applied)
+	start := time.Now()
 	if _, err := a.cfg.Log.CreateSnapshot(applied, a.confState, nil, compactTo); err != nil {
 		a.lg.Warn("failed to create raft snapshot", zap.Uint64("index", applied), zap.Error(err))
 		return
 	}
-	a.lg.Info("compacted raft log", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compactTo))
+	a.lg.Info("compacted raft log", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compactTo),
+		zap.Duration("took", time.Since(start)))
 }
 
 // DefaultSnapshotCatchUpBytes is the default Config.SnapshotCatchUpBytes.

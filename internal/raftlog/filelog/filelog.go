@@ -5,8 +5,8 @@
 //
 // # File format
 //
-// The directory holds one file, raft.wal (and, only while CreateSnapshot
-// rewrites it, raft.wal.tmp). All integers are little-endian.
+// The directory holds one file, raft.wal (and, while a rewrite runs,
+// raft.wal.tmp). All integers are little-endian.
 //
 //	file   = magic base frame*
 //	magic  = "CAIRNRL" 0x01             (8 bytes; the last byte is the version)
@@ -15,11 +15,12 @@
 //	body   = record+
 //	record = type:u8 n:u32 payload      (payload is n bytes)
 //
-// Each Save appends exactly one frame and fsyncs once, so a frame is the unit
-// that is either durable or lost. The file is preallocated with zeros in
-// chunks ahead of the frames (as etcd preallocates its WAL segments): an
-// append then never changes the file's size, and fdatasync has no metadata
-// to commit. Zeros after the last frame are free space, not damage. The record types, replayed in order:
+// Each Save and each CreateSnapshot appends exactly one frame and fsyncs
+// once, so a frame is the unit that is either durable or lost. The file is
+// preallocated with zeros in chunks ahead of the frames (as etcd
+// preallocates its WAL segments): an append then never changes the file's
+// size, and fdatasync has no metadata to commit. Zeros after the last frame
+// are free space, not damage. The record types, replayed in order:
 //
 //	1 snapshot   start-index:u64 start-term:u64 raftpb.Snapshot (protobuf)
 //	             The snapshot becomes current and the log is reset to start
@@ -30,6 +31,10 @@
 //	             Drops every entry with an index >= index.
 //	3 entry      raftpb.Entry (protobuf); its index must be last index + 1.
 //	4 hard state raftpb.HardState (protobuf)
+//	5 compaction start-index:u64 start-term:u64 raftpb.Snapshot (protobuf)
+//	             Written by CreateSnapshot: the snapshot becomes current and
+//	             the entries up to start-index are dropped; those after it
+//	             stay. start-index must lie in the log, with that term.
 //
 // Within a frame, Save writes snapshot, truncate, entries, then hard state,
 // so that a hard state never points at entries that are not there.
@@ -37,9 +42,17 @@
 // Every file is created whole: magic and a base frame holding a snapshot
 // record (start = the compaction point), the entries after it and the hard
 // state are written to raft.wal.tmp, fsynced, renamed over raft.wal, and the
-// directory fsynced. A new log's base frame holds an empty snapshot at 0;
-// CreateSnapshot rewrites the file this way with only what compaction
-// leaves, so it shrinks back to the size of the retained log.
+// directory fsynced. A new log's base frame holds an empty snapshot at 0.
+//
+// After CreateSnapshot has appended its compaction record, a goroutine
+// rewrites the file so that it shrinks back to the size of the retained
+// log: it writes raft.wal.tmp with a base frame holding the log as the
+// compaction left it, then copies the frames appended since, byte for
+// byte, and fsyncs. The raft goroutine puts the new file in place at its
+// next Save: it copies the few frames appended after the goroutine
+// finished, fsyncs them and renames the file over raft.wal. Either file
+// replays to the same log, so a crash at any point loses nothing, and the
+// raft goroutine never waits for the copy (see rewrite).
 //
 // # Recovery
 //
@@ -64,6 +77,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -121,11 +135,16 @@ type Log struct {
 	noSync bool
 	// metrics observes the file's writes and syncs.
 	metrics Metrics
+	lg      *zap.Logger
+	// job is the rewrite of the file since the last compaction, while it
+	// runs or waits to be swapped in; published is end, for it to read.
+	job       *rewrite
+	published atomic.Int64
 }
 
-// Metrics receives what Save does to the log's file, for monitoring (the
-// rewrite of CreateSnapshot is not reported). The funcs are called from
-// Save, on its caller's goroutine (raft's), and must return at once; either
+// Metrics receives what Save and CreateSnapshot do to the log's file, for
+// monitoring (the rewrite after a compaction is not reported). The funcs are called from
+// the raft goroutine, and must return at once; either
 // may be nil.
 type Metrics struct {
 	// Synced is called after each fsync of the file with its duration.
@@ -227,7 +246,8 @@ func load(f *os.File, dir string, lg *zap.Logger) (*Log, error) {
 		}
 		size = end
 	}
-	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: defaultCacheBytes}
+	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: defaultCacheBytes, lg: lg}
+	l.published.Store(end)
 	l.slots = make([]slot, len(st.locs))
 	for i, at := range st.locs {
 		l.slots[i].loc = at
@@ -272,6 +292,7 @@ func (l *Log) write(buf []byte) error {
 		return err
 	}
 	l.end += int64(len(buf))
+	l.published.Store(l.end)
 	if l.metrics.Wrote != nil {
 		l.metrics.Wrote(len(buf))
 	}
@@ -283,6 +304,12 @@ func (l *Log) write(buf []byte) error {
 func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) error {
 	if l.err != nil {
 		return l.err
+	}
+	if err := l.settleRewrite(false); err != nil {
+		if l.err != nil {
+			return err
+		}
+		l.warnRewrite(err)
 	}
 	p, err := memlog.PlanSave(l.ms, st, ents, snap)
 	if err != nil {
@@ -328,40 +355,40 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	return nil
 }
 
-// CreateSnapshot implements raftlog.Log by rewriting the file with only what
-// is left after compaction.
+// CreateSnapshot implements raftlog.Log: it appends a frame recording the
+// snapshot and the compaction, and fsyncs it. The file is then rewritten
+// without what was dropped, in the background (see rewrite).
 func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, compactTo uint64) (*raftpb.Snapshot, error) {
 	if l.err != nil {
 		return nil, l.err
+	}
+	if err := l.settleRewrite(false); err != nil {
+		if l.err != nil {
+			return nil, err
+		}
+		l.warnRewrite(err)
 	}
 	p, err := memlog.PlanSnapshot(l.ms, index, cs, data, compactTo)
 	if err != nil {
 		return nil, err
 	}
-	first, _ := l.ms.FirstIndex()
-	dropped := int(p.StartIndex + 1 - first)
-	hs, _, err := l.ms.InitialState()
-	if err != nil {
+	if l.buf, err = appendCompact(l.buf[:0], p.Snapshot, p.StartIndex, p.StartTerm); err != nil {
 		return nil, err
 	}
-	f, locs, size, err := createBase(l.dir, l.f, p.Snapshot, p.StartIndex, p.StartTerm, l.slots[dropped:], hs)
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: rewrite: %w", err)
+	if err := l.write(l.buf); err != nil {
+		return nil, l.fail(err)
 	}
-	// raft.wal is now the new file, open as f: the old descriptor must not
-	// be used, and from here on a failure leaves the log in an unknown
-	// state.
-	l.f.Close()
-	l.f = f
+	if !l.noSync {
+		if err := l.sync(true); err != nil {
+			return nil, l.fail(err)
+		}
+	}
+	first, _ := l.ms.FirstIndex()
 	if err := p.Apply(l.ms); err != nil {
 		return nil, l.fail(err)
 	}
-	l.dropSlots(dropped)
-	for i := range l.slots {
-		l.slots[i].loc = locs[i]
-	}
-	l.end, l.size = size, size
-	if err := fsutil.SyncDir(l.dir); err != nil {
+	l.dropSlots(int(p.StartIndex + 1 - first))
+	if err := l.startRewrite(); err != nil {
 		return nil, l.fail(err)
 	}
 	return p.Snapshot, nil
@@ -374,6 +401,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.err = raftlog.ErrClosed
+	l.stopRewrite()
 	if l.f == nil {
 		return nil
 	}

@@ -205,18 +205,38 @@ func TestInconsistentRecordFailsOpen(t *testing.T) {
 	}
 }
 
-// CreateSnapshot leaves one compact file, and a temporary file left by a
-// rewrite that crashed is ignored and removed.
+// CreateSnapshot is durable before the file is rewritten; the rewrite
+// leaves one compact file; a temporary file left by a rewrite that
+// crashed is ignored and removed.
 func TestRewrite(t *testing.T) {
 	dir := t.TempDir()
 	sizes := writeLog(t, dir, 100)
-	l := open(t, dir)
+	l := open(t, dir).(*Log)
 	if _, err := l.CreateSnapshot(100, nil, nil, 95); err != nil {
 		t.Fatal(err)
 	}
-	if got := fileSize(t, dir); got >= sizes[10] {
-		t.Fatalf("file is %d bytes after compaction to 5 entries, want less than 11 Saves took (%d)", got, sizes[10])
+	// A crash now: the old file, with the compaction appended, is the log.
+	crashed := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(dir, walFile))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(crashed, walFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, crashed)
+	if first, _ := c.FirstIndex(); first != 96 || lastIndex(t, c) != 100 {
+		t.Fatalf("log is [%d, %d] after a crash before the rewrite, want [96, 100]", first, lastIndex(t, c))
+	}
+	c.Close()
+
+	if err := l.settleRewrite(true); err != nil {
+		t.Fatal(err)
+	}
+	if l.end >= sizes[10] {
+		t.Fatalf("frames end at %d after compaction to 5 entries, want less than 11 Saves took (%d)", l.end, sizes[10])
+	}
+	frames(t, dir, l.end)
 	if err := l.Save(nil, []*raftpb.Entry{entry(101, 1)}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -226,16 +246,99 @@ func TestRewrite(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("half a rewrite"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l = open(t, dir)
-	defer l.Close()
-	if first, _ := l.FirstIndex(); first != 96 || lastIndex(t, l) != 101 {
-		t.Fatalf("log is [%d, %d] after reopen, want [96, 101]", first, lastIndex(t, l))
+	r := open(t, dir)
+	defer r.Close()
+	if first, _ := r.FirstIndex(); first != 96 || lastIndex(t, r) != 101 {
+		t.Fatalf("log is [%d, %d] after reopen, want [96, 101]", first, lastIndex(t, r))
 	}
-	if ents, err := l.Entries(96, 102, math.MaxUint64); err != nil || len(ents) != 6 {
+	if ents, err := r.Entries(96, 102, math.MaxUint64); err != nil || len(ents) != 6 {
 		t.Fatalf("Entries(96, 102) = %d entries, %v", len(ents), err)
 	}
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temporary file still there: %v", err)
+	}
+}
+
+// What raft saves while the file is rewritten (appends, an overwrite, a
+// snapshot from a leader, another compaction) is carried into the new
+// file, which serves the same log before and after a reopen.
+func TestWritesDuringRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// during runs while the rewrite of the first compaction copies.
+		during func(t *testing.T, l *Log, save func(lo, hi, term uint64))
+	}{
+		{"appends", func(t *testing.T, l *Log, save func(lo, hi, term uint64)) {
+			save(201, 400, 1)
+		}},
+		{"overwrite", func(t *testing.T, l *Log, save func(lo, hi, term uint64)) {
+			save(180, 220, 2)
+		}},
+		{"compaction", func(t *testing.T, l *Log, save func(lo, hi, term uint64)) {
+			save(201, 260, 1)
+			if _, err := l.CreateSnapshot(250, nil, nil, 240); err != nil {
+				t.Fatal(err)
+			}
+			save(261, 300, 1)
+		}},
+		{"snapshot from a leader", func(t *testing.T, l *Log, save func(lo, hi, term uint64)) {
+			snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(500)), Term: new(uint64(3)),
+				ConfState: &raftpb.ConfState{Voters: []uint64{1}}}}
+			if err := l.Save(&raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(500))}, nil, snap); err != nil {
+				t.Fatal(err)
+			}
+			save(501, 520, 3)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := open(t, dir).(*Log)
+			l.setCacheBytes(0)
+			save := func(lo, hi, term uint64) {
+				t.Helper()
+				for i := lo; i <= hi; i += 10 {
+					var ents []*raftpb.Entry
+					for k := i; k <= min(i+9, hi); k++ {
+						ents = append(ents, bigEntry(k, term, 8000))
+					}
+					if err := l.Save(nil, ents, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			save(1, 200, 1)
+			if _, err := l.CreateSnapshot(150, nil, nil, 100); err != nil {
+				t.Fatal(err)
+			}
+			// The placeholder stands for a rewrite still copying, so that
+			// Save and CreateSnapshot leave it be.
+			j := l.job
+			l.job = &rewrite{done: make(chan struct{})}
+			tc.during(t, l, save)
+			<-j.done
+			// What the copy's goroutine does with frames written meanwhile.
+			if err := j.catchUp(j.f, l.f, &l.published); err != nil {
+				t.Fatal(err)
+			}
+			if l.end-j.from > swapBytes {
+				t.Fatalf("%d bytes left to copy at the swap, want at most %d", l.end-j.from, swapBytes)
+			}
+			l.job = j
+			want := readState(t, l)
+			if err := l.settleRewrite(true); err != nil {
+				t.Fatal(err)
+			}
+			if got := readState(t, l); !got.equal(want) {
+				t.Fatalf("after the swap the log serves\n%v\nwant\n%v", got, want)
+			}
+			frames(t, dir, l.end)
+			l.Close()
+			l = open(t, dir).(*Log)
+			defer l.Close()
+			if got := readState(t, l); !got.equal(want) {
+				t.Fatalf("after reopen the log serves\n%v\nwant\n%v", got, want)
+			}
+		})
 	}
 }
 
@@ -497,7 +600,8 @@ func TestOpenCachesNewest(t *testing.T) {
 }
 
 // An entry damaged on disk after Open is not served: reading it back, or
-// copying it into the rewritten file, fails with ErrCorrupt.
+// copying it into the rewritten file, fails with ErrCorrupt; a failed
+// rewrite leaves the log in its file.
 func TestDamageAfterOpenIsDetected(t *testing.T) {
 	dir := t.TempDir()
 	l := open(t, dir).(*Log)
@@ -524,13 +628,19 @@ func TestDamageAfterOpenIsDetected(t *testing.T) {
 	if ents, err := l.Entries(6, 11, math.MaxUint64); err != nil || len(ents) != 5 {
 		t.Fatalf("Entries after the damaged one: %d entries, %v", len(ents), err)
 	}
-	if _, err := l.CreateSnapshot(10, nil, nil, 2); !errors.Is(err, raftlog.ErrCorrupt) {
-		t.Fatalf("CreateSnapshot keeping a damaged entry: %v, want ErrCorrupt", err)
+	if _, err := l.CreateSnapshot(10, nil, nil, 2); err != nil {
+		t.Fatal(err)
 	}
-	if first, _ := l.FirstIndex(); first != 1 {
-		t.Fatalf("failed CreateSnapshot compacted the log to %d", first)
+	if err := l.settleRewrite(true); !errors.Is(err, raftlog.ErrCorrupt) {
+		t.Fatalf("rewrite keeping a damaged entry: %v, want ErrCorrupt", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, tmpFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temporary file left by the failed rewrite: %v", err)
+	}
+	if ents, err := l.Entries(6, 11, math.MaxUint64); err != nil || len(ents) != 5 {
+		t.Fatalf("Entries after the failed rewrite: %d entries, %v", len(ents), err)
+	}
+	if err := l.Save(nil, []*raftpb.Entry{bigEntry(11, 1, 100)}, nil); err != nil {
+		t.Fatalf("Save after the failed rewrite: %v", err)
 	}
 }

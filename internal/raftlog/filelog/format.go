@@ -28,6 +28,7 @@ const (
 	recTruncate  byte = 2
 	recEntry     byte = 3
 	recHardState byte = 4
+	recCompact   byte = 5
 )
 
 const (
@@ -45,7 +46,7 @@ func appendSave(buf []byte, p memlog.SavePlan, locs []loc) ([]byte, []loc, error
 	var err error
 	if p.Snapshot != nil {
 		md := p.Snapshot.GetMetadata()
-		if buf, err = appendSnapshot(buf, p.Snapshot, md.GetIndex(), md.GetTerm()); err != nil {
+		if buf, err = appendSnapshot(buf, recSnapshot, p.Snapshot, md.GetIndex(), md.GetTerm()); err != nil {
 			return buf, locs, err
 		}
 	}
@@ -96,7 +97,7 @@ func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uin
 		buf, crcFrom = buf[:0], 0
 		return nil
 	}
-	buf, err := appendSnapshot(buf, snap, startIndex, startTerm)
+	buf, err := appendSnapshot(buf, recSnapshot, snap, startIndex, startTerm)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -140,9 +141,22 @@ func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uin
 	return locs, off, nil
 }
 
-func appendSnapshot(buf []byte, snap *raftpb.Snapshot, startIndex, startTerm uint64) ([]byte, error) {
+// appendCompact appends the frame that records a CreateSnapshot: the
+// snapshot and the new compaction point.
+func appendCompact(buf []byte, snap *raftpb.Snapshot, startIndex, startTerm uint64) ([]byte, error) {
+	start := len(buf)
+	buf = append(buf, make([]byte, frameHeaderLen)...)
+	buf, err := appendSnapshot(buf, recCompact, snap, startIndex, startTerm)
+	if err != nil {
+		return buf, err
+	}
+	return sealFrame(buf, start)
+}
+
+// appendSnapshot appends a record of type typ, recSnapshot or recCompact.
+func appendSnapshot(buf []byte, typ byte, snap *raftpb.Snapshot, startIndex, startTerm uint64) ([]byte, error) {
 	rec := len(buf)
-	buf = append(buf, recSnapshot, 0, 0, 0, 0)
+	buf = append(buf, typ, 0, 0, 0, 0)
 	buf = binary.LittleEndian.AppendUint64(buf, startIndex)
 	buf = binary.LittleEndian.AppendUint64(buf, startTerm)
 	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, snap)
@@ -346,7 +360,7 @@ func replayFrame(st *replayed, body []byte, at int64) error {
 		at += recordHeaderLen + int64(n)
 		last := st.StartIndex + uint64(len(st.Entries))
 		switch typ {
-		case recSnapshot:
+		case recSnapshot, recCompact:
 			if len(payload) < 16 {
 				return errors.New("short snapshot record")
 			}
@@ -354,9 +368,23 @@ func replayFrame(st *replayed, body []byte, at int64) error {
 			if err := proto.Unmarshal(payload[16:], snap); err != nil {
 				return fmt.Errorf("snapshot: %v", err)
 			}
-			st.Snapshot, st.Entries, st.locs = snap, nil, nil
-			st.StartIndex = binary.LittleEndian.Uint64(payload)
-			st.StartTerm = binary.LittleEndian.Uint64(payload[8:])
+			start, term := binary.LittleEndian.Uint64(payload), binary.LittleEndian.Uint64(payload[8:])
+			if typ == recSnapshot {
+				st.Entries, st.locs = nil, nil
+			} else {
+				if start < st.StartIndex || start > last {
+					return fmt.Errorf("compaction at %d outside the log [%d, %d]", start, st.StartIndex, last)
+				}
+				at := st.StartTerm
+				if start > st.StartIndex {
+					at = st.Entries[start-st.StartIndex-1].GetTerm()
+				}
+				if term != at {
+					return fmt.Errorf("compaction at %d names term %d, the entry's is %d", start, term, at)
+				}
+				st.Entries, st.locs = st.Entries[start-st.StartIndex:], st.locs[start-st.StartIndex:]
+			}
+			st.Snapshot, st.StartIndex, st.StartTerm = snap, start, term
 		case recTruncate:
 			if len(payload) != 8 {
 				return errors.New("bad truncation record")

@@ -194,7 +194,9 @@ const maxPlanSteps = 6
 // after the last one, or, with p&0x20, from the last index on (overwriting
 // it, at a new term); with p&0x10 it also saves a hard state committing
 // what the log holds. With p&0x80 the step is a CreateSnapshot at the last
-// index instead, keeping one entry before it, which rewrites the file.
+// index instead, keeping one entry before it, which appends a frame; with
+// p&0x40 too, the rewrite that follows replaces the file, else it is
+// stopped.
 //
 // It returns the state the log serves after the base frame of the current
 // file and after each frame appended since, and the file offset where each
@@ -215,7 +217,17 @@ func writePlan(t *testing.T, l *Log, plan []byte) (states []logState, ends []int
 			if _, err := l.CreateSnapshot(last, &raftpb.ConfState{Voters: []uint64{1}}, []byte{p}, last-1); err != nil {
 				t.Fatalf("CreateSnapshot(%d, compactTo %d): %v", last, last-1, err)
 			}
-			states, ends = []logState{readState(t, l)}, []int64{l.end}
+			if p&0x40 != 0 {
+				// The rewrite swapped in: a new file, with only a base frame.
+				if err := l.settleRewrite(true); err != nil {
+					t.Fatal(err)
+				}
+				states, ends = []logState{readState(t, l)}, []int64{l.end}
+			} else {
+				// No rewrite: the compaction is one more frame.
+				l.stopRewrite()
+				states, ends = append(states, readState(t, l)), append(ends, l.end)
+			}
 			continue
 		}
 		start := last + 1

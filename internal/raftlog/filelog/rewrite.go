@@ -1,0 +1,270 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/fsutil"
+)
+
+const (
+	// swapBytes is how much of the log, written while a rewrite copied,
+	// may be left for the raft goroutine to copy when it swaps the files:
+	// the rewrite goes on copying while more than this is left.
+	swapBytes = 1 << 20
+	// catchUpRounds bounds those rounds, for a log written faster than it
+	// is copied.
+	catchUpRounds = 8
+)
+
+// errStopped ends a rewrite that Close stopped.
+var errStopped = errors.New("rewrite stopped")
+
+// rewrite is the copy of the log file that reclaims what a compaction
+// dropped. CreateSnapshot records the compaction in the log file itself,
+// then starts a rewrite: a goroutine writes raft.wal.tmp with a base frame
+// holding the log as it is after the compaction, then appends, verbatim,
+// the frames the log file received since. The raft goroutine swaps the
+// files at its next Save once the copy is done: it copies the last frames
+// (at most about swapBytes), fsyncs, and renames the copy over raft.wal.
+// Until then raft.wal is the whole log; a crash leaves it so.
+type rewrite struct {
+	// done is closed when the goroutine returns; until then only it
+	// touches the fields below.
+	done chan struct{}
+	stop atomic.Bool
+
+	f     *os.File // the copy; nil if the rewrite failed
+	first uint64   // index of the entry locs[0] locates
+	locs  []loc    // where the base frame's entries lie in f
+	// p0 is where the frames to copy verbatim begin in the log file, and
+	// base where they go in f; from and to are how far they are copied.
+	p0, base, from, to int64
+	size               int64 // f's preallocated size
+	err                error
+}
+
+// startRewrite starts rewriting the log file as it stands after a
+// compaction, unless a rewrite is already running (it copies this
+// compaction's record with the other new frames; the next compaction
+// starts another).
+func (l *Log) startRewrite() error {
+	if l.job != nil {
+		return nil
+	}
+	snap, err := l.ms.Snapshot()
+	if err != nil {
+		return err
+	}
+	first, _ := l.ms.FirstIndex()
+	startTerm, err := l.ms.Term(first - 1)
+	if err != nil {
+		return err
+	}
+	hs, _, err := l.ms.InitialState()
+	if err != nil {
+		return err
+	}
+	kept := make([]slot, len(l.slots))
+	for i, s := range l.slots {
+		kept[i].loc = s.loc
+	}
+	j := &rewrite{done: make(chan struct{}), first: first, p0: l.end, from: l.end}
+	l.job = j
+	go j.run(l.dir, l.f, &l.published, proto.CloneOf(snap), first-1, startTerm, kept, proto.CloneOf(hs))
+	return nil
+}
+
+// run writes the copy, leaving it open in j.f, or removes it and sets j.err.
+func (j *rewrite) run(dir string, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []slot, hs *raftpb.HardState) {
+	defer close(j.done)
+	tmp := filepath.Join(dir, tmpFile)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		j.err = err
+		return
+	}
+	if j.err = j.copy(f, src, published, snap, start, startTerm, kept, hs); j.err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return
+	}
+	j.f = f
+}
+
+func (j *rewrite) copy(f, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []slot, hs *raftpb.HardState) error {
+	locs, size, err := writeBase(f, src, snap, start, startTerm, kept, hs)
+	if err != nil {
+		return err
+	}
+	j.locs, j.base, j.to = locs, size, size
+	if err := j.catchUp(f, src, published); err != nil {
+		return err
+	}
+	j.size = j.to + preallocBytes
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, j.size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// catchUp copies the frames written to src since the copy began, in
+// rounds, until at most swapBytes of them are left (or catchUpRounds
+// rounds are done).
+func (j *rewrite) catchUp(f, src *os.File, published *atomic.Int64) error {
+	for range catchUpRounds {
+		if j.stop.Load() {
+			return errStopped
+		}
+		end := published.Load()
+		if end-j.from <= swapBytes {
+			return nil
+		}
+		if err := copyRange(f, j.to, src, j.from, end); err != nil {
+			return err
+		}
+		j.to += end - j.from
+		j.from = end
+	}
+	return nil
+}
+
+// copyRange copies src's bytes [from, to) to dst at offset at.
+func copyRange(dst *os.File, at int64, src *os.File, from, to int64) error {
+	buf := make([]byte, min(to-from, 1<<20))
+	for from < to {
+		n := min(to-from, int64(len(buf)))
+		if _, err := src.ReadAt(buf[:n], from); err != nil {
+			return fmt.Errorf("reading frames to copy: %w", err)
+		}
+		if _, err := dst.WriteAt(buf[:n], at); err != nil {
+			return err
+		}
+		from, at = from+n, at+n
+	}
+	return nil
+}
+
+// settleRewrite swaps in the rewritten file if the rewrite is done (with
+// wait, once it is). A rewrite that failed is dropped and its error
+// returned: the log file is still whole, and the next compaction tries
+// again. A failure once the copy replaces the log file fails the log.
+func (l *Log) settleRewrite(wait bool) error {
+	j := l.job
+	if j == nil {
+		return nil
+	}
+	if wait {
+		<-j.done
+	} else {
+		select {
+		case <-j.done:
+		default:
+			return nil
+		}
+	}
+	l.job = nil
+	if j.err != nil {
+		return fmt.Errorf("raftlog: rewrite: %w", j.err)
+	}
+	if err := l.swap(j); err != nil {
+		return l.fail(err)
+	}
+	return nil
+}
+
+// swap copies the frames the log file received since the rewrite last
+// copied, makes the copy durable and puts it in the log file's place.
+func (l *Log) swap(j *rewrite) error {
+	tmp := filepath.Join(l.dir, tmpFile)
+	start, oldEnd := time.Now(), l.end
+	end := j.to + l.end - j.from
+	err := func() error {
+		grown := end > j.size
+		if grown {
+			j.size = end + preallocBytes
+			if err := syscall.Fallocate(int(j.f.Fd()), 0, 0, j.size); err != nil {
+				return err
+			}
+		}
+		if err := copyRange(j.f, j.to, l.f, j.from, l.end); err != nil {
+			return err
+		}
+		// A new size is metadata, which fdatasync does not commit.
+		switch {
+		case grown:
+			if err := j.f.Sync(); err != nil {
+				return err
+			}
+		case !l.noSync:
+			if err := syscall.Fdatasync(int(j.f.Fd())); err != nil {
+				return err
+			}
+		}
+		return os.Rename(tmp, filepath.Join(l.dir, walFile))
+	}()
+	if err != nil {
+		j.f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	// raft.wal is now the copy: the old file must not be used again. Its
+	// last close frees its blocks, which takes tens of milliseconds for a
+	// large file: not on the raft goroutine.
+	go l.f.Close()
+	l.f = j.f
+	first, _ := l.ms.FirstIndex()
+	for i := range l.slots {
+		s := &l.slots[i]
+		if s.off >= j.p0 {
+			s.off += j.base - j.p0
+			continue
+		}
+		k := first + uint64(i) - j.first
+		if k >= uint64(len(j.locs)) {
+			return fmt.Errorf("rewrite: entry %d is in neither the base frame nor the frames after it", first+uint64(i))
+		}
+		s.off = j.locs[k].off
+	}
+	l.end, l.size = end, j.size
+	l.published.Store(end)
+	if err := fsutil.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.lg.Info("rewrote raft log without its compacted entries",
+		zap.String("path", filepath.Join(l.dir, walFile)), zap.Int64("old-size", oldEnd), zap.Int64("new-size", end),
+		zap.Int64("copied-at-swap", oldEnd-j.from), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// stopRewrite stops a running rewrite and removes its copy. A copy of the
+// kept entries under way is finished first (at most the catch-up bytes a
+// compaction keeps).
+func (l *Log) stopRewrite() {
+	j := l.job
+	if j == nil {
+		return
+	}
+	l.job = nil
+	j.stop.Store(true)
+	<-j.done
+	if j.f != nil {
+		j.f.Close()
+		os.Remove(filepath.Join(l.dir, tmpFile))
+	}
+}
+
+// warnRewrite logs a failed rewrite; the log goes on in its old file.
+func (l *Log) warnRewrite(err error) {
+	l.lg.Warn("raft log rewrite failed; the log keeps its file until the next compaction",
+		zap.String("path", filepath.Join(l.dir, walFile)), zap.Error(err))
+}
