@@ -176,6 +176,10 @@ func (e *Engine) Checkpoint() error {
 	return nil
 }
 
+// checkpointChunk is how much of state.snap is written before the kernel
+// is asked to write it to disk (see fsutil.Writeback).
+const checkpointChunk = 8 << 20
+
 func (e *Engine) checkpoint() error {
 	e.mu.RLock()
 	closed := e.closed
@@ -191,7 +195,7 @@ func (e *Engine) checkpoint() error {
 	if err != nil {
 		return err
 	}
-	err = e.WriteSnapshot(f)
+	err = e.WriteSnapshot(fsutil.NewWriteback(f, checkpointChunk))
 	if err == nil {
 		err = f.Sync()
 	}
