@@ -19,6 +19,9 @@ type metricsPage struct {
 	types  map[string]string
 	labels map[string][]string
 	values map[string]float64
+	// grpcSeries are the labelled series of the gRPC call and message
+	// counters (grpc_server_*_total), without their values.
+	grpcSeries []string
 }
 
 // scrape reads a Prometheus text page into type by name and value by
@@ -64,6 +67,9 @@ func scrapePage(t *testing.T, url string) metricsPage {
 			}
 			continue
 		}
+		if strings.HasPrefix(family, "grpc_server_") && strings.HasSuffix(family, "_total") {
+			p.grpcSeries = append(p.grpcSeries, series)
+		}
 		for _, l := range labelNames(labels) {
 			if l != "le" && !slices.Contains(p.labels[family], l) {
 				p.labels[family] = append(p.labels[family], l)
@@ -73,6 +79,7 @@ func scrapePage(t *testing.T, url string) metricsPage {
 	for _, ls := range p.labels {
 		sort.Strings(ls)
 	}
+	sort.Strings(p.grpcSeries)
 	return p
 }
 
@@ -212,6 +219,11 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 				t.Errorf("%s = %v after traffic, want positive", n, page.values[n])
 			}
 		}
+		// etcd creates every method's series at start, but for the lock and
+		// election services, registered after.
+		if !slices.Equal(page.grpcSeries, etcdPage.grpcSeries) {
+			t.Errorf("grpc_server_*_total series differ from etcd's:\n%s", seriesDiff(page.grpcSeries, etcdPage.grpcSeries))
+		}
 		if _, ok := page.types["grpc_server_handling_seconds"]; ok {
 			t.Error("grpc_server_handling_seconds without --metrics=extensive")
 		}
@@ -320,4 +332,20 @@ func TestListenMetricsURLsTLSNeedsCertificate(t *testing.T) {
 	if want := "must be provided for metrics secure url"; code == 0 || !strings.Contains(out, want) {
 		t.Errorf("exit %d, output lacks %q:\n%s", code, want, out)
 	}
+}
+
+// seriesDiff lists the series only in got (+) and only in want (-).
+func seriesDiff(got, want []string) string {
+	var b strings.Builder
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			b.WriteString("+ " + g + "\n")
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			b.WriteString("- " + w + "\n")
+		}
+	}
+	return b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/cairn-kv/cairn/internal/actors"
+	"github.com/cairn-kv/cairn/internal/grpcmetrics"
 	"github.com/cairn-kv/cairn/internal/pbwire"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/storage"
@@ -30,9 +30,9 @@ import (
 // values. Series read at scrape time are added by registerMetrics.
 type memberMetrics struct {
 	reg *prometheus.Registry
-	// grpc counts the client gRPC server's calls as etcd's
-	// go-grpc-prometheus interceptors do.
-	grpc *grpcprom.ServerMetrics
+	// grpc counts the client gRPC server's calls as etcd's interceptors
+	// do.
+	grpc *grpcmetrics.Server
 	// grpcSent and grpcReceived count the payload bytes of the client
 	// gRPC server's messages.
 	grpcSent, grpcReceived prometheus.Counter
@@ -49,15 +49,11 @@ type memberMetrics struct {
 // extensive is --metrics=extensive: it adds the gRPC handling-time
 // histogram, as in etcd.
 func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
-	var opts []grpcprom.ServerMetricsOption
-	if extensive {
-		opts = append(opts, grpcprom.WithServerHandlingTimeHistogram())
-	}
 	// etcd's disk buckets: 1 ms to about 8 s.
 	diskBuckets := prometheus.ExponentialBuckets(0.001, 2, 14)
 	m := &memberMetrics{
 		reg:  prometheus.NewRegistry(),
-		grpc: grpcprom.NewServerMetrics(opts...),
+		grpc: grpcmetrics.New(extensive),
 		grpcSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "etcd_network_client_grpc_sent_bytes_total",
 			Help: "The total number of bytes sent to grpc clients.",
@@ -100,8 +96,8 @@ func (m *memberMetrics) handler() http.Handler {
 // as in etcd, and the byte counters.
 func (m *memberMetrics) grpcServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(m.grpc.Unary()),
+		grpc.ChainStreamInterceptor(m.grpc.Stream()),
 		grpc.ForceServerCodecV2(newCountingCodec(m.grpcSent, m.grpcReceived)),
 	}
 }

@@ -328,7 +328,9 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Logger:          s.lg.Named("etcdcompat"),
 		ServerOptions:   s.metrics.grpcServerOptions(),
 	})
-	s.metrics.grpc.InitializeMetrics(s.grpcSrv)
+	// etcd registers the lock and election services after it creates the
+	// other services' series, so theirs appear only once used.
+	s.metrics.grpc.Preregister(s.grpcSrv, "v3lockpb.Lock", "v3electionpb.Election")
 	var listeners []net.Listener
 	for _, u := range s.cfg.ListenClientURLs {
 		l, err := listenClient(u)
