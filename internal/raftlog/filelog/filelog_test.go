@@ -342,6 +342,35 @@ func TestWritesDuringRewrite(t *testing.T) {
 	}
 }
 
+// A swap that fails before its rename drops the copy and leaves the log
+// in its file, usable.
+func TestFailedSwapKeepsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 20)
+	l := open(t, dir).(*Log)
+	defer func() { l.Close() }()
+	if _, err := l.CreateSnapshot(20, nil, nil, 15); err != nil {
+		t.Fatal(err)
+	}
+	<-l.job.done
+	l.job.f.Close() // makes the swap's copy fail
+	if err := l.settleRewrite(true); err == nil {
+		t.Fatal("swap into a closed copy succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, tmpFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("copy left after the failed swap: %v", err)
+	}
+	if err := l.Save(nil, []*raftpb.Entry{entry(21, 1)}, nil); err != nil {
+		t.Fatalf("Save after the failed swap: %v", err)
+	}
+	want := readState(t, l)
+	l.Close()
+	l = open(t, dir).(*Log)
+	if got := readState(t, l); !got.equal(want) || len(got.ents) != 6 {
+		t.Fatalf("after reopen the log serves\n%v\nwant\n%v", got, want)
+	}
+}
+
 // After a failed write the file's content is unknown: every later write
 // fails with the same error.
 func TestWriteFailureIsSticky(t *testing.T) {

@@ -155,9 +155,10 @@ func copyRange(dst *os.File, at int64, src *os.File, from, to int64) error {
 }
 
 // settleRewrite swaps in the rewritten file if the rewrite is done (with
-// wait, once it is). A rewrite that failed is dropped and its error
-// returned: the log file is still whole, and the next compaction tries
-// again. A failure once the copy replaces the log file fails the log.
+// wait, once it is). A rewrite that failed, or whose copy could not be
+// completed, is dropped and its error returned: the log file is still
+// whole, and the next compaction tries again. A failure once the copy has
+// replaced the log file fails the log.
 func (l *Log) settleRewrite(wait bool) error {
 	j := l.job
 	if j == nil {
@@ -173,22 +174,30 @@ func (l *Log) settleRewrite(wait bool) error {
 		}
 	}
 	l.job = nil
-	if j.err != nil {
-		return fmt.Errorf("raftlog: rewrite: %w", j.err)
+	start, oldEnd := time.Now(), l.end
+	err := j.err
+	if err == nil {
+		err = l.complete(j)
 	}
-	if err := l.swap(j); err != nil {
-		return l.fail(err)
+	if err != nil {
+		return fmt.Errorf("raftlog: rewrite: %w", err)
 	}
+	if err := l.install(j); err != nil {
+		return l.fail(fmt.Errorf("rewrite: %w", err))
+	}
+	l.lg.Info("rewrote raft log without its compacted entries",
+		zap.String("path", filepath.Join(l.dir, walFile)), zap.Int64("old-size", oldEnd), zap.Int64("new-size", l.end),
+		zap.Int64("copied-at-swap", oldEnd-j.from), zap.Duration("took", time.Since(start)))
 	return nil
 }
 
-// swap copies the frames the log file received since the rewrite last
-// copied, makes the copy durable and puts it in the log file's place.
-func (l *Log) swap(j *rewrite) error {
+// complete copies the frames the log file received since the rewrite last
+// copied, makes the copy durable and renames it over the log file. On
+// error the copy is removed and the log file is untouched.
+func (l *Log) complete(j *rewrite) error {
 	tmp := filepath.Join(l.dir, tmpFile)
-	start, oldEnd := time.Now(), l.end
-	end := j.to + l.end - j.from
 	err := func() error {
+		end := j.to + l.end - j.from
 		grown := end > j.size
 		if grown {
 			j.size = end + preallocBytes
@@ -215,11 +224,16 @@ func (l *Log) swap(j *rewrite) error {
 	if err != nil {
 		j.f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("rewrite: %w", err)
 	}
-	// raft.wal is now the copy: the old file must not be used again. Its
-	// last close frees its blocks, which takes tens of milliseconds for a
-	// large file: not on the raft goroutine.
+	return err
+}
+
+// install makes the renamed copy the log's file: it closes the old one and
+// moves every entry's location to where the copy holds it.
+func (l *Log) install(j *rewrite) error {
+	// The old file must not be used again. Its last close frees its
+	// blocks, which takes tens of milliseconds for a large file: not on
+	// the raft goroutine.
 	go l.f.Close()
 	l.f = j.f
 	first, _ := l.ms.FirstIndex()
@@ -231,19 +245,13 @@ func (l *Log) swap(j *rewrite) error {
 		}
 		k := first + uint64(i) - j.first
 		if k >= uint64(len(j.locs)) {
-			return fmt.Errorf("rewrite: entry %d is in neither the base frame nor the frames after it", first+uint64(i))
+			return fmt.Errorf("entry %d is in neither the base frame nor the frames after it", first+uint64(i))
 		}
 		s.off = j.locs[k].off
 	}
-	l.end, l.size = end, j.size
-	l.published.Store(end)
-	if err := fsutil.SyncDir(l.dir); err != nil {
-		return err
-	}
-	l.lg.Info("rewrote raft log without its compacted entries",
-		zap.String("path", filepath.Join(l.dir, walFile)), zap.Int64("old-size", oldEnd), zap.Int64("new-size", end),
-		zap.Int64("copied-at-swap", oldEnd-j.from), zap.Duration("took", time.Since(start)))
-	return nil
+	l.end, l.size = j.to+l.end-j.from, j.size
+	l.published.Store(l.end)
+	return fsutil.SyncDir(l.dir)
 }
 
 // stopRewrite stops a running rewrite and removes its copy. A copy of the
