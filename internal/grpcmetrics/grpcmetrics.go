@@ -30,7 +30,8 @@ type Server struct {
 	started, handled, received, sent *prometheus.CounterVec
 	// handling is nil unless handling times are measured.
 	handling *prometheus.HistogramVec
-	methods  sync.Map // full method name → *method
+	all      []prometheus.Collector // the vectors above
+	methods  sync.Map               // full method name → *method
 }
 
 // method holds one method's series.
@@ -45,53 +46,39 @@ type method struct {
 // (etcd's --metrics=extensive).
 func New(handlingTime bool) *Server {
 	labels := []string{"grpc_type", "grpc_service", "grpc_method"}
-	s := &Server{
-		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_server_started_total",
-			Help: "Total number of RPCs started on the server.",
-		}, labels),
-		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_server_handled_total",
-			Help: "Total number of RPCs completed on the server, regardless of success or failure.",
-		}, append(labels[:3:3], "grpc_code")),
-		received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_server_msg_received_total",
-			Help: "Total number of RPC stream messages received on the server.",
-		}, labels),
-		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_server_msg_sent_total",
-			Help: "Total number of gRPC stream messages sent by the server.",
-		}, labels),
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
+	s := &Server{
+		started: counter("grpc_server_started_total", "Total number of RPCs started on the server.", labels...),
+		handled: counter("grpc_server_handled_total",
+			"Total number of RPCs completed on the server, regardless of success or failure.", append(labels, "grpc_code")...),
+		received: counter("grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.", labels...),
+		sent:     counter("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", labels...),
+	}
+	s.all = []prometheus.Collector{s.started, s.handled, s.received, s.sent}
 	if handlingTime {
 		s.handling = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "grpc_server_handling_seconds",
 			Help:    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
 			Buckets: prometheus.DefBuckets,
 		}, labels)
+		s.all = append(s.all, s.handling)
 	}
 	return s
 }
 
 // Describe implements prometheus.Collector.
 func (s *Server) Describe(ch chan<- *prometheus.Desc) {
-	s.started.Describe(ch)
-	s.handled.Describe(ch)
-	s.received.Describe(ch)
-	s.sent.Describe(ch)
-	if s.handling != nil {
-		s.handling.Describe(ch)
+	for _, c := range s.all {
+		c.Describe(ch)
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
-	s.started.Collect(ch)
-	s.handled.Collect(ch)
-	s.received.Collect(ch)
-	s.sent.Collect(ch)
-	if s.handling != nil {
-		s.handling.Collect(ch)
+	for _, c := range s.all {
+		c.Collect(ch)
 	}
 }
 
