@@ -143,9 +143,9 @@ type Log struct {
 }
 
 // Metrics receives what Save and CreateSnapshot do to the log's file, for
-// monitoring (the rewrite after a compaction is not reported). The funcs are called from
-// the raft goroutine, and must return at once; either
-// may be nil.
+// monitoring (the rewrite after a compaction is not reported). The funcs
+// are called from the raft goroutine and must return at once; either may
+// be nil.
 type Metrics struct {
 	// Synced is called after each fsync of the file with its duration.
 	Synced func(time.Duration)
@@ -305,11 +305,8 @@ func (l *Log) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if l.err != nil {
 		return l.err
 	}
-	if err := l.settleRewrite(false); err != nil {
-		if l.err != nil {
-			return err
-		}
-		l.warnRewrite(err)
+	if err := l.settle(); err != nil {
+		return err
 	}
 	p, err := memlog.PlanSave(l.ms, st, ents, snap)
 	if err != nil {
@@ -362,11 +359,8 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, co
 	if l.err != nil {
 		return nil, l.err
 	}
-	if err := l.settleRewrite(false); err != nil {
-		if l.err != nil {
-			return nil, err
-		}
-		l.warnRewrite(err)
+	if err := l.settle(); err != nil {
+		return nil, err
 	}
 	p, err := memlog.PlanSnapshot(l.ms, index, cs, data, compactTo)
 	if err != nil {

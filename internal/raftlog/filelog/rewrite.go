@@ -271,8 +271,15 @@ func (l *Log) stopRewrite() {
 	}
 }
 
-// warnRewrite logs a failed rewrite; the log goes on in its old file.
-func (l *Log) warnRewrite(err error) {
-	l.lg.Warn("raft log rewrite failed; the log keeps its file until the next compaction",
-		zap.String("path", filepath.Join(l.dir, walFile)), zap.Error(err))
+// settle swaps in a finished rewrite. A rewrite that failed is logged and
+// the log goes on in its file; the error returned is the log's own failure.
+func (l *Log) settle() error {
+	if err := l.settleRewrite(false); err != nil {
+		if l.err != nil {
+			return err
+		}
+		l.lg.Warn("raft log rewrite failed; the log keeps its file until the next compaction",
+			zap.String("path", filepath.Join(l.dir, walFile)), zap.Error(err))
+	}
+	return nil
 }
