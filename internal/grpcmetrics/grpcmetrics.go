@@ -102,9 +102,9 @@ func (s *Server) method(fullMethod, typ string) *method {
 	if m, ok := s.methods.Load(fullMethod); ok {
 		return m.(*method)
 	}
-	service, name := "unknown", "unknown"
-	if i := strings.Index(fullMethod[1:], "/"); strings.HasPrefix(fullMethod, "/") && i >= 0 {
-		service, name = fullMethod[1:i+1], fullMethod[i+2:]
+	service, name, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if !ok {
+		service, name = "unknown", "unknown"
 	}
 	m := &method{labels: [3]string{typ, service, name}}
 	m.started = s.started.WithLabelValues(typ, service, name)

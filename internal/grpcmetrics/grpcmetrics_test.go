@@ -171,3 +171,19 @@ type nopStream struct{ grpc.ServerStream }
 
 func (nopStream) Context() context.Context { return context.Background() }
 func (nopStream) SendMsg(any) error        { return nil }
+
+// A full method name without a service is counted as the provider counts
+// it, under "unknown", and never panics.
+func TestMalformedMethodName(t *testing.T) {
+	m := New(false)
+	for _, name := range []string{"", "/", "Range", "/etcdserverpb.KV/Range"} {
+		got := m.method(name, "unary").labels
+		want := [3]string{"unary", "unknown", "unknown"}
+		if name == "/etcdserverpb.KV/Range" {
+			want = [3]string{"unary", "etcdserverpb.KV", "Range"}
+		}
+		if got != want {
+			t.Errorf("method(%q) labels %q, want %q", name, got, want)
+		}
+	}
+}

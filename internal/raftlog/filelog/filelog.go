@@ -200,12 +200,7 @@ func Open(dir string, lg *zap.Logger) (*Log, error) {
 	}
 	path := filepath.Join(dir, walFile)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		var f *os.File
-		if f, _, _, err = createBase(dir, nil, &raftpb.Snapshot{}, 0, 0, nil, nil); err == nil {
-			f.Close()
-			err = fsutil.SyncDir(dir)
-		}
-		if err != nil {
+		if err := createEmpty(dir); err != nil {
 			return nil, fmt.Errorf("raftlog: %w", err)
 		}
 	}
@@ -410,30 +405,31 @@ func (l *Log) fail(err error) error {
 	return l.err
 }
 
-// createBase atomically replaces dir's log with a new file written by
-// writeBase (see there for the arguments): it writes a temporary file,
-// fsyncs it and renames it over the log, and returns it open for reading
-// and writing, with where the kept entries lie and its length. On error the
-// old log is intact. The rename is durable only after fsutil.SyncDir.
-func createBase(dir string, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []slot, hs *raftpb.HardState) (*os.File, []loc, int64, error) {
+// createEmpty makes dir's log a new, empty one: the magic and a base frame
+// with an empty snapshot at 0, written to a temporary file, fsynced and
+// renamed into place, and the directory fsynced. On error no log is left
+// half-written.
+func createEmpty(dir string) error {
 	tmp := filepath.Join(dir, tmpFile)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, nil, 0, err
+		return err
 	}
-	locs, size, err := writeBase(f, src, snap, startIndex, startTerm, kept, hs)
+	_, _, err = writeBase(f, nil, &raftpb.Snapshot{}, 0, 0, nil, nil)
 	if err == nil {
 		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, walFile))
 	}
 	if err != nil {
-		f.Close()
 		os.Remove(tmp)
-		return nil, nil, 0, err
+		return err
 	}
-	return f, locs, size, nil
+	return fsutil.SyncDir(dir)
 }
 
 func truncate(f *os.File, size int64) error {

@@ -79,7 +79,7 @@ const baseFlushBytes = 1 << 20
 // startTerm), the entries of kept, copied from their encodings in src, and
 // hs. It returns where each kept entry lies in f and the length of the file.
 // Nothing is synced.
-func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []slot, hs *raftpb.HardState) ([]loc, int64, error) {
+func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []loc, hs *raftpb.HardState) ([]loc, int64, error) {
 	buf := append(make([]byte, 0, 64<<10), magic[:]...)
 	buf = append(buf, make([]byte, frameHeaderLen)...)
 	bodyAt := len(buf)

@@ -74,9 +74,9 @@ func (l *Log) startRewrite() error {
 	if err != nil {
 		return err
 	}
-	kept := make([]slot, len(l.slots))
+	kept := make([]loc, len(l.slots))
 	for i, s := range l.slots {
-		kept[i].loc = s.loc
+		kept[i] = s.loc
 	}
 	j := &rewrite{done: make(chan struct{}), first: first, p0: l.end, from: l.end}
 	l.job = j
@@ -85,7 +85,7 @@ func (l *Log) startRewrite() error {
 }
 
 // run writes the copy, leaving it open in j.f, or removes it and sets j.err.
-func (j *rewrite) run(dir string, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []slot, hs *raftpb.HardState) {
+func (j *rewrite) run(dir string, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []loc, hs *raftpb.HardState) {
 	defer close(j.done)
 	tmp := filepath.Join(dir, tmpFile)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
@@ -101,7 +101,7 @@ func (j *rewrite) run(dir string, src *os.File, published *atomic.Int64, snap *r
 	j.f = f
 }
 
-func (j *rewrite) copy(f, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []slot, hs *raftpb.HardState) error {
+func (j *rewrite) copy(f, src *os.File, published *atomic.Int64, snap *raftpb.Snapshot, start, startTerm uint64, kept []loc, hs *raftpb.HardState) error {
 	locs, size, err := writeBase(f, src, snap, start, startTerm, kept, hs)
 	if err != nil {
 		return err
