@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
+	"unsafe"
 
 	"github.com/google/btree"
 
@@ -21,11 +23,45 @@ import (
 // snapshotFile is the name of the durable state file inside the directory.
 const snapshotFile = "state.snap"
 
+// item is one key with its value, as the trees hold it: a pointer to one
+// allocation with the key followed by the value, and the two lengths. The
+// B-tree keeps items by value in its nodes, and a bucket keyed by revision
+// grows only at its end, which leaves its nodes half full; 16 bytes instead
+// of two slice headers (48) saves about 64 bytes per record. A request is
+// at most 2 GiB (gRPC's limit), so both lengths fit in 32 bits; Restore
+// checks the lengths it reads.
 type item struct {
-	key, value []byte
+	p          *byte
+	klen, vlen uint32
 }
 
-func less(a, b item) bool { return bytes.Compare(a.key, b.key) < 0 }
+// newItem packs copies of key and value into one allocation.
+func newItem(key, value []byte) item {
+	kv := make([]byte, len(key)+len(value))
+	copy(kv, key)
+	copy(kv[len(key):], value)
+	return item{p: unsafe.SliceData(kv), klen: uint32(len(key)), vlen: uint32(len(value))}
+}
+
+// probe is an item with key alone and no copy of it, to search by.
+func probe(key []byte) item {
+	return item{p: unsafe.SliceData(key), klen: uint32(len(key))}
+}
+
+func (it item) kv() []byte { return unsafe.Slice(it.p, int(it.klen)+int(it.vlen)) }
+
+// key returns the item's key; its capacity ends with it, so an append by a
+// caller cannot reach the value.
+func (it item) key() []byte { return it.kv()[:it.klen:it.klen] }
+
+// value returns the item's value: never nil for a stored item, empty or
+// not, as a nil value and an empty one are the same to the engine.
+func (it item) value() []byte { return it.kv()[it.klen:] }
+
+// size is the bytes of key and value, as Stats counts them.
+func (it item) size() int64 { return int64(it.klen) + int64(it.vlen) }
+
+func less(a, b item) bool { return bytes.Compare(a.key(), b.key()) < 0 }
 
 type trees [storage.NumBuckets]*btree.BTreeG[item]
 
@@ -98,43 +134,50 @@ func (e *Engine) Iterate(b storage.Bucket, start, end []byte, reverse bool, fn f
 }
 
 func get(t *trees, b storage.Bucket, key []byte) []byte {
-	it, ok := t[b].Get(item{key: key})
+	it, ok := t[b].Get(probe(key))
 	if !ok {
 		return nil
 	}
-	return bytes.Clone(it.value)
+	return bytes.Clone(it.value())
+}
+
+// ascendSpan calls fn, in key order, for the items of [start, end) (a nil
+// start is the first key, a nil end is past the last) until fn returns
+// false.
+func ascendSpan(t *btree.BTreeG[item], start, end []byte, fn func(it item) bool) {
+	switch {
+	case start == nil && end == nil:
+		t.Ascend(fn)
+	case start == nil:
+		t.AscendLessThan(probe(end), fn)
+	case end == nil:
+		t.AscendGreaterOrEqual(probe(start), fn)
+	default:
+		t.AscendRange(probe(start), probe(end), fn)
+	}
 }
 
 func iterate(t *btree.BTreeG[item], start, end []byte, reverse bool, fn func(k, v []byte) bool) {
-	visit := func(it item) bool { return fn(it.key, it.value) }
 	if !reverse {
-		switch {
-		case start == nil && end == nil:
-			t.Ascend(visit)
-		case start == nil:
-			t.AscendLessThan(item{key: end}, visit)
-		case end == nil:
-			t.AscendGreaterOrEqual(item{key: start}, visit)
-		default:
-			t.AscendRange(item{key: start}, item{key: end}, visit)
-		}
+		ascendSpan(t, start, end, func(it item) bool { return fn(it.key(), it.value()) })
 		return
 	}
 	// Descend* bounds are (greaterThan, lessOrEqual]; the range here is
 	// [start, end), so the end key itself is skipped and start is included.
 	inRange := func(it item) bool {
-		if end != nil && bytes.Compare(it.key, end) >= 0 {
+		k := it.key()
+		if end != nil && bytes.Compare(k, end) >= 0 {
 			return true
 		}
-		if start != nil && bytes.Compare(it.key, start) < 0 {
+		if start != nil && bytes.Compare(k, start) < 0 {
 			return false
 		}
-		return fn(it.key, it.value)
+		return fn(k, it.value())
 	}
 	if end == nil {
 		t.Descend(inRange)
 	} else {
-		t.DescendLessOrEqual(item{key: end}, inRange)
+		t.DescendLessOrEqual(probe(end), inRange)
 	}
 }
 
@@ -260,8 +303,11 @@ func (e *Engine) Restore(r io.Reader) error {
 		if b == storage.Raft {
 			return nil
 		}
-		if old, ok := t[b].ReplaceOrInsert(item{key: k, value: v}); ok {
-			size -= int64(len(old.key) + len(old.value))
+		if uint64(len(k)) > math.MaxUint32 || uint64(len(v)) > math.MaxUint32 {
+			return fmt.Errorf("memory engine: a record of %d+%d bytes in the snapshot is too large", len(k), len(v))
+		}
+		if old, ok := t[b].ReplaceOrInsert(newItem(k, v)); ok {
+			size -= old.size()
 			keys--
 		}
 		size += int64(len(k) + len(v))
@@ -279,7 +325,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	// The raft bucket is not part of a snapshot and survives a restore.
 	raft := e.t[storage.Raft]
 	raft.Ascend(func(it item) bool {
-		size += int64(len(it.key) + len(it.value))
+		size += it.size()
 		keys++
 		return true
 	})
@@ -299,8 +345,11 @@ func (e *Engine) Close() error {
 }
 
 type op struct {
-	kind       byte // 'p' put, 'd' delete, 'r' delete range
-	b          storage.Bucket
+	kind byte // 'p' put, 'd' delete, 'r' delete range
+	b    storage.Bucket
+	it   item // put: the new record
+	// key is the key deleted, or with value the range [key, value)
+	// deleted (nil bounds as for Iterate).
 	key, value []byte
 }
 
@@ -312,10 +361,7 @@ type batch struct {
 // Put copies key and value into one allocation. The value is never nil,
 // even when empty, because get tells an absent key by a nil value.
 func (b *batch) Put(bk storage.Bucket, key, value []byte) {
-	kv := make([]byte, len(key)+len(value))
-	copy(kv, key)
-	copy(kv[len(key):], value)
-	b.ops = append(b.ops, op{kind: 'p', b: bk, key: kv[:len(key):len(key)], value: kv[len(key):]})
+	b.ops = append(b.ops, op{kind: 'p', b: bk, it: newItem(key, value)})
 }
 
 func (b *batch) Delete(bk storage.Bucket, key []byte) {
@@ -345,26 +391,26 @@ func (b *batch) Commit(bool) error {
 		t := e.t[o.b]
 		switch o.kind {
 		case 'p':
-			if old, ok := t.ReplaceOrInsert(item{key: o.key, value: o.value}); ok {
-				e.size -= int64(len(old.key) + len(old.value))
+			if old, ok := t.ReplaceOrInsert(o.it); ok {
+				e.size -= old.size()
 				e.keys--
 			}
-			e.size += int64(len(o.key) + len(o.value))
+			e.size += o.it.size()
 			e.keys++
 		case 'd':
-			if old, ok := t.Delete(item{key: o.key}); ok {
-				e.size -= int64(len(old.key) + len(old.value))
+			if old, ok := t.Delete(probe(o.key)); ok {
+				e.size -= old.size()
 				e.keys--
 			}
 		case 'r':
 			var doomed []item
-			iterate(t, o.key, o.value, false, func(k, v []byte) bool {
-				doomed = append(doomed, item{key: k, value: v})
+			ascendSpan(t, o.key, o.value, func(it item) bool {
+				doomed = append(doomed, it)
 				return true
 			})
 			for _, it := range doomed {
 				t.Delete(it)
-				e.size -= int64(len(it.key) + len(it.value))
+				e.size -= it.size()
 				e.keys--
 			}
 		}
