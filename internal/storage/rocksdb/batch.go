@@ -3,6 +3,7 @@ package rocksdb
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/linxGnu/grocksdb"
 
@@ -30,32 +31,58 @@ type op struct {
 // leaks no C memory, and an open-ended DeleteRange can be resolved against
 // the state it is committed to rather than the state it was recorded in.
 type batch struct {
-	e   *Engine
-	ops []op
-	// arena holds copies of every key and value, so a batch costs a few
-	// allocations rather than two per operation.
-	arena     []byte
+	e *Engine
+	// s holds the operations and copies of their keys and values; nil
+	// until the first operation and after Close.
+	s         *scratch
 	openEnded bool
 }
 
+// scratch is a batch's memory: its operations, and an arena with copies of
+// every key and value, so that a batch costs a few allocations rather than
+// two per operation. RocksDB copies a batch into its own write batch at
+// Commit, after which the scratch is no longer needed, and a member commits
+// a batch for every few raft entries it applies: Close returns the scratch
+// to scratchPool rather than leaving it to the collector.
+type scratch struct {
+	ops   []op
+	arena []byte
+}
+
+// scratchPool holds the scratches of closed batches. One whose arena grew
+// beyond maxPooledArena (large values) is left to the collector instead of
+// being kept for the next batch.
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+const maxPooledArena = 1 << 20
+
 // keep copies p into the arena. Earlier copies stay valid when append moves
 // the arena: they keep the old array alive.
-func (b *batch) keep(p []byte) []byte {
+func (s *scratch) keep(p []byte) []byte {
 	if len(p) == 0 {
 		// Keeps nil apart from empty, which matters for a range end.
 		return p
 	}
-	n := len(b.arena)
-	b.arena = append(b.arena, p...)
-	return b.arena[n:len(b.arena):len(b.arena)]
+	n := len(s.arena)
+	s.arena = append(s.arena, p...)
+	return s.arena[n:len(s.arena):len(s.arena)]
+}
+
+// add records o, copying its key and value.
+func (b *batch) add(o op) {
+	if b.s == nil {
+		b.s = scratchPool.Get().(*scratch)
+	}
+	o.key, o.value = b.s.keep(o.key), b.s.keep(o.value)
+	b.s.ops = append(b.s.ops, o)
 }
 
 func (b *batch) Put(bk storage.Bucket, key, value []byte) {
-	b.ops = append(b.ops, op{kind: opPut, b: bk, key: b.keep(key), value: b.keep(value)})
+	b.add(op{kind: opPut, b: bk, key: key, value: value})
 }
 
 func (b *batch) Delete(bk storage.Bucket, key []byte) {
-	b.ops = append(b.ops, op{kind: opDelete, b: bk, key: b.keep(key)})
+	b.add(op{kind: opDelete, b: bk, key: key})
 }
 
 // DeleteRange records the removal of [start, end); as for Iterate, a nil
@@ -64,12 +91,31 @@ func (b *batch) DeleteRange(bk storage.Bucket, start, end []byte) {
 	if end == nil {
 		b.openEnded = true
 	}
-	b.ops = append(b.ops, op{kind: opDeleteRange, b: bk, key: b.keep(start), value: b.keep(end)})
+	b.add(op{kind: opDeleteRange, b: bk, key: start, value: end})
 }
 
-func (b *batch) Len() int { return len(b.ops) }
+func (b *batch) Len() int {
+	if b.s == nil {
+		return 0
+	}
+	return len(b.s.ops)
+}
 
-func (b *batch) Close() { b.ops, b.arena = nil, nil }
+// Close drops the operations and gives the batch's memory back for reuse;
+// a second Close does nothing.
+func (b *batch) Close() {
+	s := b.s
+	if s == nil {
+		return
+	}
+	b.s = nil
+	if cap(s.arena) > maxPooledArena {
+		return
+	}
+	clear(s.ops)
+	s.ops, s.arena = s.ops[:0], s.arena[:0]
+	scratchPool.Put(s)
+}
 
 // Commit writes the operations as one RocksDB write batch, atomic for
 // readers and durable on return when sync is set.
@@ -87,12 +133,16 @@ func (b *batch) Commit(sync bool) error {
 		e.commitMu.RLock()
 		defer e.commitMu.RUnlock()
 	}
+	var ops []op
+	if b.s != nil {
+		ops = b.s.ops
+	}
 	wb := grocksdb.NewWriteBatch()
 	defer wb.Destroy()
 	// An open range end must also cover keys put earlier in this batch.
 	var maxPut [storage.NumBuckets][]byte
 	var put [storage.NumBuckets]bool
-	for _, o := range b.ops {
+	for _, o := range ops {
 		cf := e.cfs[o.b]
 		switch o.kind {
 		case opPut:

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Engine) {
 		{"IterateStopsEarly", s.iterateStopsEarly},
 		{"BatchOrderAndLen", s.batchOrderAndLen},
 		{"BatchCloseAppliesNothing", s.batchCloseAppliesNothing},
+		{"BatchesAfterClose", s.batchesAfterClose},
 		{"DeleteRange", s.deleteRange},
 		{"ViewIsolation", s.viewIsolation},
 		{"Closed", s.closed},
@@ -388,6 +389,34 @@ func (s suite) batchCloseAppliesNothing(t *testing.T) {
 	b.DeleteRange(storage.KV, nil, nil)
 	b.Close()
 	wantScan(t, e, storage.KV, nil, nil, false, kv("keep", "v"))
+}
+
+// An engine may reuse a closed batch's memory: a batch closed twice, or
+// closed after Commit, must still leave every later batch its own.
+func (s suite) batchesAfterClose(t *testing.T) {
+	e := s.engine(t)
+	a := e.NewBatch()
+	a.Put(storage.KV, []byte("a"), []byte("1"))
+	a.Close()
+	a.Close()
+	c := e.NewBatch()
+	c.Put(storage.KV, []byte("c"), []byte("1"))
+	if err := c.Commit(false); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	c.Close()
+	x, y := e.NewBatch(), e.NewBatch()
+	x.Put(storage.KV, []byte("x"), []byte("xx"))
+	y.Put(storage.KV, []byte("y"), []byte("yy"))
+	x.Put(storage.KV, []byte("x2"), []byte("xx2"))
+	if x.Len() != 2 || y.Len() != 1 {
+		t.Fatalf("Len() = %d and %d after two puts and one; want 2 and 1", x.Len(), y.Len())
+	}
+	y.Close()
+	if err := x.Commit(false); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	wantScan(t, e, storage.KV, nil, nil, false, kv("c", "1"), kv("x", "xx"), kv("x2", "xx2"))
 }
 
 func (s suite) deleteRange(t *testing.T) {
