@@ -49,12 +49,16 @@ type scratch struct {
 	arena []byte
 }
 
-// scratchPool holds the scratches of closed batches. One whose arena grew
-// beyond maxPooledArena (large values) is left to the collector instead of
+// scratchPool holds the scratches of closed batches. One that grew beyond
+// maxPooledArena bytes of keys and values (large values) or maxPooledOps
+// operations (a compaction's deletes) is left to the collector instead of
 // being kept for the next batch.
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
-const maxPooledArena = 1 << 20
+const (
+	maxPooledArena = 1 << 20
+	maxPooledOps   = 1 << 14
+)
 
 // keep copies p into the arena. Earlier copies stay valid when append moves
 // the arena: they keep the old array alive.
@@ -109,7 +113,7 @@ func (b *batch) Close() {
 		return
 	}
 	b.s = nil
-	if cap(s.arena) > maxPooledArena {
+	if cap(s.arena) > maxPooledArena || cap(s.ops) > maxPooledOps {
 		return
 	}
 	clear(s.ops)
