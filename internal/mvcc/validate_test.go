@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -97,6 +98,22 @@ func TestValidateTxn(t *testing.T) {
 	if err := ValidateTxn(deep, DefaultMaxTxnOps); !errors.Is(err, ErrDuplicateKey) {
 		t.Errorf("deep nesting: got %v, want %v", err, ErrDuplicateKey)
 	}
+	// Branches of puts alone, as long as checkBranch compares pairwise
+	// and one longer: distinct keys pass, the last put repeating the
+	// first does not.
+	for _, n := range []int{2, plainPutsChecked, plainPutsChecked + 1} {
+		puts := make([]*pb.RequestOp, n)
+		for i := range puts {
+			puts[i] = opPut(put(fmt.Sprintf("k%d", i), "1"))
+		}
+		if err := ValidateTxn(txn(nil, puts, nil), DefaultMaxTxnOps); err != nil {
+			t.Errorf("%d distinct puts: got %v, want nil", n, err)
+		}
+		puts[n-1] = opPut(put("k0", "2"))
+		if err := ValidateTxn(txn(nil, puts, nil), DefaultMaxTxnOps); !errors.Is(err, ErrDuplicateKey) {
+			t.Errorf("%d puts, the last repeating the first: got %v, want %v", n, err, ErrDuplicateKey)
+		}
+	}
 }
 
 func TestIsTxnReadOnly(t *testing.T) {
@@ -129,7 +146,7 @@ func TestSpanSetMatchesLinearScan(t *testing.T) {
 	keys := []string{"a", "a\x00", "ab", "b", "b\x00", "ba", "c", "\x00", "\x01"}
 	pick := func() string { return keys[rng.IntN(len(keys))] }
 	for round := 0; round < 2000; round++ {
-		set := newSpanSet()
+		var set spanSet
 		var list []deletedSpan
 		for range rng.IntN(8) {
 			sp := deletedSpan{start: pick(), end: pick()}

@@ -81,6 +81,10 @@ type storeActor struct {
 	// downgrade.go).
 	versions       versionState
 	versionsStaged bool
+	// decoded is the entry being applied, reused from one entry to the
+	// next: decoding resets it, and nothing applied keeps a reference to
+	// the wrapper itself (the requests it carries are decoded afresh).
+	decoded pb.InternalRaftRequest
 }
 
 func (a *storeActor) receive(ctx actor.Context) {
@@ -210,7 +214,7 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 			ap.SetApplied(index)
 			continue
 		}
-		r := &pb.InternalRaftRequest{}
+		r := &a.decoded
 		if err := proto.Unmarshal(e.GetData(), r); err != nil {
 			a.lg.Fatal("corrupt raft entry", zap.Uint64("index", index), zap.Error(err))
 		}

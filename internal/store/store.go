@@ -563,10 +563,18 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	if len(data) > c.cfg.MaxRequestBytes {
 		return nil, ErrRequestTooLarge
 	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
 	if c.stopped.Load() {
 		return nil, ErrStopped
+	}
+	// Without a deadline of the caller's, the request timeout bounds the
+	// wait. A pooled timer does that without allocating, where a derived
+	// context would cost every write a context, a timer, a done channel
+	// and an entry in its parent's children.
+	var timeout <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := startTimer(c.cfg.RequestTimeout)
+		defer stopTimer(t)
+		timeout = t.C
 	}
 	// The wait selects on per-request channels only: a channel shared by
 	// every request (such as a stop channel) would be locked by each
@@ -575,14 +583,38 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	start := time.Now()
 	ch := make(chan result, 1)
 	c.ref.Send(proposeMsg{id: id, data: data, reply: func(res result) { ch <- res }})
+	var ended error
 	select {
 	case res := <-ch:
 		return res.resp, res.err
 	case <-ctx.Done():
-		c.ref.Send(forgetMsg{id: id})
-		c.proposalsFailed.Add(1)
-		return nil, c.proposalCtxErr(ctx.Err(), start)
+		ended = ctx.Err()
+	case <-timeout:
+		ended = context.DeadlineExceeded
 	}
+	c.ref.Send(forgetMsg{id: id})
+	c.proposalsFailed.Add(1)
+	return nil, c.proposalCtxErr(ended, start)
+}
+
+// timers holds stopped timers for reuse by proposals' waits.
+var timers sync.Pool
+
+// startTimer returns a timer that fires once after d.
+func startTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// stopTimer stops t and keeps it for reuse. Since Go 1.23 a stopped
+// timer's channel holds no stale tick, so a reused timer fires only for
+// its new duration.
+func stopTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // proposalCtxErr is etcd's reading of a proposal, sent at start, whose

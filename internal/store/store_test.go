@@ -410,6 +410,45 @@ func TestProposalTimeoutCauses(t *testing.T) {
 	}
 }
 
+// TestProposalRequestTimeout: a write whose context has no deadline fails
+// with etcd's timeout after the request timeout, not sooner, every time:
+// the timers that bound those waits are reused, and a reused one must not
+// fire early.
+func TestProposalRequestTimeout(t *testing.T) {
+	e, err := memory.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	kv, err := mvcc.Open(e, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	const timeout = 40 * time.Millisecond
+	c, err := store.Start(actors.NewSystem(), store.Config{
+		Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+		RequestTimeout: timeout,
+		StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) {
+			return silentRaft{status: func() raftnode.Status { return raftnode.Status{} }}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	for i := range 3 {
+		start := time.Now()
+		_, err := c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		if !errors.Is(err, store.ErrTimeout) {
+			t.Fatalf("put %d without a deadline: %v, want %v", i, err, store.ErrTimeout)
+		}
+		if took := time.Since(start); took < timeout {
+			t.Fatalf("put %d timed out after %v, before the request timeout of %v", i, took, timeout)
+		}
+	}
+}
+
 // droppingRaft drops the first configuration change proposed, as a leader
 // just elected drops one (raft's pending change guard), and commits every
 // later one at once.

@@ -80,7 +80,9 @@ const baseFlushBytes = 1 << 20
 // hs. It returns where each kept entry lies in f and the length of the file.
 // Nothing is synced.
 func writeBase(f, src *os.File, snap *raftpb.Snapshot, startIndex, startTerm uint64, kept []loc, hs *raftpb.HardState) ([]loc, int64, error) {
-	buf := append(make([]byte, 0, 64<<10), magic[:]...)
+	// Room for a whole flush and an entry beyond it, so that the buffer
+	// is not regrown by doubling on its way to baseFlushBytes.
+	buf := append(make([]byte, 0, baseFlushBytes+64<<10), magic[:]...)
 	buf = append(buf, make([]byte, frameHeaderLen)...)
 	bodyAt := len(buf)
 	var (
