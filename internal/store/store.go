@@ -266,12 +266,17 @@ func (c *Client) watchSize() {
 
 // header returns a response header for rev.
 func (c *Client) header(rev int64) *pb.ResponseHeader {
-	return &pb.ResponseHeader{
-		ClusterId: c.cfg.ClusterID,
-		MemberId:  c.cfg.MemberID,
-		Revision:  rev,
-		RaftTerm:  c.raft.Status().Term,
-	}
+	h := &pb.ResponseHeader{Revision: rev}
+	c.StampHeader(h)
+	return h
+}
+
+// StampHeader sets h's cluster ID, member ID and raft term, keeping its
+// revision.
+func (c *Client) StampHeader(h *pb.ResponseHeader) {
+	h.ClusterId = c.cfg.ClusterID
+	h.MemberId = c.cfg.MemberID
+	h.RaftTerm = c.raft.Status().Term
 }
 
 func (c *Client) fillHeader(h **pb.ResponseHeader) {

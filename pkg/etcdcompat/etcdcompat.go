@@ -53,6 +53,10 @@ type Store interface {
 	// ClusterHeader is a response header without a revision, for the
 	// Cluster service.
 	ClusterHeader() *pb.ResponseHeader
+	// StampHeader sets the cluster, member and raft term of h, keeping its
+	// revision: a watch response's header, made by the watch package with
+	// the revision alone, is completed in place before it is sent.
+	StampHeader(h *pb.ResponseHeader)
 
 	// The auth checks of the caller in ctx (auth.WithToken, auth.WithUser)
 	// that etcd makes before it serves a request; all pass while auth is

@@ -118,6 +118,10 @@ func (f *fakeStore) RequireIdentity(context.Context) error            { return n
 func (f *fakeStore) CheckWatch(context.Context, []byte, []byte) error { return nil }
 
 func (f *fakeStore) ClusterHeader() *pb.ResponseHeader { h := hdr(); h.Revision = 0; return h }
+func (f *fakeStore) StampHeader(h *pb.ResponseHeader) {
+	ref := hdr()
+	h.ClusterId, h.MemberId, h.RaftTerm = ref.ClusterId, ref.MemberId, ref.RaftTerm
+}
 
 type fakeCluster struct{}
 

@@ -22,9 +22,10 @@ type watchServer struct {
 
 func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	ws := s.hub.Open(func(r *pb.WatchResponse) error {
-		h := s.st.ClusterHeader()
-		h.Revision = r.Header.GetRevision()
-		r.Header = h
+		if r.Header == nil {
+			r.Header = &pb.ResponseHeader{}
+		}
+		s.st.StampHeader(r.Header)
 		return stream.Send(r)
 	})
 	// Close waits for the actor, which may be blocked sending to this
