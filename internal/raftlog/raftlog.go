@@ -65,6 +65,12 @@ type Log interface {
 	// current compaction point compacts nothing. data is kept, not copied.
 	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, compactTo uint64) (*raftpb.Snapshot, error)
 
+	// Handed tells the log that raft has handed every entry up to index
+	// to the state machine. Raft reads those entries again only for a
+	// follower that lags or after a restart, so a log that keeps entries
+	// in memory may let them go.
+	Handed(index uint64)
+
 	// EntrySize returns the size of the encoding of entry i, without
 	// reading the entry from disk; raft.ErrCompacted below FirstIndex,
 	// raft.ErrUnavailable past LastIndex.

@@ -617,9 +617,10 @@ func (a *raftActor) processReady() {
 		}
 		delete(a.inflight, seq)
 	}
-	if len(rd.CommittedEntries) > 0 {
+	if n := len(rd.CommittedEntries); n > 0 {
 		a.applyConfChanges(rd.CommittedEntries)
 		a.cfg.Commit(rd.CommittedEntries)
+		a.cfg.Log.Handed(rd.CommittedEntries[n-1].GetIndex())
 	}
 	a.rn.Advance(rd)
 }

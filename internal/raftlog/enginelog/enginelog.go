@@ -215,6 +215,11 @@ func (l *Log) EntrySize(i uint64) (int, error) {
 	return proto.Size(ents[0]), nil
 }
 
+// Handed implements raftlog.Log. This log holds every entry in memory
+// until a compaction drops it (its reads are the MemoryStorage's), so it
+// has nothing to let go earlier.
+func (l *Log) Handed(uint64) {}
+
 // Close implements raftlog.Log; the engine stays open.
 func (l *Log) Close() error {
 	l.err = raftlog.ErrClosed

@@ -13,10 +13,19 @@ import (
 )
 
 // defaultCacheBytes is how much entry encoding a Log keeps decoded in
-// memory by default: the newest entries, which raft reads back to apply
-// them and to send them to followers that keep up. Older entries are read
-// from the file when asked for.
+// memory at most by default: the newest entries, which raft reads back to
+// apply them and to send them to followers that keep up. Older entries are
+// read from the file when asked for.
 const defaultCacheBytes = 16 << 20
+
+// handedCacheBytes bounds the cache once its oldest entries have been
+// handed to the state machine (Handed): those leave it, oldest first,
+// while it holds more, so that the newest stay for followers a little
+// behind. Raft does not read handed entries again to apply them; keeping
+// them up to defaultCacheBytes would only hold memory (between two
+// compactions, thousands of small entries). Entries not yet handed stay
+// within defaultCacheBytes, so that applying them reads nothing back.
+const handedCacheBytes = 1 << 20
 
 // readBufKeep is the largest read buffer kept between reads; a larger one,
 // grown for a follower's catch-up, is dropped after use.
@@ -61,9 +70,32 @@ func (l *Log) setCacheBytes(n int) {
 	l.evict()
 }
 
-// evict drops the oldest cached entries until the cache fits its bound.
+// setHandedBytes bounds the entries kept cached once handed out
+// (handedCacheBytes unless set).
+func (l *Log) setHandedBytes(n int) {
+	l.handedBytes = n
+	l.evict()
+}
+
+// Handed implements raftlog.Log: entries up to index may leave the cache
+// once it holds more than handedBytes.
+func (l *Log) Handed(index uint64) {
+	if index > l.handed {
+		l.handed = index
+		l.evict()
+	}
+}
+
+// evict drops the oldest cached entries until the cache fits its bound,
+// and then the oldest handed ones until it fits the handed bound. Entries
+// are handed out in order, so the handed ones are the oldest.
 func (l *Log) evict() {
-	for l.cached > l.cacheBytes && l.evicted < len(l.slots) {
+	first, _ := l.ms.FirstIndex()
+	for l.evicted < len(l.slots) {
+		handed := first+uint64(l.evicted) <= l.handed
+		if l.cached <= l.cacheBytes && (!handed || l.cached <= l.handedBytes) {
+			return
+		}
 		if s := &l.slots[l.evicted]; s.ent != nil {
 			l.cached -= s.size
 			s.ent = nil

@@ -108,8 +108,10 @@ type readPath = raft.Storage
 // In memory it keeps the hard state, the snapshot, each entry's index and
 // term (in a MemoryStorage, whose entries are stubs without data) and where
 // each entry lies in the file; the entries themselves only while they are
-// among the newest cacheBytes of encoding. Raft's older reads, a lagging
-// follower's or a restart's, go to the file.
+// among the newest cacheBytes of encoding, and once raft has handed them
+// to the state machine (Handed), only while the cache holds at most
+// handedBytes. Raft's older reads, a lagging follower's or a restart's, go
+// to the file.
 type Log struct {
 	readPath
 	ms  *raft.MemoryStorage
@@ -128,6 +130,10 @@ type Log struct {
 	evicted    int
 	cached     int
 	cacheBytes int
+	// handed is the last index raft handed to the state machine (Handed);
+	// entries up to it stay cached only while cached <= handedBytes.
+	handed      uint64
+	handedBytes int
 	// err, once set, fails every later Save and CreateSnapshot: after a
 	// failed write or fsync the file's content is no longer known.
 	err error
@@ -241,7 +247,8 @@ func load(f *os.File, dir string, lg *zap.Logger) (*Log, error) {
 		}
 		size = end
 	}
-	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: defaultCacheBytes, lg: lg}
+	l := &Log{readPath: ms, ms: ms, dir: dir, f: f, end: end, size: size, cacheBytes: defaultCacheBytes,
+		handedBytes: handedCacheBytes, lg: lg}
 	l.published.Store(end)
 	l.slots = make([]slot, len(st.locs))
 	for i, at := range st.locs {

@@ -603,6 +603,47 @@ func TestEntriesReadBack(t *testing.T) {
 	check("uncached")
 }
 
+// Entries handed to the state machine leave the cache, oldest first, while
+// it holds more than the handed bound; entries not yet handed stay
+// whatever that bound is, and every entry reads back the same.
+func TestHandedEntriesLeaveTheCache(t *testing.T) {
+	l := open(t, t.TempDir()).(*Log)
+	defer l.Close()
+	one := proto.Size(bigEntry(10, 1, 1000))
+	l.setHandedBytes(2 * one)
+	var model []*raftpb.Entry
+	for i := uint64(1); i <= 10; i++ {
+		model = append(model, bigEntry(i, 1, 1000))
+	}
+	if err := l.Save(&raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(10))}, model, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		handed uint64
+		cached int
+	}{
+		{0, 10 * one}, // nothing handed: the whole-cache bound alone
+		{5, 5 * one},  // 1..5 handed, over their bound: all go
+		{3, 5 * one},  // an older index changes nothing
+		{9, 2 * one},  // 6..8 go, back within the bound
+		{10, 2 * one}, // 9, 10 stay
+	} {
+		l.Handed(step.handed)
+		if l.cached != step.cached {
+			t.Fatalf("after Handed(%d): %d bytes cached, want %d", step.handed, l.cached, step.cached)
+		}
+		ents, err := l.Entries(1, 11, math.MaxUint64)
+		if err != nil {
+			t.Fatalf("after Handed(%d): %v", step.handed, err)
+		}
+		for i, e := range ents {
+			if !proto.Equal(e, model[i]) {
+				t.Fatalf("after Handed(%d): entry %d is %v, want %v", step.handed, i+1, e, model[i])
+			}
+		}
+	}
+}
+
 // Open caches the newest entries up to defaultCacheBytes.
 func TestOpenCachesNewest(t *testing.T) {
 	dir := t.TempDir()

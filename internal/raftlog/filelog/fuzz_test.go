@@ -124,6 +124,7 @@ func FuzzDamagedLog(f *testing.F) {
 		// A cache of mask*8 bytes: entries of about 20 bytes are some
 		// cached, some read back from the file.
 		l.setCacheBytes(int(mask) * 8)
+		l.setHandedBytes(int(mask) * 4)
 		states, ends := writePlan(t, l, plan)
 		l.Close()
 
@@ -247,6 +248,11 @@ func writePlan(t *testing.T, l *Log, plan []byte) (states []logState, ends []int
 		}
 		if err := l.Save(hs, ents, nil); err != nil {
 			t.Fatalf("Save(%v, %v): %v", hs, ents, err)
+		}
+		if hs != nil {
+			// As raft hands committed entries out: they may leave the
+			// cache, and must still read back from the file.
+			l.Handed(hs.GetCommit())
 		}
 		if l.end != ends[len(ends)-1] {
 			states, ends = append(states, readState(t, l)), append(ends, l.end)
