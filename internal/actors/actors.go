@@ -18,7 +18,18 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	cmap "github.com/orcaman/concurrent-map"
 )
+
+// protoactor's process registry is 1024 buckets, each one of
+// concurrent-map's maps, which are split into cmap.SHARD_COUNT (32)
+// locked shards: 32 768 Go maps and about 2.5 MiB of heap per actor
+// system, for a registry of tens of actors (thousands with many watch
+// streams). The buckets already spread the registry's locking, so one
+// shard each is enough. The shard count must not change under an existing
+// map: it is set here, before any actor system (the registry is
+// concurrent-map's only user in Cairn) can have made one.
+func init() { cmap.SHARD_COUNT = 1 }
 
 // System owns the protoactor system and the statistics of every actor
 // spawned through it. It is safe for concurrent use.

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -447,4 +449,37 @@ func TestRespawnAfterStop(t *testing.T) {
 		sn, _ := snapshotOf(t, sys, "raft")
 		return sn.Processed == 1
 	})
+}
+
+// TestRegistryIsSmall: an actor system costs little heap of its own (its
+// process registry was 2.5 MiB with concurrent-map's default of 32 shards
+// per bucket), and its registry finds every one of many actors, each
+// answering the message sent to it.
+func TestRegistryIsSmall(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := NewSystem()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 512<<10 {
+		t.Errorf("a new actor system holds %d bytes of heap, want under 512 KiB", grew)
+	}
+	const n = 2000
+	var got atomic.Int64
+	refs := make([]*Ref, n)
+	for i := range refs {
+		refs[i] = s.Spawn(fmt.Sprintf("a%d", i), 0, func(ctx actor.Context) {
+			if v, ok := ctx.Message().(int); ok {
+				got.Add(int64(v))
+			}
+		})
+	}
+	for i, r := range refs {
+		r.Send(i + 1)
+	}
+	waitFor(t, "every actor's message", func() bool { return got.Load() == n*(n+1)/2 })
+	for _, r := range refs {
+		r.Stop()
+	}
 }
