@@ -2,6 +2,8 @@ package mvcc
 
 import (
 	"bytes"
+	"sync"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -45,13 +47,25 @@ type index struct {
 
 func newIndex() *index {
 	return &index{tree: btree.NewG(32, func(a, b *keyIndex) bool {
-		return bytes.Compare(a.key, b.key) < 0
+		return a.key < b.key
 	})}
 }
 
+// probes holds keyIndexes to search the tree with: a probe escapes to the
+// heap, and every put and single-key read searches.
+var probes = sync.Pool{New: func() any { return new(keyIndex) }}
+
+// viewString returns b as a string sharing its memory, for a probe that
+// is only compared while b stays unchanged.
+func viewString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // lookup returns the key's history, or nil if the index has none.
 func (ix *index) lookup(key []byte) *keyIndex {
-	ki, _ := ix.tree.Get(&keyIndex{key: key})
+	p := probes.Get().(*keyIndex)
+	p.key = viewString(key)
+	ki, _ := ix.tree.Get(p)
+	p.key = ""
+	probes.Put(p)
 	return ki
 }
 
@@ -64,19 +78,23 @@ func (ix *index) ascend(s keySpan, fn func(ki *keyIndex) bool) {
 		}
 		return
 	}
-	ix.tree.AscendGreaterOrEqual(&keyIndex{key: s.key}, func(ki *keyIndex) bool {
-		if s.end != nil && bytes.Compare(ki.key, s.end) >= 0 {
+	p := probes.Get().(*keyIndex)
+	p.key = viewString(s.key)
+	ix.tree.AscendGreaterOrEqual(p, func(ki *keyIndex) bool {
+		if s.end != nil && ki.key >= string(s.end) {
 			return false
 		}
 		return fn(ki)
 	})
+	p.key = ""
+	probes.Put(p)
 }
 
 // put records a new value of key at r.
 func (ix *index) put(key []byte, r revision) {
 	ki := ix.lookup(key)
 	if ki == nil {
-		ki = newKeyIndex(bytes.Clone(key))
+		ki = newKeyIndex(string(key))
 		ix.tree.ReplaceOrInsert(ki)
 	}
 	ki.put(r)
@@ -98,9 +116,9 @@ func (ix *index) tombstone(key []byte, r revision) bool {
 func (ix *index) compact(from []byte, atRev int64, limit int, keep map[revision]struct{}) (next []byte) {
 	var emptied []*keyIndex
 	n := 0
-	ix.tree.AscendGreaterOrEqual(&keyIndex{key: from}, func(ki *keyIndex) bool {
+	ix.tree.AscendGreaterOrEqual(&keyIndex{key: viewString(from)}, func(ki *keyIndex) bool {
 		if n == limit {
-			next = ki.key
+			next = ki.keyBytes()
 			return false
 		}
 		n++

@@ -3,6 +3,7 @@ package mvcc
 import (
 	"slices"
 	"sort"
+	"unsafe"
 )
 
 // keyIndex is what the in-memory index knows about one key: the revisions
@@ -18,8 +19,14 @@ import (
 //
 // Values are not here: a revision locates the record in the KV bucket.
 type keyIndex struct {
-	key  []byte // owned by the index, never modified
+	key  string // owned by the index
 	gens []generation
+	// gen0 and rev0 are where gens and its first generation's revisions
+	// start out, so that a key written once, as most keys are, costs one
+	// allocation besides its key's instead of three (a key index at
+	// 100 000 keys was two thirds of a RocksDB member's live heap).
+	gen0 [1]generation
+	rev0 [1]revision
 }
 
 type generation struct {
@@ -35,8 +42,17 @@ type generation struct {
 	revs []revision // ascending
 }
 
-func newKeyIndex(key []byte) *keyIndex {
-	return &keyIndex{key: key, gens: []generation{{}}}
+func newKeyIndex(key string) *keyIndex {
+	ki := &keyIndex{key: key}
+	ki.gens = ki.gen0[:1:1]
+	ki.gens[0].revs = ki.rev0[:0:1]
+	return ki
+}
+
+// keyBytes returns the key as a byte slice sharing the key's memory, for
+// responses and resume points: no one may modify it.
+func (ki *keyIndex) keyBytes() []byte {
+	return unsafe.Slice(unsafe.StringData(ki.key), len(ki.key))
 }
 
 // put records a new value of the key written at r, creating the key if its
@@ -70,11 +86,13 @@ func (ki *keyIndex) tombstone(r revision) bool {
 // tombstone found first is kept as a closed generation, so that reads at
 // revisions before the deletion (down to the compaction) still see it end.
 func (ki *keyIndex) restoreFirst(r revision, tombstone bool, created, ver int64) {
+	ki.rev0[0] = r
 	if tombstone {
-		ki.gens = []generation{{ver: 1, revs: []revision{r}}, {}}
+		ki.gens = []generation{{ver: 1, revs: ki.rev0[:1:1]}, {}}
 		return
 	}
-	ki.gens = []generation{{created: created, ver: ver, revs: []revision{r}}}
+	ki.gen0[0] = generation{created: created, ver: ver, revs: ki.rev0[:1:1]}
+	ki.gens = ki.gen0[:1:1]
 }
 
 // get returns the revision of the key's value as of main revision atRev,

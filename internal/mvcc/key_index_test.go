@@ -9,7 +9,7 @@ import (
 // history builds a keyIndex from a script: a positive number puts at that
 // main revision, a negative one deletes at minus it.
 func history(revs ...int64) *keyIndex {
-	ki := newKeyIndex([]byte("k"))
+	ki := newKeyIndex("k")
 	for _, r := range revs {
 		if r < 0 {
 			if !ki.tombstone(revision{main: -r}) {
@@ -114,7 +114,7 @@ func TestKeyIndexCompactKeepsReads(t *testing.T) {
 
 func TestKeyIndexRestore(t *testing.T) {
 	// The bucket's oldest record is a put whose generation began earlier.
-	ki := &keyIndex{key: []byte("k")}
+	ki := &keyIndex{key: "k"}
 	ki.restoreFirst(revision{main: 5}, false, 2, 3)
 	ki.put(revision{main: 7})
 	if mod, created, ver, ok := ki.get(7); !ok || mod.main != 7 || created != 2 || ver != 4 {
@@ -122,7 +122,7 @@ func TestKeyIndexRestore(t *testing.T) {
 	}
 	// The oldest record is a tombstone: the key exists at no revision,
 	// until it is put again.
-	ki = &keyIndex{key: []byte("k")}
+	ki = &keyIndex{key: "k"}
 	ki.restoreFirst(revision{main: 5}, true, 0, 0)
 	if _, _, _, ok := ki.get(5); ok {
 		t.Error("key exists after its tombstone")

@@ -263,7 +263,7 @@ func (kv *KV) rebuildIndex() (int64, error) {
 		ki := byKey[string(kvMsg.Key)]
 		switch {
 		case ki == nil:
-			ki = &keyIndex{key: kvMsg.Key}
+			ki = &keyIndex{key: string(kvMsg.Key)}
 			ki.restoreFirst(r, tomb, kvMsg.CreateRevision, kvMsg.Version)
 			byKey[string(kvMsg.Key)] = ki
 		case tomb:

@@ -107,11 +107,11 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 	}
 	v.kv.mu.RLock()
 	v.kv.idx.ascend(s, func(ki *keyIndex) bool {
-		for len(staged) > 0 && bytes.Compare(staged[0].kv.Key, ki.key) < 0 {
+		for len(staged) > 0 && string(staged[0].kv.Key) < ki.key {
 			addStaged(staged[0])
 			staged = staged[1:]
 		}
-		if len(staged) > 0 && bytes.Equal(staged[0].kv.Key, ki.key) {
+		if len(staged) > 0 && string(staged[0].kv.Key) == ki.key {
 			// A staged entry changed this key: its state replaces the
 			// committed one.
 			addStaged(staged[0])
@@ -119,7 +119,7 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 			return true
 		}
 		if mod, created, ver, ok := ki.get(atRev); ok {
-			add(rangeEntry{key: ki.key, mod: mod, created: created, ver: ver})
+			add(rangeEntry{key: ki.keyBytes(), mod: mod, created: created, ver: ver})
 		}
 		return true
 	})
