@@ -315,29 +315,38 @@ type laggingRaft struct{ nopRaft }
 
 func (laggingRaft) Status() raftnode.Status { return raftnode.Status{Commit: 5001, Term: 1} }
 
-// TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
-// entries behind the commit index, writes fail fast with
-// ErrTooManyRequests, as etcd answers "too many requests".
-func TestProposalsRefusedWhenApplyLags(t *testing.T) {
+// startOnRaft starts a store over a fresh memory engine and r, with cfg's
+// other settings; the engine, the KV and the request limits are filled in.
+// Everything stops when the test ends.
+func startOnRaft(t *testing.T, r store.Raft, cfg store.Config) *store.Client {
+	t.Helper()
 	e, err := memory.Open("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	t.Cleanup(func() { e.Close() })
 	kv, err := mvcc.Open(e, mvcc.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer kv.Close()
-	c, err := store.Start(actors.NewSystem(), store.Config{
-		Engine: e, KV: kv, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
-		StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) { return laggingRaft{}, nil },
-	})
+	t.Cleanup(func() { kv.Close() })
+	cfg.Engine, cfg.KV = e, kv
+	cfg.MaxRequestBytes, cfg.MaxTxnOps = 1<<20, 128
+	cfg.StartRaft = func(func([]*raftpb.Entry)) (store.Raft, error) { return r, nil }
+	c, err := store.Start(actors.NewSystem(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
-	_, err = c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
+// entries behind the commit index, writes fail fast with
+// ErrTooManyRequests, as etcd answers "too many requests".
+func TestProposalsRefusedWhenApplyLags(t *testing.T) {
+	c := startOnRaft(t, laggingRaft{}, store.Config{})
+	_, err := c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
 	if !errors.Is(err, store.ErrTooManyRequests) {
 		t.Fatalf("put while apply lags: %v, want ErrTooManyRequests", err)
 	}
@@ -378,31 +387,14 @@ func TestProposalTimeoutCauses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := memory.Open("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			kv, err := mvcc.Open(e, mvcc.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer kv.Close()
-			c, err := store.Start(actors.NewSystem(), store.Config{
-				Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+			c := startOnRaft(t, silentRaft{status: tt.status}, store.Config{
+				MemberID:        1,
 				ElectionTimeout: time.Second,
 				ActiveSince:     func(uint64) time.Time { return tt.active },
-				StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) {
-					return silentRaft{status: tt.status}, nil
-				},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Stop()
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
-			_, err = c.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+			_, err := c.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("put that timed out: %v, want %v", err, tt.want)
 			}
@@ -415,28 +407,9 @@ func TestProposalTimeoutCauses(t *testing.T) {
 // the timers that bound those waits are reused, and a reused one must not
 // fire early.
 func TestProposalRequestTimeout(t *testing.T) {
-	e, err := memory.Open("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	kv, err := mvcc.Open(e, mvcc.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Close()
 	const timeout = 40 * time.Millisecond
-	c, err := store.Start(actors.NewSystem(), store.Config{
-		Engine: e, KV: kv, MemberID: 1, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
-		RequestTimeout: timeout,
-		StartRaft: func(func([]*raftpb.Entry)) (store.Raft, error) {
-			return silentRaft{status: func() raftnode.Status { return raftnode.Status{} }}, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	noLeader := silentRaft{status: func() raftnode.Status { return raftnode.Status{} }}
+	c := startOnRaft(t, noLeader, store.Config{MemberID: 1, RequestTimeout: timeout})
 	for i := range 3 {
 		start := time.Now()
 		_, err := c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
