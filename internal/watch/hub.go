@@ -235,8 +235,10 @@ type Stream struct {
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
-// sender goroutine only. send gets responses whose Header carries only the
-// revision; the caller fills in the rest. When send fails, the stream stops
+// sender goroutine only. send gets responses whose Header carries the
+// revision; the caller fills in the rest, in place if it likes: responses
+// of one stream at one revision share their header, which after it is made
+// only the sender goroutine touches. When send fails, the stream stops
 // sending.
 func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 	n := h.nextID.Add(1)

@@ -104,6 +104,9 @@ type streamActor struct {
 	behind bool
 	stream *Stream
 	sorted []int64 // cache of ids()
+	// evHeader is the header of the event responses at its revision:
+	// every watcher a commit reaches gets a response, and they share it.
+	evHeader *pb.ResponseHeader
 	// byKey indexes the single-key watchers by key and ranges the others,
 	// so a live event finds its watchers without a scan of all.
 	byKey  map[string][]*watcher
@@ -595,7 +598,10 @@ func (a *streamActor) filter(w *watcher, evs, out []*mvccpb.Event) []*mvccpb.Eve
 // outbox may merge with w's next events while it waits to be sent.
 func (a *streamActor) sendEvents(w *watcher, rev int64, evs []*mvccpb.Event) {
 	w.quiet = false
-	r := &pb.WatchResponse{Header: header(rev), WatchId: w.id, Events: evs}
+	if a.evHeader == nil || a.evHeader.Revision != rev {
+		a.evHeader = header(rev)
+	}
+	r := &pb.WatchResponse{Header: a.evHeader, WatchId: w.id, Events: evs}
 	if !w.fragment {
 		a.out.put(r, true)
 		return
