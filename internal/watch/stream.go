@@ -105,7 +105,9 @@ type streamActor struct {
 	stream *Stream
 	sorted []int64 // cache of ids()
 	// evHeader is the header of the event responses at its revision:
-	// every watcher a commit reaches gets a response, and they share it.
+	// every watcher a commit reaches gets a response, and they share it
+	// (but for fragmented ones, see sendEvents). The actor reads only its
+	// revision once it is handed over.
 	evHeader *pb.ResponseHeader
 	// byKey indexes the single-key watchers by key and ranges the others,
 	// so a live event finds its watchers without a scan of all.
@@ -598,20 +600,23 @@ func (a *streamActor) filter(w *watcher, evs, out []*mvccpb.Event) []*mvccpb.Eve
 // outbox may merge with w's next events while it waits to be sent.
 func (a *streamActor) sendEvents(w *watcher, rev int64, evs []*mvccpb.Event) {
 	w.quiet = false
-	if a.evHeader == nil || a.evHeader.Revision != rev {
-		a.evHeader = header(rev)
-	}
-	r := &pb.WatchResponse{Header: a.evHeader, WatchId: w.id, Events: evs}
 	if !w.fragment {
-		a.out.put(r, true)
+		if a.evHeader == nil || a.evHeader.Revision != rev {
+			a.evHeader = header(rev)
+		}
+		a.out.put(&pb.WatchResponse{Header: a.evHeader, WatchId: w.id, Events: evs}, true)
 		return
 	}
+	// The sizes below read a response's header, which the sending
+	// goroutine completes in place once the response is handed over: each
+	// response measured here has a header of its own.
+	r := &pb.WatchResponse{Header: header(rev), WatchId: w.id, Events: evs}
 	if a.opts.MaxRequestBytes <= 0 || len(evs) < 2 || proto.Size(r) < a.opts.MaxRequestBytes {
 		a.respond(r)
 		return
 	}
 	for len(evs) > 0 {
-		cur := &pb.WatchResponse{Header: r.Header, WatchId: w.id, Fragment: true}
+		cur := &pb.WatchResponse{Header: header(rev), WatchId: w.id, Fragment: true}
 		n := 0
 		for n < len(evs) {
 			cur.Events = evs[:n+1]
