@@ -118,7 +118,9 @@ func (ix *index) compact(from []byte, atRev int64, limit int, keep map[revision]
 	n := 0
 	ix.tree.AscendGreaterOrEqual(&keyIndex{key: viewString(from)}, func(ki *keyIndex) bool {
 		if n == limit {
-			next = ki.keyBytes()
+			// A copy, not a view: the caller keeps it across the lock's
+			// release, and nil would mean the end.
+			next = []byte(ki.key)
 			return false
 		}
 		n++

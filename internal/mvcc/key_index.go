@@ -50,7 +50,7 @@ func newKeyIndex(key string) *keyIndex {
 }
 
 // keyBytes returns the key as a byte slice sharing the key's memory, for
-// responses and resume points: no one may modify it.
+// responses: no one may modify it.
 func (ki *keyIndex) keyBytes() []byte {
 	return unsafe.Slice(unsafe.StringData(ki.key), len(ki.key))
 }
