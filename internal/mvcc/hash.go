@@ -7,7 +7,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"slices"
-	"sort"
 	"sync"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -185,35 +184,15 @@ func (h *kvHasher) sum() KeyValueHash {
 }
 
 // keep returns the revisions a compaction at atRev would keep, as etcd's
-// HashKV counts them: unlike a real compaction (keyIndex.compact), a
+// HashKV counts them: unlike a real compaction (history.compact), a
 // tombstone at exactly atRev is not kept. The caller holds kv.mu.
 func (ix *index) keep(atRev int64) map[revision]struct{} {
 	keep := make(map[revision]struct{})
 	ix.tree.Ascend(func(ki *keyIndex) bool {
-		ki.keepAt(atRev, keep)
+		ix.keepAt(ki, atRev, keep)
 		return true
 	})
 	return keep
-}
-
-// keepAt adds to keep the revision of the key a compaction at atRev would
-// keep, unless it is a tombstone (see index.keep).
-func (ki *keyIndex) keepAt(atRev int64, keep map[revision]struct{}) {
-	last := len(ki.gens) - 1
-	i := 0
-	for i < last {
-		g := &ki.gens[i]
-		if len(g.revs) > 0 && g.revs[len(g.revs)-1].main >= atRev {
-			break
-		}
-		i++
-	}
-	g := &ki.gens[i]
-	j := sort.Search(len(g.revs), func(n int) bool { return g.revs[n].main > atRev }) - 1
-	if j < 0 || (i != last && j == len(g.revs)-1) {
-		return
-	}
-	keep[g.revs[j]] = struct{}{}
 }
 
 // compactionHashes remembers the hashes compactions computed, for HashKV.

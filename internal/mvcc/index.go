@@ -43,28 +43,48 @@ func (s keySpan) contains(k []byte) bool {
 // its own: KV.mu guards it.
 type index struct {
 	tree *btree.BTreeG[*keyIndex]
+	// hists holds the history of every key whose history is not a single
+	// revision, at the keyIndex's hist; hists[0] is never used, and free
+	// lists the slots given up since.
+	hists []*history
+	free  []uint32
 }
 
 func newIndex() *index {
-	return &index{tree: btree.NewG(32, func(a, b *keyIndex) bool {
-		return a.key < b.key
-	})}
+	return &index{
+		tree: btree.NewG(32, func(a, b *keyIndex) bool {
+			return a.key() < b.key()
+		}),
+		hists: make([]*history, 1),
+	}
 }
 
-// probes holds keyIndexes to search the tree with: a probe escapes to the
-// heap, and every put and single-key read searches.
-var probes = sync.Pool{New: func() any { return new(keyIndex) }}
+// probe is a keyIndex to search the tree with, made from a caller's key.
+type probe struct {
+	words []uint64
+}
 
-// viewString returns b as a string sharing its memory, for a probe that
-// is only compared while b stays unchanged.
-func viewString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+// probes holds probes: a probe escapes to the heap, and every put and
+// single-key read searches.
+var probes = sync.Pool{New: func() any { return new(probe) }}
 
-// lookup returns the key's history, or nil if the index has none.
+// of returns a keyIndex for key, without history, valid until the next call.
+func (p *probe) of(key []byte) *keyIndex {
+	n := keyWords(len(key))
+	if cap(p.words) < n {
+		p.words = make([]uint64, n)
+	}
+	p.words = p.words[:n]
+	ki := (*keyIndex)(unsafe.Pointer(unsafe.SliceData(p.words)))
+	ki.keyLen = uint32(len(key))
+	copy(ki.keyBytes(), key)
+	return ki
+}
+
+// lookup returns the key's entry, or nil if the index has none.
 func (ix *index) lookup(key []byte) *keyIndex {
-	p := probes.Get().(*keyIndex)
-	p.key = viewString(key)
-	ki, _ := ix.tree.Get(p)
-	p.key = ""
+	p := probes.Get().(*probe)
+	ki, _ := ix.tree.Get(p.of(key))
 	probes.Put(p)
 	return ki
 }
@@ -78,15 +98,13 @@ func (ix *index) ascend(s keySpan, fn func(ki *keyIndex) bool) {
 		}
 		return
 	}
-	p := probes.Get().(*keyIndex)
-	p.key = viewString(s.key)
-	ix.tree.AscendGreaterOrEqual(p, func(ki *keyIndex) bool {
-		if s.end != nil && ki.key >= string(s.end) {
+	p := probes.Get().(*probe)
+	ix.tree.AscendGreaterOrEqual(p.of(s.key), func(ki *keyIndex) bool {
+		if s.end != nil && ki.key() >= string(s.end) {
 			return false
 		}
 		return fn(ki)
 	})
-	p.key = ""
 	probes.Put(p)
 }
 
@@ -97,14 +115,130 @@ func (ix *index) put(key []byte, r revision) {
 		ki = newKeyIndex(string(key))
 		ix.tree.ReplaceOrInsert(ki)
 	}
-	ki.put(r)
+	ix.record(ki, r)
 }
 
 // tombstone records the deletion of key at r; false means the key was not
-// live (see keyIndex.tombstone).
+// live (see history.tombstone).
 func (ix *index) tombstone(key []byte, r revision) bool {
 	ki := ix.lookup(key)
-	return ki != nil && ki.tombstone(r)
+	return ki != nil && ix.remove(ki, r)
+}
+
+// record records a new value of ki's key written at r, creating the key if
+// it does not exist.
+func (ix *index) record(ki *keyIndex, r revision) {
+	switch {
+	case ki.hist != 0:
+		ix.hists[ki.hist].put(r)
+	case ki.ver == 0:
+		ki.rev, ki.created, ki.ver = r, r.main, 1
+	default:
+		ix.spill(ki).put(r)
+	}
+}
+
+// remove records the deletion of ki's key at r; false, with nothing
+// changed, means the key does not exist.
+func (ix *index) remove(ki *keyIndex, r revision) bool {
+	switch {
+	case ki.hist != 0:
+		return ix.hists[ki.hist].tombstone(r)
+	case ki.ver == 0:
+		return false
+	}
+	return ix.spill(ki).tombstone(r)
+}
+
+// restoreFirst records the oldest record the KV bucket still holds for
+// ki's key, which has no history yet, while the index is rebuilt. Older
+// records may have been compacted away, so create revision and version
+// come from the value of a put. A tombstone found first is kept as a
+// closed generation, so that reads at revisions before the deletion (down
+// to the compaction) still see it end.
+func (ix *index) restoreFirst(ki *keyIndex, r revision, tombstone bool, created, ver int64) {
+	if !tombstone {
+		ki.rev, ki.created, ki.ver = r, created, ver
+		return
+	}
+	ix.hold(ki, &history{gens: []generation{{ver: 1, revs: []revision{r}}, {}}})
+}
+
+// get returns the revision of ki's value as of main revision atRev, with
+// the key's create revision and version at that point; ok is false if the
+// key did not exist then.
+func (ix *index) get(ki *keyIndex, atRev int64) (mod revision, created, ver int64, ok bool) {
+	if ki.hist != 0 {
+		return ix.hists[ki.hist].get(atRev)
+	}
+	if ki.ver == 0 || ki.rev.main > atRev {
+		return revision{}, 0, 0, false
+	}
+	return ki.rev, ki.created, ki.ver, true
+}
+
+// compactKey compacts ki's history at atRev (see history.compact) and
+// reports whether none is left. A history left a single revision goes back
+// inline.
+func (ix *index) compactKey(ki *keyIndex, atRev int64, keep map[revision]struct{}) (empty bool) {
+	if ki.hist == 0 {
+		if ki.ver != 0 && ki.rev.main <= atRev {
+			keep[ki.rev] = struct{}{}
+		}
+		return ki.ver == 0
+	}
+	h := ix.hists[ki.hist]
+	h.compact(atRev, keep)
+	switch {
+	case h.empty():
+		ix.release(ki)
+		return true
+	case h.single():
+		g := &h.gens[0]
+		ix.release(ki)
+		ki.rev, ki.created, ki.ver = g.revs[0], g.created, g.ver
+	}
+	return false
+}
+
+// keepAt adds to keep the revision of ki's key a compaction at atRev would
+// keep, unless it is a tombstone (see index.keep).
+func (ix *index) keepAt(ki *keyIndex, atRev int64, keep map[revision]struct{}) {
+	if ki.hist != 0 {
+		ix.hists[ki.hist].keepAt(atRev, keep)
+		return
+	}
+	if ki.ver != 0 && ki.rev.main <= atRev {
+		keep[ki.rev] = struct{}{}
+	}
+}
+
+// spill moves ki's inline history into one the index holds, and returns
+// it.
+func (ix *index) spill(ki *keyIndex) *history {
+	h := &history{gens: []generation{{created: ki.created, ver: ki.ver, revs: []revision{ki.rev}}}}
+	ix.hold(ki, h)
+	ki.rev, ki.created, ki.ver = revision{}, 0, 0
+	return h
+}
+
+// hold gives h a slot and makes it ki's history.
+func (ix *index) hold(ki *keyIndex, h *history) {
+	if n := len(ix.free); n > 0 {
+		ki.hist = ix.free[n-1]
+		ix.free = ix.free[:n-1]
+		ix.hists[ki.hist] = h
+		return
+	}
+	ki.hist = uint32(len(ix.hists))
+	ix.hists = append(ix.hists, h)
+}
+
+// release frees ki's history slot; ki is left without history.
+func (ix *index) release(ki *keyIndex) {
+	ix.hists[ki.hist] = nil
+	ix.free = append(ix.free, ki.hist)
+	ki.hist = 0
 }
 
 // compact compacts the histories of up to limit keys, starting at key from
@@ -116,20 +250,21 @@ func (ix *index) tombstone(key []byte, r revision) bool {
 func (ix *index) compact(from []byte, atRev int64, limit int, keep map[revision]struct{}) (next []byte) {
 	var emptied []*keyIndex
 	n := 0
-	ix.tree.AscendGreaterOrEqual(&keyIndex{key: viewString(from)}, func(ki *keyIndex) bool {
+	p := probes.Get().(*probe)
+	ix.tree.AscendGreaterOrEqual(p.of(from), func(ki *keyIndex) bool {
 		if n == limit {
 			// A copy, not a view: the caller keeps it across the lock's
 			// release, and nil would mean the end.
-			next = []byte(ki.key)
+			next = []byte(ki.key())
 			return false
 		}
 		n++
-		ki.compact(atRev, keep)
-		if ki.empty() {
+		if ix.compactKey(ki, atRev, keep) {
 			emptied = append(emptied, ki)
 		}
 		return true
 	})
+	probes.Put(p)
 	for _, ki := range emptied {
 		ix.tree.Delete(ki)
 	}

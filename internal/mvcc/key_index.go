@@ -18,15 +18,64 @@ import (
 //	{2, 3, 4(tombstone)} {5}
 //
 // Values are not here: a revision locates the record in the KV bucket.
+//
+// Most keys hold a single revision between compactions (written once, or
+// compacted down to their latest value), so a keyIndex is laid out for
+// them: it is the head of one pointer-free allocation that the key's bytes
+// follow, and while hist is 0 the key's whole history is the one
+// generation {rev} (or nothing, while ver is 0). Any other history lives
+// in a history the index holds at hist (see index.hists); compaction moves
+// a key back inline when it leaves it a single revision. Being
+// pointer-free, these allocations are never scanned by the garbage
+// collector, and a key written once costs one of them: 48 bytes for an
+// 8-byte key, against 96 bytes and a second allocation for the key when
+// the generations were kept in every key.
 type keyIndex struct {
-	key  string // owned by the index
+	rev     revision // the one revision, while hist is 0 and ver > 0
+	created int64    // its generation's create revision
+	ver     int64    // the key's version at rev; 0: no history
+	hist    uint32   // the index's history of the key, 0 for none
+	keyLen  uint32
+}
+
+// headSize is where a keyIndex's key starts in its allocation.
+const headSize = int(unsafe.Sizeof(keyIndex{}))
+
+// keyWords returns the number of 8-byte words holding a keyIndex with a key
+// of n bytes: words, so that the head is aligned for its int64s.
+func keyWords(n int) int { return (headSize + n + 7) / 8 }
+
+// newKeyIndex returns an entry without history for key.
+func newKeyIndex(key string) *keyIndex {
+	words := make([]uint64, keyWords(len(key)))
+	ki := (*keyIndex)(unsafe.Pointer(unsafe.SliceData(words)))
+	ki.keyLen = uint32(len(key))
+	copy(ki.keyBytes(), key)
+	return ki
+}
+
+// keyBytes returns the key as a byte slice sharing the entry's memory. The
+// key is never changed once written, so responses may hold it after the
+// index's lock is released; no one may modify it.
+func (ki *keyIndex) keyBytes() []byte {
+	if ki.keyLen == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(ki), headSize)), ki.keyLen)
+}
+
+// key returns the key as a string sharing the entry's memory.
+func (ki *keyIndex) key() string {
+	if ki.keyLen == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(ki), headSize)), ki.keyLen)
+}
+
+// history is the generations of a key whose history is more than one
+// revision.
+type history struct {
 	gens []generation
-	// gen0 and rev0 are where gens and its first generation's revisions
-	// start out, so that a key written once, as most keys are, costs one
-	// allocation besides its key's instead of three (a key index at
-	// 100 000 keys was two thirds of a RocksDB member's live heap).
-	gen0 [1]generation
-	rev0 [1]revision
 }
 
 type generation struct {
@@ -42,23 +91,10 @@ type generation struct {
 	revs []revision // ascending
 }
 
-func newKeyIndex(key string) *keyIndex {
-	ki := &keyIndex{key: key}
-	ki.gens = ki.gen0[:1:1]
-	ki.gens[0].revs = ki.rev0[:0:1]
-	return ki
-}
-
-// keyBytes returns the key as a byte slice sharing the key's memory, for
-// responses: no one may modify it.
-func (ki *keyIndex) keyBytes() []byte {
-	return unsafe.Slice(unsafe.StringData(ki.key), len(ki.key))
-}
-
 // put records a new value of the key written at r, creating the key if its
 // live generation is empty.
-func (ki *keyIndex) put(r revision) {
-	g := &ki.gens[len(ki.gens)-1]
+func (h *history) put(r revision) {
+	g := &h.gens[len(h.gens)-1]
 	if len(g.revs) == 0 {
 		g.created = r.main
 	}
@@ -69,39 +105,24 @@ func (ki *keyIndex) put(r revision) {
 // tombstone records the deletion of the key at r. It reports false, and
 // changes nothing, when the key does not exist: a delete only ever targets
 // live keys, so this means the caller's view is inconsistent.
-func (ki *keyIndex) tombstone(r revision) bool {
-	g := &ki.gens[len(ki.gens)-1]
+func (h *history) tombstone(r revision) bool {
+	g := &h.gens[len(h.gens)-1]
 	if len(g.revs) == 0 {
 		return false
 	}
 	g.revs = append(g.revs, r)
 	g.ver++
-	ki.gens = append(ki.gens, generation{})
+	h.gens = append(h.gens, generation{})
 	return true
-}
-
-// restoreFirst records the oldest record the KV bucket still holds for the
-// key while the index is rebuilt. Older records may have been compacted
-// away, so create revision and version come from the value of a put. A
-// tombstone found first is kept as a closed generation, so that reads at
-// revisions before the deletion (down to the compaction) still see it end.
-func (ki *keyIndex) restoreFirst(r revision, tombstone bool, created, ver int64) {
-	ki.rev0[0] = r
-	if tombstone {
-		ki.gens = []generation{{ver: 1, revs: ki.rev0[:1:1]}, {}}
-		return
-	}
-	ki.gen0[0] = generation{created: created, ver: ver, revs: ki.rev0[:1:1]}
-	ki.gens = ki.gen0[:1:1]
 }
 
 // get returns the revision of the key's value as of main revision atRev,
 // with the key's create revision and version at that point; ok is false if
 // the key did not exist then.
-func (ki *keyIndex) get(atRev int64) (mod revision, created, ver int64, ok bool) {
-	last := len(ki.gens) - 1
+func (h *history) get(atRev int64) (mod revision, created, ver int64, ok bool) {
+	last := len(h.gens) - 1
 	for i := last; i >= 0; i-- {
-		g := &ki.gens[i]
+		g := &h.gens[i]
 		if len(g.revs) == 0 {
 			continue
 		}
@@ -126,17 +147,17 @@ func (ki *keyIndex) get(atRev int64) (mod revision, created, ver int64, ok bool)
 // atRev, what ends the key there), so it is added to keep and its record
 // must survive in the KV bucket; every other record at or below atRev may
 // go.
-func (ki *keyIndex) compact(atRev int64, keep map[revision]struct{}) {
+func (h *history) compact(atRev int64, keep map[revision]struct{}) {
 	i := 0
-	for i < len(ki.gens)-1 {
-		g := &ki.gens[i]
+	for i < len(h.gens)-1 {
+		g := &h.gens[i]
 		if len(g.revs) > 0 && g.revs[len(g.revs)-1].main >= atRev {
 			break
 		}
 		i++
 	}
-	ki.gens = slices.Delete(ki.gens, 0, i)
-	g := &ki.gens[0]
+	h.gens = slices.Delete(h.gens, 0, i)
+	g := &h.gens[0]
 	j := sort.Search(len(g.revs), func(n int) bool { return g.revs[n].main > atRev }) - 1
 	if j >= 0 {
 		keep[g.revs[j]] = struct{}{}
@@ -144,9 +165,35 @@ func (ki *keyIndex) compact(atRev int64, keep map[revision]struct{}) {
 	}
 }
 
+// keepAt adds to keep the revision of the key a compaction at atRev would
+// keep, unless it is a tombstone (see index.keep).
+func (h *history) keepAt(atRev int64, keep map[revision]struct{}) {
+	last := len(h.gens) - 1
+	i := 0
+	for i < last {
+		g := &h.gens[i]
+		if len(g.revs) > 0 && g.revs[len(g.revs)-1].main >= atRev {
+			break
+		}
+		i++
+	}
+	g := &h.gens[i]
+	j := sort.Search(len(g.revs), func(n int) bool { return g.revs[n].main > atRev }) - 1
+	if j < 0 || (i != last && j == len(g.revs)-1) {
+		return
+	}
+	keep[g.revs[j]] = struct{}{}
+}
+
+// single reports whether the history is one live generation of one
+// revision, which a keyIndex holds inline.
+func (h *history) single() bool {
+	return len(h.gens) == 1 && len(h.gens[0].revs) == 1
+}
+
 // empty reports whether the key has no history left, after compaction
 // removed a deletion older than the compaction revision: it can be dropped
 // from the index.
-func (ki *keyIndex) empty() bool {
-	return len(ki.gens) == 1 && len(ki.gens[0].revs) == 0
+func (h *history) empty() bool {
+	return len(h.gens) == 1 && len(h.gens[0].revs) == 0
 }

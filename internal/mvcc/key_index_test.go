@@ -1,29 +1,51 @@
 package mvcc
 
 import (
+	"fmt"
+	"math/rand"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// history builds a keyIndex from a script: a positive number puts at that
-// main revision, a negative one deletes at minus it.
-func history(revs ...int64) *keyIndex {
-	ki := newKeyIndex("k")
+// script builds an index holding key "k" from a script: a positive number
+// puts at that main revision, a negative one deletes at minus it.
+func script(revs ...int64) (*index, *keyIndex) {
+	ix := newIndex()
 	for _, r := range revs {
 		if r < 0 {
-			if !ki.tombstone(revision{main: -r}) {
+			if !ix.tombstone([]byte("k"), revision{main: -r}) {
 				panic("tombstone of a missing key")
 			}
 			continue
 		}
-		ki.put(revision{main: r})
+		ix.put([]byte("k"), revision{main: r})
 	}
-	return ki
+	return ix, ix.lookup([]byte("k"))
+}
+
+// gensOf returns the main revisions of ki's generations, whether they are
+// inline or held by the index.
+func gensOf(ix *index, ki *keyIndex) [][]int64 {
+	if ki.hist == 0 {
+		if ki.ver == 0 {
+			return [][]int64{{}}
+		}
+		return [][]int64{{ki.rev.main}}
+	}
+	var gens [][]int64
+	for _, g := range ix.hists[ki.hist].gens {
+		mains := []int64{}
+		for _, r := range g.revs {
+			mains = append(mains, r.main)
+		}
+		gens = append(gens, mains)
+	}
+	return gens
 }
 
 func TestKeyIndexGet(t *testing.T) {
-	ki := history(2, 3, -4, 6, 8, -9)
+	ix, ki := script(2, 3, -4, 6, 8, -9)
 	tests := []struct {
 		at                int64
 		ok                bool
@@ -41,7 +63,7 @@ func TestKeyIndexGet(t *testing.T) {
 		{at: 100},
 	}
 	for _, tt := range tests {
-		mod, created, ver, ok := ki.get(tt.at)
+		mod, created, ver, ok := ix.get(ki, tt.at)
 		if ok != tt.ok || mod.main != tt.mod || created != tt.created || ver != tt.ver {
 			t.Errorf("get(%d) = %d %d %d %v, want %d %d %d %v", tt.at, mod.main, created, ver, ok, tt.mod, tt.created, tt.ver, tt.ok)
 		}
@@ -68,18 +90,16 @@ func TestKeyIndexCompact(t *testing.T) {
 		{at: 6, wantGens: [][]int64{{}}, empty: true},
 	}
 	for _, tt := range tests {
-		ki := history(1, 2, -3, 4, -5)
+		ix, ki := script(1, 2, -3, 4, -5)
 		keep := map[revision]struct{}{}
-		ki.compact(tt.at, keep)
-		var gens [][]int64
-		for _, g := range ki.gens {
-			mains := []int64{}
-			for _, r := range g.revs {
-				mains = append(mains, r.main)
+		empty := ix.compactKey(ki, tt.at, keep)
+		if tt.empty {
+			if !empty || ki.hist != 0 || len(ix.free) != 1 {
+				t.Errorf("compact(%d) = %v, history slot %d, free %v; want the key empty and its slot free", tt.at, empty, ki.hist, ix.free)
 			}
-			gens = append(gens, mains)
+			continue
 		}
-		if d := cmp.Diff(tt.wantGens, gens); d != "" {
+		if d := cmp.Diff(tt.wantGens, gensOf(ix, ki)); d != "" {
 			t.Errorf("compact(%d) generations (-want +got):\n%s", tt.at, d)
 		}
 		var kept []int64
@@ -89,8 +109,8 @@ func TestKeyIndexCompact(t *testing.T) {
 		if d := cmp.Diff(tt.wantKeep, kept); d != "" {
 			t.Errorf("compact(%d) keep (-want +got):\n%s", tt.at, d)
 		}
-		if ki.empty() != tt.empty {
-			t.Errorf("compact(%d) empty = %v", tt.at, ki.empty())
+		if empty {
+			t.Errorf("compact(%d) reports the key empty", tt.at)
 		}
 	}
 }
@@ -98,13 +118,14 @@ func TestKeyIndexCompact(t *testing.T) {
 // A compacted history must answer reads at and after the compaction
 // revision exactly like the full one, including versions.
 func TestKeyIndexCompactKeepsReads(t *testing.T) {
-	script := []int64{2, 3, 5, -6, 7, 9, 10, -12, 13}
+	revs := []int64{2, 3, 5, -6, 7, 9, 10, -12, 13}
 	for at := int64(1); at <= 14; at++ {
-		full, compacted := history(script...), history(script...)
-		compacted.compact(at, map[revision]struct{}{})
+		fullIx, full := script(revs...)
+		ix, compacted := script(revs...)
+		ix.compactKey(compacted, at, map[revision]struct{}{})
 		for r := at; r <= 14; r++ {
-			m1, c1, v1, ok1 := full.get(r)
-			m2, c2, v2, ok2 := compacted.get(r)
+			m1, c1, v1, ok1 := fullIx.get(full, r)
+			m2, c2, v2, ok2 := ix.get(compacted, r)
 			if m1 != m2 || c1 != c2 || v1 != v2 || ok1 != ok2 {
 				t.Fatalf("compact(%d) then get(%d) = %v %d %d %v, want %v %d %d %v", at, r, m2, c2, v2, ok2, m1, c1, v1, ok1)
 			}
@@ -114,27 +135,144 @@ func TestKeyIndexCompactKeepsReads(t *testing.T) {
 
 func TestKeyIndexRestore(t *testing.T) {
 	// The bucket's oldest record is a put whose generation began earlier.
-	ki := &keyIndex{key: "k"}
-	ki.restoreFirst(revision{main: 5}, false, 2, 3)
-	ki.put(revision{main: 7})
-	if mod, created, ver, ok := ki.get(7); !ok || mod.main != 7 || created != 2 || ver != 4 {
+	ix := newIndex()
+	ki := newKeyIndex("k")
+	ix.restoreFirst(ki, revision{main: 5}, false, 2, 3)
+	ix.record(ki, revision{main: 7})
+	if mod, created, ver, ok := ix.get(ki, 7); !ok || mod.main != 7 || created != 2 || ver != 4 {
 		t.Errorf("get(7) = %v %d %d %v, want 7 2 4 true", mod, created, ver, ok)
+	}
+	if mod, created, ver, ok := ix.get(ki, 6); !ok || mod.main != 5 || created != 2 || ver != 3 {
+		t.Errorf("get(6) = %v %d %d %v, want 5 2 3 true", mod, created, ver, ok)
 	}
 	// The oldest record is a tombstone: the key exists at no revision,
 	// until it is put again.
-	ki = &keyIndex{key: "k"}
-	ki.restoreFirst(revision{main: 5}, true, 0, 0)
-	if _, _, _, ok := ki.get(5); ok {
+	ki = newKeyIndex("k")
+	ix.restoreFirst(ki, revision{main: 5}, true, 0, 0)
+	if _, _, _, ok := ix.get(ki, 5); ok {
 		t.Error("key exists after its tombstone")
 	}
-	ki.put(revision{main: 8})
-	if mod, created, ver, ok := ki.get(9); !ok || mod.main != 8 || created != 8 || ver != 1 {
+	ix.record(ki, revision{main: 8})
+	if mod, created, ver, ok := ix.get(ki, 9); !ok || mod.main != 8 || created != 8 || ver != 1 {
 		t.Errorf("get(9) = %v %d %d %v, want 8 8 1 true", mod, created, ver, ok)
 	}
-	if !ki.tombstone(revision{main: 10}) {
+	if !ix.remove(ki, revision{main: 10}) {
 		t.Error("tombstone of a live key failed")
 	}
-	if ki.tombstone(revision{main: 11}) {
+	if ix.remove(ki, revision{main: 11}) {
 		t.Error("tombstone of a deleted key succeeded")
+	}
+}
+
+// A key written once holds its revision inline; a second write moves its
+// history into the index, and a compaction that leaves it one revision
+// moves it back and frees the slot for the next key that needs one.
+func TestKeyIndexInline(t *testing.T) {
+	ix := newIndex()
+	ix.put([]byte("a"), revision{main: 2})
+	a := ix.lookup([]byte("a"))
+	if a.hist != 0 || len(ix.hists) != 1 {
+		t.Fatalf("a key written once has history slot %d, index holds %d", a.hist, len(ix.hists))
+	}
+	ix.put([]byte("a"), revision{main: 3, sub: 1})
+	if a.hist == 0 {
+		t.Fatal("a key written twice is still inline")
+	}
+	slot := a.hist
+	keep := map[revision]struct{}{}
+	if empty := ix.compactKey(a, 3, keep); empty || a.hist != 0 || len(ix.free) != 1 {
+		t.Fatalf("compact(3) = %v, slot %d, free %v; want the key inline again and its slot free", empty, a.hist, ix.free)
+	}
+	if mod, created, ver, ok := ix.get(a, 3); !ok || mod != (revision{main: 3, sub: 1}) || created != 2 || ver != 2 {
+		t.Errorf("get(3) after compact = %v %d %d %v, want {3 1} 2 2 true", mod, created, ver, ok)
+	}
+	if _, ok := keep[revision{main: 3, sub: 1}]; !ok || len(keep) != 1 {
+		t.Errorf("compact(3) keeps %v, want {3 1}", keep)
+	}
+	ix.put([]byte("b"), revision{main: 4})
+	ix.tombstone([]byte("b"), revision{main: 5})
+	if b := ix.lookup([]byte("b")); b.hist != slot || len(ix.free) != 0 {
+		t.Errorf("the next history took slot %d (free %v), want the freed slot %d", b.hist, ix.free, slot)
+	}
+	if got := string(a.keyBytes()); got != "a" {
+		t.Errorf("key = %q, want a", got)
+	}
+}
+
+// TestIndexAgainstHistories drives the index and, for each key, a plain
+// history (never inline) with the same random puts, deletes and chunked
+// compactions, and compares every read at and after the compaction
+// revision, the revisions compactions keep, and the keys left.
+func TestIndexAgainstHistories(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		ix := newIndex()
+		ref := map[string]*history{}
+		rev, compacted := int64(1), int64(0)
+		for step := 0; step < 400; step++ {
+			key := fmt.Sprintf("k%02d", rng.Intn(12))
+			h := ref[key]
+			switch op := rng.Intn(10); {
+			case op < 6:
+				rev++
+				r := revision{main: rev, sub: int64(rng.Intn(3))}
+				ix.put([]byte(key), r)
+				if h == nil {
+					h = &history{gens: []generation{{}}}
+					ref[key] = h
+				}
+				h.put(r)
+			case op < 8:
+				rev++
+				r := revision{main: rev}
+				want := h != nil && h.tombstone(r)
+				if got := ix.tombstone([]byte(key), r); got != want {
+					t.Fatalf("seed %d step %d: tombstone(%s) = %v, want %v", seed, step, key, got, want)
+				}
+			default:
+				at := compacted + int64(rng.Intn(int(rev-compacted)+1))
+				wantKeep, gotKeep := map[revision]struct{}{}, map[revision]struct{}{}
+				for k, h := range ref {
+					h.compact(at, wantKeep)
+					if h.empty() {
+						delete(ref, k)
+					}
+				}
+				for from := []byte{}; from != nil; {
+					from = ix.compact(from, at, 1+rng.Intn(4), gotKeep)
+				}
+				if d := cmp.Diff(wantKeep, gotKeep, cmp.AllowUnexported(revision{})); d != "" {
+					t.Fatalf("seed %d step %d: compact(%d) keeps (-want +got):\n%s", seed, step, at, d)
+				}
+				compacted = at
+			}
+			if ix.tree.Len() != len(ref) {
+				t.Fatalf("seed %d step %d: index holds %d keys, want %d", seed, step, ix.tree.Len(), len(ref))
+			}
+			held := len(ix.hists) - 1 - len(ix.free)
+			inline := 0
+			for k, h := range ref {
+				ki := ix.lookup([]byte(k))
+				if ki == nil {
+					t.Fatalf("seed %d step %d: key %s missing", seed, step, k)
+				}
+				if (ki.hist == 0) != h.single() {
+					t.Fatalf("seed %d step %d: key %s has history slot %d for history %v", seed, step, k, ki.hist, h.gens)
+				}
+				if ki.hist == 0 {
+					inline++
+				}
+				for at := compacted; at <= rev+1; at++ {
+					m1, c1, v1, ok1 := h.get(at)
+					m2, c2, v2, ok2 := ix.get(ki, at)
+					if m1 != m2 || c1 != c2 || v1 != v2 || ok1 != ok2 {
+						t.Fatalf("seed %d step %d: %s get(%d) = %v %d %d %v, want %v %d %d %v", seed, step, k, at, m2, c2, v2, ok2, m1, c1, v1, ok1)
+					}
+				}
+			}
+			if held != len(ref)-inline {
+				t.Fatalf("seed %d step %d: %d history slots held for %d keys not inline", seed, step, held, len(ref)-inline)
+			}
+		}
 	}
 }

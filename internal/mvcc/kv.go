@@ -263,16 +263,16 @@ func (kv *KV) rebuildIndex() (int64, error) {
 		ki := byKey[string(kvMsg.Key)]
 		switch {
 		case ki == nil:
-			ki = &keyIndex{key: string(kvMsg.Key)}
-			ki.restoreFirst(r, tomb, kvMsg.CreateRevision, kvMsg.Version)
-			byKey[string(kvMsg.Key)] = ki
+			ki = newKeyIndex(string(kvMsg.Key))
+			kv.idx.restoreFirst(ki, r, tomb, kvMsg.CreateRevision, kvMsg.Version)
+			byKey[ki.key()] = ki
 		case tomb:
-			if !ki.tombstone(r) {
+			if !kv.idx.remove(ki, r) {
 				kv.lg.Warn("ignoring tombstone of a key that does not exist",
 					zap.ByteString("key", kvMsg.Key), zap.Int64("revision", r.main))
 			}
 		default:
-			ki.put(r)
+			kv.idx.record(ki, r)
 		}
 		return true
 	})

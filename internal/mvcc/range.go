@@ -107,18 +107,18 @@ func (v *view) collect(s keySpan, atRev int64, own bool, keep int) (ents []range
 	}
 	v.kv.mu.RLock()
 	v.kv.idx.ascend(s, func(ki *keyIndex) bool {
-		for len(staged) > 0 && string(staged[0].kv.Key) < ki.key {
+		for len(staged) > 0 && string(staged[0].kv.Key) < ki.key() {
 			addStaged(staged[0])
 			staged = staged[1:]
 		}
-		if len(staged) > 0 && string(staged[0].kv.Key) == ki.key {
+		if len(staged) > 0 && string(staged[0].kv.Key) == ki.key() {
 			// A staged entry changed this key: its state replaces the
 			// committed one.
 			addStaged(staged[0])
 			staged = staged[1:]
 			return true
 		}
-		if mod, created, ver, ok := ki.get(atRev); ok {
+		if mod, created, ver, ok := v.kv.idx.get(ki, atRev); ok {
 			add(rangeEntry{key: ki.keyBytes(), mod: mod, created: created, ver: ver})
 		}
 		return true
