@@ -76,7 +76,7 @@ func (p *probe) of(key []byte) *keyIndex {
 	}
 	p.words = p.words[:n]
 	ki := (*keyIndex)(unsafe.Pointer(unsafe.SliceData(p.words)))
-	ki.keyLen = uint32(len(key))
+	*ki = keyIndex{keyLen: uint32(len(key))}
 	copy(ki.keyBytes(), key)
 	return ki
 }
