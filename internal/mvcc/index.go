@@ -161,7 +161,9 @@ func (ix *index) restoreFirst(ki *keyIndex, r revision, tombstone bool, created,
 		ki.rev, ki.created, ki.ver = r, created, ver
 		return
 	}
-	ix.hold(ki, &history{gens: []generation{{ver: 1, revs: []revision{r}}, {}}})
+	h := newHistory(r, 0, 1)
+	h.gens = append(h.gens, generation{})
+	ix.hold(ki, h)
 }
 
 // get returns the revision of ki's value as of main revision atRev, with
@@ -216,7 +218,7 @@ func (ix *index) keepAt(ki *keyIndex, atRev int64, keep map[revision]struct{}) {
 // spill moves ki's inline history into one the index holds, and returns
 // it.
 func (ix *index) spill(ki *keyIndex) *history {
-	h := &history{gens: []generation{{created: ki.created, ver: ki.ver, revs: []revision{ki.rev}}}}
+	h := newHistory(ki.rev, ki.created, ki.ver)
 	ix.hold(ki, h)
 	ki.rev, ki.created, ki.ver = revision{}, 0, 0
 	return h

@@ -76,6 +76,23 @@ func (ki *keyIndex) key() string {
 // revision.
 type history struct {
 	gens []generation
+	// gen0 and rev0 are where gens and its first generation's revisions
+	// start out, so that a key spilled by its second write costs one
+	// allocation.
+	gen0 [1]generation
+	rev0 [2]revision
+}
+
+// newHistory returns a history of one generation, holding r if ver is not
+// 0 (created and ver describe it) and nothing otherwise.
+func newHistory(r revision, created, ver int64) *history {
+	h := &history{}
+	h.gens = h.gen0[:1:1]
+	h.gens[0] = generation{created: created, ver: ver, revs: h.rev0[:0:2]}
+	if ver != 0 {
+		h.gens[0].revs = append(h.gens[0].revs, r)
+	}
+	return h
 }
 
 type generation struct {
