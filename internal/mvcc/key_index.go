@@ -83,15 +83,13 @@ type history struct {
 	rev0 [2]revision
 }
 
-// newHistory returns a history of one generation, holding r if ver is not
-// 0 (created and ver describe it) and nothing otherwise.
+// newHistory returns a history of one generation holding r, whose create
+// revision and version are created and ver.
 func newHistory(r revision, created, ver int64) *history {
 	h := &history{}
+	h.rev0[0] = r
+	h.gen0[0] = generation{created: created, ver: ver, revs: h.rev0[:1:2]}
 	h.gens = h.gen0[:1:1]
-	h.gens[0] = generation{created: created, ver: ver, revs: h.rev0[:0:2]}
-	if ver != 0 {
-		h.gens[0].revs = append(h.gens[0].revs, r)
-	}
 	return h
 }
 
