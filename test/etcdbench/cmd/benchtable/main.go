@@ -64,6 +64,8 @@ type run struct {
 	round, exit              int
 	cpuSec                   float64
 	other, tool              float64 // cores used by other processes and by the tool; -1 when unknown
+	restSec                  float64 // CPU seconds the rest of the machine (tool and others) used; -1 when unknown
+	busy                     float64 // cores the whole machine used; -1 when unknown
 	rssMiB                   float64 // the servers' resident memory after the run; -1 when unknown
 	summary
 }
@@ -134,7 +136,7 @@ func readRuns(path string) ([]run, error) {
 		if hz > 0 {
 			r.cpuSec = ticks / hz
 		}
-		r.other, r.tool, r.rssMiB = -1, -1, -1
+		r.other, r.tool, r.rssMiB, r.restSec, r.busy = -1, -1, -1, -1, -1
 		if len(fs) == 13 {
 			kib, _ := strconv.ParseFloat(fs[12], 64)
 			r.rssMiB = kib / 1024
@@ -146,6 +148,8 @@ func readRuns(path string) ([]run, error) {
 			if wall > 0 {
 				r.tool = toolSec / wall
 				r.other = max(0, (busy/hz-r.cpuSec-toolSec)/wall)
+				r.restSec = max(0, busy/hz-r.cpuSec)
+				r.busy = busy / hz / wall
 			}
 		}
 		raw := fs[7]
@@ -245,6 +249,7 @@ func median(xs []float64) float64 {
 // cell is one target's medians in one row.
 type cell struct {
 	rps, cpuMs, p99 []float64 // per round
+	restMs, busy    []float64 // the rest of the machine's CPU ms per op, and the cores busy, per round
 	rss             []float64 // MiB, per round
 	failed, errs    int
 	byRound         map[int]float64 // requests/s by round
@@ -280,6 +285,10 @@ func collect(runs []run) []*rowData {
 		c.rps = append(c.rps, r.rps)
 		c.byRound[r.round] = r.rps
 		c.cpuMs = append(c.cpuMs, r.cpuSec*1000/r.ops())
+		if r.restSec >= 0 {
+			c.restMs = append(c.restMs, r.restSec*1000/r.ops())
+			c.busy = append(c.busy, r.busy)
+		}
 		if r.rssMiB > 0 {
 			c.rss = append(c.rss, r.rssMiB)
 		}
@@ -357,6 +366,7 @@ func render(runs []run) string {
 			notes = append(notes, rd.failures()...)
 		}
 	}
+	b.WriteString(bounds(rows))
 	if len(notes) > 0 {
 		b.WriteString("\nFailures (left out of the medians): " + strings.Join(notes, "; ") + ".\n")
 	}
@@ -499,7 +509,17 @@ func docSection(table string, runs []run, commit, command, versions, scale strin
 		"The tool and the server share the machine's cores; the line under the\n" +
 		"table gives how many cores the tool and other processes used. The memory\n" +
 		"rows give the server's resident memory (`VmRSS`) 2 s after the tool's\n" +
-		"last request, below 1.0× is better.\n\n")
+		"last request, below 1.0× is better.\n\n" +
+		"The third table says what this machine allows. Where etcd's runs kept\n" +
+		"the cores busy (80 % or more), the tool and the server split them, and\n" +
+		"req/s is the cores over the CPU both spend per operation: the rest of\n" +
+		"the machine's CPU per operation (the tool's, mostly, taken from the\n" +
+		"busy time of `/proc/stat` less the server's) plus the server's. With\n" +
+		"etcd's figures that model gives the req/s ratio a server of a given CPU\n" +
+		"per operation reaches, checked against Cairn's measured ratio in the\n" +
+		"same row; the ratio of a server that used no CPU at all; and the server\n" +
+		"CPU per operation, as a multiple of etcd's, that the Performance issue's\n" +
+		"target ratio would take on this machine.\n\n")
 	fmt.Fprintf(&b, "Run of %s at commit `%s`, SCALE=%s, ROUNDS=%d; machine: %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), commit, scale, rounds, machine())
 	if versions != "" {
 		b.WriteString("\nVersions:\n\n")
@@ -584,4 +604,66 @@ func replaceSection(path, section string) error {
 		out.WriteString(l)
 	}
 	return os.WriteFile(path, []byte(out.String()), 0o644)
+}
+
+// issueTargets is the req/s ratio the Performance issue asks of each row.
+var issueTargets = map[string]float64{
+	"put-1": 1.2, "put-64": 1.5, "range-l": 1.5, "range-s": 1.5, "txn-put": 1.5,
+	"watch-1key": 1.5, "watch-100keys": 1.5, "lease-keepalive": 1.2, "put-cluster": 1.5,
+}
+
+// cpuBound is the share of the machine's cores above which a run counts as
+// bound by the machine's CPU. The busy time includes the tool's start and
+// finish, when few requests are in flight, so a machine-bound run shows
+// 80-90 % of the cores busy, a latency-bound one (one client) 60-70 %.
+const cpuBound = 0.8
+
+// bounds renders what the machine allows each row: when etcd's runs kept
+// the cores busy, the tool (and anything else running) and the server
+// split the cores, so req/s is the cores over the CPU both spend per
+// operation. With the rest's CPU per operation r and etcd's server s, a
+// server that used no CPU at all would reach (s+r)/r times etcd's req/s,
+// and the issue's target T needs a server CPU per operation of at most
+// ((s+r)/T − r), shown as a multiple of s. The model takes the machine as
+// the only limit; the idle 10-20 % of a machine-bound run (start, finish,
+// fsync waits) make it a little generous to the server. Rows whose runs
+// left more cores idle are bound by latency instead (one request in
+// flight, or a fixed rate).
+func bounds(rows []*rowData) string {
+	var b strings.Builder
+	cores := float64(runtime.NumCPU())
+	for _, rd := range rows {
+		base := rd.cells["etcd"]
+		target, ok := issueTargets[rd.name]
+		if !ok || base == nil || len(base.busy) == 0 || len(base.cpuMs) == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "\n| row (what the machine allows) | cores busy, etcd's runs (of %.0f) | rest of the machine, CPU ms/op | etcd server CPU ms/op | req/s ratio the model gives Cairn's CPU/op, rocksdb / memory (measured) | req/s ratio of a server using no CPU | target | server CPU/op the target needs |\n", cores)
+			b.WriteString("|---|---:|---:|---:|---|---:|---:|---|\n")
+		}
+		busy, rest, srv := median(base.busy), median(base.restMs), median(base.cpuMs)
+		fmt.Fprintf(&b, "| %s | %.2f | %s | %s", rd.label, busy, fmtMs(rest), fmtMs(srv))
+		if busy < cpuBound*cores || rest <= 0 {
+			fmt.Fprintf(&b, " | – | – (latency-bound) | %.1f× | – |\n", target)
+			continue
+		}
+		var model []string
+		for _, t := range targets[1:] {
+			c := rd.cells[t]
+			if c == nil || len(c.cpuMs) == 0 || len(c.rps) == 0 {
+				model = append(model, "–")
+				continue
+			}
+			model = append(model, fmt.Sprintf("%.2f× (%.2f×)", (srv+rest)/(median(c.cpuMs)+rest), median(c.rps)/median(base.rps)))
+		}
+		fmt.Fprintf(&b, " | %s", strings.Join(model, " / "))
+		need := ((srv+rest)/target - rest) / srv
+		needs := fmt.Sprintf("≤ %.2f× etcd's", need)
+		if need <= 0 {
+			needs = "none: out of reach"
+		}
+		fmt.Fprintf(&b, " | %.2f× | %.1f× | %s |\n", (srv+rest)/rest, target, needs)
+	}
+	return b.String()
 }
