@@ -202,77 +202,121 @@ func TestKeyIndexInline(t *testing.T) {
 // TestIndexAgainstHistories drives the index and, for each key, a plain
 // history (never inline) with the same random puts, deletes and chunked
 // compactions, and compares every read at and after the compaction
-// revision, the revisions compactions keep, and the keys left.
+// revision, the revisions compactions keep, the keys left and their bytes.
 func TestIndexAgainstHistories(t *testing.T) {
 	for seed := int64(1); seed <= 20; seed++ {
 		rng := rand.New(rand.NewSource(seed))
-		ix := newIndex()
-		ref := map[string]*history{}
-		rev, compacted := int64(1), int64(0)
-		for step := 0; step < 400; step++ {
-			key := fmt.Sprintf("k%02d", rng.Intn(12))
-			h := ref[key]
-			switch op := rng.Intn(10); {
-			case op < 6:
-				rev++
-				r := revision{main: rev, sub: int64(rng.Intn(3))}
-				ix.put([]byte(key), r)
-				if h == nil {
-					h = &history{gens: []generation{{}}}
-					ref[key] = h
-				}
-				h.put(r)
-			case op < 8:
-				rev++
-				r := revision{main: rev}
-				want := h != nil && h.tombstone(r)
-				if got := ix.tombstone([]byte(key), r); got != want {
-					t.Fatalf("seed %d step %d: tombstone(%s) = %v, want %v", seed, step, key, got, want)
-				}
-			default:
-				at := compacted + int64(rng.Intn(int(rev-compacted)+1))
-				wantKeep, gotKeep := map[revision]struct{}{}, map[revision]struct{}{}
-				for k, h := range ref {
-					h.compact(at, wantKeep)
-					if h.empty() {
-						delete(ref, k)
-					}
-				}
-				for from := []byte{}; from != nil; {
-					from = ix.compact(from, at, 1+rng.Intn(4), gotKeep)
-				}
-				if d := cmp.Diff(wantKeep, gotKeep, cmp.AllowUnexported(revision{})); d != "" {
-					t.Fatalf("seed %d step %d: compact(%d) keeps (-want +got):\n%s", seed, step, at, d)
-				}
-				compacted = at
+		checkIndexAgainstHistories(t, fmt.Sprintf("seed %d", seed), 400, rng.Intn)
+	}
+}
+
+// FuzzIndexAgainstHistories is TestIndexAgainstHistories with the fuzzer
+// choosing the operations, the keys and their lengths (empty, around the
+// 8-byte words the key is stored in, and long), so that the key bytes
+// kept after each key's head are read back at every length. Run under
+// -race, the checks of unsafe pointer conversions watch the layout too.
+func FuzzIndexAgainstHistories(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte{9, 9, 9, 0, 0, 0, 7, 7, 8, 8, 9, 1, 1, 1, 6, 6})
+	f.Fuzz(func(t *testing.T, choices []byte) {
+		i := 0
+		choose := func(n int) int {
+			if i >= len(choices) {
+				return 0
 			}
-			if ix.tree.Len() != len(ref) {
-				t.Fatalf("seed %d step %d: index holds %d keys, want %d", seed, step, ix.tree.Len(), len(ref))
+			c := int(choices[i])
+			i++
+			return c % n
+		}
+		checkIndexAgainstHistories(t, "fuzz", min(len(choices)/3, 300), choose)
+	})
+}
+
+// indexKey is key number n of the checks, of one of several lengths.
+func indexKey(n, length int) string {
+	lengths := []int{0, 1, 3, 7, 8, 9, 15, 16, 17, 100}
+	k := fmt.Sprintf("k%02d", n)
+	l := lengths[length%len(lengths)]
+	for len(k) < l {
+		k += k
+	}
+	return k[:l]
+}
+
+// checkIndexAgainstHistories applies steps operations chosen by choose
+// (which returns a number in [0, n)) to an index and to a plain history
+// per key, and compares them after each step.
+func checkIndexAgainstHistories(t *testing.T, name string, steps int, choose func(n int) int) {
+	t.Helper()
+	ix := newIndex()
+	ref := map[string]*history{}
+	rev, compacted := int64(1), int64(0)
+	for step := 0; step < steps; step++ {
+		key := indexKey(choose(12), choose(10))
+		h := ref[key]
+		switch op := choose(10); {
+		case op < 6:
+			rev++
+			r := revision{main: rev, sub: int64(choose(3))}
+			ix.put([]byte(key), r)
+			if h == nil {
+				h = &history{gens: []generation{{}}}
+				ref[key] = h
 			}
-			held := len(ix.hists) - 1 - len(ix.free)
-			inline := 0
+			h.put(r)
+		case op < 8:
+			rev++
+			r := revision{main: rev}
+			want := h != nil && h.tombstone(r)
+			if got := ix.tombstone([]byte(key), r); got != want {
+				t.Fatalf("%s step %d: tombstone(%q) = %v, want %v", name, step, key, got, want)
+			}
+		default:
+			at := compacted + int64(choose(int(rev-compacted)+1))
+			wantKeep, gotKeep := map[revision]struct{}{}, map[revision]struct{}{}
 			for k, h := range ref {
-				ki := ix.lookup([]byte(k))
-				if ki == nil {
-					t.Fatalf("seed %d step %d: key %s missing", seed, step, k)
-				}
-				if (ki.hist == 0) != h.single() {
-					t.Fatalf("seed %d step %d: key %s has history slot %d for history %v", seed, step, k, ki.hist, h.gens)
-				}
-				if ki.hist == 0 {
-					inline++
-				}
-				for at := compacted; at <= rev+1; at++ {
-					m1, c1, v1, ok1 := h.get(at)
-					m2, c2, v2, ok2 := ix.get(ki, at)
-					if m1 != m2 || c1 != c2 || v1 != v2 || ok1 != ok2 {
-						t.Fatalf("seed %d step %d: %s get(%d) = %v %d %d %v, want %v %d %d %v", seed, step, k, at, m2, c2, v2, ok2, m1, c1, v1, ok1)
-					}
+				h.compact(at, wantKeep)
+				if h.empty() {
+					delete(ref, k)
 				}
 			}
-			if held != len(ref)-inline {
-				t.Fatalf("seed %d step %d: %d history slots held for %d keys not inline", seed, step, held, len(ref)-inline)
+			for from := []byte{}; from != nil; {
+				from = ix.compact(from, at, 1+choose(4), gotKeep)
 			}
+			if d := cmp.Diff(wantKeep, gotKeep, cmp.AllowUnexported(revision{})); d != "" {
+				t.Fatalf("%s step %d: compact(%d) keeps (-want +got):\n%s", name, step, at, d)
+			}
+			compacted = at
+		}
+		if ix.tree.Len() != len(ref) {
+			t.Fatalf("%s step %d: index holds %d keys, want %d", name, step, ix.tree.Len(), len(ref))
+		}
+		held := len(ix.hists) - 1 - len(ix.free)
+		inline := 0
+		for k, h := range ref {
+			ki := ix.lookup([]byte(k))
+			if ki == nil {
+				t.Fatalf("%s step %d: key %q missing", name, step, k)
+			}
+			if ki.key() != k || string(ki.keyBytes()) != k {
+				t.Fatalf("%s step %d: key %q reads back as %q / %q", name, step, k, ki.key(), ki.keyBytes())
+			}
+			if (ki.hist == 0) != h.single() {
+				t.Fatalf("%s step %d: key %q has history slot %d for history %v", name, step, k, ki.hist, h.gens)
+			}
+			if ki.hist == 0 {
+				inline++
+			}
+			for at := compacted; at <= rev+1; at++ {
+				m1, c1, v1, ok1 := h.get(at)
+				m2, c2, v2, ok2 := ix.get(ki, at)
+				if m1 != m2 || c1 != c2 || v1 != v2 || ok1 != ok2 {
+					t.Fatalf("%s step %d: %q get(%d) = %v %d %d %v, want %v %d %d %v", name, step, k, at, m2, c2, v2, ok2, m1, c1, v1, ok1)
+				}
+			}
+		}
+		if held != len(ref)-inline {
+			t.Fatalf("%s step %d: %d history slots held for %d keys not inline", name, step, held, len(ref)-inline)
 		}
 	}
 }
