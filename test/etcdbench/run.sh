@@ -7,7 +7,7 @@
 #
 #   test/etcdbench/run.sh [--scale F] [--rounds N] [--rows LIST]
 #                         [--targets LIST] [--report FILE | --no-report]
-#                         [--cairn-bin PATH]
+#                         [--cairn-bin PATH] [--profile SECS]
 #
 # --scale F multiplies every row's request total (default $SCALE or 1; the
 #   totals at 1 make a whole run take about 10 minutes on 2 cores).
@@ -22,6 +22,12 @@
 # --report FILE the Markdown file whose section is replaced (default
 #   docs/performance.md); --no-report only prints the table.
 # --cairn-bin PATH the Cairn binary (default bin/cairn; make build).
+# --profile SECS starts every server with --enable-pprof and, for each run
+#   and member, takes a CPU profile of the first SECS seconds of the load
+#   and the allocation profile before and after it (raw/ROW.TARGET.ROUND.mN
+#   .cpu.prof, .allocs0.prof, .allocs1.prof; `go tool pprof -base` of the
+#   two allocation profiles gives the load's allocations). Profiling costs
+#   the servers CPU, so a profiled run writes no report (as --no-report).
 #
 # Each run (one row, one round, one target) gets a fresh single-member server
 # (three members for put-cluster), each member in its own process: new data
@@ -51,6 +57,7 @@ rows=${ROWS:-all}
 targets_arg=${TARGETS:-etcd,cairn-rocksdb,cairn-memory}
 report=$root/docs/performance.md
 cairn_bin=$root/bin/cairn
+profile=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--scale) scale=$2; shift 2 ;;
@@ -60,6 +67,7 @@ while [ $# -gt 0 ]; do
 	--report) report=$2; shift 2 ;;
 	--no-report) report=''; shift ;;
 	--cairn-bin) cairn_bin=$2; shift 2 ;;
+	--profile) profile=$2; report=''; shift 2 ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -193,6 +201,7 @@ start_server() {
 			--listen-peer-urls "$pu" --initial-advertise-peer-urls "$pu"
 			--initial-cluster "$cluster" --initial-cluster-token etcdbench)
 		[ "$target" = etcd ] || args+=(--storage-engine "${target#cairn-}")
+		[ -z "$profile" ] || args+=(--enable-pprof)
 		"$exe" "${args[@]}" > "$srv_dir/m$i.log" 2>&1 &
 		srv_pids+=($!)
 		ep+=",$cu"
@@ -257,6 +266,15 @@ for row in "${sel_rows[@]}"; do
 			b0=$(busy_ticks)
 			times > "$times_file"
 			c0=$(child_cpu)
+			prof_pids=()
+			if [ -n "$profile" ]; then
+				IFS=, read -r -a urls <<<"$ep"
+				for i in "${!urls[@]}"; do
+					curl -s "${urls[i]}/debug/pprof/allocs" > "$raw/$f.m$((i + 1)).allocs0.prof"
+					curl -s "${urls[i]}/debug/pprof/profile?seconds=$profile" > "$raw/$f.m$((i + 1)).cpu.prof" &
+					prof_pids+=($!)
+				done
+			fi
 			w0=$(date +%s.%N)
 			set +e
 			# shellcheck disable=SC2086 # args is a word list
@@ -268,6 +286,12 @@ for row in "${sel_rows[@]}"; do
 			c1=$(child_cpu)
 			b1=$(busy_ticks)
 			t1=$(cpu_ticks)
+			if [ -n "$profile" ]; then
+				for i in "${!urls[@]}"; do
+					curl -s "${urls[i]}/debug/pprof/allocs" > "$raw/$f.m$((i + 1)).allocs1.prof"
+				done
+				wait "${prof_pids[@]}"
+			fi
 			# The memory rows read the RSS once the server has settled.
 			[[ $row != rss-* ]] || sleep 2
 			rss=$(rss_kb)
