@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,11 +18,13 @@ import (
 
 // memNet connects nodes in memory. Messages are delivered on their own
 // goroutine, in order per sender; drop, if set, discards the messages it
-// matches.
+// matches. committed holds the data of the normal entries each node
+// committed, in order.
 type memNet struct {
-	mu    sync.Mutex
-	nodes map[uint64]*Node
-	drop  func(m *raftpb.Message) bool
+	mu        sync.Mutex
+	nodes     map[uint64]*Node
+	drop      func(m *raftpb.Message) bool
+	committed map[uint64][]string
 }
 
 type memTransport struct {
@@ -50,7 +54,7 @@ func (n *memNet) setDrop(f func(m *raftpb.Message) bool) {
 // startCluster starts nodes 1..size over net.
 func startCluster(t *testing.T, size int) (*memNet, []*Node) {
 	t.Helper()
-	net := &memNet{nodes: make(map[uint64]*Node)}
+	net := &memNet{nodes: make(map[uint64]*Node), committed: make(map[uint64][]string)}
 	var ids []uint64
 	for i := 1; i <= size; i++ {
 		ids = append(ids, uint64(i))
@@ -63,7 +67,15 @@ func startCluster(t *testing.T, size int) (*memNet, []*Node) {
 		}
 		n, err := Start(actors.NewSystem(), Config{
 			ID: id, Peers: ids, Log: l, TickInterval: 10 * time.Millisecond,
-			Transport: memTransport{net: net, from: id}, Commit: func([]*raftpb.Entry) {},
+			Transport: memTransport{net: net, from: id}, Commit: func(ents []*raftpb.Entry) {
+				net.mu.Lock()
+				defer net.mu.Unlock()
+				for _, e := range ents {
+					if e.GetType() == raftpb.EntryNormal && len(e.GetData()) > 0 {
+						net.committed[id] = append(net.committed[id], string(e.GetData()))
+					}
+				}
+			},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -179,4 +191,55 @@ func TestReadFailsWhenLeaderChanges(t *testing.T) {
 	if st := f.Status(); st.Leader != st.ID || st.BecameLeader.IsZero() {
 		t.Fatalf("status after the transfer: %+v", st)
 	}
+}
+
+// TestProposalsBatchIntoFewAppends: proposals that reach the leader
+// together are stepped into raft as one, so a follower gets a few appends
+// for them rather than one each (and acknowledges a few), and every member
+// commits each proposal once, in the order proposed.
+func TestProposalsBatchIntoFewAppends(t *testing.T) {
+	net, nodes := startCluster(t, 3)
+	f := follower(t, nodes)
+	fid, lead := f.Status().ID, f.Status().Leader
+	var appends atomic.Int64
+	net.setDrop(func(m *raftpb.Message) bool {
+		if m.GetType() == raftpb.MsgApp && m.GetTo() == fid && len(m.GetEntries()) > 0 {
+			appends.Add(1)
+		}
+		return false
+	})
+	const n = 500
+	leader := nodes[lead-1]
+	for i := range n {
+		leader.Propose([]byte(strconv.Itoa(i)), func(err error) { t.Errorf("proposal %d rejected: %v", i, err) })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		net.mu.Lock()
+		done := len(net.committed[1]) >= n && len(net.committed[2]) >= n && len(net.committed[3]) >= n
+		net.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proposals not committed on every member after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	net.mu.Lock()
+	defer net.mu.Unlock()
+	for id, got := range net.committed {
+		if len(got) != n {
+			t.Fatalf("member %d committed %d entries, want %d", id, len(got), n)
+		}
+		for i, d := range got {
+			if d != strconv.Itoa(i) {
+				t.Fatalf("member %d committed %q at %d, want %d", id, d, i, i)
+			}
+		}
+	}
+	if got := appends.Load(); got > n/10 {
+		t.Fatalf("follower got %d appends for %d proposals, want at most %d", got, n, n/10)
+	}
+	t.Logf("follower got %d appends for %d proposals", appends.Load(), n)
 }

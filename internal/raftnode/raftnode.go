@@ -98,6 +98,18 @@ const maxReadiesPerTurn = 4
 // beyond it proposals fail with ErrNoLeader at once.
 const maxWaitingProposals = 4096
 
+// Proposals that reach the actor between two Readies are stepped into raft
+// as one MsgProp. Raft's leader sends every follower an append for each
+// MsgProp it steps, and each append is acknowledged, so proposals stepped
+// one by one cost a message each way per follower and proposal; batched,
+// one per batch. A follower forwards a batch to the leader as one
+// message. A batch is stepped once it holds maxBatchProposals proposals or
+// maxBatchBytes of data, or at the next Ready.
+const (
+	maxBatchProposals = 256
+	maxBatchBytes     = 256 << 10
+)
+
 // Node is the client of the raft actor. Its methods are safe for concurrent
 // use.
 type Node struct {
@@ -377,6 +389,10 @@ type raftActor struct {
 
 	// waitingProposals wait for a leader to be known.
 	waitingProposals []proposeMsg
+	// batch holds the data proposals not yet stepped into raft, batchBytes
+	// the size of their data (see maxBatchProposals).
+	batch      []proposeMsg
+	batchBytes int
 
 	pendingReads []readWaiter
 	readSeq      uint64
@@ -459,20 +475,69 @@ func (a *raftActor) propose(m proposeMsg) {
 		a.waitingProposals = append(a.waitingProposals, m)
 		return
 	}
-	var err error
-	if m.cc != nil {
-		err = a.rn.ProposeConfChange(m.cc)
-	} else {
-		err = a.rn.Propose(m.data)
-	}
-	if err != nil {
-		if errors.Is(err, raft.ErrProposalDropped) {
-			err = ErrNoLeader
+	if m.cc == nil {
+		a.batch = append(a.batch, m)
+		a.batchBytes += len(m.data)
+		if len(a.batch) >= maxBatchProposals || a.batchBytes >= maxBatchBytes {
+			a.stepBatch()
 		}
-		m.rejected(err)
+		a.scheduleReady()
+		return
+	}
+	// A membership change goes after the data proposed before it.
+	a.stepBatch()
+	if err := a.rn.ProposeConfChange(m.cc); err != nil {
+		m.rejected(proposeError(err))
 		return
 	}
 	a.scheduleReady()
+}
+
+// stepBatch steps the batched data proposals into raft as one MsgProp, in
+// the order they came; if raft drops it, each is rejected. If the leader
+// was lost since they were batched, they wait for one as propose has them
+// do.
+func (a *raftActor) stepBatch() {
+	if len(a.batch) == 0 {
+		return
+	}
+	if a.rn.BasicStatus().Lead == raft.None {
+		for _, m := range a.batch {
+			if len(a.waitingProposals) >= maxWaitingProposals {
+				m.rejected(ErrNoLeader)
+				continue
+			}
+			a.waitingProposals = append(a.waitingProposals, m)
+		}
+		a.resetBatch()
+		return
+	}
+	ents := make([]*raftpb.Entry, len(a.batch))
+	for i, m := range a.batch {
+		ents[i] = &raftpb.Entry{Data: m.data}
+	}
+	err := a.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(a.cfg.ID), Entries: ents})
+	if err != nil {
+		err = proposeError(err)
+		for _, m := range a.batch {
+			m.rejected(err)
+		}
+	}
+	a.resetBatch()
+}
+
+func (a *raftActor) resetBatch() {
+	clear(a.batch)
+	a.batch = a.batch[:0]
+	a.batchBytes = 0
+}
+
+// proposeError is the error a proposal raft refused is rejected with.
+func proposeError(err error) error {
+	if errors.Is(err, raft.ErrProposalDropped) {
+		return ErrNoLeader
+	}
+	return err
 }
 
 func (a *raftActor) progress(m progressMsg) {
@@ -528,6 +593,7 @@ func (a *raftActor) campaign() {
 
 func (a *raftActor) handleReady() {
 	a.readyScheduled = false
+	a.stepBatch()
 	if len(a.pendingReads) > 0 && a.rn.BasicStatus().Lead != raft.None {
 		// One ReadIndex round serves every read that queued since the last.
 		// Without a leader the reads wait for one, as proposals do.
@@ -722,6 +788,10 @@ func (a *raftActor) stop() {
 		m.rejected(ErrStopped)
 	}
 	a.waitingProposals = nil
+	for _, m := range a.batch {
+		m.rejected(ErrStopped)
+	}
+	a.batch = nil
 	a.failInflightReads(ErrStopped)
 }
 
