@@ -466,13 +466,7 @@ func (a *raftActor) scheduleReady() {
 
 func (a *raftActor) propose(m proposeMsg) {
 	if a.rn.BasicStatus().Lead == raft.None {
-		// Like etcd, wait for a leader instead of failing at once; the
-		// caller's deadline bounds the wait.
-		if len(a.waitingProposals) >= maxWaitingProposals {
-			m.rejected(ErrNoLeader)
-			return
-		}
-		a.waitingProposals = append(a.waitingProposals, m)
+		a.waitForLeader(m)
 		return
 	}
 	if m.cc == nil {
@@ -503,11 +497,7 @@ func (a *raftActor) stepBatch() {
 	}
 	if a.rn.BasicStatus().Lead == raft.None {
 		for _, m := range a.batch {
-			if len(a.waitingProposals) >= maxWaitingProposals {
-				m.rejected(ErrNoLeader)
-				continue
-			}
-			a.waitingProposals = append(a.waitingProposals, m)
+			a.waitForLeader(m)
 		}
 		a.resetBatch()
 		return
@@ -524,6 +514,17 @@ func (a *raftActor) stepBatch() {
 		}
 	}
 	a.resetBatch()
+}
+
+// waitForLeader holds m until a leader is known: like etcd, a proposal
+// without a leader waits rather than failing at once, its caller's
+// deadline bounding the wait, unless maxWaitingProposals already wait.
+func (a *raftActor) waitForLeader(m proposeMsg) {
+	if len(a.waitingProposals) >= maxWaitingProposals {
+		m.rejected(ErrNoLeader)
+		return
+	}
+	a.waitingProposals = append(a.waitingProposals, m)
 }
 
 func (a *raftActor) resetBatch() {
