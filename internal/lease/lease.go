@@ -5,9 +5,13 @@
 // attached to each) is replicated state: grants and revokes are raft
 // entries that the store applies, and mvcc keeps the table in the engine's
 // Lease bucket. What is not replicated is each lease's expiry: the leader
-// keeps it in memory, here. Keep-alives renew it; when it passes, the actor
-// proposes a revoke through the store, at most RevokeRate per second so that
-// a storm of expiring leases becomes a bounded stream of raft entries.
+// keeps it in memory, here. Each lease's expiry is a clock shared by the
+// actor and the keep-alives: a keep-alive moves it forward in place,
+// without a message to the actor, so keep-alives neither queue behind one
+// another nor flood the actor's mailbox, and the actor looks at the clock
+// when the lease comes due. When the expiry passes, the actor proposes a
+// revoke through the store, at most RevokeRate per second so that a storm
+// of expiring leases becomes a bounded stream of raft entries.
 //
 // As in etcd without lease checkpoints, a restart forgets the remaining
 // TTLs: every lease starts again with its full granted TTL (plus Extend, an
@@ -21,11 +25,14 @@
 package lease
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -119,30 +126,115 @@ type Lessor struct {
 	ref  *actors.Ref
 	st   Store
 	stop chan struct{}
+	// epoch is when the lessor started; clocks count from it, on the
+	// monotonic clock.
+	epoch time.Time
+	// clocks maps a lease ID to its *clock, for every lease the actor
+	// tracks. The actor adds and removes them; keep-alives and readers
+	// look them up.
+	clocks sync.Map
+}
+
+// clock is one lease's expiry, shared by the lease actor and keep-alives.
+type clock struct {
+	// ttl is the lease's granted TTL.
+	ttl time.Duration
+	// at is when the lease expires, in nanoseconds since the lessor's
+	// epoch, or revoking once the actor has proposed its revoke (or the
+	// lease is gone). Keep-alives only move it forward, by compare and
+	// swap, and never from revoking.
+	at atomic.Int64
+	// own: at was last set (granted or renewed) while this member led,
+	// so promote leaves it alone. A member sees that it leads only at its
+	// next tick, and a lease granted or renewed in between must not get an
+	// election timeout more than etcd's leader would give it.
+	own atomic.Bool
+}
+
+// revoking is a clock's at once its lease can no longer be renewed.
+const revoking = math.MinInt64
+
+// renew restarts the clock at now if it has not expired.
+func (c *clock) renew(now int64) bool {
+	for {
+		at := c.at.Load()
+		if at == revoking || now >= at {
+			return false
+		}
+		if c.at.CompareAndSwap(at, addClamped(now, c.ttl)) {
+			return true
+		}
+	}
+}
+
+// expire marks the clock revoking if it has expired by now, and reports
+// whether it has; false means a keep-alive has moved it past now.
+func (c *clock) expire(now int64) bool {
+	for {
+		at := c.at.Load()
+		if at == revoking {
+			return true
+		}
+		if at > now {
+			return false
+		}
+		if c.at.CompareAndSwap(at, revoking) {
+			return true
+		}
+	}
+}
+
+// restart sets the clock to at unless it is revoking or its member set it
+// while leading (see own); it reports whether it did.
+func (c *clock) restart(at int64) bool {
+	for {
+		cur := c.at.Load()
+		if cur == revoking || c.own.Load() {
+			return false
+		}
+		if c.at.CompareAndSwap(cur, at) {
+			return true
+		}
+	}
+}
+
+// addClamped is t+d, at most math.MaxInt64: etcd's largest TTL is close
+// to the range of a Duration.
+func addClamped(t int64, d time.Duration) int64 {
+	if int64(d) > math.MaxInt64-t {
+		return math.MaxInt64
+	}
+	return t + int64(d)
+}
+
+// now is the lessor's clock reading: nanoseconds since its epoch.
+func (l *Lessor) now() int64 { return int64(time.Since(l.epoch)) }
+
+// clock returns lease id's clock, nil if the actor does not track it.
+func (l *Lessor) clock(id int64) *clock {
+	c, ok := l.clocks.Load(id)
+	if !ok {
+		return nil
+	}
+	return c.(*clock)
 }
 
 // The lease actor's messages.
 type (
-	appliedMsg struct{ id, ttl int64 }
-	resetMsg   struct{ leases []mvcc.LeaseInfo }
-	readyMsg   struct{}
-	renewMsg   struct {
+	// appliedMsg: lease id was granted with clock, or revoked (nil).
+	appliedMsg struct {
 		id    int64
-		reply chan<- renewResult
+		clock *clock
 	}
-	remainingMsg struct {
-		id    int64
-		reply chan<- time.Duration // negative: unknown to the actor
+	// resetMsg: the leases are exactly clocks, their checkpoints due
+	// from from on.
+	resetMsg struct {
+		clocks map[int64]*clock
+		from   int64
 	}
-	// expiriesMsg asks for the expiry of every lease the actor knows.
-	expiriesMsg struct{ reply chan<- map[int64]time.Time }
-	tickMsg     struct{}
+	readyMsg struct{}
+	tickMsg  struct{}
 )
-
-type renewResult struct {
-	ttl int64
-	err error
-}
 
 // Start spawns the lease actor. Expiry is not checked until Attach.
 func Start(sys *actors.System, cfg Config) *Lessor {
@@ -161,11 +253,11 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	l := &Lessor{cfg: cfg, stop: make(chan struct{})}
+	l := &Lessor{cfg: cfg, stop: make(chan struct{}), epoch: time.Now()}
 	a := &lessorActor{l: l, leases: make(map[int64]*entry)}
-	a.reset(cfg.Leases)
-	// Unbounded: it is fed by the store actor, which must never block, and
-	// by keep-alives, one message each.
+	a.reset(l.resetClocks(cfg.Leases))
+	// Unbounded: it is fed by the store actor, which must never block,
+	// and by its own ticker; keep-alives do not send it anything.
 	l.ref = sys.Spawn("lease", 0, a.receive)
 	return l
 }
@@ -210,12 +302,66 @@ func (l *Lessor) Ready() { l.ref.Send(readyMsg{}) }
 // Reset replaces every lease the lessor tracks with leases, those of a
 // state just restored from a leader's snapshot; each gets its remaining
 // (checkpointed) or full TTL plus Config.Extend, as at start. It never
-// blocks.
-func (l *Lessor) Reset(leases []mvcc.LeaseInfo) { l.ref.Send(resetMsg{leases: leases}) }
+// blocks. Like Applied, it changes the clocks keep-alives see before it
+// returns; call it from the goroutine that calls Applied.
+func (l *Lessor) Reset(leases []mvcc.LeaseInfo) { l.ref.Send(l.resetClocks(leases)) }
+
+// resetClocks makes the clocks keep-alives see those of exactly leases,
+// keeping the clock of a lease that stays (a keep-alive may hold it), and
+// tells what the actor is to track.
+func (l *Lessor) resetClocks(leases []mvcc.LeaseInfo) resetMsg {
+	m := resetMsg{clocks: make(map[int64]*clock, len(leases)), from: addClamped(l.now(), l.cfg.Extend)}
+	for _, li := range leases {
+		left := li.TTL
+		if li.Remaining > 0 {
+			left = li.Remaining
+		}
+		c := l.clock(li.ID)
+		if c == nil || c.ttl != seconds(li.TTL) {
+			if c != nil {
+				c.at.Store(revoking)
+			}
+			c = &clock{ttl: seconds(li.TTL)}
+		}
+		c.own.Store(false)
+		c.at.Store(addClamped(m.from, seconds(left)))
+		m.clocks[li.ID] = c
+		l.clocks.Store(li.ID, c)
+	}
+	l.clocks.Range(func(id, c any) bool {
+		if m.clocks[id.(int64)] == nil {
+			c.(*clock).at.Store(revoking)
+			l.clocks.Delete(id)
+		}
+		return true
+	})
+	return m
+}
 
 // Applied tells the lessor of an applied grant (ttl > 0) or revoke (ttl
-// == 0); it is the store's LeaseApplied hook and never blocks.
-func (l *Lessor) Applied(id, ttl int64) { l.ref.Send(appliedMsg{id: id, ttl: ttl}) }
+// == 0); it is the store's LeaseApplied hook and never blocks. The
+// lease's clock is made (or stopped) before it returns, so a keep-alive
+// sent after the grant's response finds the lease, and one after the
+// revoke's does not.
+func (l *Lessor) Applied(id, ttl int64) {
+	var c *clock
+	if old := l.clock(id); old != nil {
+		if ttl > 0 && old.ttl == seconds(ttl) {
+			c = old
+		} else {
+			old.at.Store(revoking)
+			l.clocks.CompareAndDelete(id, old)
+		}
+	}
+	if ttl > 0 {
+		if c == nil {
+			c = &clock{ttl: seconds(ttl)}
+		}
+		c.at.Store(addClamped(l.now(), c.ttl))
+		l.clocks.Store(id, c)
+	}
+	l.ref.Send(appliedMsg{id: id, clock: c})
+}
 
 // Grant grants a lease through raft (see store.Client.LeaseGrant).
 func (l *Lessor) Grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
@@ -247,16 +393,17 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 			return 0, err
 		}
 	}
-	ch := make(chan renewResult, 1)
-	l.ref.Send(renewMsg{id: id, reply: ch})
 	select {
-	case r := <-ch:
-		return r.ttl, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
 	case <-l.stop:
 		return 0, ErrStopped
+	default:
 	}
+	c := l.clock(id)
+	if c == nil || !c.renew(l.now()) {
+		return 0, ErrLeaseNotFound
+	}
+	c.own.Store(l.st.IsLeader())
+	return int64(c.ttl / time.Second), nil
 }
 
 // TimeToLive answers etcd's LeaseTimeToLive; ErrLeaseNotFound for an
@@ -279,19 +426,12 @@ func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (
 	if !ok {
 		return nil, ErrLeaseNotFound
 	}
-	ch := make(chan time.Duration, 1)
-	l.ref.Send(remainingMsg{id: r.ID, reply: ch})
-	var left time.Duration
-	select {
-	case left = <-ch:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-l.stop:
-		return nil, ErrStopped
-	}
 	ttl := granted
-	if left >= 0 {
-		ttl = int64(left.Seconds())
+	if c := l.clock(r.ID); c != nil {
+		ttl = 0
+		if at := c.at.Load(); at != revoking {
+			ttl = int64(max(time.Duration(at-l.now()), 0).Seconds())
+		}
 	}
 	return &pb.LeaseTimeToLiveResponse{Header: l.st.Header(), ID: r.ID, TTL: ttl, GrantedTTL: granted, Keys: keys}, nil
 }
@@ -307,17 +447,15 @@ func (l *Lessor) Leases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
 	}
 	ls := l.st.Leases()
 	if l.st.IsLeader() {
-		ch := make(chan map[int64]time.Time, 1)
-		l.ref.Send(expiriesMsg{reply: ch})
-		var expiry map[int64]time.Time
-		select {
-		case expiry = <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-l.stop:
-			return nil, ErrStopped
+		// A lease being revoked sorts first, as in etcd, where its
+		// expiry has passed.
+		expiry := make(map[int64]int64, len(ls))
+		for _, li := range ls {
+			if c := l.clock(li.ID); c != nil {
+				expiry[li.ID] = c.at.Load()
+			}
 		}
-		slices.SortStableFunc(ls, func(a, b mvcc.LeaseInfo) int { return expiry[a.ID].Compare(expiry[b.ID]) })
+		slices.SortStableFunc(ls, func(a, b mvcc.LeaseInfo) int { return cmp.Compare(expiry[a.ID], expiry[b.ID]) })
 	}
 	out := make([]*pb.LeaseStatus, len(ls))
 	for i, li := range ls {
@@ -329,32 +467,26 @@ func (l *Lessor) Leases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
 // Header is a response header at the current revision.
 func (l *Lessor) Header() *pb.ResponseHeader { return l.st.Header() }
 
-// entry is a lease as the actor sees it. Its position in the heap is
-// found by id; stale heap items (renewed since) are skipped when popped.
+// entry is a lease as the actor sees it.
 type entry struct {
-	ttl    time.Duration
-	expiry time.Time
-	// expired: its revoke has been proposed; it cannot be renewed.
-	expired bool
+	clock *clock
+	// queued is when its live item in the expiry heap is due; its other
+	// items there are stale and skipped when popped.
+	queued int64
 	// checkpointAt is when its next checkpoint is due; zero if none is.
-	checkpointAt time.Time
-	// ownClock: its expiry was set (granted or renewed) while this member
-	// led, so promote leaves it alone. A member sees that it leads only at
-	// its next tick, and a lease granted in between must not get an
-	// election timeout more than etcd's leader would give it.
-	ownClock bool
+	checkpointAt int64
 }
 
 type item struct {
-	id     int64
-	expiry time.Time
+	id int64
+	at int64
 }
 
-// expiryHeap orders items by expiry, earliest first.
+// expiryHeap orders items by time, earliest first.
 type expiryHeap []item
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(item)) }
 func (h *expiryHeap) Pop() any {
@@ -364,7 +496,10 @@ func (h *expiryHeap) Pop() any {
 	return it
 }
 
-// lessorActor owns every lease's expiry.
+// lessorActor tracks every lease's clock. Its heap holds, per lease, a
+// time at or before the lease's expiry: keep-alives move a clock forward
+// without touching the heap, and a lease found renewed when its item
+// comes due is queued again at its new expiry.
 type lessorActor struct {
 	l      *Lessor
 	leases map[int64]*entry
@@ -387,40 +522,25 @@ func (a *lessorActor) receive(ctx actor.Context) {
 	case appliedMsg:
 		a.applied(m)
 	case resetMsg:
-		a.reset(m.leases)
+		a.reset(m)
 	case readyMsg:
 		a.ready = true
-	case renewMsg:
-		a.renew(m)
-	case remainingMsg:
-		a.remaining(m)
-	case expiriesMsg:
-		out := make(map[int64]time.Time, len(a.leases))
-		for id, e := range a.leases {
-			out[id] = e.expiry
-		}
-		m.reply <- out
 	case tickMsg:
 		if !a.ready {
 			return
 		}
-		now := time.Now()
+		now := a.l.now()
 		a.promote(now)
 		a.expire(now)
 		a.checkpoint(now)
 	}
 }
 
-// reset tracks exactly leases, from now on.
-func (a *lessorActor) reset(leases []mvcc.LeaseInfo) {
-	a.leases, a.heap, a.checkpoints = make(map[int64]*entry, len(leases)), nil, nil
-	from := time.Now().Add(a.l.cfg.Extend)
-	for _, li := range leases {
-		left := li.TTL
-		if li.Remaining > 0 {
-			left = li.Remaining
-		}
-		a.grant(li.ID, li.TTL, left, from)
+// reset tracks exactly m's leases, from now on.
+func (a *lessorActor) reset(m resetMsg) {
+	a.leases, a.heap, a.checkpoints = make(map[int64]*entry, len(m.clocks)), nil, nil
+	for id, c := range m.clocks {
+		a.track(id, c, m.from)
 	}
 }
 
@@ -430,14 +550,14 @@ func (a *lessorActor) reset(leases []mvcc.LeaseInfo) {
 // remaining TTL, or its whole TTL, plus Config.Extend (an election
 // timeout), so no lease expires before its holder could reach the new
 // leader.
-func (a *lessorActor) promote(now time.Time) {
+func (a *lessorActor) promote(now int64) {
 	st := a.l.st
 	leader := a.leads()
 	defer func() { a.leader = leader }()
 	if !leader {
 		if a.leader {
 			for _, e := range a.leases {
-				e.ownClock = false
+				e.clock.own.Store(false)
 			}
 		}
 		return
@@ -445,16 +565,15 @@ func (a *lessorActor) promote(now time.Time) {
 	if a.leader {
 		return
 	}
-	from := now.Add(a.l.cfg.Extend)
+	from := addClamped(now, a.l.cfg.Extend)
 	for id, e := range a.leases {
-		if e.expired || e.ownClock {
-			continue
-		}
-		left := time.Duration(st.LeaseCheckpointed(id)) * time.Second
+		left := seconds(st.LeaseCheckpointed(id))
 		if left <= 0 {
-			left = e.ttl
+			left = e.clock.ttl
 		}
-		a.schedule(id, e, from.Add(left))
+		if at := addClamped(from, left); e.clock.restart(at) {
+			a.queue(id, e, at)
+		}
 	}
 }
 
@@ -464,79 +583,68 @@ func (a *lessorActor) leads() bool {
 	return st != nil && st.IsLeader()
 }
 
-// grant tracks lease id of ttl seconds, left of which remain from time
-// from on.
-func (a *lessorActor) grant(id, ttl, left int64, from time.Time) {
-	e := &entry{ttl: time.Duration(ttl) * time.Second}
+// seconds converts a TTL in seconds to a Duration, clamped to its range.
+func seconds(s int64) time.Duration {
+	if s > math.MaxInt64/int64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(s) * time.Second
+}
+
+// track tracks lease id on clock c, its first checkpoint due an
+// interval after from.
+func (a *lessorActor) track(id int64, c *clock, from int64) {
+	e := &entry{clock: c}
 	a.leases[id] = e
-	a.schedule(id, e, from.Add(time.Duration(left)*time.Second))
-	if iv := a.l.cfg.CheckpointInterval; a.l.cfg.Checkpoint && e.ttl > iv {
-		e.checkpointAt = from.Add(iv)
-		heap.Push(&a.checkpoints, item{id: id, expiry: e.checkpointAt})
+	if at := c.at.Load(); at != revoking {
+		a.queue(id, e, at)
+	}
+	if iv := a.l.cfg.CheckpointInterval; a.l.cfg.Checkpoint && c.ttl > iv {
+		e.checkpointAt = addClamped(from, iv)
+		heap.Push(&a.checkpoints, item{id: id, at: e.checkpointAt})
 	}
 }
 
-func (a *lessorActor) schedule(id int64, e *entry, at time.Time) {
-	e.expiry = at
-	heap.Push(&a.heap, item{id: id, expiry: at})
+// queue makes at the time lease id's expiry is next looked at.
+func (a *lessorActor) queue(id int64, e *entry, at int64) {
+	e.queued = at
+	heap.Push(&a.heap, item{id: id, at: at})
 }
 
 func (a *lessorActor) applied(m appliedMsg) {
-	if m.ttl > 0 {
-		a.grant(m.id, m.ttl, m.ttl, time.Now())
-		a.leases[m.id].ownClock = a.leads()
-		return
-	}
 	delete(a.leases, m.id)
-}
-
-func (a *lessorActor) renew(m renewMsg) {
-	e := a.leases[m.id]
-	now := time.Now()
-	if e == nil || e.expired || !now.Before(e.expiry) {
-		m.reply <- renewResult{err: ErrLeaseNotFound}
-		return
+	if m.clock != nil {
+		m.clock.own.Store(a.leads())
+		a.track(m.id, m.clock, a.l.now())
 	}
-	a.schedule(m.id, e, now.Add(e.ttl))
-	e.ownClock = a.leads()
-	m.reply <- renewResult{ttl: int64(e.ttl / time.Second)}
-}
-
-func (a *lessorActor) remaining(m remainingMsg) {
-	e := a.leases[m.id]
-	if e == nil {
-		m.reply <- -1
-		return
-	}
-	if e.expired {
-		m.reply <- 0
-		return
-	}
-	m.reply <- max(time.Until(e.expiry), 0)
 }
 
 // expire proposes revokes for the leases whose expiry has passed, at most
 // RevokeRate per second, earliest first. A proposed lease is checked again
 // a second later, so a revoke that failed (no leader, timeout) is retried;
 // one that succeeded removes the lease through Applied first.
-func (a *lessorActor) expire(now time.Time) {
+func (a *lessorActor) expire(now int64) {
 	l := a.l
 	if l.st == nil || !l.st.IsLeader() {
 		return
 	}
 	budget := l.perTick()
-	for budget > 0 && len(a.heap) > 0 && !a.heap[0].expiry.After(now) {
+	for budget > 0 && len(a.heap) > 0 && a.heap[0].at <= now {
 		it := heap.Pop(&a.heap).(item)
 		e := a.leases[it.id]
-		if e == nil || !e.expiry.Equal(it.expiry) {
-			continue // revoked, or renewed since this item was pushed
+		if e == nil || e.queued != it.at {
+			continue // revoked, or queued again since
+		}
+		if !e.clock.expire(now) {
+			// Renewed since it was queued: look again at its new expiry,
+			// which is after now.
+			a.queue(it.id, e, e.clock.at.Load())
+			continue
 		}
 		budget--
-		// Expired for good: renewals fail from now on, and the item comes
-		// back in a second to retry if the revoke does not apply.
-		heap.Push(&a.heap, item{id: it.id, expiry: now.Add(time.Second)})
-		e.expiry = now.Add(time.Second)
-		e.expired = true
+		// Expired for good: renewals fail from now on, and the lease
+		// comes back in a second to retry if the revoke does not apply.
+		a.queue(it.id, e, addClamped(now, time.Second))
 		go a.revoke(it.id)
 	}
 }
@@ -545,24 +653,28 @@ func (a *lessorActor) expire(now time.Time) {
 // checkpoint is due, at most RevokeRate leases a second, and schedules
 // each one's next checkpoint. A lease is not checkpointed while its
 // remaining TTL is still its whole TTL, nor once it has expired.
-func (a *lessorActor) checkpoint(now time.Time) {
+func (a *lessorActor) checkpoint(now int64) {
 	l := a.l
 	if !l.cfg.Checkpoint || l.st == nil || !l.st.IsLeader() {
 		return
 	}
 	budget := l.perTick()
 	var cps []*pb.LeaseCheckpoint
-	for budget > 0 && len(a.checkpoints) > 0 && !a.checkpoints[0].expiry.After(now) {
+	for budget > 0 && len(a.checkpoints) > 0 && a.checkpoints[0].at <= now {
 		it := heap.Pop(&a.checkpoints).(item)
 		e := a.leases[it.id]
-		if e == nil || !e.checkpointAt.Equal(it.expiry) || e.expired || !now.Before(e.expiry) {
+		if e == nil || e.checkpointAt != it.at {
+			continue
+		}
+		at := e.clock.at.Load()
+		if at == revoking || now >= at {
 			continue
 		}
 		budget--
-		e.checkpointAt = now.Add(l.cfg.CheckpointInterval)
-		heap.Push(&a.checkpoints, item{id: it.id, expiry: e.checkpointAt})
-		left := int64(math.Ceil(e.expiry.Sub(now).Seconds()))
-		if left >= int64(e.ttl/time.Second) {
+		e.checkpointAt = addClamped(now, l.cfg.CheckpointInterval)
+		heap.Push(&a.checkpoints, item{id: it.id, at: e.checkpointAt})
+		left := int64(math.Ceil(time.Duration(at - now).Seconds()))
+		if left >= int64(e.clock.ttl/time.Second) {
 			continue
 		}
 		cps = append(cps, &pb.LeaseCheckpoint{ID: it.id, Remaining_TTL: left})

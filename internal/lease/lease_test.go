@@ -301,3 +301,81 @@ func TestExtendAtStart(t *testing.T) {
 		t.Errorf("a lease granted after start: %v, %v", r, err)
 	}
 }
+
+// TestKeepAlivesRaceExpiry: keep-alives renew a lease's clock while the
+// actor checks expiry every few milliseconds. A lease renewed well within
+// its TTL is never revoked, whichever of a renewal and an expiry check
+// comes first; one nobody renews is; and once its keep-alives stop, the
+// renewed lease expires a TTL after the last of them and cannot be
+// renewed again.
+func TestKeepAlivesRaceExpiry(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}, {ID: 2, TTL: 1}}, Tick: 2 * time.Millisecond}, true)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var last time.Time
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if ttl, err := l.Renew(ctx, 1); err != nil || ttl != 1 {
+					t.Errorf("renew of lease 1: %d, %v", ttl, err)
+					return
+				}
+				mu.Lock()
+				last = time.Now()
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(2500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if got := st.revokedIDs(); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("revoked %v while lease 1 was kept alive, want [2]", got)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(st.revokedIDs()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	revokedAt := time.Now()
+	if got := st.revokedIDs(); len(got) != 2 || got[1] != 1 {
+		t.Fatalf("revoked %v after the keep-alives stopped, want [2 1]", got)
+	}
+	mu.Lock()
+	lived := revokedAt.Sub(last)
+	mu.Unlock()
+	if lived < time.Second {
+		t.Errorf("lease 1 revoked %v after its last keep-alive, before its TTL of 1s", lived)
+	}
+	if _, err := l.Renew(ctx, 1); !errors.Is(err, ErrLeaseNotFound) {
+		t.Errorf("renew after the revoke: %v, want %v", err, ErrLeaseNotFound)
+	}
+}
+
+// BenchmarkRenew is one keep-alive of a lease on the leader, from
+// parallel callers, auth off.
+func BenchmarkRenew(b *testing.B) {
+	ctx := context.Background()
+	sys := actors.NewSystem()
+	l := Start(sys, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}})
+	st := &fakeStore{l: l, leases: map[int64]int64{1: 60}, leader: true, checkpoints: make(map[int64]int64)}
+	l.Attach(st)
+	l.Ready()
+	defer l.Stop()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Renew(ctx, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
