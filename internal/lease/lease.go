@@ -68,6 +68,9 @@ type Store interface {
 	Leases() []mvcc.LeaseInfo
 	// IsLeader reports whether this member decides expiry.
 	IsLeader() bool
+	// WaitCommitted returns once the member has applied every entry it
+	// knew committed when called (see store.Client.WaitCommitted).
+	WaitCommitted(ctx context.Context) error
 	// CheckLease, CheckLeases and RequireIdentity are the auth checks of
 	// the caller in ctx (see store.Client): of a keep-alive (write) or a
 	// TimeToLive with keys (read) of one lease, of LeaseLeases, and of the
@@ -399,6 +402,15 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	default:
 	}
 	c := l.clock(id)
+	if c == nil && l.st.IsLeader() {
+		// It may be a grant this leader has committed but not applied
+		// yet: wait for that before answering that it does not exist,
+		// as etcd's leader does (FastLeaseKeepAlive, on by default).
+		if err := l.st.WaitCommitted(ctx); err != nil {
+			return 0, err
+		}
+		c = l.clock(id)
+	}
 	if c == nil || !c.renew(l.now()) {
 		return 0, ErrLeaseNotFound
 	}
@@ -421,6 +433,14 @@ func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (
 	}
 	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
 		return f.TimeToLive(ctx, r)
+	}
+	// The leader answers with what it has committed, as etcd's does: a
+	// revoke or grant answered by another member may not be applied here
+	// yet.
+	if l.st.IsLeader() {
+		if err := l.st.WaitCommitted(ctx); err != nil {
+			return nil, err
+		}
 	}
 	granted, keys, ok := l.st.Lease(r.ID, r.Keys)
 	if !ok {

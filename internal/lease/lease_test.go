@@ -26,6 +26,9 @@ type fakeStore struct {
 	// cpLog every checkpoint proposed, in order.
 	checkpoints map[int64]int64
 	cpLog       []*pb.LeaseCheckpoint
+	// waits counts WaitCommitted calls, which answer waitErr.
+	waits   int
+	waitErr error
 	// denied is what the auth checks answer; revokedAs the user each
 	// revoke was made as.
 	denied    error
@@ -104,6 +107,15 @@ func (s *fakeStore) IsLeader() bool {
 }
 
 func (s *fakeStore) Header() *pb.ResponseHeader { return &pb.ResponseHeader{} }
+
+// WaitCommitted: the fake applies every request as it is made, so it
+// only counts the waits and answers waitErr.
+func (s *fakeStore) WaitCommitted(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waits++
+	return s.waitErr
+}
 
 func (s *fakeStore) revokedIDs() []int64 {
 	s.mu.Lock()
@@ -378,4 +390,48 @@ func BenchmarkRenew(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLeaderWaitsForCommitted: as etcd's leader does, a TimeToLive waits
+// until everything committed is applied before it answers, and so does a
+// keep-alive of a lease the leader does not know (it may be a grant not
+// yet applied); a keep-alive of a known lease does not wait. A follower
+// forwards both instead of waiting.
+func TestLeaderWaitsForCommitted(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}}, true)
+	waits := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.waits
+	}
+	if _, err := l.Renew(ctx, 1); err != nil || waits() != 0 {
+		t.Fatalf("keep-alive of a known lease: %v, %d waits, want none", err, waits())
+	}
+	if _, err := l.Renew(ctx, 2); !errors.Is(err, ErrLeaseNotFound) || waits() != 1 {
+		t.Fatalf("keep-alive of an unknown lease: %v, %d waits, want not found after one", err, waits())
+	}
+	if _, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 1}); err != nil || waits() != 2 {
+		t.Fatalf("TimeToLive: %v, %d waits, want 2", err, waits())
+	}
+	timedOut := errors.New("waiting for the applied index took too long")
+	st.mu.Lock()
+	st.waitErr = timedOut
+	st.mu.Unlock()
+	if _, err := l.TimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 1}); !errors.Is(err, timedOut) {
+		t.Fatalf("TimeToLive when the wait times out: %v, want %v", err, timedOut)
+	}
+	if _, err := l.Renew(ctx, 2); !errors.Is(err, timedOut) {
+		t.Fatalf("keep-alive of an unknown lease when the wait times out: %v, want %v", err, timedOut)
+	}
+
+	fl, fst := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}, Forwarder: &forwardTo{}}, false)
+	if _, err := fl.Renew(ctx, 2); err != nil {
+		t.Fatalf("keep-alive on a follower: %v", err)
+	}
+	fst.mu.Lock()
+	defer fst.mu.Unlock()
+	if fst.waits != 0 {
+		t.Errorf("a follower waited %d times, want none: it forwards", fst.waits)
+	}
 }

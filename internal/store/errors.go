@@ -64,6 +64,9 @@ var (
 	// ErrLeaderTransferTimeout: leadership did not move within the
 	// request's time.
 	ErrLeaderTransferTimeout = errors.New("store: request timed out, leader transfer took too long")
+	// ErrTimeoutWaitAppliedIndex: the leader had not applied what it had
+	// committed within a second (see WaitCommitted).
+	ErrTimeoutWaitAppliedIndex = errors.New("store: request timed out, waiting for the applied index took too long")
 	// ErrNotLeader: the request must be served by the leader.
 	ErrNotLeader = errors.New("store: not leader")
 

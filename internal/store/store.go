@@ -324,6 +324,26 @@ func (c *Client) linearizeFor(ctx context.Context) error {
 // learner refuses it as it refuses such reads.
 func (c *Client) Linearize(ctx context.Context) error { return c.linearizeFor(ctx) }
 
+// applyWaitTimeout bounds WaitCommitted, as etcd's applyTimeout bounds
+// its leader's wait.
+const applyWaitTimeout = time.Second
+
+// WaitCommitted returns once this member has applied every entry it knew
+// to be committed when called: etcd's leader waits so before it answers a
+// lease lookup, so that a grant or revoke it has committed is seen. After
+// a second it gives up with ErrTimeoutWaitAppliedIndex.
+func (c *Client) WaitCommitted(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, applyWaitTimeout)
+	defer cancel()
+	if err := c.applied.wait(wctx, c.raft.Status().Commit); err != nil {
+		if ctx.Err() != nil {
+			return mapCtxErr(ctx.Err())
+		}
+		return ErrTimeoutWaitAppliedIndex
+	}
+	return nil
+}
+
 // IsLearner reports whether this member is a learner, as last applied.
 func (c *Client) IsLearner() bool { return c.learner.Load() }
 

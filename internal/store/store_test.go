@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -559,4 +560,73 @@ func TestProposalOutcomesWithoutCommit(t *testing.T) {
 			t.Fatalf("put after stop: %v, want ErrStopped", err)
 		}
 	})
+}
+
+// committedRaft reports the commit index it is told, and hands the store
+// entries through the commit function the store gave it.
+type committedRaft struct {
+	nopRaft
+	commit *atomic.Uint64
+}
+
+func (r committedRaft) Status() raftnode.Status {
+	return raftnode.Status{ID: 1, Leader: 1, Term: 1, Commit: r.commit.Load()}
+}
+
+// TestWaitCommitted: WaitCommitted returns at once when everything
+// committed is applied, waits while an entry the member knows committed is
+// not, returns once it is, and gives up after a second with etcd's "waiting
+// for the applied index took too long"; a caller's cancelled context ends
+// the wait with its own error.
+func TestWaitCommitted(t *testing.T) {
+	var commitIdx atomic.Uint64
+	var apply func([]*raftpb.Entry)
+	r := committedRaft{commit: &commitIdx}
+	e, err := memory.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	kv, err := mvcc.Open(e, mvcc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kv.Close() })
+	c, err := store.Start(actors.NewSystem(), store.Config{MemberID: 1, Engine: e, KV: kv, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
+		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) { apply = commit; return r, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	ctx := context.Background()
+
+	if err := c.WaitCommitted(ctx); err != nil {
+		t.Fatalf("nothing committed: %v", err)
+	}
+	commitIdx.Store(1)
+	done := make(chan error, 1)
+	go func() { done <- c.WaitCommitted(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned %v before entry 1 was applied", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	apply([]*raftpb.Entry{{Index: new(uint64(1)), Term: new(uint64(1)), Type: raftpb.EntryNormal.Enum()}})
+	if err := <-done; err != nil {
+		t.Fatalf("after entry 1 was applied: %v", err)
+	}
+
+	commitIdx.Store(2)
+	start := time.Now()
+	if err := c.WaitCommitted(ctx); !errors.Is(err, store.ErrTimeoutWaitAppliedIndex) {
+		t.Fatalf("entry 2 never applied: %v, want %v", err, store.ErrTimeoutWaitAppliedIndex)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("gave up after %v, want a second", d)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.WaitCommitted(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v, want %v", err, context.Canceled)
+	}
 }

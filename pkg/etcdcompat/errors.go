@@ -56,6 +56,7 @@ var grpcErrors = []struct {
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrNotEnoughStarted, status.Error(codes.Unknown, "etcdserver: re-configuration failed due to not enough started members")},
 	{store.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{store.ErrTimeoutWaitAppliedIndex, rpctypes.ErrGRPCTimeoutWaitAppliedIndex},
 	{store.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},

@@ -57,6 +57,8 @@ var etcdErrors = []struct {
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrNotEnoughStarted, status.Error(codes.Unknown, "etcdserver: re-configuration failed due to not enough started members")},
 	{store.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	// etcd's leader before a lease lookup (waitAppliedIndex).
+	{store.ErrTimeoutWaitAppliedIndex, status.Error(codes.Unavailable, "etcdserver: request timed out, waiting for the applied index took too long")},
 	{store.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 	// etcd sends this one's text with code Unknown: rpctypes has no entry.
 	{store.ErrLeaderTransferTimeout, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},

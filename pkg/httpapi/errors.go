@@ -104,6 +104,7 @@ var errorTable = []struct {
 	{store.ErrTimeout, http.StatusServiceUnavailable, "timeout"},
 	{store.ErrTimeoutDueToLeaderFail, http.StatusServiceUnavailable, "timeout"},
 	{store.ErrTimeoutDueToConnectionLost, http.StatusServiceUnavailable, "timeout"},
+	{store.ErrTimeoutWaitAppliedIndex, http.StatusServiceUnavailable, "timeout"},
 	// A linearizable read met a change of leader: retry.
 	{store.ErrLeaderChanged, http.StatusServiceUnavailable, "leader_changed"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout"},
