@@ -305,6 +305,12 @@ func TestClusterMoveLeader(t *testing.T) {
 		if _, err := target.client(t).MoveLeader(ctx(t), 0x1234); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCBadLeaderTransferee) {
 			t.Errorf("move leader to an unknown member: %v, want %v", err, rpctypes.ErrGRPCBadLeaderTransferee)
 		}
+		// A proposal forwarded to the old leader while it hands over can
+		// be dropped (in etcd too), so the put waits until every member
+		// knows the new leader.
+		if l := c.leader(); l != target {
+			t.Fatalf("members agree that %s leads, want %s", l.name, target.name)
+		}
 		if _, err := clientOf(t, c.endpoints()).Put(ctx(t), "after", "move"); err != nil {
 			t.Errorf("put after the move: %v", err)
 		}

@@ -75,7 +75,8 @@ type Config struct {
 	// SnapshotCount is the number of applied entries after which the engine
 	// is checkpointed and the raft log truncated (--snapshot-count).
 	SnapshotCount uint64
-	// RequestTimeout bounds a request whose context has no deadline.
+	// RequestTimeout bounds a request whose context has no deadline, and
+	// every proposal's wait whatever its context (etcd's ReqTimeout).
 	RequestTimeout time.Duration
 	// ElectionTimeout is raft's election timeout (--election-timeout); a
 	// proposal that times out within two of them before this member was
@@ -591,16 +592,16 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	if c.stopped.Load() {
 		return nil, ErrStopped
 	}
-	// Without a deadline of the caller's, the request timeout bounds the
-	// wait. A pooled timer does that without allocating, where a derived
-	// context would cost every write a context, a timer, a done channel
-	// and an entry in its parent's children.
-	var timeout <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok {
-		t := startTimer(c.cfg.RequestTimeout)
-		defer stopTimer(t)
-		timeout = t.C
-	}
+	// The request timeout bounds the wait, even under a caller's later
+	// deadline, as etcd bounds every proposal: a proposal a leader
+	// dropped (one forwarded while leadership moves) is answered "request
+	// timed out" then, not at the client's deadline. A pooled timer does
+	// that without allocating, where a derived context would cost every
+	// write a context, a timer, a done channel and an entry in its
+	// parent's children.
+	t := startTimer(c.cfg.RequestTimeout)
+	defer stopTimer(t)
+	timeout := t.C
 	// The wait selects on per-request channels only: a channel shared by
 	// every request (such as a stop channel) would be locked by each
 	// select and become a point of contention. On Stop the store actor

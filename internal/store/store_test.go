@@ -423,6 +423,25 @@ func TestProposalRequestTimeout(t *testing.T) {
 	}
 }
 
+// TestProposalTimeoutUnderLongerDeadline: the request timeout bounds a
+// write whose caller allows longer, as etcd's ReqTimeout bounds every
+// proposal, and the answer is etcd's timeout.
+func TestProposalTimeoutUnderLongerDeadline(t *testing.T) {
+	const timeout = 40 * time.Millisecond
+	noLeader := silentRaft{status: func() raftnode.Status { return raftnode.Status{} }}
+	c := startOnRaft(t, noLeader, store.Config{MemberID: 1, RequestTimeout: timeout})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	if !errors.Is(err, store.ErrTimeout) {
+		t.Fatalf("put under a minute's deadline: %v, want %v", err, store.ErrTimeout)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("put answered after %v, want the request timeout of %v", took, timeout)
+	}
+}
+
 // droppingRaft drops the first configuration change proposed, as a leader
 // just elected drops one (raft's pending change guard), and commits every
 // later one at once.
