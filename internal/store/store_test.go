@@ -321,6 +321,15 @@ func (laggingRaft) Status() raftnode.Status { return raftnode.Status{Commit: 500
 // Everything stops when the test ends.
 func startOnRaft(t *testing.T, r store.Raft, cfg store.Config) *store.Client {
 	t.Helper()
+	c, _ := startOnRaftCommitting(t, r, cfg)
+	return c
+}
+
+// startOnRaftCommitting is startOnRaft that also returns the function
+// through which the store takes committed entries, for a test to commit
+// them itself.
+func startOnRaftCommitting(t *testing.T, r store.Raft, cfg store.Config) (*store.Client, func([]*raftpb.Entry)) {
+	t.Helper()
 	e, err := memory.Open("")
 	if err != nil {
 		t.Fatal(err)
@@ -333,13 +342,14 @@ func startOnRaft(t *testing.T, r store.Raft, cfg store.Config) *store.Client {
 	t.Cleanup(func() { kv.Close() })
 	cfg.Engine, cfg.KV = e, kv
 	cfg.MaxRequestBytes, cfg.MaxTxnOps = 1<<20, 128
-	cfg.StartRaft = func(func([]*raftpb.Entry)) (store.Raft, error) { return r, nil }
+	var commit func([]*raftpb.Entry)
+	cfg.StartRaft = func(f func([]*raftpb.Entry)) (store.Raft, error) { commit = f; return r, nil }
 	c, err := store.Start(actors.NewSystem(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
-	return c
+	return c, commit
 }
 
 // TestProposalsRefusedWhenApplyLags: with the applied index more than 5000
@@ -599,24 +609,7 @@ func (r committedRaft) Status() raftnode.Status {
 // the wait with its own error.
 func TestWaitCommitted(t *testing.T) {
 	var commitIdx atomic.Uint64
-	var apply func([]*raftpb.Entry)
-	r := committedRaft{commit: &commitIdx}
-	e, err := memory.Open("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	kv, err := mvcc.Open(e, mvcc.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kv.Close() })
-	c, err := store.Start(actors.NewSystem(), store.Config{MemberID: 1, Engine: e, KV: kv, MaxRequestBytes: 1 << 20, MaxTxnOps: 128,
-		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) { apply = commit; return r, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c, apply := startOnRaftCommitting(t, committedRaft{commit: &commitIdx}, store.Config{MemberID: 1})
 	ctx := context.Background()
 
 	if err := c.WaitCommitted(ctx); err != nil {
