@@ -387,7 +387,8 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	if err := l.st.CheckLease(ctx, id, true); err != nil {
 		return 0, err
 	}
-	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
+	leader := l.st.IsLeader()
+	if f := l.cfg.Forwarder; f != nil && !leader {
 		return f.Renew(ctx, id)
 	}
 	if l.st.LeaseCheckpointed(id) > 0 {
@@ -402,7 +403,7 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	default:
 	}
 	c := l.clock(id)
-	if c == nil && l.st.IsLeader() {
+	if c == nil && leader {
 		// It may be a grant this leader has committed but not applied
 		// yet: wait for that before answering that it does not exist,
 		// as etcd's leader does (FastLeaseKeepAlive, on by default).
@@ -414,7 +415,7 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	if c == nil || !c.renew(l.now()) {
 		return 0, ErrLeaseNotFound
 	}
-	c.own.Store(l.st.IsLeader())
+	c.own.Store(leader)
 	return int64(c.ttl / time.Second), nil
 }
 
@@ -431,13 +432,14 @@ func (l *Lessor) TimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (
 			return nil, err
 		}
 	}
-	if f := l.cfg.Forwarder; f != nil && !l.st.IsLeader() {
+	leader := l.st.IsLeader()
+	if f := l.cfg.Forwarder; f != nil && !leader {
 		return f.TimeToLive(ctx, r)
 	}
 	// The leader answers with what it has committed, as etcd's does: a
 	// revoke or grant answered by another member may not be applied here
 	// yet.
-	if l.st.IsLeader() {
+	if leader {
 		if err := l.st.WaitCommitted(ctx); err != nil {
 			return nil, err
 		}
