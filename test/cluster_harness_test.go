@@ -193,3 +193,25 @@ func (m *member) status() (*clientv3.StatusResponse, error) {
 	defer cancel()
 	return cli.Status(ctx, m.clientEP)
 }
+
+// waitPeersActive waits up to 15 s until m's streams to n peers are up,
+// as its etcd_network_active_peers series say. A member's stream to a
+// peer that started after it may still be in its retry backoff when the
+// cluster is ready, and etcd's reconfiguration checks count only peers
+// whose stream is up.
+func (m *member) waitPeersActive(t *testing.T, n int) {
+	t.Helper()
+	url := "http://" + m.clientEP + "/metrics"
+	up := 0
+	if !waitFor(15*time.Second, func() bool {
+		up = 0
+		for _, line := range strings.Split(httpAsk(t, "GET", url).Body, "\n") {
+			if strings.HasPrefix(line, "etcd_network_active_peers{") && strings.HasSuffix(line, "} 1") {
+				up++
+			}
+		}
+		return up == n
+	}) {
+		t.Fatalf("%s: streams to %d peers up, want %d", m.name, up, n)
+	}
+}

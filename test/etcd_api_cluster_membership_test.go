@@ -412,6 +412,9 @@ func TestClusterStrictReconfigUnhealthy(t *testing.T) {
 		m0, m1, m2 := c.members[0], c.members[1], c.members[2]
 		cl := clusterAPI(t, m0.clientEP)
 		id1, id2 := m1.statusID(t), m2.statusID(t)
+		// With m0's stream to m1 down, m1 would count as down and be
+		// removable, by etcd's rule as by Cairn's.
+		m0.waitPeersActive(t, 2)
 		m2.kill9()
 		unhealthy := rpctypes.ErrorDesc(rpctypes.ErrGRPCUnhealthy)
 		var addErr error

@@ -260,13 +260,14 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 // labels (server/etcdserver/api/rafthttp/metrics.go).
 func TestPeerMetricsMatchEtcd(t *testing.T) {
 	want := map[string]struct {
-		typ   string
-		label string
+		typ    string
+		labels []string
 	}{
-		"etcd_network_peer_sent_bytes_total":        {"counter", "To"},
-		"etcd_network_peer_received_bytes_total":    {"counter", "From"},
-		"etcd_network_peer_sent_failures_total":     {"counter", "To"},
-		"etcd_network_peer_round_trip_time_seconds": {"histogram", "To"},
+		"etcd_network_peer_sent_bytes_total":        {"counter", []string{"To"}},
+		"etcd_network_peer_received_bytes_total":    {"counter", []string{"From"}},
+		"etcd_network_peer_sent_failures_total":     {"counter", []string{"To"}},
+		"etcd_network_peer_round_trip_time_seconds": {"histogram", []string{"To"}},
+		"etcd_network_active_peers":                 {"gauge", []string{"Local", "Remote"}},
 	}
 	c := startCluster(t, engines[0], 3)
 	lead := c.leader()
@@ -279,6 +280,7 @@ func TestPeerMetricsMatchEtcd(t *testing.T) {
 	for _, mem := range resp.Members {
 		ids = append(ids, strconv.FormatUint(mem.ID, 16))
 	}
+	local := strconv.FormatUint(resp.Header.MemberId, 16)
 	url := "http://" + lead.clientEP + "/metrics"
 	// The first probe of each peer comes when its stream is up.
 	deadline := time.Now().Add(15 * time.Second)
@@ -291,15 +293,29 @@ func TestPeerMetricsMatchEtcd(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	page := scrapePage(t, url)
-	for n, w := range want {
-		if page.types[n] != w.typ || !slices.Equal(page.labels[n], []string{w.label}) {
-			t.Errorf("%s: type %q, labels %q; want %s, [%s]", n, page.types[n], page.labels[n], w.typ, w.label)
+	// Every stream of the leader is up: each peer's active series is 1.
+	up := 0
+	for _, id := range ids {
+		if strings.Contains(body, fmt.Sprintf("etcd_network_active_peers{Local=%q,Remote=%q} 1\n", local, id)) {
+			up++
 		}
-		// One series per peer, named by its ID in hex.
+	}
+	if up != 2 {
+		t.Errorf("active peer series of the leader at 1: %d, want 2", up)
+	}
+	for n, w := range want {
+		if page.types[n] != w.typ || !slices.Equal(page.labels[n], w.labels) {
+			t.Errorf("%s: type %q, labels %q; want %s, %q", n, page.types[n], page.labels[n], w.typ, w.labels)
+		}
+		// One series per peer, named by its ID in hex (and the leader's
+		// own where etcd's has it).
 		peers := 0
 		for _, id := range ids {
-			if strings.Contains(body, fmt.Sprintf("%s{%s=%q}", n, w.label, id)) ||
-				strings.Contains(body, fmt.Sprintf("%s_count{%s=%q}", n, w.label, id)) {
+			series := fmt.Sprintf("%s=%q", w.labels[0], id)
+			if len(w.labels) == 2 {
+				series = fmt.Sprintf("%s=%q,%s=%q", w.labels[0], local, w.labels[1], id)
+			}
+			if strings.Contains(body, n+"{"+series+"}") || strings.Contains(body, n+"_count{"+series+"}") {
 				peers++
 			}
 		}

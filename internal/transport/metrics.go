@@ -26,6 +26,11 @@ type peerMetrics struct {
 	sentFailures *prometheus.CounterVec
 	// rtt is the time of a probe call to the peer and back.
 	rtt *prometheus.HistogramVec
+	// activePeers is 1 while the stream to a peer is up, 0 after it went
+	// down; disconnectedPeers counts the times it went down. Both are
+	// labelled with the local and the remote member ID, as etcd's.
+	activePeers       *prometheus.GaugeVec
+	disconnectedPeers *prometheus.CounterVec
 }
 
 func newPeerMetrics() *peerMetrics {
@@ -48,18 +53,28 @@ func newPeerMetrics() *peerMetrics {
 			Help:    "Round-Trip-Time histogram between peers.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"To"}),
+		activePeers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "etcd_network_active_peers",
+			Help: "The current number of active peer connections.",
+		}, []string{"Local", "Remote"}),
+		disconnectedPeers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_disconnected_peers_total",
+			Help: "The total number of disconnected peers.",
+		}, []string{"Local", "Remote"}),
 	}
 }
 
 // Collectors returns the transport's metrics, for the caller to register.
 func (t *Transport) Collectors() []prometheus.Collector {
 	m := t.metrics
-	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.rtt}
+	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.rtt, m.activePeers, m.disconnectedPeers}
 }
 
-// forget drops the series of a removed peer.
-func (m *peerMetrics) forget(id uint64) {
+// forget drops the series of a removed peer; local is this member's ID.
+func (m *peerMetrics) forget(local, id uint64) {
 	hex := hexID(id)
+	m.activePeers.DeleteLabelValues(hexID(local), hex)
+	m.disconnectedPeers.DeleteLabelValues(hexID(local), hex)
 	m.sentBytes.DeleteLabelValues(hex)
 	m.receivedBytes.DeleteLabelValues(hex)
 	m.sentFailures.DeleteLabelValues(hex)

@@ -233,7 +233,13 @@ func (p *peer) stream() (up bool, err error) {
 	}
 
 	p.active.Store(time.Now().UnixNano())
-	defer p.active.Store(0)
+	active := p.t.metrics.activePeers.WithLabelValues(hexID(p.t.cfg.ID), hexID(p.id))
+	active.Inc()
+	defer func() {
+		p.active.Store(0)
+		active.Dec()
+		p.t.metrics.disconnectedPeers.WithLabelValues(hexID(p.t.cfg.ID), hexID(p.id)).Inc()
+	}()
 	p.t.forgetRefusals("out/" + hexID(p.id) + "/")
 	p.lg.Info("peer became active")
 

@@ -341,7 +341,7 @@ func (t *Transport) RemovePeer(id uint64) {
 		p.stop()
 		t.lg.Info("removed remote peer", zap.String("remote-peer-id", hexID(id)))
 	}
-	t.metrics.forget(id)
+	t.metrics.forget(t.cfg.ID, id)
 }
 
 // ActiveSince returns when the stream to member id last came up, or the

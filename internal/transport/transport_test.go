@@ -869,9 +869,18 @@ func TestMetrics(t *testing.T) {
 	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got != 0 {
 		t.Errorf("failures to 2 on a healthy pair: %v", got)
 	}
+	if got := gaugeValue(t, a.tr.metrics.activePeers.WithLabelValues("1", "2")); got != 1 {
+		t.Errorf("active peers 1→2 while up: %v, want 1", got)
+	}
 
 	b.stop()
 	waitFor(t, "stream 1→2 down", 10*time.Second, func() bool { return a.tr.ActiveSince(2).IsZero() })
+	waitFor(t, "1→2 counted inactive", 10*time.Second, func() bool {
+		return gaugeValue(t, a.tr.metrics.activePeers.WithLabelValues("1", "2")) == 0
+	})
+	if got := counterValue(t, a.tr.metrics.disconnectedPeers.WithLabelValues("1", "2")); got != 1 {
+		t.Errorf("disconnections 1→2 after one outage: %v, want 1", got)
+	}
 	a.tr.Send(apps(1, 2, 3))
 	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got < 3 {
 		t.Errorf("failures to 2 after it stopped: %v, want at least 3", got)
@@ -880,6 +889,18 @@ func TestMetrics(t *testing.T) {
 	if n := seriesCount(a.tr.metrics.sentBytes); n != 0 {
 		t.Errorf("%d sent-bytes series after the peer's removal, want 0", n)
 	}
+	if n := seriesCount(a.tr.metrics.activePeers) + seriesCount(a.tr.metrics.disconnectedPeers); n != 0 {
+		t.Errorf("%d active or disconnected series after the peer's removal, want 0", n)
+	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }
 
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
