@@ -48,6 +48,25 @@ import (
 // revoked). It is mvcc's sentinel, so the front ends map one error.
 var ErrLeaseNotFound = mvcc.ErrLeaseNotFound
 
+// ErrNotPrimary: this member found itself leader but could not confirm
+// that it still leads, so it does not renew; the client should try
+// another member. etcd's text, which it sends with code Unknown.
+var ErrNotPrimary = errors.New("not a primary lessor")
+
+// forwardedKey marks the context of a request another member forwarded.
+type forwardedKey struct{}
+
+// WithForwarded marks ctx as the context of a request that another member
+// forwarded to this one, which it names leader (see Renew).
+func WithForwarded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, forwardedKey{}, true)
+}
+
+func isForwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(bool)
+	return v
+}
+
 // ErrStopped: the lessor has stopped.
 var ErrStopped = errors.New("lease: lessor stopped")
 
@@ -68,6 +87,9 @@ type Store interface {
 	Leases() []mvcc.LeaseInfo
 	// IsLeader reports whether this member decides expiry.
 	IsLeader() bool
+	// ConfirmLeader reports whether a member that found itself leader
+	// may renew as leader (see store.Client.ConfirmLeader).
+	ConfirmLeader(ctx context.Context) bool
 	// WaitCommitted returns once the member has applied every entry it
 	// knew committed when called (see store.Client.WaitCommitted).
 	WaitCommitted(ctx context.Context) error
@@ -390,6 +412,16 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	leader := l.st.IsLeader()
 	if f := l.cfg.Forwarder; f != nil && !leader {
 		return f.Renew(ctx, id)
+	}
+	// A leader whose raft clock has stalled may have been replaced without
+	// knowing it; renewing here would not stop the new leader expiring
+	// the lease, and a client talking to this member alone would never
+	// learn. A renewal a follower forwards needs no confirmation (etcd's
+	// leader does not ask either): the follower forwards to the new leader
+	// within an election timeout, which the new leader adds to every lease
+	// when it takes office.
+	if leader && !isForwarded(ctx) && !l.st.ConfirmLeader(ctx) {
+		return 0, ErrNotPrimary
 	}
 	if l.st.LeaseCheckpointed(id) > 0 {
 		cp := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id}}}
@@ -714,6 +746,11 @@ func (a *lessorActor) propose(cps []*pb.LeaseCheckpoint) {
 	l := a.l
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RevokeTimeout)
 	defer cancel()
+	if !l.st.ConfirmLeader(ctx) {
+		l.cfg.Logger.Warn("ignored the lease checkpoint because this member could not confirm that it leads",
+			zap.Int("leases", len(cps)))
+		return
+	}
 	if err := l.st.LeaseCheckpoint(ctx, &pb.LeaseCheckpointRequest{Checkpoints: cps}); err != nil {
 		l.cfg.Logger.Warn("failed to checkpoint leases", zap.Int("leases", len(cps)), zap.Error(err))
 	}
@@ -732,6 +769,18 @@ func (a *lessorActor) revoke(id int64) {
 	l := a.l
 	ctx, cancel := context.WithTimeout(auth.WithUser(context.Background(), auth.RootUser), l.cfg.RevokeTimeout)
 	defer cancel()
+	// A leader whose raft clock stalled (a stuck disk write) still
+	// believes it leads, and its renewals have stopped while the lease's
+	// holder renews with the new leader. Its revoke, proposed now, would
+	// reach the new leader once it steps down and revoke a live lease
+	// (etcd issue 15247): it is proposed only once leadership is
+	// confirmed. Unconfirmed, the lease comes back in a second, by which
+	// time this member has stepped down or shown that it still leads.
+	if !l.st.ConfirmLeader(ctx) {
+		l.cfg.Logger.Warn("ignored the lease revoke because this member could not confirm that it leads",
+			zap.Int64("lease", id))
+		return
+	}
 	if _, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id}); err != nil && !errors.Is(err, ErrLeaseNotFound) {
 		l.cfg.Logger.Warn("failed to revoke expired lease", zap.Int64("lease", id), zap.Error(err))
 	}

@@ -29,6 +29,9 @@ type fakeStore struct {
 	// waits counts WaitCommitted calls, which answer waitErr.
 	waits   int
 	waitErr error
+	// unconfirmed makes ConfirmLeader fail; confirms counts its calls.
+	unconfirmed bool
+	confirms    int
 	// denied is what the auth checks answer; revokedAs the user each
 	// revoke was made as.
 	denied    error
@@ -108,6 +111,13 @@ func (s *fakeStore) IsLeader() bool {
 
 func (s *fakeStore) Header() *pb.ResponseHeader { return &pb.ResponseHeader{} }
 
+func (s *fakeStore) ConfirmLeader(context.Context) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.confirms++
+	return !s.unconfirmed
+}
+
 // WaitCommitted: the fake applies every request as it is made, so it
 // only counts the waits and answers waitErr.
 func (s *fakeStore) WaitCommitted(context.Context) error {
@@ -136,6 +146,35 @@ func start(t *testing.T, cfg Config, leader bool) (*Lessor, *fakeStore) {
 	l.Ready()
 	t.Cleanup(l.Stop)
 	return l, st
+}
+
+// TestUnconfirmedLeaderDoesNotRevoke: an expired lease is revoked only by
+// a leader that confirms it still leads (etcd issue 15247: a leader
+// stalled on its disk revoked, once it resumed, leases its successor
+// kept alive). Once leadership is confirmed, the lease is revoked within
+// the second its retry waits.
+func TestUnconfirmedLeaderDoesNotRevoke(t *testing.T) {
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
+	st.mu.Lock()
+	st.unconfirmed = true
+	st.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond)
+	if ids := st.revokedIDs(); len(ids) != 0 {
+		t.Fatalf("an unconfirmed leader revoked %v", ids)
+	}
+	st.mu.Lock()
+	st.unconfirmed = false
+	st.mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for len(st.revokedIDs()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired lease was not revoked once leadership was confirmed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := l.Renew(context.Background(), 1); !errors.Is(err, ErrLeaseNotFound) {
+		t.Errorf("keep-alive after the revoke: %v, want %v", err, ErrLeaseNotFound)
+	}
 }
 
 func TestExpiryRevokes(t *testing.T) {
@@ -390,6 +429,63 @@ func BenchmarkRenew(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLeaderConfirmsBeforeRenewing: a leader renews a client's keep-alive
+// only once the store confirms that it still leads (etcd's
+// ensureLeadership); when it cannot, the keep-alive fails with "not a
+// primary lessor" and the lease's clock stays where it was. A keep-alive
+// another member forwarded is renewed without asking, and a follower
+// forwards without asking.
+func TestLeaderConfirmsBeforeRenewing(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}}, true)
+	confirms := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.confirms
+	}
+	if _, err := l.Renew(ctx, 1); err != nil || confirms() != 1 {
+		t.Fatalf("keep-alive on a confirmed leader: %v, %d confirmations, want one", err, confirms())
+	}
+	st.mu.Lock()
+	st.unconfirmed = true
+	st.mu.Unlock()
+	before := l.clock(1).at.Load()
+	time.Sleep(5 * time.Millisecond)
+	if ttl, err := l.Renew(ctx, 1); !errors.Is(err, ErrNotPrimary) || ttl != 0 {
+		t.Fatalf("keep-alive on an unconfirmed leader: %d, %v, want %v", ttl, err, ErrNotPrimary)
+	}
+	if after := l.clock(1).at.Load(); after != before {
+		t.Errorf("an unconfirmed leader moved the lease's expiry by %v", time.Duration(after-before))
+	}
+	// A renewal another member forwards is not held up: that member
+	// forwards elsewhere once it learns of a new leader.
+	if _, err := l.Renew(WithForwarded(ctx), 1); err != nil || confirms() != 2 || l.clock(1).at.Load() <= before {
+		t.Fatalf("forwarded keep-alive on an unconfirmed leader: %v, %d confirmations, expiry moved %v; want renewed without asking",
+			err, confirms(), time.Duration(l.clock(1).at.Load()-before))
+	}
+	before = l.clock(1).at.Load()
+	time.Sleep(5 * time.Millisecond)
+	st.mu.Lock()
+	st.unconfirmed = false
+	st.mu.Unlock()
+	if _, err := l.Renew(ctx, 1); err != nil || l.clock(1).at.Load() <= before {
+		t.Fatalf("keep-alive once confirmed again: %v, expiry moved %v", err, time.Duration(l.clock(1).at.Load()-before))
+	}
+
+	fl, fst := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}, Forwarder: &forwardTo{}}, false)
+	fst.mu.Lock()
+	fst.unconfirmed = true
+	fst.mu.Unlock()
+	if _, err := fl.Renew(ctx, 1); err != nil {
+		t.Fatalf("keep-alive on a follower: %v", err)
+	}
+	fst.mu.Lock()
+	defer fst.mu.Unlock()
+	if fst.confirms != 0 {
+		t.Errorf("a follower asked for confirmation %d times, want none: it forwards", fst.confirms)
+	}
 }
 
 // TestLeaderWaitsForCommitted: as etcd's leader does, a TimeToLive waits

@@ -124,6 +124,10 @@ type Node struct {
 	becameLeader atomic.Int64
 	// leaderChanges counts the leaders this node has seen take office.
 	leaderChanges atomic.Uint64
+	// lastTick is when the actor last handled a tick, in Unix
+	// nanoseconds; tickInterval is the time between two.
+	lastTick     atomic.Int64
+	tickInterval time.Duration
 
 	stopTick chan struct{}
 	// done is closed once the actor has stopped. The actor drops messages
@@ -195,7 +199,8 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		confState: snap.GetMetadata().GetConfState(),
 		inflight:  make(map[uint64]*readRound),
 	}
-	n := &Node{id: cfg.ID, stopTick: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{id: cfg.ID, tickInterval: cfg.TickInterval, stopTick: make(chan struct{}), done: make(chan struct{})}
+	n.lastTick.Store(time.Now().UnixNano())
 	a.node = n
 	n.ref = sys.Spawn("raft", 0, a.receive)
 	a.self = n.ref
@@ -306,6 +311,15 @@ func (n *Node) Status() Status {
 	return st
 }
 
+// Ticking reports whether the actor has handled a tick within the last
+// three tick intervals, as etcd's isActive does. It stops ticking while a
+// write to the raft log is stuck or its mailbox is flooded; raft then
+// cannot tell, from its own clock, that followers have stopped answering,
+// so it may believe it leads when the others have elected another leader.
+func (n *Node) Ticking() bool {
+	return time.Since(time.Unix(0, n.lastTick.Load())) < 3*n.tickInterval
+}
+
 // Stop stops the ticker and the actor; pending reads fail with ErrStopped.
 // It does not close the log.
 func (n *Node) Stop() {
@@ -409,6 +423,7 @@ func (a *raftActor) receive(ctx actor.Context) {
 		a.handleReady()
 	case tickMsg:
 		a.rn.Tick()
+		a.node.lastTick.Store(time.Now().UnixNano())
 		a.retryReads()
 		a.scheduleReady()
 	case stepMsg:

@@ -234,6 +234,72 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// stuckLog is a raft log whose Save blocks while hold is set, as a disk
+// stuck in fsync would.
+type stuckLog struct {
+	raftlog.Log
+	mu   sync.Mutex
+	hold chan struct{} // nil: Save goes through
+}
+
+func (l *stuckLog) Save(st *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) error {
+	l.mu.Lock()
+	hold := l.hold
+	l.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return l.Log.Save(st, ents, snap)
+}
+
+// TestTickingStopsWhileLogWriteStuck: a node ticks while its log writes
+// go through; while one is stuck its clock stops and Ticking says so, and
+// it ticks again once the write completes.
+func TestTickingStopsWhileLogWriteStuck(t *testing.T) {
+	fl, err := filelog.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &stuckLog{Log: fl}
+	got := &committed{}
+	n, err := Start(actors.NewSystem(), Config{ID: 1, Peers: []uint64{1}, Log: l, TickInterval: 10 * time.Millisecond,
+		Commit: got.commit, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{node: n, log: fl, got: got}
+	t.Cleanup(m.stop)
+	propose(t, n, payloads("a", 1))
+	got.waitFor(t, 1)
+	if !n.Ticking() {
+		t.Fatal("a node whose log writes go through is not ticking")
+	}
+
+	hold := make(chan struct{})
+	l.mu.Lock()
+	l.hold = hold
+	l.mu.Unlock()
+	propose(t, n, payloads("b", 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Ticking() {
+		if time.Now().After(deadline) {
+			t.Fatal("still ticking 5s into a stuck log write")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.mu.Lock()
+	l.hold = nil
+	l.mu.Unlock()
+	close(hold)
+	got.waitFor(t, 2)
+	for !n.Ticking() {
+		if time.Now().After(deadline) {
+			t.Fatal("not ticking again after the log write completed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestStop(t *testing.T) {
 	m := start(t, t.TempDir(), 0)
 	readIndex(t, m.node)

@@ -208,9 +208,11 @@ func leaderAnswer(err error) (error, bool) {
 }
 
 // askAgain reports whether the leader's answer s says that it cannot
-// answer but the member leading next may.
+// answer but the member leading next may: a leader that could not confirm
+// its leadership (lease.ErrNotPrimary) is likely replaced by now.
 func askAgain(s error) bool {
-	return errors.Is(s, store.ErrNotLeader) || errors.Is(s, store.ErrNoLeader) || errors.Is(s, store.ErrStopped)
+	return errors.Is(s, store.ErrNotLeader) || errors.Is(s, store.ErrNoLeader) || errors.Is(s, store.ErrStopped) ||
+		errors.Is(s, lease.ErrNotPrimary)
 }
 
 // Renew implements lease.Forwarder: one keep-alive on the leader.

@@ -149,6 +149,9 @@ func TestLeaseForwarderReturnsSentinels(t *testing.T) {
 		{name: "leader's lessor stopping, then renews", wantTTL: 7, leaders: func(t *testing.T) (uint64, map[uint64]string) {
 			return 1, map[uint64]string{1: startFakeLeader(t, lease.ErrStopped, int64(7)).addr}
 		}},
+		{name: "leader cannot confirm it leads, then renews", wantTTL: 7, leaders: func(t *testing.T) (uint64, map[uint64]string) {
+			return 1, map[uint64]string{1: startFakeLeader(t, lease.ErrNotPrimary, int64(7)).addr}
+		}},
 		{name: "leader stays without a leader", want: store.ErrNoLeader, minWait: timeout, leaders: func(t *testing.T) (uint64, map[uint64]string) {
 			return 1, map[uint64]string{1: startFakeLeader(t, store.ErrNoLeader).addr}
 		}},

@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 
 	"github.com/cairn-kv/cairn/internal/mvcc"
 )
@@ -92,6 +94,30 @@ func (c *Client) Leader() uint64 { return c.raft.Status().Leader }
 func (c *Client) IsLeader() bool {
 	st := c.raft.Status()
 	return st.Leader != 0 && st.Leader == st.ID
+}
+
+// ConfirmLeader reports whether this member, which found itself leader,
+// may act as leader for a keep-alive, as etcd's ensureLeadership decides.
+// While raft's clock moves, raft steps down on its own once followers stop
+// answering (check quorum), so its word is taken. When the clock has
+// stalled (a stuck log write, a flooded raft actor), raft may still
+// believe it leads while the others have elected another member: it is
+// asked for a read index, which needs a quorum's answer, and must still
+// lead afterwards.
+func (c *Client) ConfirmLeader(ctx context.Context) bool {
+	if c.raft.Ticking() {
+		return true
+	}
+	if err := c.linearize(ctx); err != nil {
+		c.cfg.Logger.Warn("failed to check current member's leadership", zap.Error(err))
+		return false
+	}
+	if !c.IsLeader() {
+		c.cfg.Logger.Warn("current member isn't a leader", zap.String("local-member-id", fmt.Sprintf("%x", c.cfg.MemberID)),
+			zap.String("new-lead", fmt.Sprintf("%x", c.Leader())))
+		return false
+	}
+	return true
 }
 
 // Leases lists the granted leases.

@@ -51,6 +51,9 @@ type Raft interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	Compact(applied uint64)
 	Status() raftnode.Status
+	// Ticking reports whether raft's clock has moved within the last
+	// three ticks (see raftnode.Node.Ticking).
+	Ticking() bool
 	Stop()
 }
 

@@ -308,6 +308,7 @@ func (nopRaft) ReadIndex(context.Context) (uint64, error)         { return 0, ni
 func (nopRaft) Compact(uint64)                                    {}
 func (nopRaft) Status() raftnode.Status                           { return raftnode.Status{} }
 func (nopRaft) TransferLeadership(uint64)                         {}
+func (nopRaft) Ticking() bool                                     { return true }
 func (nopRaft) Stop()                                             {}
 
 // laggingRaft reports a commit index far ahead of anything applied and
@@ -640,5 +641,62 @@ func TestWaitCommitted(t *testing.T) {
 	cancel()
 	if err := c.WaitCommitted(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller: %v, want %v", err, context.Canceled)
+	}
+}
+
+// stalledRaft is a raft whose clock may have stopped: it reports leader
+// and ticking as set, counts ReadIndex calls and answers them with
+// readErr; after a read index round, the leader is then's.
+type stalledRaft struct {
+	nopRaft
+	ticking bool
+	readErr error
+	reads   *atomic.Int32
+	leader  *atomic.Uint64
+	then    uint64
+}
+
+func (r stalledRaft) Ticking() bool { return r.ticking }
+func (r stalledRaft) Status() raftnode.Status {
+	return raftnode.Status{ID: 1, Leader: r.leader.Load()}
+}
+func (r stalledRaft) ReadIndex(context.Context) (uint64, error) {
+	r.reads.Add(1)
+	r.leader.Store(r.then)
+	return 0, r.readErr
+}
+
+// TestConfirmLeader: a leader whose raft clock moves is taken at its word
+// without a read index round; one whose clock stalled is confirmed only
+// if a read index round succeeds and it still leads after it, as etcd's
+// ensureLeadership.
+func TestConfirmLeader(t *testing.T) {
+	tests := []struct {
+		name      string
+		ticking   bool
+		readErr   error
+		then      uint64
+		want      bool
+		wantReads int32
+	}{
+		{name: "ticking", ticking: true, then: 1, want: true},
+		{name: "stalled, confirmed", then: 1, want: true, wantReads: 1},
+		{name: "stalled, no quorum answers", readErr: raftnode.ErrStopped, then: 1, wantReads: 1},
+		{name: "stalled, replaced meanwhile", then: 2, wantReads: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var reads atomic.Int32
+			var leader atomic.Uint64
+			leader.Store(1)
+			r := stalledRaft{ticking: tt.ticking, readErr: tt.readErr, reads: &reads, leader: &leader, then: tt.then}
+			c := startOnRaft(t, r, store.Config{MemberID: 1})
+			if got := c.ConfirmLeader(context.Background()); got != tt.want {
+				t.Errorf("ConfirmLeader = %v, want %v", got, tt.want)
+			}
+			if n := reads.Load(); n != tt.wantReads {
+				t.Errorf("%d read index rounds, want %d", n, tt.wantReads)
+			}
+		})
 	}
 }

@@ -42,6 +42,9 @@ var grpcErrors = []struct {
 	// etcd's lessor has no error of its own for stopping: a member that
 	// stops answers "server stopped" whichever part of it notices.
 	{lease.ErrStopped, rpctypes.ErrGRPCStopped},
+	// etcd's table lacks this one: its lessor's text goes out with code
+	// Unknown, and clientv3's keep-alive loop opens a new stream.
+	{lease.ErrNotPrimary, status.Error(codes.Unknown, "not a primary lessor")},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{store.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
 	{store.ErrTimeoutDueToConnectionLost, rpctypes.ErrGRPCTimeoutDueToConnectionLost},

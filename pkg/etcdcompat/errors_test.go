@@ -43,6 +43,7 @@ var etcdErrors = []struct {
 	{store.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{store.ErrStopped, rpctypes.ErrGRPCStopped},
 	{lease.ErrStopped, rpctypes.ErrGRPCStopped},
+	{lease.ErrNotPrimary, status.Error(codes.Unknown, "not a primary lessor")},
 	{store.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{store.ErrTimeoutDueToLeaderFail, status.Error(codes.Unavailable, "etcdserver: request timed out, possibly due to previous leader failure")},
 	{store.ErrTimeoutDueToConnectionLost, status.Error(codes.Unavailable, "etcdserver: request timed out, possibly due to connection lost")},

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/cairn-kv/cairn/internal/auth"
+	"github.com/cairn-kv/cairn/internal/lease"
 )
 
 // Who sends a call is decided here, as etcd decides it, and handed to the
@@ -72,8 +73,12 @@ func firstOf(ctx context.Context, key string) string {
 	return ""
 }
 
-// caller returns ctx carrying the call's token or user.
+// caller returns ctx carrying the call's token or user; on the peer
+// server, marked as forwarded by another member (lease.WithForwarded).
 func (p identity) caller(ctx context.Context) context.Context {
+	if p.peer {
+		ctx = lease.WithForwarded(ctx)
+	}
 	token := firstOf(ctx, rpctypes.TokenFieldNameGRPC)
 	if token == "" {
 		token = firstOf(ctx, rpctypes.TokenFieldNameSwagger)

@@ -93,6 +93,9 @@ var errorTable = []struct {
 	// Only a forwarded request can meet it: the member asked to serve it
 	// no longer leads.
 	{store.ErrNotLeader, http.StatusServiceUnavailable, "no_leader"},
+	// A leader whose raft clock stalled could not confirm that it still
+	// leads, so it renews no lease.
+	{lease.ErrNotPrimary, http.StatusServiceUnavailable, "no_leader"},
 	{errLeaderUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	// A member given only a JWT public key verifies tokens but cannot
 	// issue them: ask another member.
