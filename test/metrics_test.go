@@ -108,7 +108,7 @@ func labelNames(s string) []string {
 }
 
 // TestMetricsMatchEtcd: the series etcd's dashboards and alerts read about
-// leadership, proposals, quota and database size exist on Cairn's /metrics
+// leadership, proposals, quota, database size and leases exist on Cairn's /metrics
 // with etcd's names and types, and a lone member reports what etcd's does.
 func TestMetricsMatchEtcd(t *testing.T) {
 	names := []string{
@@ -117,6 +117,9 @@ func TestMetricsMatchEtcd(t *testing.T) {
 		"etcd_server_proposals_applied_total", "etcd_server_proposals_pending",
 		"etcd_server_quota_backend_bytes", "etcd_mvcc_db_total_size_in_bytes",
 		"etcd_mvcc_db_total_size_in_use_in_bytes", "etcd_debugging_mvcc_current_revision",
+		"etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total",
+		"etcd_debugging_lease_renewed_total", "etcd_debugging_lease_ttl_total",
+		"etcd_debugging_server_lease_expired_total",
 	}
 	// What a lone, idle member reports, as a lone etcd member does. These
 	// are not read from the reference etcd: its gauges and counters are

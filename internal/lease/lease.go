@@ -157,7 +157,8 @@ type Lessor struct {
 	// clocks maps a lease ID to its *clock, for every lease the actor
 	// tracks. The actor adds and removes them; keep-alives and readers
 	// look them up.
-	clocks sync.Map
+	clocks  sync.Map
+	metrics *metrics
 }
 
 // clock is one lease's expiry, shared by the lease actor and keep-alives.
@@ -278,7 +279,7 @@ func Start(sys *actors.System, cfg Config) *Lessor {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	l := &Lessor{cfg: cfg, stop: make(chan struct{}), epoch: time.Now()}
+	l := &Lessor{cfg: cfg, stop: make(chan struct{}), epoch: time.Now(), metrics: newMetrics()}
 	a := &lessorActor{l: l, leases: make(map[int64]*entry)}
 	a.reset(l.resetClocks(cfg.Leases))
 	// Unbounded: it is fed by the store actor, which must never block,
@@ -384,6 +385,10 @@ func (l *Lessor) Applied(id, ttl int64) {
 		}
 		c.at.Store(addClamped(l.now(), c.ttl))
 		l.clocks.Store(id, c)
+		l.metrics.granted.Inc()
+		l.metrics.ttls.Observe(float64(ttl))
+	} else {
+		l.metrics.revoked.Inc()
 	}
 	l.ref.Send(appliedMsg{id: id, clock: c})
 }
@@ -446,6 +451,9 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	}
 	if c == nil || !c.renew(l.now()) {
 		return 0, ErrLeaseNotFound
+	}
+	if leader {
+		l.metrics.renewed.Inc()
 	}
 	c.own.Store(leader)
 	return int64(c.ttl / time.Second), nil
@@ -781,7 +789,11 @@ func (a *lessorActor) revoke(id int64) {
 			zap.Int64("lease", id))
 		return
 	}
-	if _, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id}); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+	_, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
+	switch {
+	case err == nil:
+		l.metrics.expired.Inc()
+	case !errors.Is(err, ErrLeaseNotFound):
 		l.cfg.Logger.Warn("failed to revoke expired lease", zap.Int64("lease", id), zap.Error(err))
 	}
 }

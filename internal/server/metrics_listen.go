@@ -34,6 +34,7 @@ func (s *Server) metricsHandler() http.Handler {
 		return 0
 	})
 	s.metrics.reg.MustRegister(s.transport.Collectors()...)
+	s.metrics.reg.MustRegister(s.lease.Collectors()...)
 	return s.metrics.handler()
 }
 
