@@ -88,7 +88,8 @@ type Store interface {
 	// IsLeader reports whether this member decides expiry.
 	IsLeader() bool
 	// ConfirmLeader reports whether a member that found itself leader
-	// may renew as leader (see store.Client.ConfirmLeader).
+	// still leads, asking a quorum when its raft clock has stalled (see
+	// store.Client.ConfirmLeader).
 	ConfirmLeader(ctx context.Context) bool
 	// WaitCommitted returns once the member has applied every entry it
 	// knew committed when called (see store.Client.WaitCommitted).
@@ -166,9 +167,10 @@ type clock struct {
 	// ttl is the lease's granted TTL.
 	ttl time.Duration
 	// at is when the lease expires, in nanoseconds since the lessor's
-	// epoch, or revoking once the actor has proposed its revoke (or the
+	// epoch, or revoking once the actor has found it expired (or the
 	// lease is gone). Keep-alives only move it forward, by compare and
-	// swap, and never from revoking.
+	// swap, and never from revoking; only a member that becomes leader
+	// restarts a revoking clock whose lease still exists (promote).
 	at atomic.Int64
 	// own: at was last set (granted or renewed) while this member led,
 	// so promote leaves it alone. A member sees that it leads only at its
@@ -611,7 +613,10 @@ func (a *lessorActor) reset(m resetMsg) {
 // follower's own expiries mean nothing. Each lease gets its checkpointed
 // remaining TTL, or its whole TTL, plus Config.Extend (an election
 // timeout), so no lease expires before its holder could reach the new
-// leader.
+// leader. That includes a lease this member found expired while it led
+// before: its revoke was not proposed (this member could not confirm that
+// it led) or did not apply, and the lease lives on, renewed with the
+// leader of the meantime.
 func (a *lessorActor) promote(now int64) {
 	st := a.l.st
 	leader := a.leads()
@@ -633,7 +638,8 @@ func (a *lessorActor) promote(now int64) {
 		if left <= 0 {
 			left = e.clock.ttl
 		}
-		if at := addClamped(from, left); e.clock.restart(at) {
+		at := addClamped(from, left)
+		if e.clock.restart(at) || a.l.clock(id) == e.clock && e.clock.at.CompareAndSwap(revoking, at) {
 			a.queue(id, e, at)
 		}
 	}

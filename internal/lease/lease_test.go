@@ -177,6 +177,32 @@ func TestUnconfirmedLeaderDoesNotRevoke(t *testing.T) {
 	}
 }
 
+// TestLeaderAgainResumesUnrevokedLease: a lease this member found expired
+// while leading, but could not revoke (leadership unconfirmed), lives on
+// with the next leader. When this member leads again it gives the lease a
+// new expiry, as every other, instead of revoking it at once.
+func TestLeaderAgainResumesUnrevokedLease(t *testing.T) {
+	ctx := context.Background()
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
+	set := func(leader, unconfirmed bool) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.leader, st.unconfirmed = leader, unconfirmed
+	}
+	set(true, true)
+	time.Sleep(1500 * time.Millisecond) // expired here, revoke unconfirmed
+	set(false, false)
+	time.Sleep(200 * time.Millisecond) // the lessor sees it no longer leads
+	set(true, false)
+	time.Sleep(200 * time.Millisecond) // and that it leads again
+	if ids := st.revokedIDs(); len(ids) != 0 {
+		t.Fatalf("leading again, the member revoked %v at once", ids)
+	}
+	if ttl, err := l.Renew(ctx, 1); err != nil || ttl != 1 {
+		t.Fatalf("keep-alive once leading again: %d, %v; want 1, nil", ttl, err)
+	}
+}
+
 func TestExpiryRevokes(t *testing.T) {
 	ctx := context.Background()
 	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
