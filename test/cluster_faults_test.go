@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -32,7 +33,6 @@ const (
 	faultOpTimeout  = 2 * time.Second
 	faultPause      = 1500 * time.Millisecond
 	faultStopLength = 2 * time.Second
-	faultMinFaults  = 3
 )
 
 // faultOp is one operation a worker issued, as it saw it. err is nil when
@@ -61,9 +61,10 @@ func (e watchEvent) String() string {
 
 // TestClusterFaultsLinearizable: clients put, get, delete and
 // compare-and-swap over four keys of a three-member cluster while the
-// leader is killed and restarted, and the leader and then a follower are
-// frozen with SIGSTOP and thawed. The history they record is linearizable
-// (porcupine, per key); every acknowledged write is in the watch stream at
+// leader is killed and restarted, the leader and then a follower are
+// frozen with SIGSTOP and thawed, and, where the test may freeze a
+// filesystem, the disk of a member asked to lead hangs for a while. The
+// history they record is linearizable (porcupine, per key); every acknowledged write is in the watch stream at
 // its revision and survives in the final state; all members converge on
 // the same keys, values and mod revisions; one watcher per member, resumed
 // from its last revision when its stream breaks, sees every revision once
@@ -85,7 +86,21 @@ func TestClusterFaultsLinearizable(t *testing.T) {
 func runFaultTest(t *testing.T, engine string, dur time.Duration) {
 	// Quick elections; frequent snapshots, so that a member back from a
 	// fault catches up from a snapshot as often as from the log.
-	c := startCluster(t, engine, 3, "--heartbeat-interval", "50", "--election-timeout", "500",
+	// Where a filesystem can be frozen, the first member's data lives on
+	// one, so that its disk can stall as well.
+	disk, noDisk := mountFreezableDisk(t)
+	var o clusterOpts
+	if disk != nil {
+		o.memberArgs = func(name string) []string {
+			if name == "c0" {
+				return []string{"--data-dir", filepath.Join(disk.mnt, "c0")}
+			}
+			return nil
+		}
+	} else {
+		t.Logf("no disk stalls: %s", noDisk)
+	}
+	c := startClusterOpts(t, engine, 3, o, "--heartbeat-interval", "50", "--election-timeout", "500",
 		"--snapshot-count", "2000", "--snapshot-catchup-entries", "500")
 	began := time.Now()
 	now := func() int64 { return time.Since(began).Nanoseconds() }
@@ -177,10 +192,36 @@ func runFaultTest(t *testing.T, engine string, dur time.Duration) {
 		func() { freeze(c.leader(), "leader") },
 		func() { freeze(c.followers()[0], "follower") },
 	}
+	if disk != nil {
+		// The first member's disk hangs for a while, after it was asked
+		// to lead: its raft log writes block, and with them its raft
+		// clock, while its gRPC and peer servers keep answering.
+		faults = append(faults, func() {
+			stalled := c.members[0]
+			if l := c.leader(); l != stalled {
+				mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := l.client(t).MoveLeader(mctx, stalled.statusID(t))
+				cancel()
+				if err != nil {
+					t.Logf("%6.2fs move leader to %s: %v", time.Since(began).Seconds(), stalled.name, err)
+				}
+			}
+			role := "follower"
+			if st, err := stalled.status(); err == nil && st.Leader == st.Header.MemberId {
+				role = "leader"
+			}
+			t.Logf("%6.2fs disk of %s %s frozen", time.Since(began).Seconds(), role, stalled.name)
+			disk.freeze()
+			time.Sleep(faultStopLength)
+			disk.thaw()
+			t.Logf("%6.2fs disk of %s thawed", time.Since(began).Seconds(), stalled.name)
+		})
+	}
 	deadline := began.Add(dur)
 	time.Sleep(faultPause)
 	injected := 0
-	for injected < faultMinFaults || time.Now().Add(faultPause).Before(deadline) {
+	// Every fault at least once, however short the run.
+	for injected < len(faults) || time.Now().Add(faultPause).Before(deadline) {
 		faults[injected%len(faults)]()
 		injected++
 		time.Sleep(faultPause)

@@ -30,16 +30,27 @@ type freezableDisk struct {
 
 // newFreezableDisk mounts a fresh 256 MiB ext4 filesystem for the test and
 // unmounts it at the end, once the members on it have stopped. It skips
-// the test where that cannot be done: it needs root, a loop device,
-// mkfs.ext4 and fsfreeze.
+// the test where that cannot be done (see mountFreezableDisk).
 func newFreezableDisk(t *testing.T) *freezableDisk {
 	t.Helper()
+	d, why := mountFreezableDisk(t)
+	if d == nil {
+		t.Skip(why)
+	}
+	return d
+}
+
+// mountFreezableDisk is newFreezableDisk that returns nil and the reason
+// where the disk cannot be made: it needs root, a loop device, mkfs.ext4
+// and fsfreeze.
+func mountFreezableDisk(t *testing.T) (*freezableDisk, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("freezing a filesystem needs root")
+		return nil, "freezing a filesystem needs root"
 	}
 	for _, tool := range []string{"mkfs.ext4", "mount", "umount", "fsfreeze", "setsid"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("freezing a filesystem needs %s", tool)
+			return nil, "freezing a filesystem needs " + tool
 		}
 	}
 	dir := t.TempDir()
@@ -60,7 +71,7 @@ func newFreezableDisk(t *testing.T) *freezableDisk {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a loop filesystem here: %v\n%s", err, out)
+		return nil, fmt.Sprintf("cannot mount a loop filesystem here: %v: %s", err, out)
 	}
 	d := &freezableDisk{t: t, mnt: mnt}
 	t.Cleanup(func() {
@@ -69,7 +80,7 @@ func newFreezableDisk(t *testing.T) *freezableDisk {
 			t.Errorf("umount %s: %v\n%s", mnt, err, out)
 		}
 	})
-	return d
+	return d, ""
 }
 
 // freeze stops every write to the filesystem until thaw, which runs at
