@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/internal/auth"
 )
@@ -72,7 +73,7 @@ func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []heal
 	for _, c := range checks {
 		if err := c.run(ctx, st); err != nil {
 			failed = true
-			fmt.Fprintf(&report, "[-]%s failed: %v\n", c.name, err)
+			fmt.Fprintf(&report, "[-]%s failed: %s\n", c.name, etcdText(err))
 		} else {
 			fmt.Fprintf(&report, "[+]%s ok\n", c.name)
 		}
@@ -95,6 +96,16 @@ func readCheck(serializable bool) func(context.Context, Store) error {
 	return func(ctx context.Context, st Store) error {
 		return healthRead(ctx, st, serializable)
 	}
+}
+
+// etcdText is err worded as etcd's server words it: the message of the
+// status etcd sends for it ("etcdserver: request timed out"), or err's own
+// text where etcd has none of its own (a context's error).
+func etcdText(err error) string {
+	if s, ok := status.FromError(toGRPCError(err)); ok {
+		return s.Message()
+	}
+	return err.Error()
 }
 
 // healthRead is the read behind /health and the read probes, made as
@@ -148,7 +159,7 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
 	if a := firstAlarm(st, r.URL.Query()["exclude"]); a != nil {
 		h = healthBody{Health: "false", Reason: alarmReason(a.Alarm)}
 	} else if err := healthRead(ctx, st, r.URL.Query().Get("serializable") == "true"); err != nil {
-		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + err.Error()}
+		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + etcdText(err)}
 	}
 	body, _ := json.Marshal(h)
 	if h.Health != "true" {
