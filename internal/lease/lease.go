@@ -406,7 +406,8 @@ func (l *Lessor) Revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.Leas
 }
 
 // Renew restarts lease id's TTL and returns it; ErrLeaseNotFound if the
-// lease does not exist or has expired. A checkpointed remaining TTL is
+// lease does not exist or has expired, ErrNotPrimary if this member found
+// itself leader but could not confirm it. A checkpointed remaining TTL is
 // cleared through raft first, as etcd does, so that a restart after the
 // renewal does not resume from the older checkpoint. With auth enabled
 // the caller must be root or allowed to write every key of the lease,
@@ -427,8 +428,12 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 	// leader does not ask either): the follower forwards to the new leader
 	// within an election timeout, which the new leader adds to every lease
 	// when it takes office.
-	if leader && !isForwarded(ctx) && !l.st.ConfirmLeader(ctx) {
-		return 0, ErrNotPrimary
+	confirmed := false
+	if leader && !isForwarded(ctx) {
+		if !l.st.ConfirmLeader(ctx) {
+			return 0, ErrNotPrimary
+		}
+		confirmed = true
 	}
 	if l.st.LeaseCheckpointed(id) > 0 {
 		cp := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id}}}
@@ -452,6 +457,14 @@ func (l *Lessor) Renew(ctx context.Context, id int64) (int64, error) {
 		c = l.clock(id)
 	}
 	if c == nil || !c.renew(l.now()) {
+		// A leader whose raft clock stalled finds leases expired that
+		// live on with the leader elected meanwhile, and does not revoke
+		// them (see revoke). Unless it still leads, it says so, as etcd's
+		// lessor does once it steps down, and the follower that forwarded
+		// the keep-alive asks the next leader.
+		if c != nil && leader && !confirmed && !l.st.ConfirmLeader(ctx) {
+			return 0, ErrNotPrimary
+		}
 		return 0, ErrLeaseNotFound
 	}
 	if leader {

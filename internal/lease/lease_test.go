@@ -203,6 +203,32 @@ func TestLeaderAgainResumesUnrevokedLease(t *testing.T) {
 	}
 }
 
+// TestExpiredOnUnconfirmedLeader: a keep-alive, forwarded by a follower,
+// of a lease that a leader whose leadership cannot be confirmed found
+// expired is answered "not a primary lessor", so that the follower asks
+// the next leader, with which the lease may live on; once leadership is
+// confirmed, the answer is "not found".
+func TestExpiredOnUnconfirmedLeader(t *testing.T) {
+	fwd := WithForwarded(context.Background())
+	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
+	st.mu.Lock()
+	st.unconfirmed = true
+	st.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := l.Renew(fwd, 1); !errors.Is(err, ErrNotPrimary) {
+		t.Fatalf("forwarded keep-alive of a lease expired on an unconfirmed leader: %v, want %v", err, ErrNotPrimary)
+	}
+	if _, err := l.Renew(fwd, 2); !errors.Is(err, ErrLeaseNotFound) {
+		t.Fatalf("forwarded keep-alive of an unknown lease: %v, want %v", err, ErrLeaseNotFound)
+	}
+	st.mu.Lock()
+	st.unconfirmed = false
+	st.mu.Unlock()
+	if _, err := l.Renew(fwd, 1); !errors.Is(err, ErrLeaseNotFound) {
+		t.Fatalf("forwarded keep-alive of the expired lease, leadership confirmed: %v, want %v", err, ErrLeaseNotFound)
+	}
+}
+
 func TestExpiryRevokes(t *testing.T) {
 	ctx := context.Background()
 	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
