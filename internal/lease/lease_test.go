@@ -118,6 +118,20 @@ func (s *fakeStore) ConfirmLeader(context.Context) bool {
 	return !s.unconfirmed
 }
 
+// setUnconfirmed makes ConfirmLeader fail (true) or succeed.
+func (s *fakeStore) setUnconfirmed(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unconfirmed = v
+}
+
+// confirmCalls is how many times ConfirmLeader was asked.
+func (s *fakeStore) confirmCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.confirms
+}
+
 // WaitCommitted: the fake applies every request as it is made, so it
 // only counts the waits and answers waitErr.
 func (s *fakeStore) WaitCommitted(context.Context) error {
@@ -155,16 +169,12 @@ func start(t *testing.T, cfg Config, leader bool) (*Lessor, *fakeStore) {
 // the second its retry waits.
 func TestUnconfirmedLeaderDoesNotRevoke(t *testing.T) {
 	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
-	st.mu.Lock()
-	st.unconfirmed = true
-	st.mu.Unlock()
+	st.setUnconfirmed(true)
 	time.Sleep(1500 * time.Millisecond)
 	if ids := st.revokedIDs(); len(ids) != 0 {
 		t.Fatalf("an unconfirmed leader revoked %v", ids)
 	}
-	st.mu.Lock()
-	st.unconfirmed = false
-	st.mu.Unlock()
+	st.setUnconfirmed(false)
 	deadline := time.Now().Add(3 * time.Second)
 	for len(st.revokedIDs()) == 0 {
 		if time.Now().After(deadline) {
@@ -211,9 +221,7 @@ func TestLeaderAgainResumesUnrevokedLease(t *testing.T) {
 func TestExpiredOnUnconfirmedLeader(t *testing.T) {
 	fwd := WithForwarded(context.Background())
 	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
-	st.mu.Lock()
-	st.unconfirmed = true
-	st.mu.Unlock()
+	st.setUnconfirmed(true)
 	time.Sleep(1500 * time.Millisecond)
 	if _, err := l.Renew(fwd, 1); !errors.Is(err, ErrNotPrimary) {
 		t.Fatalf("forwarded keep-alive of a lease expired on an unconfirmed leader: %v, want %v", err, ErrNotPrimary)
@@ -221,9 +229,7 @@ func TestExpiredOnUnconfirmedLeader(t *testing.T) {
 	if _, err := l.Renew(fwd, 2); !errors.Is(err, ErrLeaseNotFound) {
 		t.Fatalf("forwarded keep-alive of an unknown lease: %v, want %v", err, ErrLeaseNotFound)
 	}
-	st.mu.Lock()
-	st.unconfirmed = false
-	st.mu.Unlock()
+	st.setUnconfirmed(false)
 	if _, err := l.Renew(fwd, 1); !errors.Is(err, ErrLeaseNotFound) {
 		t.Fatalf("forwarded keep-alive of the expired lease, leadership confirmed: %v, want %v", err, ErrLeaseNotFound)
 	}
@@ -492,17 +498,10 @@ func BenchmarkRenew(b *testing.B) {
 func TestLeaderConfirmsBeforeRenewing(t *testing.T) {
 	ctx := context.Background()
 	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}}, true)
-	confirms := func() int {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		return st.confirms
+	if _, err := l.Renew(ctx, 1); err != nil || st.confirmCalls() != 1 {
+		t.Fatalf("keep-alive on a confirmed leader: %v, %d confirmations, want one", err, st.confirmCalls())
 	}
-	if _, err := l.Renew(ctx, 1); err != nil || confirms() != 1 {
-		t.Fatalf("keep-alive on a confirmed leader: %v, %d confirmations, want one", err, confirms())
-	}
-	st.mu.Lock()
-	st.unconfirmed = true
-	st.mu.Unlock()
+	st.setUnconfirmed(true)
 	before := l.clock(1).at.Load()
 	time.Sleep(5 * time.Millisecond)
 	if ttl, err := l.Renew(ctx, 1); !errors.Is(err, ErrNotPrimary) || ttl != 0 {
@@ -513,30 +512,24 @@ func TestLeaderConfirmsBeforeRenewing(t *testing.T) {
 	}
 	// A renewal another member forwards is not held up: that member
 	// forwards elsewhere once it learns of a new leader.
-	if _, err := l.Renew(WithForwarded(ctx), 1); err != nil || confirms() != 2 || l.clock(1).at.Load() <= before {
+	if _, err := l.Renew(WithForwarded(ctx), 1); err != nil || st.confirmCalls() != 2 || l.clock(1).at.Load() <= before {
 		t.Fatalf("forwarded keep-alive on an unconfirmed leader: %v, %d confirmations, expiry moved %v; want renewed without asking",
-			err, confirms(), time.Duration(l.clock(1).at.Load()-before))
+			err, st.confirmCalls(), time.Duration(l.clock(1).at.Load()-before))
 	}
 	before = l.clock(1).at.Load()
 	time.Sleep(5 * time.Millisecond)
-	st.mu.Lock()
-	st.unconfirmed = false
-	st.mu.Unlock()
+	st.setUnconfirmed(false)
 	if _, err := l.Renew(ctx, 1); err != nil || l.clock(1).at.Load() <= before {
 		t.Fatalf("keep-alive once confirmed again: %v, expiry moved %v", err, time.Duration(l.clock(1).at.Load()-before))
 	}
 
 	fl, fst := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 60}}, Forwarder: &forwardTo{}}, false)
-	fst.mu.Lock()
-	fst.unconfirmed = true
-	fst.mu.Unlock()
+	fst.setUnconfirmed(true)
 	if _, err := fl.Renew(ctx, 1); err != nil {
 		t.Fatalf("keep-alive on a follower: %v", err)
 	}
-	fst.mu.Lock()
-	defer fst.mu.Unlock()
-	if fst.confirms != 0 {
-		t.Errorf("a follower asked for confirmation %d times, want none: it forwards", fst.confirms)
+	if n := fst.confirmCalls(); n != 0 {
+		t.Errorf("a follower asked for confirmation %d times, want none: it forwards", n)
 	}
 }
 

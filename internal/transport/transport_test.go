@@ -28,7 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
@@ -859,30 +859,30 @@ func TestMetrics(t *testing.T) {
 	}
 	a.tr.Send(msgs)
 	checkInOrder(t, b, 1, 10)
-	if got := counterValue(t, b.tr.metrics.receivedBytes.WithLabelValues("1")); got != float64(size) {
+	if got := testutil.ToFloat64(b.tr.metrics.receivedBytes.WithLabelValues("1")); got != float64(size) {
 		t.Errorf("received from 1: %v bytes, want %d", got, size)
 	}
-	if got := counterValue(t, a.tr.metrics.sentBytes.WithLabelValues("2")); got < float64(size) {
+	if got := testutil.ToFloat64(a.tr.metrics.sentBytes.WithLabelValues("2")); got < float64(size) {
 		t.Errorf("sent to 2: %v bytes, want at least %d", got, size)
 	}
 	waitFor(t, "a round trip 1→2", 10*time.Second, func() bool { return seriesCount(a.tr.metrics.rtt) == 1 })
-	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got != 0 {
+	if got := testutil.ToFloat64(a.tr.metrics.sentFailures.WithLabelValues("2")); got != 0 {
 		t.Errorf("failures to 2 on a healthy pair: %v", got)
 	}
-	if got := gaugeValue(t, a.tr.metrics.activePeers.WithLabelValues("1", "2")); got != 1 {
+	if got := testutil.ToFloat64(a.tr.metrics.activePeers.WithLabelValues("1", "2")); got != 1 {
 		t.Errorf("active peers 1→2 while up: %v, want 1", got)
 	}
 
 	b.stop()
 	waitFor(t, "stream 1→2 down", 10*time.Second, func() bool { return a.tr.ActiveSince(2).IsZero() })
 	waitFor(t, "1→2 counted inactive", 10*time.Second, func() bool {
-		return gaugeValue(t, a.tr.metrics.activePeers.WithLabelValues("1", "2")) == 0
+		return testutil.ToFloat64(a.tr.metrics.activePeers.WithLabelValues("1", "2")) == 0
 	})
-	if got := counterValue(t, a.tr.metrics.disconnectedPeers.WithLabelValues("1", "2")); got != 1 {
+	if got := testutil.ToFloat64(a.tr.metrics.disconnectedPeers.WithLabelValues("1", "2")); got != 1 {
 		t.Errorf("disconnections 1→2 after one outage: %v, want 1", got)
 	}
 	a.tr.Send(apps(1, 2, 3))
-	if got := counterValue(t, a.tr.metrics.sentFailures.WithLabelValues("2")); got < 3 {
+	if got := testutil.ToFloat64(a.tr.metrics.sentFailures.WithLabelValues("2")); got < 3 {
 		t.Errorf("failures to 2 after it stopped: %v, want at least 3", got)
 	}
 	a.tr.RemovePeer(2)
@@ -892,24 +892,6 @@ func TestMetrics(t *testing.T) {
 	if n := seriesCount(a.tr.metrics.activePeers) + seriesCount(a.tr.metrics.disconnectedPeers); n != 0 {
 		t.Errorf("%d active or disconnected series after the peer's removal, want 0", n)
 	}
-}
-
-func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 // seriesCount is the number of series c holds.
