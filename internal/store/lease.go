@@ -97,7 +97,8 @@ func (c *Client) IsLeader() bool {
 }
 
 // ConfirmLeader reports whether this member, which found itself leader,
-// may act as leader for a keep-alive, as etcd's ensureLeadership decides.
+// may act as leader for a keep-alive, a revoke or a checkpoint, as etcd's
+// ensureLeadership decides.
 // While raft's clock moves, raft steps down on its own once followers stop
 // answering (check quorum), so its word is taken. When the clock has
 // stalled (a stuck log write, a flooded raft actor), raft may still
@@ -107,6 +108,15 @@ func (c *Client) IsLeader() bool {
 func (c *Client) ConfirmLeader(ctx context.Context) bool {
 	if c.raft.Ticking() {
 		return true
+	}
+	// Two election timeouts, not etcd's request timeout: by then the
+	// other members have elected a leader if this one no longer reaches a
+	// quorum, and a client told sooner can renew elsewhere before a short
+	// TTL runs out.
+	if d := 2 * c.cfg.ElectionTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
 	}
 	if err := c.linearize(ctx); err != nil {
 		c.cfg.Logger.Warn("failed to check current member's leadership", zap.Error(err))

@@ -646,7 +646,8 @@ func TestWaitCommitted(t *testing.T) {
 
 // stalledRaft is a raft whose clock may have stopped: it reports leader
 // and ticking as set, counts ReadIndex calls and answers them with
-// readErr; after a read index round, the leader is then's.
+// readErr (or, with hang, never); after a read index round, the leader is
+// then's.
 type stalledRaft struct {
 	nopRaft
 	ticking bool
@@ -654,14 +655,21 @@ type stalledRaft struct {
 	reads   *atomic.Int32
 	leader  *atomic.Uint64
 	then    uint64
+	// hang: ReadIndex waits for its context to end, as on a member whose
+	// raft actor is stuck in a log write.
+	hang bool
 }
 
 func (r stalledRaft) Ticking() bool { return r.ticking }
 func (r stalledRaft) Status() raftnode.Status {
 	return raftnode.Status{ID: 1, Leader: r.leader.Load()}
 }
-func (r stalledRaft) ReadIndex(context.Context) (uint64, error) {
+func (r stalledRaft) ReadIndex(ctx context.Context) (uint64, error) {
 	r.reads.Add(1)
+	if r.hang {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
 	r.leader.Store(r.then)
 	return 0, r.readErr
 }
@@ -698,5 +706,27 @@ func TestConfirmLeader(t *testing.T) {
 				t.Errorf("%d read index rounds, want %d", n, tt.wantReads)
 			}
 		})
+	}
+}
+
+// TestConfirmLeaderGivesUpAfterTwoElectionTimeouts: a leader whose raft
+// actor is stuck answers that it cannot confirm its leadership after two
+// election timeouts, by when the others have elected a leader, not after
+// the request timeout: a client can then renew elsewhere sooner.
+func TestConfirmLeaderGivesUpAfterTwoElectionTimeouts(t *testing.T) {
+	var reads atomic.Int32
+	var leader atomic.Uint64
+	leader.Store(1)
+	r := stalledRaft{reads: &reads, leader: &leader, then: 1, hang: true}
+	c := startOnRaft(t, r, store.Config{MemberID: 1, ElectionTimeout: 50 * time.Millisecond, RequestTimeout: time.Minute})
+	done := make(chan bool, 1)
+	go func() { done <- c.ConfirmLeader(context.Background()) }()
+	select {
+	case ok := <-done:
+		if ok {
+			t.Fatal("confirmed a leader whose read index never came")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still waiting after 30s, with an election timeout of 50ms")
 	}
 }
