@@ -120,6 +120,7 @@ func TestMetricsMatchEtcd(t *testing.T) {
 		"etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total",
 		"etcd_debugging_lease_renewed_total", "etcd_debugging_lease_ttl_total",
 		"etcd_debugging_server_lease_expired_total",
+		"etcd_server_health_success", "etcd_server_health_failures", "etcd_server_id", "etcd_server_go_version",
 	}
 	// What a lone, idle member reports, as a lone etcd member does. These
 	// are not read from the reference etcd: its gauges and counters are

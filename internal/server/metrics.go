@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 	"unicode"
@@ -22,6 +24,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
 	"github.com/cairn-kv/cairn/internal/storage"
 	"github.com/cairn-kv/cairn/internal/store"
+	"github.com/cairn-kv/cairn/pkg/etcdcompat"
 )
 
 // memberMetrics is a member's Prometheus registry, served on /metrics, and
@@ -42,6 +45,9 @@ type memberMetrics struct {
 	walWritten prometheus.Gauge
 	// backendCommit times the commits of the storage engine's batches.
 	backendCommit prometheus.Histogram
+	// health counts the answers of the health endpoints, on the client
+	// and the metrics URLs alike.
+	health *etcdcompat.HealthMetrics
 }
 
 // newMemberMetrics makes the registry with Go's and the process's
@@ -76,6 +82,7 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 			Help:    "The latency distributions of commit called by backend.",
 			Buckets: diskBuckets,
 		}),
+		health: etcdcompat.NewHealthMetrics(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -83,6 +90,7 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWritten, m.backendCommit,
 		actorCollector{sys},
 	)
+	m.reg.MustRegister(m.health.Collectors()...)
 	return m
 }
 
@@ -239,7 +247,7 @@ func (c actorCollector) Collect(ch chan<- prometheus.Metric) {
 // registerMetrics exposes the member's state under etcd's metric names, so
 // existing dashboards and alerts keep working. Values are read at scrape
 // time from the store's status.
-func registerMetrics(reg *prometheus.Registry, st *store.Client, leaderChanges func() uint64) {
+func registerMetrics(reg *prometheus.Registry, st *store.Client, memberID uint64, leaderChanges func() uint64) {
 	status := func(f func(s statusView) float64) func() float64 {
 		return func() float64 {
 			resp, err := st.Status(context.Background())
@@ -285,6 +293,12 @@ func registerMetrics(reg *prometheus.Registry, st *store.Client, leaderChanges f
 	version := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_server_version", Help: "Which version is running. 1 for 'server_version' label with current version."}, []string{"server_version"})
 	version.WithLabelValues(store.Version).Set(1)
 	reg.MustRegister(version)
+	id := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_server_id", Help: "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID."}, []string{"server_id"})
+	id.WithLabelValues(fmt.Sprintf("%x", memberID)).Set(1)
+	reg.MustRegister(id)
+	goVersion := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_server_go_version", Help: "Which Go version server is running with. 1 for 'server_go_version' label with current version."}, []string{"server_go_version"})
+	goVersion.WithLabelValues(runtime.Version()).Set(1)
+	reg.MustRegister(goVersion)
 }
 
 type statusView struct {

@@ -27,7 +27,7 @@ func (s *Server) instrumentStorage() {
 // and returns the handler of /metrics. It is called once, when the client
 // listeners open.
 func (s *Server) metricsHandler() http.Handler {
-	registerMetrics(s.metrics.reg, s.store, func() uint64 {
+	registerMetrics(s.metrics.reg, s.store, s.selfID, func() uint64 {
 		if n := s.peers.node.Load(); n != nil {
 			return n.Status().LeaderChanges
 		}
@@ -56,7 +56,7 @@ func (s *Server) serveMetricsURLs() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.handler())
-	etcdcompat.RegisterHealth(mux, s.store)
+	etcdcompat.RegisterHealth(mux, s.store, s.metrics.health)
 	for _, u := range s.cfg.ListenMetricsURLs {
 		l, err := listenClient(u)
 		if err != nil {

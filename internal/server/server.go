@@ -368,7 +368,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	}
 	s.gwConn = conn
 	mux := http.NewServeMux()
-	if err := etcdcompat.RegisterHTTP(context.Background(), mux, s.store, conn); err != nil {
+	if err := etcdcompat.RegisterHTTP(context.Background(), mux, s.store, conn, s.metrics.health); err != nil {
 		return err
 	}
 	mux.Handle("/metrics", s.metricsHandler())

@@ -39,9 +39,10 @@ var (
 )
 
 // registerHealth adds /health, and /livez and /readyz with a subpath per
-// check (/readyz/linearizable_read), answering GET only, as etcd does.
-func registerHealth(mux *http.ServeMux, st Store) {
-	mux.HandleFunc("/health", GetOnly(func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st) }))
+// check (/readyz/linearizable_read), answering GET only, as etcd does;
+// hm counts their answers.
+func registerHealth(mux *http.ServeMux, st Store, hm *HealthMetrics) {
+	mux.HandleFunc("/health", GetOnly(func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st, hm) }))
 	for root, checks := range map[string][]healthCheck{"/livez": livezChecks, "/readyz": readyzChecks} {
 		mux.HandleFunc(root, GetOnly(func(w http.ResponseWriter, r *http.Request) {
 			excluded := r.URL.Query()["exclude"]
@@ -51,11 +52,11 @@ func registerHealth(mux *http.ServeMux, st Store) {
 					run = append(run, c)
 				}
 			}
-			serveChecks(w, r, st, run)
+			serveChecks(w, r, st, run, hm, root[1:])
 		}))
 		for _, c := range checks {
 			mux.HandleFunc(root+"/"+c.name, GetOnly(func(w http.ResponseWriter, r *http.Request) {
-				serveChecks(w, r, st, []healthCheck{c})
+				serveChecks(w, r, st, []healthCheck{c}, hm, root[1:])
 			}))
 		}
 	}
@@ -64,14 +65,16 @@ func registerHealth(mux *http.ServeMux, st Store) {
 // serveChecks runs checks and answers as etcd's probes do: "ok" in plain
 // text, preceded with ?verbose by one "[+]name ok" line per check; a 503
 // listing every check, failed ones as "[-]name failed: reason", when any
-// fails.
-func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []healthCheck) {
+// fails. hm records each check's outcome under typ ("livez" or "readyz").
+func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []healthCheck, hm *HealthMetrics, typ string) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	var report strings.Builder
 	failed := false
 	for _, c := range checks {
-		if err := c.run(ctx, st); err != nil {
+		err := c.run(ctx, st)
+		hm.ran(typ, c.name, err)
+		if err != nil {
 			failed = true
 			fmt.Fprintf(&report, "[-]%s failed: %s\n", c.name, etcdText(err))
 		} else {
@@ -152,7 +155,7 @@ type healthBody struct {
 // ?serializable=true), else a 503 with "false" and the reason ("ALARM
 // NOSPACE" for the first alarm found). etcd sends the JSON as plain text,
 // and so does Cairn.
-func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
+func serveHealth(w http.ResponseWriter, r *http.Request, st Store, hm *HealthMetrics) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	h := healthBody{Health: "true"}
@@ -161,6 +164,7 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store) {
 	} else if err := healthRead(ctx, st, r.URL.Query().Get("serializable") == "true"); err != nil {
 		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + etcdText(err)}
 	}
+	hm.health(h.Health == "true")
 	body, _ := json.Marshal(h)
 	if h.Health != "true" {
 		http.Error(w, string(body), http.StatusServiceUnavailable)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-kv/cairn/internal/store"
@@ -32,7 +34,7 @@ func (unreadableStore) Status(context.Context) (*pb.StatusResponse, error) {
 // in /readyz's report with etcd's text for the error, not Cairn's.
 func TestHealthWordsErrorsAsEtcd(t *testing.T) {
 	mux := http.NewServeMux()
-	registerHealth(mux, unreadableStore{err: store.ErrTimeout})
+	registerHealth(mux, unreadableStore{err: store.ErrTimeout}, nil)
 	for path, want := range map[string]string{
 		"/health": `{"health":"false","reason":"RANGE ERROR:etcdserver: request timed out"}`,
 		"/readyz": "[-]linearizable_read failed: etcdserver: request timed out\n",
@@ -43,6 +45,35 @@ func TestHealthWordsErrorsAsEtcd(t *testing.T) {
 		body, _ := io.ReadAll(rec.Body)
 		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(string(body), want) {
 			t.Errorf("%s: %d %q, want 503 with %q", path, rec.Code, body, want)
+		}
+	}
+}
+
+// TestHealthMetrics: /health counts its answers, and /livez and /readyz
+// (and their per-check paths) record each check's last outcome and count
+// its runs by outcome, labelled as etcd labels them.
+func TestHealthMetrics(t *testing.T) {
+	hm := NewHealthMetrics()
+	mux := http.NewServeMux()
+	registerHealth(mux, unreadableStore{err: store.ErrTimeout}, hm)
+	for _, path := range []string{"/health", "/health", "/readyz", "/readyz/non_learner", "/livez"} {
+		mux.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	for name, tc := range map[string]struct {
+		c    prometheus.Collector
+		want float64
+	}{
+		"health failures":                   {hm.failures, 2},
+		"health successes":                  {hm.success, 0},
+		"readyz linearizable_read":          {hm.check.WithLabelValues("readyz", "linearizable_read"), 0},
+		"readyz non_learner":                {hm.check.WithLabelValues("readyz", "non_learner"), 1},
+		"readyz non_learner successes":      {hm.checks.WithLabelValues("readyz", "non_learner", "success"), 2},
+		"readyz linearizable_read errors":   {hm.checks.WithLabelValues("readyz", "linearizable_read", "error"), 1},
+		"livez serializable_read errors":    {hm.checks.WithLabelValues("livez", "serializable_read", "error"), 1},
+		"livez serializable_read successes": {hm.checks.WithLabelValues("livez", "serializable_read", "success"), 0},
+	} {
+		if got := testutil.ToFloat64(tc.c); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
 		}
 	}
 }

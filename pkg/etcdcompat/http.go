@@ -33,8 +33,9 @@ const defaultVersion = "3.7.0"
 
 // RegisterHTTP adds etcd's HTTP endpoints on the client port to mux: the
 // grpc-gateway JSON API under /v3/ (served by calling the gRPC API through
-// conn, as etcd does), /health, /livez, /readyz and /version.
-func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.ClientConn) error {
+// conn, as etcd does), /health, /livez, /readyz and /version; hm counts the
+// health endpoints' answers.
+func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.ClientConn, hm *HealthMetrics) error {
 	gwmux := gw.NewServeMux(gw.WithMarshalerOption(gw.MIMEWildcard, compactJSON{&gw.HTTPBodyMarshaler{
 		Marshaler: &gw.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
@@ -57,7 +58,7 @@ func RegisterHTTP(ctx context.Context, mux *http.ServeMux, st Store, conn *grpc.
 	}
 	mux.Handle("/v3/", gwmux)
 	mux.HandleFunc("/version", GetOnly(versionHandler(st)))
-	registerHealth(mux, st)
+	registerHealth(mux, st, hm)
 	return nil
 }
 
@@ -110,8 +111,8 @@ func GatewayGuard(next http.Handler, clientCertAuth bool, authEnabled func() boo
 
 // RegisterHealth adds etcd's health endpoints alone to mux: /health, and
 // /livez and /readyz with their per-check subpaths, as etcd serves them on
-// --listen-metrics-urls.
-func RegisterHealth(mux *http.ServeMux, st Store) { registerHealth(mux, st) }
+// --listen-metrics-urls; hm counts their answers.
+func RegisterHealth(mux *http.ServeMux, st Store, hm *HealthMetrics) { registerHealth(mux, st, hm) }
 
 // GetOnly wraps an endpoint that answers GET only, as etcd's health and
 // version endpoints do: any other method is a 405 with "Allow: GET" and
