@@ -710,6 +710,7 @@ func (a *lessorActor) expire(now int64) {
 		return
 	}
 	budget := l.perTick()
+	var expired []int64
 	for budget > 0 && len(a.heap) > 0 && a.heap[0].at <= now {
 		it := heap.Pop(&a.heap).(item)
 		e := a.leases[it.id]
@@ -726,7 +727,10 @@ func (a *lessorActor) expire(now int64) {
 		// Expired for good: renewals fail from now on, and the lease
 		// comes back in a second to retry if the revoke does not apply.
 		a.queue(it.id, e, addClamped(now, time.Second))
-		go a.revoke(it.id)
+		expired = append(expired, it.id)
+	}
+	if len(expired) > 0 {
+		go a.revokeExpired(expired)
 	}
 }
 
@@ -790,24 +794,35 @@ func (l *Lessor) perTick() int {
 	return max(1, int(int64(l.cfg.RevokeRate)*int64(l.cfg.Tick)/int64(time.Second)))
 }
 
+// revokeExpired revokes the leases of one expiry check, each on its own
+// goroutine, once this member has confirmed that it leads: a leader whose
+// raft clock stalled (a stuck disk write) still believes it leads while
+// the leases' holders renew with a new leader. Its revokes, proposed now,
+// would reach the new leader once it steps down and revoke live leases
+// (etcd issue 15247). Like etcd, it confirms once for the whole batch.
+// Unconfirmed, the leases come back in a second, by which time this member
+// has stepped down or shown that it still leads.
+func (a *lessorActor) revokeExpired(ids []int64) {
+	l := a.l
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.RevokeTimeout)
+	ok := l.st.ConfirmLeader(ctx)
+	cancel()
+	if !ok {
+		l.cfg.Logger.Warn("ignored the lease revokes because this member could not confirm that it leads",
+			zap.Int("leases", len(ids)))
+		return
+	}
+	for _, id := range ids {
+		go a.revoke(id)
+	}
+}
+
 // revoke revokes an expired lease as root, as etcd's lessor does, so
 // that auth never keeps a lease alive.
 func (a *lessorActor) revoke(id int64) {
 	l := a.l
 	ctx, cancel := context.WithTimeout(auth.WithUser(context.Background(), auth.RootUser), l.cfg.RevokeTimeout)
 	defer cancel()
-	// A leader whose raft clock stalled (a stuck disk write) still
-	// believes it leads, and its renewals have stopped while the lease's
-	// holder renews with the new leader. Its revoke, proposed now, would
-	// reach the new leader once it steps down and revoke a live lease
-	// (etcd issue 15247): it is proposed only once leadership is
-	// confirmed. Unconfirmed, the lease comes back in a second, by which
-	// time this member has stepped down or shown that it still leads.
-	if !l.st.ConfirmLeader(ctx) {
-		l.cfg.Logger.Warn("ignored the lease revoke because this member could not confirm that it leads",
-			zap.Int64("lease", id))
-		return
-	}
 	_, err := l.st.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
 	switch {
 	case err == nil:

@@ -165,20 +165,29 @@ func start(t *testing.T, cfg Config, leader bool) (*Lessor, *fakeStore) {
 // TestUnconfirmedLeaderDoesNotRevoke: an expired lease is revoked only by
 // a leader that confirms it still leads (etcd issue 15247: a leader
 // stalled on its disk revoked, once it resumed, leases its successor
-// kept alive). Once leadership is confirmed, the lease is revoked within
-// the second its retry waits.
+// kept alive). Once leadership is confirmed, the leases are revoked within
+// the second their retry waits.
 func TestUnconfirmedLeaderDoesNotRevoke(t *testing.T) {
-	l, st := start(t, Config{Leases: []mvcc.LeaseInfo{{ID: 1, TTL: 1}}, Tick: 20 * time.Millisecond}, true)
+	var leases []mvcc.LeaseInfo
+	for id := range int64(5) {
+		leases = append(leases, mvcc.LeaseInfo{ID: id + 1, TTL: 1})
+	}
+	l, st := start(t, Config{Leases: leases, Tick: 20 * time.Millisecond}, true)
 	st.setUnconfirmed(true)
 	time.Sleep(1500 * time.Millisecond)
 	if ids := st.revokedIDs(); len(ids) != 0 {
 		t.Fatalf("an unconfirmed leader revoked %v", ids)
 	}
+	// The five expired at once: leadership is asked once for them all,
+	// as etcd asks once per batch of expired leases.
+	if n := st.confirmCalls(); n == 0 || n > 2 {
+		t.Errorf("leadership asked %d times for one batch of expired leases, want once", n)
+	}
 	st.setUnconfirmed(false)
 	deadline := time.Now().Add(3 * time.Second)
-	for len(st.revokedIDs()) == 0 {
+	for len(st.revokedIDs()) < len(leases) {
 		if time.Now().After(deadline) {
-			t.Fatal("the expired lease was not revoked once leadership was confirmed")
+			t.Fatalf("revoked %v once leadership was confirmed, want all %d expired leases", st.revokedIDs(), len(leases))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
