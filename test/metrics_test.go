@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -129,6 +130,7 @@ func TestMetricsMatchEtcd(t *testing.T) {
 	idle := map[string]float64{
 		"etcd_server_has_leader": 1, "etcd_server_is_leader": 1, "etcd_server_is_learner": 0,
 		"etcd_server_proposals_pending": 0, "etcd_server_quota_backend_bytes": 2 << 30,
+		"etcd_debugging_mvcc_compact_revision": -1,
 	}
 	etcdTypes, etcdValues := scrape(t, "http://"+etcdEndpoint(startEtcd(t))+"/metrics")
 	forEachEngine(t, func(t *testing.T, engine string) {
@@ -192,6 +194,12 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 		"grpc_server_started_total", "grpc_server_handled_total",
 		"grpc_server_msg_received_total", "grpc_server_msg_sent_total",
 		"process_resident_memory_bytes",
+		"etcd_mvcc_range_total", "etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_txn_total",
+		"etcd_debugging_mvcc_keys_total", "etcd_debugging_mvcc_total_put_size_in_bytes",
+		"etcd_debugging_mvcc_compact_revision",
+		"etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_watcher_total",
+		"etcd_debugging_mvcc_slow_watcher_total", "etcd_debugging_mvcc_events_total",
+		"etcd_debugging_mvcc_pending_events_total",
 	}
 	etcdCli := startEtcd(t)
 	traffic(t, etcdCli)
@@ -218,6 +226,7 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 			"etcd_disk_wal_fsync_duration_seconds_count", "etcd_disk_backend_commit_duration_seconds_count",
 			"etcd_disk_wal_write_bytes_total", "etcd_network_client_grpc_received_bytes_total",
 			"etcd_network_client_grpc_sent_bytes_total", "process_resident_memory_bytes",
+			"etcd_mvcc_range_total", "etcd_mvcc_put_total", "etcd_debugging_mvcc_keys_total",
 		} {
 			if page.values[n] <= 0 {
 				t.Errorf("%s = %v after traffic, want positive", n, page.values[n])
@@ -256,6 +265,162 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 			t.Errorf("%s: type %q, labels %q; want histogram, %q", n, page.types[n], page.labels[n], want)
 		}
 	})
+}
+
+// mvccWorkload makes requests of every shape etcd's MVCC operation
+// counters tell apart: plain and serializable ranges; puts plain, with
+// prev_kv, ignore_value (of a present and of a missing key) and a lease;
+// deletes with prev_kv and of a range; txns that write, with compares
+// that hold and that fail early, ignore_value and a nested txn; a
+// read-only txn; a lease revoke with keys.
+func mvccWorkload(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	c := ctx(t)
+	check := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := cli.Grant(c, 600)
+	check(l, err)
+	check(cli.Put(c, "mw/a", "1"))
+	check(cli.Put(c, "mw/b", "22", clientv3.WithLease(l.ID)))
+	check(cli.Put(c, "mw/c", "333", clientv3.WithLease(l.ID)))
+	check(cli.Get(c, "mw/a"))
+	check(cli.Get(c, "mw/", clientv3.WithPrefix(), clientv3.WithSerializable()))
+	check(cli.Put(c, "mw/a", "x", clientv3.WithPrevKV()))
+	check(cli.Put(c, "mw/b", "", clientv3.WithIgnoreValue(), clientv3.WithLease(l.ID)))
+	if _, err := cli.Put(c, "mw/missing", "", clientv3.WithIgnoreValue()); err == nil {
+		t.Fatal("put with ignore_value of a missing key succeeded")
+	}
+	check(cli.Delete(c, "mw/a", clientv3.WithPrevKV()))
+	check(cli.Txn(c).If(clientv3.Compare(clientv3.Value("mw/b"), "=", "22"), clientv3.Compare(clientv3.Version("mw/c"), ">", 0)).
+		Then(clientv3.OpPut("mw/d", "4"), clientv3.OpGet("mw/c")).Else(clientv3.OpDelete("mw/c")).Commit())
+	check(cli.Txn(c).If(clientv3.Compare(clientv3.Value("mw/none"), "=", "x"), clientv3.Compare(clientv3.Version("mw/c"), ">", 0)).
+		Then(clientv3.OpPut("mw/e", "5")).Else(clientv3.OpPut("mw/f", "6"), clientv3.OpGet("mw/b")).Commit())
+	check(cli.Txn(c).If(clientv3.Compare(clientv3.CreateRevision("mw/b"), ">", 0)).
+		Then(clientv3.OpGet("mw/b"), clientv3.OpGet("mw/c")).Else(clientv3.OpGet("mw/a")).Commit())
+	check(cli.Txn(c).If(clientv3.Compare(clientv3.Version("mw/b"), ">", 0)).
+		Then(clientv3.OpPut("mw/b", "", clientv3.WithIgnoreValue(), clientv3.WithLease(l.ID)),
+			clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Version("mw/c"), ">", 0)},
+				[]clientv3.Op{clientv3.OpPut("mw/g", "7", clientv3.WithPrevKV()), clientv3.OpGet("mw/d")}, nil)).Commit())
+	check(cli.Revoke(c, l.ID))
+	check(cli.Delete(c, "mw/e", clientv3.WithRange("mw/g")))
+}
+
+// mvccCounters are etcd's operation counters and key gauge.
+var mvccCounters = []string{
+	"etcd_mvcc_range_total", "etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_txn_total",
+	"etcd_debugging_mvcc_total_put_size_in_bytes", "etcd_debugging_mvcc_keys_total",
+}
+
+// countersMoved scrapes url before and after run and returns how much each
+// of mvccCounters moved.
+func countersMoved(t *testing.T, url string, run func()) map[string]float64 {
+	t.Helper()
+	_, before := scrape(t, url)
+	run()
+	_, after := scrape(t, url)
+	moved := make(map[string]float64, len(mvccCounters))
+	for _, n := range mvccCounters {
+		moved[n] = after[n] - before[n]
+	}
+	return moved
+}
+
+// TestMVCCCountersMatchEtcd: the same requests move etcd's MVCC operation
+// counters and key gauge on Cairn as on etcd. etcd's series belong to its
+// process, so this test runs on its own (not in parallel) and compares how
+// much they moved.
+func TestMVCCCountersMatchEtcd(t *testing.T) {
+	etcdCli := startEtcd(t)
+	want := countersMoved(t, "http://"+etcdEndpoint(etcdCli)+"/metrics", func() { mvccWorkload(t, etcdCli) })
+	if want["etcd_mvcc_txn_total"] == 0 || want["etcd_mvcc_range_total"] == 0 {
+		t.Fatalf("etcd's counters did not move: %v", want)
+	}
+	t.Logf("etcd's counters moved by %v", want)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		cli := m.client(t)
+		got := countersMoved(t, "http://"+m.clientEP+"/metrics", func() { mvccWorkload(t, cli) })
+		for _, n := range mvccCounters {
+			if got[n] != want[n] {
+				t.Errorf("%s moved by %v, etcd's by %v", n, got[n], want[n])
+			}
+		}
+	})
+}
+
+// TestWatchMetrics: etcd's watch series count a member's open streams and
+// watchers, and the events sent, and return to zero when the streams end.
+func TestWatchMetrics(t *testing.T) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		cli := m.client(t)
+		url := "http://" + m.clientEP + "/metrics"
+		c, cancel := context.WithCancel(ctx(t))
+		defer cancel()
+		// clientv3 puts watches of one context on one stream; one that
+		// requires a leader goes on another.
+		chans := []clientv3.WatchChan{
+			cli.Watch(c, "wm/a", clientv3.WithCreatedNotify()),
+			cli.Watch(c, "wm/", clientv3.WithPrefix(), clientv3.WithCreatedNotify()),
+			cli.Watch(clientv3.WithRequireLeader(c), "wm/a", clientv3.WithCreatedNotify()),
+		}
+		for _, wc := range chans {
+			if wr := <-wc; !wr.Created {
+				t.Fatalf("first response %+v, want created", wr)
+			}
+		}
+		for _, v := range []string{"1", "2"} {
+			if _, err := cli.Put(ctx(t), "wm/a", v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, wc := range chans {
+			for got := 0; got < 2; {
+				wr := <-wc
+				if err := wr.Err(); err != nil {
+					t.Fatal(err)
+				}
+				got += len(wr.Events)
+			}
+		}
+		waitMetrics(t, url, map[string]float64{
+			"etcd_debugging_mvcc_watch_stream_total": 2, "etcd_debugging_mvcc_watcher_total": 3,
+			"etcd_debugging_mvcc_slow_watcher_total": 0, "etcd_debugging_mvcc_events_total": 6,
+			"etcd_debugging_mvcc_pending_events_total": 0,
+		})
+		cancel()
+		waitMetrics(t, url, map[string]float64{
+			"etcd_debugging_mvcc_watch_stream_total": 0, "etcd_debugging_mvcc_watcher_total": 0,
+			"etcd_debugging_mvcc_events_total": 6,
+		})
+	})
+}
+
+// waitMetrics scrapes url until every series of want has its value, for up
+// to 10 s.
+func waitMetrics(t *testing.T, url string, want map[string]float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, values := scrape(t, url)
+		var off []string
+		for n, v := range want {
+			if values[n] != v {
+				off = append(off, fmt.Sprintf("%s = %v, want %v", n, values[n], v))
+			}
+		}
+		if len(off) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", strings.Join(off, "; "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestPeerMetricsMatchEtcd: a member of a three-member cluster has etcd's

@@ -50,6 +50,9 @@ type Applier struct {
 	applied uint64                    // index of the last staged entry; 0 if none
 	// leaseOps are the staged lease grants and revokes, in order.
 	leaseOps []leaseOp
+	// totals counts the operations of the staged entries for etcd's
+	// operation counters, which they reach at Commit.
+	totals opTotals
 	// err is the engine failure that poisoned the Applier: every later
 	// call, and Commit, returns it and nothing is committed.
 	err  error
@@ -191,18 +194,27 @@ func (a *Applier) Commit() error {
 	if err := a.b.Commit(false); err != nil {
 		return fmt.Errorf("mvcc: commit entries up to %d: %w", a.applied, err)
 	}
+	kv.metrics.record(a.totals)
 	if len(a.changes) > 0 || len(a.leaseOps) > 0 {
+		live := int64(0)
 		kv.mu.Lock()
 		a.commitLeases()
 		for _, c := range a.changes {
-			if !c.deleted {
+			switch {
+			case !c.deleted:
 				kv.idx.put(c.kv.Key, c.rev)
-			} else if !kv.idx.tombstone(c.kv.Key, c.rev) {
+				if c.kv.CreateRevision == c.rev.main {
+					live++
+				}
+			case kv.idx.tombstone(c.kv.Key, c.rev):
+				live--
+			default:
 				kv.lg.Error("deleted key missing from the index", zap.ByteString("key", c.kv.Key))
 			}
 		}
 		kv.rev = a.rev
 		kv.mu.Unlock()
+		kv.live.Add(live)
 	}
 	// Published after the revision, so that whoever waits for an applied
 	// index to read its effects finds them.
@@ -243,7 +255,9 @@ func stageEntry[R any](a *Applier, index uint64, do func(*writeTxn) (R, error)) 
 	}
 	w := &writeTxn{view: view{kv: a.kv, rev: a.rev, compactRev: a.compactRev}, a: a, start: len(a.changes)}
 	w.view.w = w
+	w.view.ops = &w.tally
 	resp, err := do(w)
+	a.totals.add(&w.tally)
 	evs, err := a.end(w, index, err)
 	if err != nil {
 		return zero, nil, err

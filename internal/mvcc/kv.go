@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,7 +96,10 @@ type KV struct {
 	compactRev int64 // revision of the last compaction; -1 if none
 
 	applied atomic.Uint64
+	// live is the number of keys that exist at the current revision.
+	live atomic.Int64
 
+	metrics   *metrics
 	compactor *compactor
 	hashes    compactionHashes // see hash.go
 
@@ -130,6 +134,7 @@ func Open(e storage.Engine, opts Options) (*KV, error) {
 		opts.CompactionSleepInterval = DefaultCompactionSleepInterval
 	}
 	kv := &KV{e: e, opts: opts, lg: opts.Logger, staged: newStagedTree()}
+	kv.metrics = newMetrics(kv)
 	resume, err := kv.load()
 	if err != nil {
 		return nil, err
@@ -282,9 +287,14 @@ func (kv *KV) rebuildIndex() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("mvcc: rebuild index: %w", err)
 	}
+	live := int64(0)
 	for _, ki := range byKey {
 		kv.idx.tree.ReplaceOrInsert(ki)
+		if _, _, _, ok := kv.idx.get(ki, math.MaxInt64); ok {
+			live++
+		}
 	}
+	kv.live.Store(live)
 	return last, nil
 }
 

@@ -248,6 +248,8 @@ func (a *Applier) LeaseRevoke(index uint64, id int64) ([]*mvccpb.Event, error) {
 	}
 	sort.Strings(keys)
 	_, evs, err := stageEntry(a, index, func(w *writeTxn) (struct{}, error) {
+		// etcd's lessor deletes each key of the lease in one transaction.
+		w.ops.deletes += int64(len(keys))
 		for _, k := range keys {
 			cur, err := w.current([]byte(k))
 			if err != nil {

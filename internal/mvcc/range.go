@@ -24,11 +24,15 @@ type view struct {
 	rev        int64
 	compactRev int64
 	w          *writeTxn
+	// ops counts the view's ranges and compares for etcd's operation
+	// counters; nil counts nothing.
+	ops *opTally
 }
 
 // Range serves a range request at one consistent revision. The request is
 // expected to have passed ValidateRange.
 func (kv *KV) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	kv.metrics.ranges.Inc()
 	kv.readers.RLock()
 	defer kv.readers.RUnlock()
 	v := kv.readView()

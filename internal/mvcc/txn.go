@@ -20,9 +20,13 @@ func (kv *KV) TxnRead(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if !IsTxnReadOnly(req) {
 		return nil, ErrTxnNotReadOnly
 	}
+	var ops opTally
+	defer kv.metrics.recordOne(&ops)
 	kv.readers.RLock()
 	defer kv.readers.RUnlock()
-	return kv.readView().txn(req)
+	v := kv.readView()
+	v.ops = &ops
+	return v.txn(req)
 }
 
 // IsTxnReadOnly reports whether every operation of both branches is a
@@ -104,6 +108,7 @@ func (v *view) execute(p *txnPlan) (*pb.TxnResponse, error) {
 		out := &pb.ResponseOp{}
 		switch req := op.GetRequest().(type) {
 		case *pb.RequestOp_RequestRange:
+			v.countRange()
 			r, err := v.rangeReq(req.RequestRange)
 			if err != nil {
 				return nil, err
@@ -139,6 +144,79 @@ func (v *view) execute(p *txnPlan) (*pb.TxnResponse, error) {
 	return resp, nil
 }
 
+// countRange counts one range, or compare, of the view's transaction.
+func (v *view) countRange() {
+	if v.ops != nil {
+		v.ops.ranges++
+	}
+}
+
+// txn applies a txn entry. One that writes counts as two of etcd's MVCC
+// transactions, as etcd runs it: the compares and the checks of the branch
+// it takes, then its operations. If an operation fails, the txn applies
+// nothing and, as etcd would have refused it in its check, its operations
+// count for nothing.
+func (w *writeTxn) txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if IsTxnReadOnly(req) {
+		return w.view.txn(req)
+	}
+	p, err := w.plan(req)
+	if err == nil {
+		w.ops.ranges += w.checkReads(p)
+	}
+	w.a.totals.add(w.ops)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := w.execute(p)
+	if err != nil {
+		*w.ops = opTally{}
+		return nil, err
+	}
+	resp.Header.Revision = w.headerRev()
+	return resp, nil
+}
+
+// checkReads counts the reads etcd's check of a planned branch makes
+// before the txn runs, nested txns included. etcd checks each put's lease
+// and, if the put uses the key's previous value (prev_kv, ignore_value,
+// ignore_lease), reads it; it checks each range's revision; and it stops
+// at the first check that fails.
+func (w *writeTxn) checkReads(p *txnPlan) int64 {
+	n, _ := w.checkBranch(p)
+	return n
+}
+
+func (w *writeTxn) checkBranch(p *txnPlan) (reads int64, ok bool) {
+	for i, op := range p.ops {
+		switch req := op.GetRequest().(type) {
+		case *pb.RequestOp_RequestRange:
+			if r := req.RequestRange.Revision; r != 0 {
+				if _, _, err := w.readRev(r); err != nil {
+					return reads, false
+				}
+			}
+		case *pb.RequestOp_RequestPut:
+			put := req.RequestPut
+			if put.Lease != 0 && !w.a.leaseExists(put.Lease) {
+				return reads, false
+			}
+			if put.PrevKv || put.IgnoreValue || put.IgnoreLease {
+				reads++
+			}
+			if (put.IgnoreValue || put.IgnoreLease) && !w.existedBefore(put.Key) {
+				return reads, false
+			}
+		case *pb.RequestOp_RequestTxn:
+			n, ok := w.checkBranch(p.nested[i])
+			if reads += n; !ok {
+				return reads, false
+			}
+		}
+	}
+	return reads, true
+}
+
 func (v *view) compareAll(cs []*pb.Compare) (bool, error) {
 	for _, c := range cs {
 		if ok, err := v.compare(c); err != nil || !ok {
@@ -153,6 +231,7 @@ func (v *view) compareAll(cs []*pb.Compare) (bool, error) {
 // zeros (version, create, mod and lease 0), except that a value compare
 // then fails, as there is no value to compare.
 func (v *view) compare(c *pb.Compare) (bool, error) {
+	v.countRange()
 	ents, _ := v.collect(spanOf(c.GetKey(), c.GetRangeEnd()), v.rev, true, all)
 	var kvs []*mvccpb.KeyValue
 	switch c.GetTarget() {

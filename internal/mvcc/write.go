@@ -12,6 +12,8 @@ type writeTxn struct {
 	view
 	a     *Applier
 	start int // position in a.changes of the entry's first change
+	// tally counts the entry's operations; the view's ops points to it.
+	tally opTally
 }
 
 // change is one write of an entry. The writes of one entry are numbered by
@@ -49,6 +51,9 @@ func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if p.Lease != 0 && !w.a.leaseExists(p.Lease) {
 		return nil, ErrLeaseNotFound
 	}
+	if p.PrevKv || p.IgnoreValue || p.IgnoreLease {
+		w.countRange() // etcd reads the previous value through its txn
+	}
 	// The previous value is read only when something uses it: the request
 	// (prev_kv, ignore_value, ignore_lease) or events that must carry it.
 	// Otherwise the index alone gives the create revision and version, as
@@ -85,6 +90,8 @@ func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 		}
 	}
 	w.stage(kv, false, before)
+	w.ops.puts++
+	w.ops.putBytes += int64(len(kv.Key) + len(kv.Value))
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: rev}}
 	if p.PrevKv {
 		resp.PrevKv = cur
@@ -93,6 +100,10 @@ func (w *writeTxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 }
 
 func (w *writeTxn) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if d.PrevKv {
+		w.countRange()
+	}
+	w.ops.deletes++
 	ents, _ := w.collect(spanOf(d.Key, d.RangeEnd), w.rev, true, all)
 	// The values are needed even without prev_kv: they are the PrevKv of
 	// the delete events.

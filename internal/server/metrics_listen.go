@@ -23,7 +23,8 @@ func (s *Server) instrumentStorage() {
 }
 
 // metricsHandler registers the series read from the running member (the
-// store's status, raft's leader changes, the peer transport's counters)
+// store's status, raft's leader changes, the peer transport's, lessor's,
+// MVCC store's and watch service's counters)
 // and returns the handler of /metrics. It is called once, when the client
 // listeners open.
 func (s *Server) metricsHandler() http.Handler {
@@ -35,6 +36,8 @@ func (s *Server) metricsHandler() http.Handler {
 	})
 	s.metrics.reg.MustRegister(s.transport.Collectors()...)
 	s.metrics.reg.MustRegister(s.lease.Collectors()...)
+	s.metrics.reg.MustRegister(s.kv.Collectors()...)
+	s.metrics.reg.MustRegister(s.watch.Collectors()...)
 	return s.metrics.handler()
 }
 

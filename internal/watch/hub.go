@@ -84,6 +84,9 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[*Stream]struct{}
 	nextID atomic.Uint64
+	// sentByClosed counts the events sent by the streams closed since;
+	// the open ones count their own.
+	sentByClosed int64
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -229,9 +232,13 @@ type Stream struct {
 	timer *time.Ticker
 	// queued is the size of the batches queued or being delivered.
 	queued atomic.Int64
-	done   chan struct{}
-	ticked chan struct{}
-	once   sync.Once
+	// watchers and slow are the stream's watchers and, of them, those not
+	// synced, as its actor left them after its last message.
+	watchers, slow atomic.Int64
+	box            *outbox
+	done           chan struct{}
+	ticked         chan struct{}
+	once           sync.Once
 }
 
 // Open starts a stream whose responses go to send, called from the stream's
@@ -249,6 +256,7 @@ func (h *Hub) Open(send func(*pb.WatchResponse) error) *Stream {
 		timer:  time.NewTicker(h.opts.ProgressNotifyInterval),
 	}
 	box := newOutbox(send, outboxBytes, catchUpBytes(h.opts), s.done)
+	s.box = box
 	a := newStreamActor(h.hist, h.opts, box, s)
 	s.ref = h.sys.Spawn(fmt.Sprintf("watch-stream-%d", n), h.opts.MailboxSize, a.receive)
 	h.mu.Lock()
@@ -338,6 +346,7 @@ func (s *Stream) Close() {
 	s.once.Do(func() {
 		s.hub.mu.Lock()
 		delete(s.hub.subs, s)
+		s.hub.sentByClosed += s.box.sent.Load()
 		s.hub.mu.Unlock()
 		close(s.done)
 		<-s.ticked

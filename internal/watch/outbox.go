@@ -68,6 +68,8 @@ type outbox struct {
 	// offered counts the revisions owed to watchers (one per watcher and
 	// revision; one per control response) since the window began.
 	offered atomic.Int64
+	// pending counts the events put and not yet sent, sent those sent.
+	pending, sent atomic.Int64
 }
 
 // outItem is one queued response, its charged size and its number of
@@ -126,6 +128,7 @@ func (o *outbox) put(r *pb.WatchResponse, merge bool) {
 	}
 	revs := revisions(r.Events)
 	o.offered.Add(int64(max(revs, 1)))
+	o.pending.Add(int64(len(r.Events)))
 	o.mu.Lock()
 	if i, ok := o.open[r.WatchId]; ok && merge {
 		if it := &o.items[i]; it.size+size <= o.mergeBytes && it.revs+revs <= maxCatchUpRevs {
@@ -189,11 +192,15 @@ func (o *outbox) run() {
 		clear(o.open)
 		o.mu.Unlock()
 		for i := range taken {
+			n := len(taken[i].r.Events)
 			if !o.bad.Load() {
 				if err := o.send(taken[i].r); err != nil {
 					o.bad.Store(true)
+				} else {
+					o.sent.Add(int64(n))
 				}
 			}
+			o.pending.Add(-int64(n))
 			o.bytes.Add(-taken[i].size)
 			taken[i] = outItem{}
 			select {

@@ -240,6 +240,8 @@ func (a *streamActor) receive(ctx actor.Context) {
 	case turnMsg:
 		a.turn()
 	}
+	a.stream.watchers.Store(int64(len(a.watchers)))
+	a.stream.slow.Store(int64(len(a.unsynced)))
 	if a.behind {
 		a.behind = false
 		a.stream.kick()

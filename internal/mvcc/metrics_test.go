@@ -1,0 +1,159 @@
+package mvcc
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// opCounters reads the store's operation counters.
+type opCounters struct{ ranges, puts, deletes, txns, putBytes, keys float64 }
+
+func readOpCounters(kv *KV) opCounters {
+	m := kv.metrics
+	return opCounters{
+		ranges: testutil.ToFloat64(m.ranges), puts: testutil.ToFloat64(m.puts),
+		deletes: testutil.ToFloat64(m.deletes), txns: testutil.ToFloat64(m.txns),
+		putBytes: testutil.ToFloat64(m.putBytes), keys: testutil.ToFloat64(m.keys),
+	}
+}
+
+func (c opCounters) minus(o opCounters) opCounters {
+	return opCounters{c.ranges - o.ranges, c.puts - o.puts, c.deletes - o.deletes, c.txns - o.txns, c.putBytes - o.putBytes, c.keys - o.keys}
+}
+
+// TestOperationCountersAsEtcd checks what each kind of request adds to
+// etcd's operation counters. etcd counts per MVCC transaction: a range
+// request is one with one range; a put or delete request one, with a
+// range more when it reads the previous value (prev_kv, ignore_value,
+// ignore_lease); a txn that writes two, its compares (as far as they are
+// evaluated) and checks (a read per put that uses the previous value, up
+// to the first check that fails), then its operations; a read-only txn
+// one; a lease revoke one deleting each of its keys. Its txn counter counts
+// the transactions of more than one operation.
+func TestOperationCountersAsEtcd(t *testing.T) {
+	nested := txn(cmps(cmpVersion("b", pb.Compare_GREATER, 0)), ops(opPut(put("n", "1")), opRange(get("a"))), nil)
+	cases := []struct {
+		name string
+		do   func(f *fixture) error
+		want opCounters // keys: the change in live keys
+	}{
+		{"range", func(f *fixture) error { _, err := f.kv.Range(get("a")); return err },
+			opCounters{ranges: 1}},
+		{"put", func(f *fixture) error { _, _, err := f.applyEntry(put("p", "xyz")); return err },
+			opCounters{puts: 1, putBytes: 4, keys: 1}},
+		{"put over a key", func(f *fixture) error { _, _, err := f.applyEntry(put("a", "xyz")); return err },
+			opCounters{puts: 1, putBytes: 4}},
+		{"put with prev_kv", func(f *fixture) error {
+			_, _, err := f.applyEntry(&pb.PutRequest{Key: []byte("a"), Value: []byte("v"), PrevKv: true})
+			return err
+		}, opCounters{ranges: 1, puts: 1, txns: 1, putBytes: 2}},
+		{"put with ignore_value of a missing key", func(f *fixture) error {
+			_, _, err := f.applyEntry(&pb.PutRequest{Key: []byte("zz"), IgnoreValue: true})
+			return expect(err, ErrKeyNotFound)
+		}, opCounters{ranges: 1}},
+		{"put with a missing lease", func(f *fixture) error {
+			_, _, err := f.applyEntry(&pb.PutRequest{Key: []byte("zz"), Lease: 99})
+			return expect(err, ErrLeaseNotFound)
+		}, opCounters{}},
+		{"delete", func(f *fixture) error { _, _, err := f.applyEntry(del("a")); return err },
+			opCounters{deletes: 1, keys: -1}},
+		{"delete with prev_kv", func(f *fixture) error {
+			_, _, err := f.applyEntry(&pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte("c"), PrevKv: true})
+			return err
+		}, opCounters{ranges: 1, deletes: 1, txns: 1, keys: -2}},
+		{"txn that writes, compares hold", func(f *fixture) error {
+			_, _, err := f.applyEntry(txn(cmps(cmpValue("a", pb.Compare_EQUAL, "1"), cmpVersion("b", pb.Compare_GREATER, 0)),
+				ops(opPut(put("d", "4")), opRange(get("b"))), ops(opDel(del("b")))))
+			return err
+		}, opCounters{ranges: 3, puts: 1, txns: 2, putBytes: 2, keys: 1}},
+		{"txn that writes, first compare fails", func(f *fixture) error {
+			_, _, err := f.applyEntry(txn(cmps(cmpValue("a", pb.Compare_EQUAL, "no"), cmpVersion("b", pb.Compare_GREATER, 0)),
+				ops(opPut(put("d", "4"))), ops(opPut(put("e", "5")))))
+			return err
+		}, opCounters{ranges: 1, puts: 1, putBytes: 2, keys: 1}},
+		{"txn with ignore_value and a nested txn", func(f *fixture) error {
+			_, _, err := f.applyEntry(txn(cmps(cmpVersion("a", pb.Compare_GREATER, 0)),
+				ops(opPut(&pb.PutRequest{Key: []byte("a"), IgnoreValue: true}), opTxn(nested)), nil))
+			return err
+		}, opCounters{ranges: 5, puts: 2, txns: 2, putBytes: 4, keys: 1}},
+		{"txn whose ignore_value fails", func(f *fixture) error {
+			_, _, err := f.applyEntry(txn(nil, ops(opPut(put("d", "4")), opPut(&pb.PutRequest{Key: []byte("zz"), IgnoreValue: true}),
+				opPut(&pb.PutRequest{Key: []byte("a"), PrevKv: true})), nil))
+			return expect(err, ErrKeyNotFound)
+		}, opCounters{ranges: 1}},
+		{"txn with prev_kv", func(f *fixture) error {
+			_, _, err := f.applyEntry(txn(nil, ops(opPut(&pb.PutRequest{Key: []byte("a"), PrevKv: true}), opDel(&pb.DeleteRangeRequest{Key: []byte("b"), PrevKv: true})), nil))
+			return err
+		}, opCounters{ranges: 3, puts: 1, deletes: 1, txns: 1, putBytes: 1, keys: -1}},
+		{"read-only txn", func(f *fixture) error {
+			_, err := f.kv.TxnRead(txn(cmps(cmpCreate("b", pb.Compare_GREATER, 0)), ops(opRange(get("a")), opRange(get("b"))), ops(opRange(get("c")))))
+			return err
+		}, opCounters{ranges: 3, txns: 1}},
+		{"lease revoke", func(f *fixture) error {
+			next := func() uint64 { f.index++; return f.index }
+			ap := f.kv.BeginApply()
+			if err := ap.LeaseGrant(next(), 7, 60); err != nil {
+				return err
+			}
+			ap.Put(next(), &pb.PutRequest{Key: []byte("l1"), Lease: 7})
+			ap.Put(next(), &pb.PutRequest{Key: []byte("l2"), Lease: 7})
+			if err := ap.Commit(); err != nil {
+				return err
+			}
+			ap = f.kv.BeginApply()
+			if _, err := ap.LeaseRevoke(next(), 7); err != nil {
+				return err
+			}
+			return ap.Commit()
+		}, opCounters{puts: 2, deletes: 2, txns: 1, putBytes: 4}},
+	}
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				f := newFixture(t, ec, Options{})
+				f.mustPut("a", "1")
+				f.mustPut("b", "22")
+				before := readOpCounters(f.kv)
+				if err := c.do(f); err != nil {
+					t.Fatal(err)
+				}
+				if got := readOpCounters(f.kv).minus(before); got != c.want {
+					t.Errorf("counted %+v, want %+v", got, c.want)
+				}
+			})
+		}
+	})
+}
+
+// TestKeysGaugeFollowsLiveKeys checks etcd_debugging_mvcc_keys_total
+// through creations, overwrites, deletions, a re-creation and a reopen.
+func TestKeysGaugeFollowsLiveKeys(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		f := newFixture(t, ec, Options{})
+		keys := func() float64 { return testutil.ToFloat64(f.kv.metrics.keys) }
+		f.mustPut("a", "1")
+		f.mustPut("b", "1")
+		f.mustPut("a", "2")
+		if got := keys(); got != 2 {
+			t.Fatalf("keys after two keys written: %v", got)
+		}
+		if _, _, err := f.applyEntry(del("a")); err != nil {
+			t.Fatal(err)
+		}
+		f.mustPut("c", "1")
+		f.mustPut("a", "3")
+		if _, _, err := f.applyEntry(del("zz")); err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(); got != 3 {
+			t.Fatalf("keys after a delete and two puts: %v", got)
+		}
+		f.mustCompact(f.kv.Rev())
+		f.reopen()
+		if got := keys(); got != 3 {
+			t.Fatalf("keys after reopening: %v", got)
+		}
+	})
+}
