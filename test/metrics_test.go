@@ -200,6 +200,10 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 		"etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_watcher_total",
 		"etcd_debugging_mvcc_slow_watcher_total", "etcd_debugging_mvcc_events_total",
 		"etcd_debugging_mvcc_pending_events_total",
+		"etcd_debugging_mvcc_db_compaction_keys_total",
+		"etcd_mvcc_hash_duration_seconds", "etcd_mvcc_hash_rev_duration_seconds",
+		"etcd_disk_wal_write_duration_seconds",
+		"etcd_server_slow_apply_total", "etcd_server_apply_duration_seconds",
 	}
 	etcdCli := startEtcd(t)
 	traffic(t, etcdCli)
@@ -227,6 +231,7 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 			"etcd_disk_wal_write_bytes_total", "etcd_network_client_grpc_received_bytes_total",
 			"etcd_network_client_grpc_sent_bytes_total", "process_resident_memory_bytes",
 			"etcd_mvcc_range_total", "etcd_mvcc_put_total", "etcd_debugging_mvcc_keys_total",
+			"etcd_disk_wal_write_duration_seconds_count",
 		} {
 			if page.values[n] <= 0 {
 				t.Errorf("%s = %v after traffic, want positive", n, page.values[n])
@@ -397,6 +402,34 @@ func TestWatchMetrics(t *testing.T) {
 			"etcd_debugging_mvcc_watch_stream_total": 0, "etcd_debugging_mvcc_watcher_total": 0,
 			"etcd_debugging_mvcc_events_total": 6,
 		})
+	})
+}
+
+// TestWarningApplyDuration: with --warning-apply-duration=0 every request
+// is slow, as in etcd: each applied one and each read served without raft
+// is logged with etcd's message and counted in etcd_server_slow_apply_total.
+func TestWarningApplyDuration(t *testing.T) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine, "--warning-apply-duration=0")
+		url := "http://" + m.clientEP + "/metrics"
+		_, before := scrape(t, url)
+		cli := m.client(t)
+		if _, err := cli.Put(ctx(t), "slow", "v"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Get(ctx(t), "slow", clientv3.WithSerializable()); err != nil {
+			t.Fatal(err)
+		}
+		_, after := scrape(t, url)
+		if got := after["etcd_server_slow_apply_total"] - before["etcd_server_slow_apply_total"]; got < 2 {
+			t.Errorf("slow requests counted %v for a put and a get, want at least 2", got)
+		}
+		logs := m.logs()
+		for _, want := range []string{`"msg":"apply request took too long"`, `"prefix":"read-only range "`, `"expected-duration":"0s"`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("no %s in the member's log", want)
+			}
+		}
 	})
 }
 

@@ -71,6 +71,10 @@ type Config struct {
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// to watchers that ask for them (--watch-progress-notify-interval).
 	WatchProgressNotifyInterval time.Duration
+	// WarningApplyDuration is the time past which an applied request, or a
+	// read served without raft, is logged and counted as slow
+	// (--warning-apply-duration; 0 warns of every one, as in etcd).
+	WarningApplyDuration time.Duration
 	// LeaseCheckpoint has the leader record leases' remaining TTLs through
 	// raft every LeaseCheckpointInterval, so that a restart or a new
 	// leader does not give every lease its whole TTL again (etcd's
@@ -222,6 +226,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "", "host:port of Cairn's REST API, e.g. 127.0.0.1:8080; empty (default) serves no REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
+		warnApply   = fs.Duration("warning-apply-duration", 100*time.Millisecond, "Time duration after which a warning is generated if applying a request takes more time.")
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		corruptTime = fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
@@ -372,6 +377,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		}
 	}
 	c.WatchProgressNotifyInterval = *watchProg
+	c.WarningApplyDuration = *warnApply
 	if set["experimental-watch-progress-notify-interval"] {
 		c.WatchProgressNotifyInterval = *oldWatchProg
 	}

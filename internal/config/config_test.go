@@ -72,6 +72,7 @@ func TestDefaults(t *testing.T) {
 		Metrics:                  "basic",
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
+	want.WarningApplyDuration = 100 * time.Millisecond
 	want.LeaseCheckpointInterval = 5 * time.Minute
 	want.CompactHashCheckTime = time.Minute
 	want.StrictReconfigCheck = true

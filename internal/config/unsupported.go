@@ -86,7 +86,6 @@ var inertFlags = []inertFlag{
 	{name: "distributed-tracing-sampling-rate", kind: intFlag, def: "0", usage: "Samples per million spans."},
 	// features
 	{name: "compaction-batch-limit", kind: intFlag, def: "0", usage: "Most revisions deleted per compaction batch."},
-	{name: "warning-apply-duration", kind: durationFlag, def: "100ms", usage: "Log applies slower than this."},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: uintFlag, def: "0", usage: "Defragment at start when it frees this much."},
 	{name: "compaction-sleep-interval", kind: durationFlag, def: "0s", usage: "Pause between compaction batches."},
 	{name: "downgrade-check-time", kind: durationFlag, def: "5s", usage: "Period of downgrade status checks."},

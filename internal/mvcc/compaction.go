@@ -243,6 +243,7 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 			return fmt.Errorf("mvcc: compaction scan: %w", err)
 		}
 		b := kv.e.NewBatch()
+		batchDeleted := 0
 		for _, k := range keys {
 			r, _, err := parseRevKey(k)
 			if err != nil {
@@ -251,7 +252,7 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 			}
 			if _, ok := keep[r]; !ok {
 				b.Delete(storage.KV, k)
-				deleted++
+				batchDeleted++
 			}
 		}
 		last := len(keys) < limit
@@ -263,6 +264,8 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 		if err != nil {
 			return fmt.Errorf("mvcc: compaction commit: %w", err)
 		}
+		deleted += batchDeleted
+		kv.metrics.compacted.Add(float64(batchDeleted))
 		if last {
 			break
 		}

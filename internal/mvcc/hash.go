@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"slices"
 	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
@@ -59,6 +60,7 @@ func (kv *KV) HashKV(rev int64) (KeyValueHash, int64, error) {
 	if h, ok := kv.hashes.lookup(rev); ok {
 		return h, kv.Rev(), nil
 	}
+	start := time.Now()
 	kv.readers.RLock()
 	defer kv.readers.RUnlock()
 
@@ -89,6 +91,7 @@ func (kv *KV) HashKV(rev int64) (KeyValueHash, int64, error) {
 	if err != nil {
 		return KeyValueHash{}, 0, fmt.Errorf("mvcc: hash revisions up to %d: %w", rev, err)
 	}
+	since(kv.metrics.hashRev, start)
 	return h.sum(), current, nil
 }
 
@@ -100,6 +103,7 @@ func (kv *KV) HashKV(rev int64) (KeyValueHash, int64, error) {
 // atomically: a write committing meanwhile may be in the hash and not yet
 // in the revision. It may be called from any goroutine.
 func (kv *KV) Hash() (uint32, int64, error) {
+	start := time.Now()
 	kv.mu.RLock()
 	rev := kv.rev
 	view, err := kv.e.NewView()
@@ -123,6 +127,7 @@ func (kv *KV) Hash() (uint32, int64, error) {
 			return 0, 0, fmt.Errorf("mvcc: hash bucket %s: %w", b, err)
 		}
 	}
+	since(kv.metrics.hash, start)
 	return h.Sum32(), rev, nil
 }
 

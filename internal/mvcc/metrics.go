@@ -1,6 +1,8 @@
 package mvcc
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,7 +45,14 @@ type metrics struct {
 	ranges, puts, deletes, txns prometheus.Counter
 	putBytes                    prometheus.Gauge
 	keys, compactRev            prometheus.GaugeFunc
+	// compacted counts the KV records compaction removed; hash and
+	// hashRev time Hash and HashKV.
+	compacted     prometheus.Counter
+	hash, hashRev prometheus.Histogram
 }
+
+// hashBuckets are etcd's for its hash histograms: 10 ms to about 160 s.
+var hashBuckets = prometheus.ExponentialBuckets(.01, 2, 15)
 
 func newMetrics(kv *KV) *metrics {
 	return &metrics{
@@ -75,8 +84,25 @@ func newMetrics(kv *KV) *metrics {
 			Name: "etcd_debugging_mvcc_compact_revision",
 			Help: "The revision of the last compaction in store.",
 		}, func() float64 { return float64(kv.CompactRev()) }),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_debugging_mvcc_db_compaction_keys_total",
+			Help: "Total number of db keys compacted.",
+		}),
+		hash: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "etcd_mvcc_hash_duration_seconds",
+			Help:    "The latency distribution of storage hash operation.",
+			Buckets: hashBuckets,
+		}),
+		hashRev: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "etcd_mvcc_hash_rev_duration_seconds",
+			Help:    "The latency distribution of storage hash by revision operation.",
+			Buckets: hashBuckets,
+		}),
 	}
 }
+
+// since observes the time from start in h.
+func since(h prometheus.Histogram, start time.Time) { h.Observe(time.Since(start).Seconds()) }
 
 // record adds the totals of finished transactions to the counters.
 func (m *metrics) record(s opTotals) {
@@ -104,5 +130,5 @@ func (m *metrics) recordOne(t *opTally) {
 // Collectors returns the store's metrics, for the caller to register.
 func (kv *KV) Collectors() []prometheus.Collector {
 	m := kv.metrics
-	return []prometheus.Collector{m.ranges, m.puts, m.deletes, m.txns, m.putBytes, m.keys, m.compactRev}
+	return []prometheus.Collector{m.ranges, m.puts, m.deletes, m.txns, m.putBytes, m.keys, m.compactRev, m.compacted, m.hash, m.hashRev}
 }

@@ -3,7 +3,9 @@ package mvcc
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -156,4 +158,54 @@ func TestKeysGaugeFollowsLiveKeys(t *testing.T) {
 			t.Fatalf("keys after reopening: %v", got)
 		}
 	})
+}
+
+// TestCompactionAndHashMetrics: a compaction counts the records it removes
+// from the engine, and each hash computed is timed, as etcd's
+// etcd_debugging_mvcc_db_compaction_keys_total and hash histograms do; a
+// hash kept from a compaction is returned untimed.
+func TestCompactionAndHashMetrics(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		f := newFixture(t, ec, Options{})
+		m := f.kv.metrics
+		f.mustPut("a", "1")
+		f.mustPut("a", "2")
+		f.mustPut("a", "3")
+		f.mustPut("b", "1")
+		if _, _, err := f.applyEntry(del("b")); err != nil {
+			t.Fatal(err)
+		}
+		// At the current revision a keeps its newest record and b its
+		// tombstone, which is at that revision; a's two older records and
+		// b's put go.
+		f.mustCompact(f.kv.Rev())
+		if got := testutil.ToFloat64(m.compacted); got != 3 {
+			t.Errorf("compacted records counted: %v, want 3", got)
+		}
+		if _, _, err := f.kv.Hash(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.kv.HashKV(0); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.kv.HashKV(f.kv.CompactRev()); err != nil {
+			t.Fatal(err)
+		}
+		if got := histogramCount(t, m.hash); got != 1 {
+			t.Errorf("hashes timed: %d, want 1", got)
+		}
+		if got := histogramCount(t, m.hashRev); got != 1 {
+			t.Errorf("hashes by revision timed: %d, want 1 (the compaction's is kept)", got)
+		}
+	})
+}
+
+// histogramCount is the number of observations of h.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

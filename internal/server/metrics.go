@@ -39,10 +39,10 @@ type memberMetrics struct {
 	// grpcSent and grpcReceived count the payload bytes of the client
 	// gRPC server's messages.
 	grpcSent, grpcReceived prometheus.Counter
-	// walFsync times the raft log's fsyncs; walWritten counts the bytes
-	// appended to it (a gauge, as etcd declares it).
-	walFsync   prometheus.Histogram
-	walWritten prometheus.Gauge
+	// walFsync and walWrite time the raft log's fsyncs and appends;
+	// walWritten counts the bytes appended (a gauge, as etcd declares it).
+	walFsync, walWrite prometheus.Histogram
+	walWritten         prometheus.Gauge
 	// backendCommit times the commits of the storage engine's batches.
 	backendCommit prometheus.Histogram
 	// health counts the answers of the health endpoints, on the client
@@ -73,6 +73,11 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 			Help:    "The latency distributions of fsync called by WAL.",
 			Buckets: diskBuckets,
 		}),
+		walWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "etcd_disk_wal_write_duration_seconds",
+			Help:    "The latency distributions of write called by WAL.",
+			Buckets: diskBuckets,
+		}),
 		walWritten: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "etcd_disk_wal_write_bytes_total",
 			Help: "Total number of bytes written in WAL.",
@@ -87,7 +92,7 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWritten, m.backendCommit,
+		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWrite, m.walWritten, m.backendCommit,
 		actorCollector{sys},
 	)
 	m.reg.MustRegister(m.health.Collectors()...)
@@ -114,7 +119,10 @@ func (m *memberMetrics) grpcServerOptions() []grpc.ServerOption {
 func (m *memberMetrics) raftLog() filelog.Metrics {
 	return filelog.Metrics{
 		Synced: func(d time.Duration) { m.walFsync.Observe(d.Seconds()) },
-		Wrote:  func(n int) { m.walWritten.Add(float64(n)) },
+		Wrote: func(n int, took time.Duration) {
+			m.walWritten.Add(float64(n))
+			m.walWrite.Observe(took.Seconds())
+		},
 	}
 }
 

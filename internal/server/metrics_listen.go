@@ -37,6 +37,7 @@ func (s *Server) metricsHandler() http.Handler {
 	s.metrics.reg.MustRegister(s.transport.Collectors()...)
 	s.metrics.reg.MustRegister(s.lease.Collectors()...)
 	s.metrics.reg.MustRegister(s.kv.Collectors()...)
+	s.metrics.reg.MustRegister(s.store.Collectors()...)
 	s.metrics.reg.MustRegister(s.watch.Collectors()...)
 	return s.metrics.handler()
 }

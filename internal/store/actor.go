@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"io"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -219,13 +220,16 @@ func (a *storeActor) apply(ents []*raftpb.Entry) {
 			a.lg.Fatal("corrupt raft entry", zap.Uint64("index", index), zap.Error(err))
 		}
 		var res result
+		start := time.Now()
 		if r.Compaction != nil && a.alarmRefusal(r) == nil {
 			replies = a.commit(ap, replies)
+			start = time.Now()
 			res = a.compact(index, r.Compaction)
 			ap = kv.BeginApply()
 		} else {
 			res = a.stage(ap, index, r)
 		}
+		a.observeApply(r, res, start)
 		if r.Header != nil {
 			if w, ok := a.waiters[r.Header.ID]; ok {
 				delete(a.waiters, r.Header.ID)

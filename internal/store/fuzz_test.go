@@ -50,7 +50,7 @@ func FuzzApplyEntry(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &Client{cfg: Config{Engine: e, KV: kv, Logger: lg}, kv: kv, auth: as, applied: &appliedWait{}}
+		c := &Client{cfg: Config{Engine: e, KV: kv, Logger: lg}, kv: kv, auth: as, applied: &appliedWait{}, applyMetrics: newApplyMetrics()}
 		a := &storeActor{c: c, lg: lg, waiters: map[uint64]func(result){}, auth: as.NewApplier()}
 
 		entryType := raftpb.EntryType(int32(typ % 3))

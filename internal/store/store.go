@@ -121,6 +121,11 @@ type Config struct {
 	// cluster version must follow a downgrade (see downgrade.go); zero
 	// means etcd's 4 s.
 	VersionMonitorInterval time.Duration
+	// WarningApplyDuration is the time past which an applied request, or
+	// a read served without raft, is logged and counted as slow (etcd's
+	// --warning-apply-duration, whose 100ms the server passes by default;
+	// 0 makes every request slow, as in etcd).
+	WarningApplyDuration time.Duration
 	// MailboxSize bounds the store actor's mailbox (backpressure).
 	MailboxSize int
 	Logger      *zap.Logger
@@ -157,6 +162,7 @@ type Client struct {
 	stopped atomic.Bool
 	// proposalsFailed counts proposals raft refused or that timed out.
 	proposalsFailed atomic.Uint64
+	applyMetrics    *applyMetrics
 }
 
 // ProposalsFailed is the number of proposals that failed: refused by raft
@@ -193,6 +199,8 @@ func Start(sys *actors.System, cfg Config) (*Client, error) {
 		auth:    cfg.Auth,
 		applied: &appliedWait{applied: cfg.KV.AppliedIndex()},
 		stop:    make(chan struct{}),
+
+		applyMetrics: newApplyMetrics(),
 	}
 	// IDs are unique per member and increase across restarts, as etcd's
 	// idutil generator does: member ID bits on top, time below.
@@ -374,10 +382,11 @@ func (c *Client) WaitReady(ctx context.Context) error {
 // enabled the caller (the token in ctx, see auth.WithToken) must be
 // allowed to read the whole range, checked here after the linearizable
 // wait as etcd does, and the auth state must not change during the read.
-func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
 	if err := mvcc.ValidateRange(req); err != nil {
 		return nil, err
 	}
+	defer func(start time.Time) { c.warnSlowRead(start, req, resp, err) }(time.Now())
 	if !req.Serializable {
 		if err := c.linearizeFor(ctx); err != nil {
 			return nil, err
@@ -390,7 +399,7 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 	if err := c.auth.Current().CheckRange(id, req.Key, req.RangeEnd); err != nil {
 		return nil, err
 	}
-	resp, err := c.kv.Range(req)
+	resp, err = c.kv.Range(req)
 	if serr := c.auth.Current().CheckStale(id); serr != nil {
 		return nil, serr
 	}
@@ -440,20 +449,9 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	var resp *pb.TxnResponse
 	if mvcc.IsTxnReadOnly(req) {
-		if err := c.linearizeFor(ctx); err != nil {
-			return nil, err
-		}
-		id, err := c.identify(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.auth.Current().CheckTxn(id, req, c.leaseKeys); err != nil {
-			return nil, err
-		}
-		r, err := c.kv.TxnRead(req)
-		if serr := c.auth.Current().CheckStale(id); serr != nil {
-			return nil, serr
-		}
+		start := time.Now()
+		r, err := c.txnRead(ctx, req)
+		c.warnSlowRead(start, req, r, err)
 		if err != nil {
 			return nil, err
 		}
@@ -467,6 +465,25 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	c.fillHeader(&resp.Header)
 	return resp, nil
+}
+
+// txnRead serves a read-only txn without raft.
+func (c *Client) txnRead(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := c.linearizeFor(ctx); err != nil {
+		return nil, err
+	}
+	id, err := c.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.auth.Current().CheckTxn(id, req, c.leaseKeys); err != nil {
+		return nil, err
+	}
+	r, err := c.kv.TxnRead(req)
+	if serr := c.auth.Current().CheckStale(id); serr != nil {
+		return nil, serr
+	}
+	return r, err
 }
 
 // Compact compacts the MVCC history up to req.Revision; with req.Physical

@@ -69,8 +69,8 @@ func start(t *testing.T, open opener, dir string, snapshotCount uint64) *member 
 }
 
 // startAs starts member id, a cluster of its own; restored, if set, is
-// its Config.Restored.
-func startAs(t *testing.T, id uint64, open opener, dir string, snapshotCount uint64, restored func()) *member {
+// its Config.Restored, and each of extra adjusts its Config.
+func startAs(t *testing.T, id uint64, open opener, dir string, snapshotCount uint64, restored func(), extra ...func(*store.Config)) *member {
 	t.Helper()
 	e, l := open(t, dir)
 	kv, err := mvcc.Open(e, mvcc.Options{})
@@ -78,14 +78,18 @@ func startAs(t *testing.T, id uint64, open opener, dir string, snapshotCount uin
 		t.Fatal(err)
 	}
 	sys := actors.NewSystem()
-	c, err := store.Start(sys, store.Config{
+	cfg := store.Config{
 		Engine: e, KV: kv, ClusterID: 7, MemberID: id,
 		MaxRequestBytes: 1 << 20, MaxTxnOps: 128, SnapshotCount: snapshotCount, Restored: restored,
 		VersionMonitorInterval: 20 * time.Millisecond,
 		StartRaft: func(commit func([]*raftpb.Entry)) (store.Raft, error) {
 			return raftnode.Start(sys, raftnode.Config{ID: id, Peers: []uint64{id}, Log: l, TickInterval: 10 * time.Millisecond, Commit: commit})
 		},
-	})
+	}
+	for _, f := range extra {
+		f(&cfg)
+	}
+	c, err := store.Start(sys, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

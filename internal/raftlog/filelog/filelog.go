@@ -155,8 +155,9 @@ type Log struct {
 type Metrics struct {
 	// Synced is called after each fsync of the file with its duration.
 	Synced func(time.Duration)
-	// Wrote is called after each append with the number of bytes written.
-	Wrote func(bytes int)
+	// Wrote is called after each append with the number of bytes written
+	// and the time the write took.
+	Wrote func(bytes int, took time.Duration)
 }
 
 // SetMetrics makes the log report its writes and fsyncs to m. Call it
@@ -290,13 +291,14 @@ func (l *Log) write(buf []byte) error {
 		}
 		l.size = size
 	}
+	start := time.Now()
 	if _, err := l.f.WriteAt(buf, l.end); err != nil {
 		return err
 	}
 	l.end += int64(len(buf))
 	l.published.Store(l.end)
 	if l.metrics.Wrote != nil {
-		l.metrics.Wrote(len(buf))
+		l.metrics.Wrote(len(buf), time.Since(start))
 	}
 	return nil
 }

@@ -500,7 +500,7 @@ func TestMetrics(t *testing.T) {
 	var syncs, written int
 	l.SetMetrics(Metrics{
 		Synced: func(time.Duration) { syncs++ },
-		Wrote:  func(n int) { written += n },
+		Wrote:  func(n int, _ time.Duration) { written += n },
 	})
 	if err := l.Save(&raftpb.HardState{Term: proto.Uint64(1), Commit: proto.Uint64(0)}, []*raftpb.Entry{entry(1, 1)}, nil); err != nil {
 		t.Fatal(err)
