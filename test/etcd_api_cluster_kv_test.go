@@ -290,6 +290,12 @@ func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 func TestClusterMoveLeader(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		c := startCluster(t, engine, 3)
+		// A member whose stream to the new leader is still in its retry
+		// backoff after start (a peer that started after it) drops the put
+		// it forwards there, as etcd's would: wait for every stream.
+		for _, m := range c.members {
+			m.waitPeersActive(t, 2)
+		}
 		leader := c.leader()
 		target := c.followers()[0]
 		targetID := target.statusID(t)
