@@ -433,6 +433,50 @@ func TestWarningApplyDuration(t *testing.T) {
 	})
 }
 
+// TestClusterTxnRangesCountedWhereProposed: as in etcd 3.7, the members
+// that did not propose a txn apply it without running its range
+// operations, so only the proposing member counts them; every member
+// counts the compares and the put.
+func TestClusterTxnRangesCountedWhereProposed(t *testing.T) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		c := startCluster(t, engine, 3)
+		for _, m := range c.members {
+			m.waitPeersActive(t, 2)
+		}
+		url := func(m *member) string { return "http://" + m.clientEP + "/metrics" }
+		before := make([]map[string]float64, len(c.members))
+		for i, m := range c.members {
+			_, before[i] = scrape(t, url(m))
+		}
+		proposer := c.members[0]
+		resp, err := proposer.client(t).Txn(ctx(t)).If(clientv3.Compare(clientv3.Version("tr/a"), "=", 0)).
+			Then(clientv3.OpPut("tr/a", "1"), clientv3.OpGet("tr/a"), clientv3.OpGet("tr/", clientv3.WithPrefix())).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Responses[2].GetResponseRange(); got == nil || got.Count != 1 {
+			t.Fatalf("the proposer's range result: %v, want the key just put", got)
+		}
+		for i, m := range c.members {
+			want := map[string]float64{"etcd_mvcc_put_total": 1, "etcd_mvcc_range_total": 1}
+			if m == proposer {
+				want["etcd_mvcc_range_total"] = 3
+			}
+			// Followers apply the entry once they learn it is committed.
+			waitFor(10*time.Second, func() bool {
+				_, after := scrape(t, url(m))
+				return after["etcd_mvcc_put_total"]-before[i]["etcd_mvcc_put_total"] == 1
+			})
+			_, after := scrape(t, url(m))
+			for n, w := range want {
+				if got := after[n] - before[i][n]; got != w {
+					t.Errorf("%s: %s moved by %v, want %v", m.name, n, got, w)
+				}
+			}
+		}
+	})
+}
+
 // waitMetrics scrapes url until every series of want has its value, for up
 // to 10 s.
 func waitMetrics(t *testing.T, url string, want map[string]float64) {

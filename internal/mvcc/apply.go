@@ -118,6 +118,18 @@ func (a *Applier) Txn(index uint64, req *pb.TxnRequest) (*pb.TxnResponse, []*mvc
 	return stageEntry(a, index, func(w *writeTxn) (*pb.TxnResponse, error) { return w.txn(req) })
 }
 
+// TxnWithoutRanges is Txn for an entry whose response nobody waits for
+// (one another member proposed, or replayed at start): its range
+// operations are not run, and their responses carry only a header, as
+// etcd 3.7 applies such txns. Their revisions are still checked, so the
+// txn fails, or not, as Txn would.
+func (a *Applier) TxnWithoutRanges(index uint64, req *pb.TxnRequest) (*pb.TxnResponse, []*mvccpb.Event, error) {
+	return stageEntry(a, index, func(w *writeTxn) (*pb.TxnResponse, error) {
+		w.skipRanges = true
+		return w.txn(req)
+	})
+}
+
 // SetApplied stages the raft entry at index, one that does not touch the
 // KV (a leader no-op, a lease or membership change, for example).
 func (a *Applier) SetApplied(index uint64) {

@@ -209,3 +209,72 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	}
 	return m.GetHistogram().GetSampleCount()
 }
+
+// TestTxnWithoutRanges: a txn applied for nobody (etcd 3.7's
+// SkipRangeExecution) writes what Txn writes and makes the same events;
+// its range responses carry only the header, at the revision the range
+// would have reported, and its ranges are neither run nor counted. A range
+// at a future revision still fails it.
+func TestTxnWithoutRanges(t *testing.T) {
+	req := txn(cmps(cmpValue("a", pb.Compare_EQUAL, "1")), ops(opRange(get("a")), opPut(put("c", "3")), opRange(get("b"))), nil)
+	forEachEngine(t, func(t *testing.T, ec engineCase) {
+		run := func(skip bool) (*pb.TxnResponse, int, opCounters) {
+			f := newFixture(t, ec, Options{})
+			f.mustPut("a", "1")
+			f.mustPut("b", "2")
+			before := readOpCounters(f.kv)
+			ap := f.kv.BeginApply()
+			f.index++
+			stage := ap.Txn
+			if skip {
+				stage = ap.TxnWithoutRanges
+			}
+			resp, evs, err := stage(f.index, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ap.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.kv.Range(get("c")); err != nil {
+				t.Fatal(err)
+			}
+			return resp, len(evs), readOpCounters(f.kv).minus(before)
+		}
+		full, fullEvs, fullCount := run(false)
+		bare, bareEvs, bareCount := run(true)
+		if fullEvs != 1 || bareEvs != 1 {
+			t.Fatalf("events %d and %d, want one put each", fullEvs, bareEvs)
+		}
+		for i, want := range []int64{3, 4, 4} {
+			got := bare.Responses[i]
+			if r := got.GetResponseRange(); r != nil {
+				if r.Header.GetRevision() != want || len(r.Kvs) != 0 || r.Count != 0 {
+					t.Errorf("response %d: %v, want a header at %d alone", i, r, want)
+				}
+				if full.Responses[i].GetResponseRange().Header.GetRevision() != want {
+					t.Errorf("response %d of the full txn at %d, want %d", i, full.Responses[i].GetResponseRange().Header.GetRevision(), want)
+				}
+			} else if got.GetResponsePut().Header.GetRevision() != want {
+				t.Errorf("put response at %d, want %d", got.GetResponsePut().Header.GetRevision(), want)
+			}
+		}
+		// Both count the compare and the put (and one range request
+		// each after); only the full txn counts its two ranges.
+		if want := (opCounters{ranges: 4, puts: 1, txns: 1, putBytes: 2, keys: 1}); fullCount != want {
+			t.Errorf("full txn counted %+v, want %+v", fullCount, want)
+		}
+		if want := (opCounters{ranges: 2, puts: 1, putBytes: 2, keys: 1}); bareCount != want {
+			t.Errorf("txn without ranges counted %+v, want %+v", bareCount, want)
+		}
+
+		f := newFixture(t, ec, Options{})
+		f.mustPut("a", "1")
+		ap := f.kv.BeginApply()
+		future := txn(nil, ops(opPut(put("d", "4")), opRange(getAt("a", 99))), nil)
+		if _, _, err := ap.TxnWithoutRanges(f.index+1, future); err != ErrFutureRev {
+			t.Errorf("range at a future revision: %v, want %v", err, ErrFutureRev)
+		}
+		ap.Abort()
+	})
+}

@@ -108,6 +108,13 @@ func (v *view) execute(p *txnPlan) (*pb.TxnResponse, error) {
 		out := &pb.ResponseOp{}
 		switch req := op.GetRequest().(type) {
 		case *pb.RequestOp_RequestRange:
+			if v.w != nil && v.w.skipRanges {
+				if _, _, err := v.readRev(req.RequestRange.Revision); err != nil {
+					return nil, err
+				}
+				out.Response = &pb.ResponseOp_ResponseRange{ResponseRange: &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: v.headerRev()}}}
+				break
+			}
 			v.countRange()
 			r, err := v.rangeReq(req.RequestRange)
 			if err != nil {

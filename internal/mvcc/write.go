@@ -14,6 +14,9 @@ type writeTxn struct {
 	start int // position in a.changes of the entry's first change
 	// tally counts the entry's operations; the view's ops points to it.
 	tally opTally
+	// skipRanges leaves a txn's range operations unrun (see
+	// Applier.TxnWithoutRanges).
+	skipRanges bool
 }
 
 // change is one write of an entry. The writes of one entry are numbered by

@@ -312,7 +312,13 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 	case r.DeleteRange != nil:
 		res.resp, evs, res.err = ap.DeleteRange(index, r.DeleteRange)
 	case r.Txn != nil:
-		res.resp, evs, res.err = ap.Txn(index, r.Txn)
+		// A txn nobody here waits for has no range results to compute,
+		// as in etcd 3.7.
+		if _, waited := a.waiters[r.GetHeader().GetID()]; waited {
+			res.resp, evs, res.err = ap.Txn(index, r.Txn)
+		} else {
+			res.resp, evs, res.err = ap.TxnWithoutRanges(index, r.Txn)
+		}
 	case r.LeaseGrant != nil:
 		g := r.LeaseGrant
 		if res.err = ap.LeaseGrant(index, g.ID, g.TTL); res.err == nil {
