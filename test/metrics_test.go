@@ -122,6 +122,7 @@ func TestMetricsMatchEtcd(t *testing.T) {
 		"etcd_debugging_lease_renewed_total", "etcd_debugging_lease_ttl_total",
 		"etcd_debugging_server_lease_expired_total",
 		"etcd_server_health_success", "etcd_server_health_failures", "etcd_server_id", "etcd_server_go_version",
+		"etcd_server_read_indexes_failed_total", "etcd_server_slow_read_indexes_total",
 	}
 	// What a lone, idle member reports, as a lone etcd member does. These
 	// are not read from the reference etcd: its gauges and counters are
@@ -130,7 +131,8 @@ func TestMetricsMatchEtcd(t *testing.T) {
 	idle := map[string]float64{
 		"etcd_server_has_leader": 1, "etcd_server_is_leader": 1, "etcd_server_is_learner": 0,
 		"etcd_server_proposals_pending": 0, "etcd_server_quota_backend_bytes": 2 << 30,
-		"etcd_debugging_mvcc_compact_revision": -1,
+		"etcd_debugging_mvcc_compact_revision":  -1,
+		"etcd_server_read_indexes_failed_total": 0, "etcd_server_slow_read_indexes_total": 0,
 	}
 	etcdTypes, etcdValues := scrape(t, "http://"+etcdEndpoint(startEtcd(t))+"/metrics")
 	forEachEngine(t, func(t *testing.T, engine string) {

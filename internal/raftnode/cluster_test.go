@@ -191,6 +191,9 @@ func TestReadFailsWhenLeaderChanges(t *testing.T) {
 	if st := f.Status(); st.Leader != st.ID || st.BecameLeader.IsZero() {
 		t.Fatalf("status after the transfer: %+v", st)
 	}
+	if failed, _ := f.ReadIndexStats(); failed != 1 {
+		t.Fatalf("read index rounds failed: %d, want 1", failed)
+	}
 }
 
 // TestProposalsBatchIntoFewAppends: proposals that reach the leader

@@ -124,6 +124,10 @@ type Node struct {
 	becameLeader atomic.Int64
 	// leaderChanges counts the leaders this node has seen take office.
 	leaderChanges atomic.Uint64
+	// readsFailed counts the ReadIndex rounds failed by a change of
+	// leader; readsSlow the answers that came after their round was
+	// served or failed, and the reads whose deadline passed first.
+	readsFailed, readsSlow atomic.Uint64
 	// lastTick is when the actor last handled a tick, in Unix
 	// nanoseconds; tickInterval is the time between two.
 	lastTick     atomic.Int64
@@ -268,8 +272,19 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	case <-n.done:
 		return 0, ErrStopped
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			n.readsSlow.Add(1)
+		}
 		return 0, ctx.Err()
 	}
+}
+
+// ReadIndexStats returns how many ReadIndex rounds failed because the
+// leader changed, and how many reads were slow: an answer that came after
+// its round was over, or a deadline that passed first. They are etcd's
+// etcd_server_read_indexes_failed_total and _slow_read_indexes_total.
+func (n *Node) ReadIndexStats() (failed, slow uint64) {
+	return n.readsFailed.Load(), n.readsSlow.Load()
 }
 
 // Step delivers a message received from a peer by the transport.
@@ -692,10 +707,16 @@ func (a *raftActor) processReady() {
 			continue
 		}
 		seq := binary.BigEndian.Uint64(rs.RequestCtx[8:])
-		if r := a.inflight[seq]; r != nil {
-			for _, w := range r.waiters {
-				w(rs.Index, nil)
-			}
+		r := a.inflight[seq]
+		if r == nil {
+			// The answer to a round asked again, or failed, before it came.
+			a.node.readsSlow.Add(1)
+			a.lg.Warn("ignored out-of-date read index response; local node read indexes queueing up and waiting to be in sync with leader",
+				zap.Uint64("received-request-id", seq))
+			continue
+		}
+		for _, w := range r.waiters {
+			w(rs.Index, nil)
 		}
 		delete(a.inflight, seq)
 	}
@@ -822,6 +843,7 @@ func (a *raftActor) failReadsNotAskedOf(lead uint64) {
 			w(0, ErrLeaderChanged)
 		}
 		delete(a.inflight, seq)
+		a.node.readsFailed.Add(1)
 	}
 }
 

@@ -211,6 +211,29 @@ func TestReadIndexContextDone(t *testing.T) {
 	}
 }
 
+// TestReadIndexDeadlineCountsSlow: a read whose deadline passes before its
+// round is answered counts as slow, as etcd's timed-out read index does; a
+// cancelled one does not.
+func TestReadIndexDeadlineCountsSlow(t *testing.T) {
+	m := start(t, t.TempDir(), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.node.ReadIndex(ctx)
+	if _, slow := m.node.ReadIndexStats(); slow != 0 {
+		t.Fatalf("slow reads after a cancelled one: %d, want 0", slow)
+	}
+	ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := m.node.ReadIndex(ctx); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("ReadIndex(expired ctx) = %v", err)
+		}
+		if _, slow := m.node.ReadIndexStats(); slow != 1 {
+			t.Fatalf("slow reads after an expired one: %d, want 1", slow)
+		}
+	}
+}
+
 func TestStatus(t *testing.T) {
 	m := start(t, t.TempDir(), 0)
 	want := payloads("s", 3)

@@ -255,6 +255,23 @@ func (c actorCollector) Collect(ch chan<- prometheus.Metric) {
 // registerMetrics exposes the member's state under etcd's metric names, so
 // existing dashboards and alerts keep working. Values are read at scrape
 // time from the store's status.
+// readIndexCollectors are etcd's series of linearizable reads' ReadIndex
+// rounds, read from stats: those a change of leader failed, and the slow
+// ones (an answer that came after its round was over, a deadline that
+// passed first).
+func readIndexCollectors(stats func() (failed, slow uint64)) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "etcd_server_read_indexes_failed_total",
+			Help: "The total number of failed read indexes seen.",
+		}, func() float64 { failed, _ := stats(); return float64(failed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "etcd_server_slow_read_indexes_total",
+			Help: "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+		}, func() float64 { _, slow := stats(); return float64(slow) }),
+	}
+}
+
 func registerMetrics(reg *prometheus.Registry, st *store.Client, memberID uint64, leaderChanges func() uint64) {
 	status := func(f func(s statusView) float64) func() float64 {
 		return func() float64 {
