@@ -168,16 +168,19 @@ func (w *writeTxn) txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		return w.view.txn(req)
 	}
 	p, err := w.plan(req)
-	if err == nil {
-		w.ops.ranges += w.checkReads(p)
-	}
-	w.a.totals.add(w.ops)
 	if err != nil {
+		w.a.totals.add(w.ops)
 		return nil, err
 	}
+	check := *w.ops // the compares
+	*w.ops = opTally{}
 	resp, err := w.execute(p)
 	if err != nil {
 		*w.ops = opTally{}
+	}
+	check.ranges += w.checkReads(p, err != nil)
+	w.a.totals.add(&check)
+	if err != nil {
 		return nil, err
 	}
 	resp.Header.Revision = w.headerRev()
@@ -185,37 +188,38 @@ func (w *writeTxn) txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 }
 
 // checkReads counts the reads etcd's check of a planned branch makes
-// before the txn runs, nested txns included. etcd checks each put's lease
-// and, if the put uses the key's previous value (prev_kv, ignore_value,
-// ignore_lease), reads it; it checks each range's revision; and it stops
-// at the first check that fails.
-func (w *writeTxn) checkReads(p *txnPlan) int64 {
-	n, _ := w.checkBranch(p)
+// before the txn runs, nested txns included: it reads the key's previous
+// value for each put that uses it (prev_kv, ignore_value, ignore_lease).
+// etcd's check stops at the first put whose lease or key is missing, or
+// range whose revision is out of reach; only for a txn that failed
+// (failed) are those looked up, since one that ran met none.
+func (w *writeTxn) checkReads(p *txnPlan, failed bool) int64 {
+	n, _ := w.checkBranch(p, failed)
 	return n
 }
 
-func (w *writeTxn) checkBranch(p *txnPlan) (reads int64, ok bool) {
+func (w *writeTxn) checkBranch(p *txnPlan, verify bool) (reads int64, ok bool) {
 	for i, op := range p.ops {
 		switch req := op.GetRequest().(type) {
 		case *pb.RequestOp_RequestRange:
-			if r := req.RequestRange.Revision; r != 0 {
+			if r := req.RequestRange.Revision; verify && r != 0 {
 				if _, _, err := w.readRev(r); err != nil {
 					return reads, false
 				}
 			}
 		case *pb.RequestOp_RequestPut:
 			put := req.RequestPut
-			if put.Lease != 0 && !w.a.leaseExists(put.Lease) {
+			if verify && put.Lease != 0 && !w.a.leaseExists(put.Lease) {
 				return reads, false
 			}
 			if put.PrevKv || put.IgnoreValue || put.IgnoreLease {
 				reads++
 			}
-			if (put.IgnoreValue || put.IgnoreLease) && !w.existedBefore(put.Key) {
+			if verify && (put.IgnoreValue || put.IgnoreLease) && !w.existedBefore(put.Key) {
 				return reads, false
 			}
 		case *pb.RequestOp_RequestTxn:
-			n, ok := w.checkBranch(p.nested[i])
+			n, ok := w.checkBranch(p.nested[i], verify)
 			if reads += n; !ok {
 				return reads, false
 			}

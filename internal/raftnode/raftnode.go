@@ -264,6 +264,9 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.stopped.Load() {
 		return 0, ErrStopped
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, n.readEnded(err)
+	}
 	ch := make(chan readResult, 1)
 	n.ref.Send(readIndexMsg{reply: func(idx uint64, err error) { ch <- readResult{idx, err} }})
 	select {
@@ -272,11 +275,17 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	case <-n.done:
 		return 0, ErrStopped
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			n.readsSlow.Add(1)
-		}
-		return 0, ctx.Err()
+		return 0, n.readEnded(ctx.Err())
 	}
+}
+
+// readEnded returns err, the end of a read's context, counting the read as
+// slow if its deadline passed.
+func (n *Node) readEnded(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		n.readsSlow.Add(1)
+	}
+	return err
 }
 
 // ReadIndexStats returns how many ReadIndex rounds failed because the

@@ -21,10 +21,6 @@ import (
 type applyMetrics struct {
 	slow      prometheus.Counter
 	durations *prometheus.HistogramVec
-	// observers caches durations' series by kind and outcome (failed,
-	// succeeded), each made when first observed; the store actor alone
-	// uses it.
-	observers map[string]*[2]prometheus.Observer
 }
 
 func newApplyMetrics() *applyMetrics {
@@ -39,7 +35,6 @@ func newApplyMetrics() *applyMetrics {
 			Help:    "The latency distributions of v2 apply called by backend.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
 		}, []string{"version", "op", "success"}),
-		observers: make(map[string]*[2]prometheus.Observer),
 	}
 }
 
@@ -118,19 +113,8 @@ func applyOp(r *pb.InternalRaftRequest) string {
 // the slow counter. A compacted revision counts as a success, as in etcd.
 func (a *storeActor) observeApply(r *pb.InternalRaftRequest, res result, start time.Time) {
 	took := time.Since(start)
-	m := a.c.applyMetrics
-	op := applyOp(r)
-	obs := m.observers[op]
-	if obs == nil {
-		obs = new([2]prometheus.Observer)
-		m.observers[op] = obs
-	}
 	ok := res.err == nil || errors.Is(res.err, mvcc.ErrCompacted)
-	o := &obs[boolIndex(ok)]
-	if *o == nil {
-		*o = m.durations.WithLabelValues("v3", op, strconv.FormatBool(ok))
-	}
-	(*o).Observe(float64(took.Microseconds()) / 1e6)
+	a.c.applyMetrics.durations.WithLabelValues("v3", applyOp(r), strconv.FormatBool(ok)).Observe(float64(took.Microseconds()) / 1e6)
 	if took > a.c.cfg.WarningApplyDuration {
 		resp := ""
 		// etcd's membership and version entries answer nothing.
@@ -140,13 +124,6 @@ func (a *storeActor) observeApply(r *pb.InternalRaftRequest, res result, start t
 		}
 		a.c.warnSlow(took, "", describeRequest(r), resp, res.err)
 	}
-}
-
-func boolIndex(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // warnSlow logs a request that took longer than the warning threshold, in

@@ -84,8 +84,8 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[*Stream]struct{}
 	nextID atomic.Uint64
-	// sentByClosed counts the events sent by the streams closed since;
-	// the open ones count their own.
+	// sentByClosed counts the events sent by the streams closed since,
+	// under mu; the open ones count their own.
 	sentByClosed int64
 
 	closed    chan struct{}
