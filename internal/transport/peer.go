@@ -126,11 +126,12 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	}
 }
 
-// run keeps a stream to the peer open until stop, reopening it with
-// backoff after each failure.
+// run keeps a stream to the peer open until stop, reopening it after each
+// failure: every retryDelay while the peer cannot be reached, with a
+// backoff while it refuses the stream.
 func (p *peer) run() {
 	defer close(p.exited)
-	delay := minBackoff
+	delay := retryDelay
 	// reported is set once a failure has been reported and logged, until
 	// a stream comes up again.
 	reported := false
@@ -139,8 +140,10 @@ func (p *peer) run() {
 		if p.ctx.Err() != nil {
 			return
 		}
+		if up || !refused(err) {
+			delay = retryDelay
+		}
 		if up {
-			delay = minBackoff
 			reported = false
 		}
 		p.failed(err, up, reported)
@@ -153,8 +156,21 @@ func (p *peer) run() {
 			timer.Stop()
 			return
 		}
-		delay = min(2*delay, maxBackoff)
+		if refused(err) {
+			delay = min(2*delay, maxRefusedDelay)
+		}
 	}
+}
+
+// refused reports whether err is the peer's refusal of the stream, which
+// repeats on every attempt until an operator (another cluster) or the peer
+// (a member it has not added yet, or one it removed) acts.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.PermissionDenied, codes.NotFound:
+		return true
+	}
+	return false
 }
 
 // failed logs a failed stream or attempt and reports it to raft, once per
@@ -164,12 +180,10 @@ func (p *peer) failed(err error, wasUp, reported bool) {
 	if status.Code(err) == codes.NotFound && p.t.cfg.Removed != nil {
 		p.t.removedOnce.Do(p.t.cfg.Removed)
 	}
-	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.NotFound {
-		// A refusal repeats on every attempt until an operator (another
-		// cluster) or the peer (a member it has not added yet) acts: log
-		// it once.
+	if refused(err) {
+		// A refusal repeats on every attempt: log it once.
 		level := zapcore.ErrorLevel
-		if c == codes.PermissionDenied {
+		if status.Code(err) == codes.PermissionDenied {
 			level = zapcore.WarnLevel
 		}
 		p.t.logOnce(level, "out/"+hexID(p.id)+"/"+status.Convert(err).Message(),

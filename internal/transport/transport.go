@@ -53,7 +53,10 @@
 // dropped when its peer is unknown, its stream is down, or its queue is
 // full; raft retries. The Handler learns of failures through
 // ReportUnreachable and ReportSnapshot, as raft requires. A stream that fails
-// is reopened with a backoff from 100 ms doubling to 2 s.
+// is reopened every 100 ms, as etcd's stream readers redial, so that a
+// member that restarts hears from its peers within a heartbeat or two; a
+// peer that refuses the stream (another cluster, a removed member) is asked
+// again with a backoff from 100 ms doubling to 2 s.
 package transport
 
 import (
@@ -166,8 +169,15 @@ const (
 	streamWindow = 2 << 20
 	connWindow   = 4 << 20
 
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	// retryDelay is the time between two attempts to open a stream to a
+	// peer that cannot be reached, and between two connection attempts.
+	// etcd's stream readers redial every 100 ms; with a backoff that grew
+	// to seconds while a member was down, its peers would take that long
+	// to reach it once it is back, and it would call elections meanwhile.
+	retryDelay = 100 * time.Millisecond
+	// maxRefusedDelay bounds the backoff, doubling from retryDelay, between
+	// attempts that the peer refuses: those repeat until an operator acts.
+	maxRefusedDelay = 2 * time.Second
 	// acceptTimeout bounds the wait for the receiver's cairn-accepted
 	// header on a new stream.
 	acceptTimeout = 5 * time.Second
@@ -259,10 +269,10 @@ func New(cfg Config) (*Transport, error) {
 	opts := []grpc.DialOption{
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
-				BaseDelay:  minBackoff,
-				Multiplier: 2,
+				BaseDelay:  retryDelay,
+				Multiplier: 1,
 				Jitter:     0.2,
-				MaxDelay:   maxBackoff,
+				MaxDelay:   retryDelay,
 			},
 			MinConnectTimeout: acceptTimeout,
 		}),

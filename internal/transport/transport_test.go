@@ -566,6 +566,31 @@ func TestPeerDownThenUp(t *testing.T) {
 	checkInOrder(t, b, 1, 100)
 }
 
+// TestPeerBackAfterOutageReachedAtOnce checks that a peer back after an
+// outage of seconds is reached again within a few retries, as etcd's
+// stream readers redial every 100 ms: a backoff grown during the outage
+// would keep the restarted member deaf to its peers (and calling
+// elections) for as long.
+func TestPeerBackAfterOutageReachedAtOnce(t *testing.T) {
+	a := newMember(t, 1, 4, "")
+	b := newMember(t, 2, 4, "")
+	a.add(b)
+	b.add(a)
+	waitActive(t, a, 2)
+	b.srv.Stop()
+	waitFor(t, "the stream to go down", 10*time.Second, func() bool { return a.tr.ActiveSince(2).IsZero() })
+	// Long enough for a doubling backoff from 100 ms to pass a second.
+	time.Sleep(2500 * time.Millisecond)
+	b.serve(b.addr)
+	start := time.Now()
+	waitActive(t, a, 2)
+	// Retries every 100 ms reach it within a few hundred; a backoff that
+	// had grown to its cap would have taken one to four seconds.
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("stream to a peer back after 2.5 s away took %v to come up, want retries every %v", d, retryDelay)
+	}
+}
+
 func TestUpdatePeerFollowsNewURL(t *testing.T) {
 	a := newMember(t, 1, 4, "")
 	b := newMember(t, 2, 4, "")
