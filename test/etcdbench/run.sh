@@ -144,13 +144,15 @@ printf '%s' "$versions"
 
 hz=$(getconf CLK_TCK)
 
-# free_port prints a loopback TCP port nobody listens on (40000-59999; the
-# etcd suite of test/etcdsuite uses 20000 and up).
+# free_port prints a loopback TCP port nobody uses (10000-19999: below the
+# kernel's ephemeral ports, 32768 and up by default, which a connection
+# made between the check and the server's listen could take; the etcd
+# suite of test/etcdsuite uses 20000 and up).
 used_ports=' '
 free_port() {
 	local p
 	while :; do
-		p=$((40000 + RANDOM % 20000))
+		p=$((10000 + RANDOM % 10000))
 		[[ $used_ports != *" $p "* ]] || continue
 		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ]; then
 			used_ports+="$p "
