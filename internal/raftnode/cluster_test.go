@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 type memNet struct {
 	mu        sync.Mutex
 	nodes     map[uint64]*Node
+	logs      map[uint64]*stuckLog
 	drop      func(m *raftpb.Message) bool
 	committed map[uint64][]string
 }
@@ -51,22 +53,30 @@ func (n *memNet) setDrop(f func(m *raftpb.Message) bool) {
 	n.mu.Unlock()
 }
 
-// startCluster starts nodes 1..size over net.
+// startCluster starts nodes 1..size over net, ticking every 10 ms.
 func startCluster(t *testing.T, size int) (*memNet, []*Node) {
 	t.Helper()
-	net := &memNet{nodes: make(map[uint64]*Node), committed: make(map[uint64][]string)}
+	return startClusterTicking(t, size, 10*time.Millisecond)
+}
+
+// startClusterTicking starts nodes 1..size over net, ticking every tick;
+// their logs are in net.logs, to hold their writes.
+func startClusterTicking(t *testing.T, size int, tick time.Duration) (*memNet, []*Node) {
+	t.Helper()
+	net := &memNet{nodes: make(map[uint64]*Node), logs: make(map[uint64]*stuckLog), committed: make(map[uint64][]string)}
 	var ids []uint64
 	for i := 1; i <= size; i++ {
 		ids = append(ids, uint64(i))
 	}
 	var nodes []*Node
 	for _, id := range ids {
-		l, err := filelog.Open(filepath.Join(t.TempDir(), "raft"), nil)
+		fl, err := filelog.Open(filepath.Join(t.TempDir(), "raft"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		l := &stuckLog{Log: fl}
 		n, err := Start(actors.NewSystem(), Config{
-			ID: id, Peers: ids, Log: l, TickInterval: 10 * time.Millisecond,
+			ID: id, Peers: ids, Log: l, TickInterval: tick,
 			Transport: memTransport{net: net, from: id}, Commit: func(ents []*raftpb.Entry) {
 				net.mu.Lock()
 				defer net.mu.Unlock()
@@ -82,6 +92,7 @@ func startCluster(t *testing.T, size int) (*memNet, []*Node) {
 		}
 		net.mu.Lock()
 		net.nodes[id] = n
+		net.logs[id] = l
 		net.mu.Unlock()
 		nodes = append(nodes, n)
 		t.Cleanup(func() { n.Stop(); l.Close() })
@@ -103,6 +114,68 @@ func follower(t *testing.T, nodes []*Node) *Node {
 	}
 	t.Fatal("no leader after 10s")
 	return nil
+}
+
+// TestLateHeartbeatsCounted: a leader whose log write holds its loop for
+// three heartbeat intervals sends its next heartbeats late, which it
+// counts once per follower, as etcd counts
+// etcd_server_heartbeat_send_failures_total; followers, which send none,
+// count nothing.
+func TestLateHeartbeatsCounted(t *testing.T) {
+	// Ticks of 50 ms and an election timeout of 500 ms: the hold stays
+	// well within it, so the leader keeps its office.
+	net, nodes := startClusterTicking(t, 3, 50*time.Millisecond)
+	lead := nodes[follower(t, nodes).Status().Leader-1]
+	// Once a proposal has committed everywhere and a few intervals have
+	// passed, the leader is sending heartbeats at its pace.
+	propose(t, lead, payloads("warm", 1))
+	waitCommitted(t, net, "warm-000")
+	time.Sleep(200 * time.Millisecond)
+	before := lead.LateHeartbeats()
+	l := net.logs[lead.Status().ID]
+	hold := make(chan struct{})
+	l.mu.Lock()
+	l.hold = hold
+	l.mu.Unlock()
+	propose(t, lead, payloads("a", 1))
+	time.Sleep(150 * time.Millisecond)
+	l.mu.Lock()
+	l.hold = nil
+	l.mu.Unlock()
+	close(hold)
+	deadline := time.Now().Add(5 * time.Second)
+	for lead.LateHeartbeats() < before+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("late heartbeats %d after a 150 ms hold of the leader's log write, want %d or more (one per follower)", lead.LateHeartbeats(), before+2)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, n := range nodes {
+		if st := n.Status(); st.ID != lead.Status().ID && st.Leader == lead.Status().ID && n.LateHeartbeats() != 0 {
+			t.Errorf("follower %x counted %d late heartbeats, want 0", st.ID, n.LateHeartbeats())
+		}
+	}
+}
+
+// waitCommitted waits until every node has committed data.
+func waitCommitted(t *testing.T, net *memNet, data string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		net.mu.Lock()
+		all := len(net.committed) == len(net.nodes)
+		for _, c := range net.committed {
+			all = all && slices.Contains(c, data)
+		}
+		net.mu.Unlock()
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not committed on every node after 5s", data)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestFollowerReadIndexIsRetried: a follower's ReadIndex request that is

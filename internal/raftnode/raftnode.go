@@ -128,6 +128,9 @@ type Node struct {
 	// leader; readsSlow the answers that came after their round was
 	// served or failed, and the reads whose deadline passed first.
 	readsFailed, readsSlow atomic.Uint64
+	// lateHeartbeats counts the heartbeats this node, leading, sent to a
+	// follower more than two heartbeat intervals after the previous one.
+	lateHeartbeats atomic.Uint64
 	// lastTick is when the actor last handled a tick, in Unix
 	// nanoseconds; tickInterval is the time between two.
 	lastTick     atomic.Int64
@@ -197,11 +200,12 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	a := &raftActor{
-		cfg:       cfg,
-		rn:        rn,
-		lg:        cfg.Logger,
-		confState: snap.GetMetadata().GetConfState(),
-		inflight:  make(map[uint64]*readRound),
+		cfg:        cfg,
+		rn:         rn,
+		lg:         cfg.Logger,
+		confState:  snap.GetMetadata().GetConfState(),
+		inflight:   make(map[uint64]*readRound),
+		heartbeats: make(map[uint64]time.Time),
 	}
 	n := &Node{id: cfg.ID, tickInterval: cfg.TickInterval, stopTick: make(chan struct{}), done: make(chan struct{})}
 	n.lastTick.Store(time.Now().UnixNano())
@@ -295,6 +299,12 @@ func (n *Node) readEnded(err error) error {
 func (n *Node) ReadIndexStats() (failed, slow uint64) {
 	return n.readsFailed.Load(), n.readsSlow.Load()
 }
+
+// LateHeartbeats returns how many heartbeats this node sent, as leader,
+// more than two heartbeat intervals after the previous one to the same
+// follower: etcd's etcd_server_heartbeat_send_failures_total, the sign of
+// a leader overloaded, most often by a slow disk.
+func (n *Node) LateHeartbeats() uint64 { return n.lateHeartbeats.Load() }
 
 // Step delivers a message received from a peer by the transport.
 func (n *Node) Step(m *raftpb.Message) { n.ref.Send(stepMsg{m: m}) }
@@ -435,6 +445,10 @@ type raftActor struct {
 	pendingReads []readWaiter
 	readSeq      uint64
 	inflight     map[uint64]*readRound
+
+	// heartbeats is when a heartbeat last went to each follower, to tell
+	// late ones (see sent); cleared when the raft state changes.
+	heartbeats map[uint64]time.Time
 }
 
 func (a *raftActor) receive(ctx actor.Context) {
@@ -678,6 +692,11 @@ func (a *raftActor) processReady() {
 	// append acknowledgements) promise what is on disk, so they wait.
 	leader := a.rn.BasicStatus().RaftState == raft.StateLeader
 	rd := a.rn.Ready()
+	if rd.SoftState != nil {
+		// A new term or role: heartbeats of an earlier leadership are
+		// no measure of this one's.
+		clear(a.heartbeats)
+	}
 	if leader {
 		a.send(rd.Messages)
 	}
@@ -739,7 +758,34 @@ func (a *raftActor) processReady() {
 
 func (a *raftActor) send(msgs []*raftpb.Message) {
 	if len(msgs) > 0 && a.cfg.Transport != nil {
+		a.sent(msgs)
 		a.cfg.Transport.Send(msgs)
+	}
+}
+
+// sent notes when the heartbeats among msgs leave. A leader sends one to
+// every follower each heartbeat interval; one that leaves more than two
+// intervals after the previous to the same follower means the leader's
+// loop was held up (a slow log write, most often), long enough for the
+// follower to start doubting it. As etcd does, it is counted and logged.
+func (a *raftActor) sent(msgs []*raftpb.Message) {
+	now := time.Now()
+	limit := 2 * a.cfg.TickInterval
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgHeartbeat {
+			continue
+		}
+		to := m.GetTo()
+		last, ok := a.heartbeats[to]
+		a.heartbeats[to] = now
+		if exceeded := now.Sub(last) - limit; ok && exceeded > 0 {
+			a.node.lateHeartbeats.Add(1)
+			a.lg.Warn("leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
+				zap.String("to", fmt.Sprintf("%x", to)),
+				zap.Duration("heartbeat-interval", a.cfg.TickInterval),
+				zap.Duration("expected-duration", limit),
+				zap.Duration("exceeded-duration", exceeded))
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/grpcmetrics"
 	"github.com/cairn-kv/cairn/internal/pbwire"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
+	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/storage"
 	"github.com/cairn-kv/cairn/internal/store"
 	"github.com/cairn-kv/cairn/pkg/etcdcompat"
@@ -252,26 +253,39 @@ func (c actorCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// registerMetrics exposes the member's state under etcd's metric names, so
-// existing dashboards and alerts keep working. Values are read at scrape
-// time from the store's status.
-// readIndexCollectors are etcd's series of linearizable reads' ReadIndex
-// rounds, read from stats: those a change of leader failed, and the slow
-// ones (an answer that came after its round was over, a deadline that
-// passed first).
-func readIndexCollectors(stats func() (failed, slow uint64)) []prometheus.Collector {
+// raftCollectors are etcd's series read from the raft node, once it runs
+// (node returns nil before): the ReadIndex rounds of linearizable reads
+// that a change of leader failed, and the slow ones (an answer that came
+// after its round was over, a deadline that passed first); and the
+// heartbeats the node, leading, sent late.
+func raftCollectors(node func() *raftnode.Node) []prometheus.Collector {
+	read := func(f func(n *raftnode.Node) uint64) func() float64 {
+		return func() float64 {
+			if n := node(); n != nil {
+				return float64(f(n))
+			}
+			return 0
+		}
+	}
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "etcd_server_read_indexes_failed_total",
 			Help: "The total number of failed read indexes seen.",
-		}, func() float64 { failed, _ := stats(); return float64(failed) }),
+		}, read(func(n *raftnode.Node) uint64 { failed, _ := n.ReadIndexStats(); return failed })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "etcd_server_slow_read_indexes_total",
 			Help: "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
-		}, func() float64 { _, slow := stats(); return float64(slow) }),
+		}, read(func(n *raftnode.Node) uint64 { _, slow := n.ReadIndexStats(); return slow })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "etcd_server_heartbeat_send_failures_total",
+			Help: "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+		}, read((*raftnode.Node).LateHeartbeats)),
 	}
 }
 
+// registerMetrics exposes the member's state under etcd's metric names, so
+// existing dashboards and alerts keep working. Values are read at scrape
+// time from the store's status.
 func registerMetrics(reg *prometheus.Registry, st *store.Client, memberID uint64, leaderChanges func() uint64) {
 	status := func(f func(s statusView) float64) func() float64 {
 		return func() float64 {

@@ -23,9 +23,9 @@ func (s *Server) instrumentStorage() {
 }
 
 // metricsHandler registers the series read from the running member (the
-// store's status, raft's leader changes and read index rounds, the peer
-// transport's, lessor's, MVCC store's and watch service's counters)
-// and returns the handler of /metrics. It is called once, when the client
+// store's status, raft's leader changes, read index rounds and late
+// heartbeats, the peer transport's, lessor's, MVCC store's and watch
+// service's counters) and returns the handler of /metrics. It is called once, when the client
 // listeners open.
 func (s *Server) metricsHandler() http.Handler {
 	registerMetrics(s.metrics.reg, s.store, s.selfID, func() uint64 {
@@ -39,12 +39,7 @@ func (s *Server) metricsHandler() http.Handler {
 	s.metrics.reg.MustRegister(s.kv.Collectors()...)
 	s.metrics.reg.MustRegister(s.store.Collectors()...)
 	s.metrics.reg.MustRegister(s.watch.Collectors()...)
-	s.metrics.reg.MustRegister(readIndexCollectors(func() (failed, slow uint64) {
-		if n := s.peers.node.Load(); n != nil {
-			return n.ReadIndexStats()
-		}
-		return 0, 0
-	})...)
+	s.metrics.reg.MustRegister(raftCollectors(s.peers.node.Load)...)
 	return s.metrics.handler()
 }
 
