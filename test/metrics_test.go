@@ -123,6 +123,7 @@ func TestMetricsMatchEtcd(t *testing.T) {
 		"etcd_debugging_server_lease_expired_total",
 		"etcd_server_health_success", "etcd_server_health_failures", "etcd_server_id", "etcd_server_go_version",
 		"etcd_server_read_indexes_failed_total", "etcd_server_slow_read_indexes_total",
+		"etcd_server_heartbeat_send_failures_total",
 	}
 	// What a lone, idle member reports, as a lone etcd member does. These
 	// are not read from the reference etcd: its gauges and counters are
@@ -133,6 +134,7 @@ func TestMetricsMatchEtcd(t *testing.T) {
 		"etcd_server_proposals_pending": 0, "etcd_server_quota_backend_bytes": 2 << 30,
 		"etcd_debugging_mvcc_compact_revision":  -1,
 		"etcd_server_read_indexes_failed_total": 0, "etcd_server_slow_read_indexes_total": 0,
+		"etcd_server_heartbeat_send_failures_total": 0,
 	}
 	etcdTypes, etcdValues := scrape(t, "http://"+etcdEndpoint(startEtcd(t))+"/metrics")
 	forEachEngine(t, func(t *testing.T, engine string) {
@@ -206,6 +208,8 @@ func TestMetricsTrafficMatchEtcd(t *testing.T) {
 		"etcd_mvcc_hash_duration_seconds", "etcd_mvcc_hash_rev_duration_seconds",
 		"etcd_disk_wal_write_duration_seconds",
 		"etcd_server_slow_apply_total", "etcd_server_apply_duration_seconds",
+		"etcd_server_client_requests_total", "etcd_server_request_duration_seconds",
+		"etcd_server_range_duration_seconds",
 	}
 	etcdCli := startEtcd(t)
 	traffic(t, etcdCli)

@@ -49,6 +49,8 @@ type memberMetrics struct {
 	// health counts the answers of the health endpoints, on the client
 	// and the metrics URLs alike.
 	health *etcdcompat.HealthMetrics
+	// requests counts the client calls by their client's API version.
+	requests *etcdcompat.RequestMetrics
 }
 
 // newMemberMetrics makes the registry with Go's and the process's
@@ -88,7 +90,8 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 			Help:    "The latency distributions of commit called by backend.",
 			Buckets: diskBuckets,
 		}),
-		health: etcdcompat.NewHealthMetrics(),
+		health:   etcdcompat.NewHealthMetrics(),
+		requests: etcdcompat.NewRequestMetrics(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -97,6 +100,7 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 		actorCollector{sys},
 	)
 	m.reg.MustRegister(m.health.Collectors()...)
+	m.reg.MustRegister(m.requests.Collectors()...)
 	return m
 }
 

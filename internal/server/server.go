@@ -326,6 +326,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		Snapshots:       snapshots{s},
 		ElectionTimeout: s.cfg.ElectionTimeout,
 		ClientCertAuth:  s.cfg.ClientTLS.ClientCertAuth,
+		Requests:        s.metrics.requests,
 		Logger:          s.lg.Named("etcdcompat"),
 		ServerOptions:   s.metrics.grpcServerOptions(),
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
@@ -39,7 +40,7 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 	}
 	r := proto.Clone(req).(*pb.RangeRequest)
 	if r.CountOnly {
-		resp, err := c.kv.Range(r)
+		resp, err := c.rangeRead(r)
 		if err != nil {
 			return err
 		}
@@ -62,7 +63,7 @@ func (c *Client) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		resp, err := c.kv.Range(r)
+		resp, err := c.rangeRead(r)
 		if err != nil {
 			return err
 		}
@@ -119,4 +120,13 @@ func ValidateRangeStream(req *pb.RangeRequest) error {
 		return ErrStreamRevisionFilter
 	}
 	return nil
+}
+
+// rangeRead reads one MVCC range, timed as etcd times each of its range
+// reads.
+func (c *Client) rangeRead(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	start := time.Now()
+	resp, err := c.kv.Range(r)
+	c.applyMetrics.ranged(start, err)
+	return resp, err
 }

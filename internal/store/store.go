@@ -386,7 +386,10 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 	if err := mvcc.ValidateRange(req); err != nil {
 		return nil, err
 	}
-	defer func(start time.Time) { c.warnSlowRead(start, req, resp, err) }(time.Now())
+	defer func(start time.Time) {
+		c.warnSlowRead(start, req, resp, err)
+		c.applyMetrics.request("Range", start, err)
+	}(time.Now())
 	if !req.Serializable {
 		if err := c.linearizeFor(ctx); err != nil {
 			return nil, err
@@ -399,7 +402,7 @@ func (c *Client) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 	if err := c.auth.Current().CheckRange(id, req.Key, req.RangeEnd); err != nil {
 		return nil, err
 	}
-	resp, err = c.kv.Range(req)
+	resp, err = c.rangeRead(req)
 	if serr := c.auth.Current().CheckStale(id); serr != nil {
 		return nil, serr
 	}
@@ -449,9 +452,7 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	var resp *pb.TxnResponse
 	if mvcc.IsTxnReadOnly(req) {
-		start := time.Now()
 		r, err := c.txnRead(ctx, req)
-		c.warnSlowRead(start, req, r, err)
 		if err != nil {
 			return nil, err
 		}
@@ -467,11 +468,16 @@ func (c *Client) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	return resp, nil
 }
 
-// txnRead serves a read-only txn without raft.
-func (c *Client) txnRead(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+// txnRead serves a read-only txn without raft. As etcd does, it times the
+// txn from the end of the linearizable wait.
+func (c *Client) txnRead(ctx context.Context, req *pb.TxnRequest) (resp *pb.TxnResponse, err error) {
 	if err := c.linearizeFor(ctx); err != nil {
 		return nil, err
 	}
+	defer func(start time.Time) {
+		c.warnSlowRead(start, req, resp, err)
+		c.applyMetrics.request("ReadonlyTxn", start, err)
+	}(time.Now())
 	id, err := c.identify(ctx)
 	if err != nil {
 		return nil, err
@@ -574,7 +580,9 @@ type compactResult struct {
 }
 
 // propose sends r through raft and waits for the result of applying it.
-func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+// Once it passes the checks made before a proposal, it is timed in
+// etcd_server_request_duration_seconds, as etcd times its raft requests.
+func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (resp any, err error) {
 	// A learner proposes nothing on a client's behalf, as in etcd; it
 	// still publishes its own attributes.
 	if c.learner.Load() && r.ClusterMemberAttrSet == nil {
@@ -595,11 +603,12 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	// management are checked against it when applied, as in etcd.
 	var who auth.Identity
 	if r.Authenticate == nil {
-		var err error
 		if who, err = c.identify(ctx); err != nil {
 			return nil, err
 		}
 	}
+	start := time.Now()
+	defer func() { c.applyMetrics.request(applyOp(r), start, err) }()
 	id := c.nextID.Add(1)
 	r.Header = &pb.RequestHeader{ID: id, Username: who.User, AuthRevision: who.Revision}
 	data, err := proto.Marshal(r)
@@ -626,7 +635,6 @@ func (c *Client) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	// every request (such as a stop channel) would be locked by each
 	// select and become a point of contention. On Stop the store actor
 	// fails every registered waiter with ErrStopped.
-	start := time.Now()
 	ch := make(chan result, 1)
 	c.ref.Send(proposeMsg{id: id, data: data, reply: func(res result) { ch <- res }})
 	var ended error

@@ -114,7 +114,10 @@ type Options struct {
 	// then made as the user its verified client certificate's common name
 	// names, as in etcd.
 	ClientCertAuth bool
-	Logger         *zap.Logger
+	// Requests counts the calls by their client's API version; nil
+	// counts nothing.
+	Requests *RequestMetrics
+	Logger   *zap.Logger
 	// ServerOptions are added after the server's own, so their
 	// interceptors run inside its (the metrics' interceptors, as in etcd).
 	ServerOptions []grpc.ServerOption
@@ -181,8 +184,8 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership), who.unary),
-		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout), who.stream),
+		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership, opts.Requests), who.unary),
+		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout, opts.Requests), who.stream),
 	}, opts.ServerOptions...)...)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if a, ok := st.(Auth); ok {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // wantsLeader reports whether a call carries clientv3's WithRequireLeader
@@ -28,14 +30,34 @@ func learnerServes(req any) bool {
 	return false
 }
 
+// clientVersion returns the API version a call's client declares
+// (clientv3 sends its own), "unknown" if none, and refuses one that is not
+// UTF-8 with etcd's "invalid client api version".
+func clientVersion(ctx context.Context) (string, error) {
+	v := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataClientAPIVersionKey)
+	if len(v) == 0 {
+		return "unknown", nil
+	}
+	if !utf8.ValidString(v[0]) {
+		return "", rpctypes.ErrGRPCInvalidClientAPIVersion
+	}
+	return v[0], nil
+}
+
 // requireLeaderUnary refuses what a learner does not serve, with etcd's
-// "rpc not supported for learner", and a call that asks for a leader, with
-// etcd's "etcdserver: no leader", while this member knows none.
-func requireLeaderUnary(l Leadership) grpc.UnaryServerInterceptor {
+// "rpc not supported for learner", counts the call in m by its client's
+// API version, and refuses a call that asks for a leader, with etcd's
+// "etcdserver: no leader", while this member knows none.
+func requireLeaderUnary(l Leadership, m *RequestMetrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if l != nil && l.IsLearner() && !learnerServes(req) {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
 		}
+		ver, err := clientVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m.count(false, ver)
 		if l != nil && wantsLeader(ctx) && l.Leader() == 0 {
 			return nil, rpctypes.ErrGRPCNoLeader
 		}
@@ -48,7 +70,7 @@ func requireLeaderUnary(l Leadership) grpc.UnaryServerInterceptor {
 // asked for a leader is also ended, with "no leader", when the member
 // later goes without one for maxNoLeaderChecks checks an election timeout
 // apart (see leaderMonitor).
-func requireLeaderStream(l Leadership, electionTimeout time.Duration) grpc.StreamServerInterceptor {
+func requireLeaderStream(l Leadership, electionTimeout time.Duration, m *RequestMetrics) grpc.StreamServerInterceptor {
 	if electionTimeout <= 0 {
 		electionTimeout = time.Second
 	}
@@ -57,6 +79,11 @@ func requireLeaderStream(l Leadership, electionTimeout time.Duration) grpc.Strea
 		if l != nil && l.IsLearner() && info.FullMethod != "/etcdserverpb.Maintenance/Snapshot" {
 			return rpctypes.ErrGRPCNotSupportedForLearner
 		}
+		ver, err := clientVersion(ss.Context())
+		if err != nil {
+			return err
+		}
+		m.count(true, ver)
 		if l == nil || !wantsLeader(ss.Context()) {
 			return handler(srv, ss)
 		}

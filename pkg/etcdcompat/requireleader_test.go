@@ -36,7 +36,7 @@ func TestStreamsThatAskForALeaderEndWithoutOne(t *testing.T) {
 	l := &switchLeader{}
 	l.lead.Store(1)
 	const every = 50 * time.Millisecond
-	intercept := requireLeaderStream(l, every)
+	intercept := requireLeaderStream(l, every, nil)
 	info := &grpc.StreamServerInfo{FullMethod: "/etcdserverpb.Watch/Watch"}
 	open := func(hasLeader bool) (<-chan error, <-chan struct{}, context.CancelFunc) {
 		ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,202 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// labelledValues returns the value of each series of the given names on
+// the Prometheus page at url, keyed by the whole series (name and labels).
+func labelledValues(t *testing.T, url string, names ...string) map[string]float64 {
+	t.Helper()
+	a := httpAsk(t, "GET", url)
+	if a.Status != 200 {
+		t.Fatalf("GET %s: %d", url, a.Status)
+	}
+	values := map[string]float64{}
+	for _, line := range strings.Split(a.Body, "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(series, "{")
+		for _, n := range names {
+			if name == n {
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				values[series] = v
+			}
+		}
+	}
+	return values
+}
+
+// requestSeries are the series TestRequestMetricsMatchEtcd compares: calls
+// by client version, requests by kind and outcome, MVCC range reads.
+var requestSeries = []string{
+	"etcd_server_client_requests_total",
+	"etcd_server_request_duration_seconds_count",
+	"etcd_server_range_duration_seconds_count",
+}
+
+// requestsMoved returns how much each series of requestSeries moved while
+// run ran, leaving out those that did not, and the requests a member
+// makes of itself (publishing its attributes, setting the cluster
+// version), whose time depends on its start, not on run.
+func requestsMoved(t *testing.T, url string, run func()) map[string]float64 {
+	t.Helper()
+	before := labelledValues(t, url, requestSeries...)
+	run()
+	moved := map[string]float64{}
+	for s, v := range labelledValues(t, url, requestSeries...) {
+		if strings.Contains(s, `type="Cluster`) || strings.Contains(s, `type="Downgrade`) {
+			continue
+		}
+		if d := v - before[s]; d != 0 {
+			moved[s] = d
+		}
+	}
+	return moved
+}
+
+// requestWorkload makes calls of each kind the series tell apart: unary
+// and stream calls; linearizable and serializable ranges, one at a
+// compacted revision (a failed range); puts, a delete, a compaction, a txn
+// that writes and one that only reads.
+func requestWorkload(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	c := ctx(t)
+	var last int64
+	for i := range 3 {
+		r, err := cli.Put(c, "rm/k", strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Header.Revision
+	}
+	if _, err := cli.Get(c, "rm/k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(c, "rm/", clientv3.WithPrefix(), clientv3.WithSerializable()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(c, last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(c, "rm/k", clientv3.WithRev(last-1)); err == nil {
+		t.Fatal("get at a compacted revision succeeded")
+	}
+	if _, err := cli.Txn(c).If(clientv3.Compare(clientv3.Version("rm/k"), ">", 0)).Then(clientv3.OpGet("rm/k")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Txn(c).If(clientv3.Compare(clientv3.Version("rm/k"), ">", 0)).Then(clientv3.OpPut("rm/t", "v")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(c, "rm/t"); err != nil {
+		t.Fatal(err)
+	}
+	wc, cancel := context.WithCancel(c)
+	defer cancel()
+	if wr := <-cli.Watch(wc, "rm/k", clientv3.WithCreatedNotify()); !wr.Created {
+		t.Fatalf("first watch response %+v, want created", wr)
+	}
+}
+
+// TestRequestMetricsMatchEtcd: the same calls move etcd's client request
+// counter (by call kind and client API version), its request duration
+// histogram (by request kind and outcome) and its range read histogram on
+// Cairn as on etcd. etcd's series belong to its process, so this test runs
+// on its own (not in parallel) and compares how much they moved.
+func TestRequestMetricsMatchEtcd(t *testing.T) {
+	etcdCli := startEtcd(t)
+	want := requestsMoved(t, "http://"+etcdEndpoint(etcdCli)+"/metrics", func() { requestWorkload(t, etcdCli) })
+	if len(want) < 8 {
+		t.Fatalf("etcd's series moved too little to compare: %v", want)
+	}
+	t.Logf("etcd's series moved by %v", want)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		cli := m.client(t)
+		got := requestsMoved(t, "http://"+m.clientEP+"/metrics", func() { requestWorkload(t, cli) })
+		for s, v := range want {
+			if got[s] != v {
+				t.Errorf("%s moved by %v, etcd's by %v", s, got[s], v)
+			}
+		}
+		for s, v := range got {
+			if _, ok := want[s]; !ok {
+				t.Errorf("%s moved by %v, etcd's did not move", s, v)
+			}
+		}
+	})
+}
+
+// rawRange sends a Range call over HTTP/2 without gRPC's client, which
+// refuses to send a metadata value that is not printable ASCII, with the
+// given client-api-version, and returns the gRPC status and message.
+func rawRange(t *testing.T, endpoint, version string) (status, message string) {
+	t.Helper()
+	// HTTP/2 over plain TCP, as gRPC speaks it without TLS.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	// RangeRequest{Key: "k"} in gRPC's framing: uncompressed, 3 bytes.
+	body := []byte{0, 0, 0, 0, 3, 0x0a, 0x01, 'k'}
+	req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+endpoint+"/etcdserverpb.KV/Range", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Header["client-api-version"] = []string{version}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	// A call that fails before any message carries its status in the
+	// headers (a trailers-only response), others in the trailers.
+	for _, h := range []http.Header{resp.Trailer, resp.Header} {
+		if s := h.Get("Grpc-Status"); s != "" {
+			return s, h.Get("Grpc-Message")
+		}
+	}
+	t.Fatalf("no grpc-status in the answer: headers %v, trailers %v", resp.Header, resp.Trailer)
+	return "", ""
+}
+
+// TestInvalidClientAPIVersionRefused: a call whose client-api-version is
+// not UTF-8 is refused as etcd refuses it, and one with a valid version
+// passes.
+func TestInvalidClientAPIVersionRefused(t *testing.T) {
+	etcdEP := etcdEndpoint(startEtcd(t))
+	wantStatus, wantMsg := rawRange(t, etcdEP, "3.\xff")
+	if wantStatus == "0" {
+		t.Fatalf("etcd accepted an invalid client API version: the test sends something else")
+	}
+	if s, _ := rawRange(t, etcdEP, "3.7"); s != "0" {
+		t.Fatalf("etcd refused a valid client API version with status %s: the request is wrong", s)
+	}
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		status, msg := rawRange(t, m.clientEP, "3.\xff")
+		if status != wantStatus || msg != wantMsg {
+			t.Errorf("invalid version: status %s %q, etcd's %s %q", status, msg, wantStatus, wantMsg)
+		}
+		if s, msg := rawRange(t, m.clientEP, "3.7"); s != "0" {
+			t.Errorf("valid version: status %s %q, want 0", s, msg)
+		}
+	})
+}
