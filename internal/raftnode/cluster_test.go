@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
@@ -22,9 +25,11 @@ import (
 // matches. committed holds the data of the normal entries each node
 // committed, in order.
 type memNet struct {
-	mu        sync.Mutex
-	nodes     map[uint64]*Node
-	logs      map[uint64]*stuckLog
+	mu    sync.Mutex
+	nodes map[uint64]*Node
+	logs  map[uint64]*stuckLog
+	// logged holds what every node logged.
+	logged    *observer.ObservedLogs
 	drop      func(m *raftpb.Message) bool
 	committed map[uint64][]string
 }
@@ -63,7 +68,8 @@ func startCluster(t *testing.T, size int) (*memNet, []*Node) {
 // their logs are in net.logs, to hold their writes.
 func startClusterTicking(t *testing.T, size int, tick time.Duration) (*memNet, []*Node) {
 	t.Helper()
-	net := &memNet{nodes: make(map[uint64]*Node), logs: make(map[uint64]*stuckLog), committed: make(map[uint64][]string)}
+	core, logged := observer.New(zapcore.InfoLevel)
+	net := &memNet{nodes: make(map[uint64]*Node), logs: make(map[uint64]*stuckLog), logged: logged, committed: make(map[uint64][]string)}
 	var ids []uint64
 	for i := 1; i <= size; i++ {
 		ids = append(ids, uint64(i))
@@ -76,7 +82,7 @@ func startClusterTicking(t *testing.T, size int, tick time.Duration) (*memNet, [
 		}
 		l := &stuckLog{Log: fl}
 		n, err := Start(actors.NewSystem(), Config{
-			ID: id, Peers: ids, Log: l, TickInterval: tick,
+			ID: id, Peers: ids, Log: l, TickInterval: tick, Logger: zap.New(core),
 			Transport: memTransport{net: net, from: id}, Commit: func(ents []*raftpb.Entry) {
 				net.mu.Lock()
 				defer net.mu.Unlock()
@@ -199,6 +205,9 @@ func TestFollowerReadIndexIsRetried(t *testing.T) {
 	}
 	if dropped != 1 {
 		t.Fatalf("dropped %d ReadIndex requests, want the first", dropped)
+	}
+	if net.logged.FilterMessage("waiting for ReadIndex response took too long, retrying").Len() == 0 {
+		t.Fatal("the read index round asked again without etcd's warning")
 	}
 }
 

@@ -135,6 +135,7 @@ type Node struct {
 	// nanoseconds; tickInterval is the time between two.
 	lastTick     atomic.Int64
 	tickInterval time.Duration
+	lg           *zap.Logger
 
 	stopTick chan struct{}
 	// done is closed once the actor has stopped. The actor drops messages
@@ -207,7 +208,7 @@ func Start(sys *actors.System, cfg Config) (*Node, error) {
 		inflight:   make(map[uint64]*readRound),
 		heartbeats: make(map[uint64]time.Time),
 	}
-	n := &Node{id: cfg.ID, tickInterval: cfg.TickInterval, stopTick: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{id: cfg.ID, tickInterval: cfg.TickInterval, lg: cfg.Logger, stopTick: make(chan struct{}), done: make(chan struct{})}
 	n.lastTick.Store(time.Now().UnixNano())
 	a.node = n
 	n.ref = sys.Spawn("raft", 0, a.receive)
@@ -268,8 +269,9 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.stopped.Load() {
 		return 0, ErrStopped
 	}
+	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return 0, n.readEnded(err)
+		return 0, n.readEnded(err, start)
 	}
 	ch := make(chan readResult, 1)
 	n.ref.Send(readIndexMsg{reply: func(idx uint64, err error) { ch <- readResult{idx, err} }})
@@ -279,15 +281,18 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	case <-n.done:
 		return 0, ErrStopped
 	case <-ctx.Done():
-		return 0, n.readEnded(ctx.Err())
+		return 0, n.readEnded(ctx.Err(), start)
 	}
 }
 
-// readEnded returns err, the end of a read's context, counting the read as
-// slow if its deadline passed.
-func (n *Node) readEnded(err error) error {
+// readEnded returns err, the end of a read's context, counting and logging
+// the read, asked at start, as slow if its deadline passed, as etcd does
+// when its request timeout passes first.
+func (n *Node) readEnded(err error, start time.Time) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		n.readsSlow.Add(1)
+		n.lg.Warn("timed out waiting for read index response (local node might have slow network)",
+			zap.Duration("timeout", time.Since(start)))
 	}
 	return err
 }
@@ -490,8 +495,10 @@ func (a *raftActor) retryReads() {
 		return
 	}
 	now := time.Now()
-	for _, r := range a.inflight {
+	for seq, r := range a.inflight {
 		if now.Sub(r.sent) >= readRetry {
+			a.lg.Warn("waiting for ReadIndex response took too long, retrying",
+				zap.Uint64("sent-request-id", seq), zap.Duration("retry-timeout", readRetry))
 			r.sent = now
 			a.rn.ReadIndex(r.ctx)
 		}

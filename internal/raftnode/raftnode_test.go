@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog"
@@ -61,6 +64,8 @@ type member struct {
 	node *Node
 	log  raftlog.Log
 	got  *committed
+	// logs holds what the node logged.
+	logs *observer.ObservedLogs
 }
 
 // start opens the log in dir and starts a single-member node on it.
@@ -77,6 +82,7 @@ func startBounded(t *testing.T, dir string, catchUp uint64, catchUpBytes int) *m
 		t.Fatal(err)
 	}
 	got := &committed{}
+	core, logs := observer.New(zapcore.InfoLevel)
 	n, err := Start(actors.NewSystem(), Config{
 		ID:                     1,
 		Peers:                  []uint64{1},
@@ -85,13 +91,13 @@ func startBounded(t *testing.T, dir string, catchUp uint64, catchUpBytes int) *m
 		SnapshotCatchUpEntries: catchUp,
 		SnapshotCatchUpBytes:   catchUpBytes,
 		Commit:                 got.commit,
-		Logger:                 zaptest.NewLogger(t),
+		Logger:                 zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())),
 	})
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
 	}
-	m := &member{node: n, log: l, got: got}
+	m := &member{node: n, log: l, got: got, logs: logs}
 	t.Cleanup(m.stop)
 	return m
 }
@@ -228,6 +234,9 @@ func TestReadIndexDeadlineCountsSlow(t *testing.T) {
 	}
 	if _, slow := m.node.ReadIndexStats(); slow != 1 {
 		t.Fatalf("slow reads after an expired one: %d, want 1", slow)
+	}
+	if n := m.logs.FilterMessage("timed out waiting for read index response (local node might have slow network)").Len(); n != 1 {
+		t.Fatalf("read timeout warnings after one expired read and one cancelled: %d, want 1", n)
 	}
 }
 

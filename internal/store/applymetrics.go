@@ -187,14 +187,28 @@ func (a *storeActor) observeApply(r *pb.InternalRaftRequest, res result, start t
 	took := time.Since(start)
 	ok := res.err == nil || errors.Is(res.err, mvcc.ErrCompacted)
 	a.c.applyMetrics.durations.WithLabelValues("v3", applyOp(r), strconv.FormatBool(ok)).Observe(float64(took.Microseconds()) / 1e6)
-	if took > a.c.cfg.WarningApplyDuration {
-		resp := ""
-		// etcd's membership and version entries answer nothing.
-		member := r.ClusterMemberAttrSet != nil || r.ClusterVersionSet != nil || r.DowngradeInfoSet != nil
-		if msg, isMsg := res.resp.(proto.Message); isMsg && msg != nil && !member {
-			resp = "size:" + strconv.Itoa(proto.Size(msg))
-		}
+	slow := took > a.c.cfg.WarningApplyDuration
+	if !slow && ok {
+		return
+	}
+	resp := ""
+	// etcd's membership and version entries answer nothing, nor does a
+	// request that failed.
+	member := r.ClusterMemberAttrSet != nil || r.ClusterVersionSet != nil || r.DowngradeInfoSet != nil
+	if msg, isMsg := res.resp.(proto.Message); isMsg && msg != nil && !member && res.err == nil {
+		resp = "size:" + strconv.Itoa(proto.Size(msg))
+	}
+	if slow {
 		a.c.warnSlow(took, "", describeRequest(r), resp, res.err)
+	}
+	if !ok {
+		// As etcd does, every member logs a request that failed to apply
+		// (a compacted revision is no failure).
+		a.c.cfg.Logger.Warn("failed to apply request",
+			zap.Duration("took", took),
+			zap.String("request", describeRequest(r)),
+			zap.String("response", resp),
+			zap.Error(res.err))
 	}
 }
 

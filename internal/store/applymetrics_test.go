@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,7 +72,9 @@ func TestSlowApplyWarnsAndCounts(t *testing.T) {
 }
 
 // TestFastApplyNotCounted: under etcd's default threshold, 100ms, a quick
-// put is neither logged nor counted as slow.
+// put is neither logged nor counted as slow; a request that fails to
+// apply is logged as such, as etcd logs it, and one at a compacted
+// revision is no failure.
 func TestFastApplyNotCounted(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, open opener) {
 		core, logs := observer.New(zap.WarnLevel)
@@ -81,7 +84,22 @@ func TestFastApplyNotCounted(t *testing.T) {
 		})
 		defer m.stop()
 		put(t, m.c, "k", "v")
+		rev := put(t, m.c, "k", "w").Header.Revision
 		get(t, m.c, "k", true)
+		if _, err := m.c.Put(context.Background(), &pb.PutRequest{Key: []byte("k"), Lease: 99}); err == nil {
+			t.Fatal("put with a missing lease succeeded")
+		}
+		for range 2 {
+			// The second finds the revision compacted already.
+			_, _ = m.c.Compact(context.Background(), &pb.CompactionRequest{Revision: rev})
+		}
+		failed := logs.FilterMessage("failed to apply request").All()
+		if len(failed) != 1 {
+			t.Fatalf("%d failed-apply warnings, want 1 (the put with a missing lease): %v", len(failed), failed)
+		}
+		if f := failed[0].ContextMap(); !strings.HasPrefix(f["request"].(string), "put:") || f["response"] != "" || f["error"] == nil || f["took"] == nil {
+			t.Errorf("failed-apply warning %v, want the put, no response, its error and the time taken", f)
+		}
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(m.c.Collectors()...)
 		if got := slowApplies(t, reg); got != 0 {
