@@ -116,10 +116,16 @@ func TestClusterAPIErrorsMatchEtcd(t *testing.T) {
 			}
 			return answers, before, memberShape(t, c)
 		}
-		want, _, etcdAfter := run(etcdEP)
-		got, before, after := run(m.clientEP)
+		// The failed promotions also count under etcd's reasons.
+		var want, got, before, after, etcdAfter []string
+		promoteFailures := []string{"etcd_server_learner_promote_failures"}
+		wantFailed := seriesMoved(t, "http://"+etcdEP+"/metrics", promoteFailures, func() { want, _, etcdAfter = run(etcdEP) })
+		gotFailed := seriesMoved(t, "http://"+m.clientEP+"/metrics", promoteFailures, func() { got, before, after = run(m.clientEP) })
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("answers differ from etcd's:\n cairn %q\n  etcd %q", got, want)
+		}
+		if len(wantFailed) != 2 || !reflect.DeepEqual(gotFailed, wantFailed) {
+			t.Errorf("promotion failures counted %v, etcd's %v (want its two)", gotFailed, wantFailed)
 		}
 		if !reflect.DeepEqual(after, before) || len(etcdAfter) != 1 {
 			t.Errorf("bad requests changed the membership: before %v, after %v (etcd after %v)", before, after, etcdAfter)
@@ -264,6 +270,18 @@ func TestClusterLearnerLifecycle(t *testing.T) {
 		f := c.followers()[0]
 		if _, err := f.client(t).MemberPromote(ctx(t), added.Member.ID); err != nil {
 			t.Fatalf("promote through follower %s: %v", f.name, err)
+		}
+		// The leader decided it, and counts it, as etcd's does.
+		lead := c.leader()
+		for _, m := range c.members {
+			_, values := scrape(t, "http://"+m.clientEP+"/metrics")
+			want := 0.0
+			if m == lead {
+				want = 1
+			}
+			if got := values["etcd_server_learner_promote_successes"]; got != want {
+				t.Errorf("%s: learner promotions counted %v, want %v", m.name, got, want)
+			}
 		}
 		if !waitFor(10*time.Second, func() bool {
 			_, err := lc.Put(ctx(t), "after", "promote")

@@ -22,10 +22,12 @@ func labelledValues(t *testing.T, url string, names ...string) map[string]float6
 	}
 	values := map[string]float64{}
 	for _, line := range strings.Split(a.Body, "\n") {
-		series, value, ok := strings.Cut(line, " ")
-		if !ok || strings.HasPrefix(line, "#") {
+		// The value follows the last space: label values may hold spaces.
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
+		series, value := line[:i], line[i+1:]
 		name, _, _ := strings.Cut(series, "{")
 		for _, n := range names {
 			if name == n {
@@ -49,15 +51,22 @@ var requestSeries = []string{
 }
 
 // requestsMoved returns how much each series of requestSeries moved while
-// run ran, leaving out those that did not, and the requests a member
-// makes of itself (publishing its attributes, setting the cluster
-// version), whose time depends on its start, not on run.
+// run ran (see seriesMoved).
 func requestsMoved(t *testing.T, url string, run func()) map[string]float64 {
 	t.Helper()
-	before := labelledValues(t, url, requestSeries...)
+	return seriesMoved(t, url, requestSeries, run)
+}
+
+// seriesMoved returns how much each series of the families names moved on
+// the page at url while run ran, leaving out those that did not, and the
+// requests a member makes of itself (publishing its attributes, setting
+// the cluster version), whose time depends on its start, not on run.
+func seriesMoved(t *testing.T, url string, names []string, run func()) map[string]float64 {
+	t.Helper()
+	before := labelledValues(t, url, names...)
 	run()
 	moved := map[string]float64{}
-	for s, v := range labelledValues(t, url, requestSeries...) {
+	for s, v := range labelledValues(t, url, names...) {
 		if strings.Contains(s, `type="Cluster`) || strings.Contains(s, `type="Downgrade`) {
 			continue
 		}

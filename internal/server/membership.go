@@ -157,9 +157,13 @@ func (c *cluster) UpdateMember(ctx context.Context, id uint64, peerURLs []string
 // whether a learner has caught up, so a follower asks the leader, on the
 // Cluster service its peer URL serves, as etcd's followers do, with the
 // caller's identity, which the leader checks as etcd's checks the token.
+// The leader counts what it decided, as etcd's does.
 func (c *cluster) PromoteMember(ctx context.Context, id uint64) error {
 	err := c.s.store.PromoteMember(ctx, id)
 	if !errors.Is(err, store.ErrNotLeader) {
+		if c.s.store.Leader() == c.s.selfID {
+			c.s.metrics.promotion(err)
+		}
 		return err
 	}
 	conn, err := c.s.leaderConns.leader()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -51,6 +52,10 @@ type memberMetrics struct {
 	health *etcdcompat.HealthMetrics
 	// requests counts the client calls by their client's API version.
 	requests *etcdcompat.RequestMetrics
+	// promoted and promoteFailed count the learner promotions this
+	// member decided as leader, the failures by etcd's text of the reason.
+	promoted      prometheus.Counter
+	promoteFailed *prometheus.CounterVec
 }
 
 // newMemberMetrics makes the registry with Go's and the process's
@@ -92,11 +97,20 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 		}),
 		health:   etcdcompat.NewHealthMetrics(),
 		requests: etcdcompat.NewRequestMetrics(),
+		promoted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "etcd_server_learner_promote_successes",
+			Help: "The total number of successful learner promotions while this member is leader.",
+		}),
+		promoteFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_server_learner_promote_failures",
+			Help: "The total number of failed learner promotions (likely learner not ready) while this member is leader.",
+		}, []string{"Reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWrite, m.walWritten, m.backendCommit,
+		m.promoted, m.promoteFailed,
 		actorCollector{sys},
 	)
 	m.reg.MustRegister(m.health.Collectors()...)
@@ -355,4 +369,21 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// promotion counts a learner promotion this member, leading, decided:
+// a success, or a failure under etcd's text of its reason. etcd's reasons
+// are its internal errors' texts, which for an unknown member and a
+// member that is no learner differ from what its API answers.
+func (m *memberMetrics) promotion(err error) {
+	switch {
+	case err == nil:
+		m.promoted.Inc()
+	case errors.Is(err, store.ErrMemberNotFound):
+		m.promoteFailed.WithLabelValues("membership: ID not found").Inc()
+	case errors.Is(err, store.ErrMemberNotLearner):
+		m.promoteFailed.WithLabelValues("membership: can only promote a learner member").Inc()
+	default:
+		m.promoteFailed.WithLabelValues(etcdcompat.ErrorText(err)).Inc()
+	}
 }

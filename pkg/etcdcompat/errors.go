@@ -116,6 +116,10 @@ func toGRPCError(err error) error {
 	return status.Error(codes.Unknown, err.Error())
 }
 
+// ErrorText is the text etcd's API gives err, a core package's sentinel
+// error or a gRPC status: the message of the status toGRPCError makes.
+func ErrorText(err error) string { return rpctypes.ErrorDesc(toGRPCError(err)) }
+
 // FromGRPCError is toGRPCError the other way round, for a member that
 // forwards a request to another member's etcd API (a follower sends lease
 // keep-alives and TimeToLive to the leader): a status that the table above
