@@ -24,6 +24,11 @@ type peerMetrics struct {
 	// stream that is down or a full queue, failed sends, and failed
 	// snapshot sends.
 	sentFailures *prometheus.CounterVec
+	// receivedFailures counts what came from a peer and could not be
+	// taken: a message that did not decode or was too large, one not
+	// from or not to whom its stream says, a snapshot that did not start
+	// with its MsgSnap.
+	receivedFailures *prometheus.CounterVec
 	// rtt is the time of a probe call to the peer and back.
 	rtt *prometheus.HistogramVec
 	// activePeers is 1 while the stream to a peer is up, 0 after it went
@@ -47,6 +52,10 @@ func newPeerMetrics() *peerMetrics {
 			Name: "etcd_network_peer_sent_failures_total",
 			Help: "The total number of send failures to peers.",
 		}, []string{"To"}),
+		receivedFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_peer_received_failures_total",
+			Help: "The total number of receive failures from peers.",
+		}, []string{"From"}),
 		// etcd's buckets: 0.1 ms to about 3.3 s.
 		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "etcd_network_peer_round_trip_time_seconds",
@@ -67,7 +76,7 @@ func newPeerMetrics() *peerMetrics {
 // Collectors returns the transport's metrics, for the caller to register.
 func (t *Transport) Collectors() []prometheus.Collector {
 	m := t.metrics
-	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.rtt, m.activePeers, m.disconnectedPeers}
+	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.receivedFailures, m.rtt, m.activePeers, m.disconnectedPeers}
 }
 
 // forget drops the series of a removed peer; local is this member's ID.
@@ -78,6 +87,7 @@ func (m *peerMetrics) forget(local, id uint64) {
 	m.sentBytes.DeleteLabelValues(hex)
 	m.receivedBytes.DeleteLabelValues(hex)
 	m.sentFailures.DeleteLabelValues(hex)
+	m.receivedFailures.DeleteLabelValues(hex)
 	m.rtt.DeleteLabelValues(hex)
 }
 

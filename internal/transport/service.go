@@ -192,11 +192,17 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 // until the stream ends.
 func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
 	received := t.metrics.receivedBytes.WithLabelValues(hexID(from))
+	failures := t.metrics.receivedFailures.WithLabelValues(hexID(from))
 	for {
 		m := &raftpb.Message{}
 		if err := ss.RecvMsg(m); err != nil {
 			if err == io.EOF {
 				return nil
+			}
+			if c := status.Code(err); c == codes.Internal || c == codes.ResourceExhausted {
+				// gRPC's answer to a message that did not decode or
+				// exceeded the limit; not a stream that went away.
+				failures.Inc()
 			}
 			return err
 		}
@@ -208,6 +214,7 @@ func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
 		}
 		received.Add(float64(proto.Size(m)))
 		if m.GetFrom() != from || m.GetTo() != t.cfg.ID || m.GetType() == raftpb.MsgSnap {
+			failures.Inc()
 			t.lg.Warn("dropped unexpected message from remote peer", zap.String("remote-peer-id", hexID(from)),
 				zap.Stringer("type", m.GetType()), zap.String("from", hexID(m.GetFrom())), zap.String("to", hexID(m.GetTo())))
 			continue
@@ -233,9 +240,11 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
 	recvBytes.Add(float64(proto.Size(&head)))
 	m := &raftpb.Message{}
 	if err := proto.Unmarshal(head.GetValue(), m); err != nil {
+		t.metrics.receivedFailures.WithLabelValues(hexID(from)).Inc()
 		return status.Errorf(codes.InvalidArgument, "bad MsgSnap: %v", err)
 	}
 	if m.GetType() != raftpb.MsgSnap || m.GetFrom() != from || m.GetTo() != t.cfg.ID {
+		t.metrics.receivedFailures.WithLabelValues(hexID(from)).Inc()
 		return status.Errorf(codes.InvalidArgument, "bad MsgSnap: %s from %x to %x", m.GetType(), m.GetFrom(), m.GetTo())
 	}
 	index := m.GetSnapshot().GetMetadata().GetIndex()

@@ -24,6 +24,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -588,6 +590,40 @@ func TestPeerBackAfterOutageReachedAtOnce(t *testing.T) {
 	// had grown to its cap would have taken one to four seconds.
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("stream to a peer back after 2.5 s away took %v to come up, want retries every %v", d, retryDelay)
+	}
+}
+
+// TestUnexpectedMessagesCounted: a message on a peer's stream that claims
+// another sender, or another receiver, is dropped and counted in
+// etcd_network_peer_received_failures_total for that peer, as etcd counts
+// what it receives and cannot take; the stream's other messages go
+// through.
+func TestUnexpectedMessagesCounted(t *testing.T) {
+	b := newMember(t, 2, 4, "")
+	b.tr.AddPeer(1, []string{"http://127.0.0.1:1"}) // known, never reached
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(context.Background(),
+		metadata.Pairs(keyFrom, hexID(1), keyTo, hexID(2), keyCluster, hexID(4))))
+	defer cancel()
+	s, err := conn.NewStream(ctx, &streamDesc, streamMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := apps(1, 2, 3)
+	msgs[0].From = proto.Uint64(9) // not whom the stream is from
+	msgs[1].To = proto.Uint64(9)   // not to b
+	for _, m := range msgs {
+		if err := s.SendMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the third message", 10*time.Second, func() bool { return len(b.h.from(1)) == 1 })
+	if got := testutil.ToFloat64(b.tr.metrics.receivedFailures.WithLabelValues(hexID(1))); got != 2 {
+		t.Errorf("receive failures from member 1: %v, want 2", got)
 	}
 }
 
