@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -272,6 +273,20 @@ func TestClusterLoneMemberServesOnlySerializableReads(t *testing.T) {
 		}) {
 			_, err := cli.Get(clientv3.WithRequireLeader(ctx(t)), "k", clientv3.WithSerializable())
 			t.Errorf("require-leader read without a leader: %v, want %v", err, rpctypes.ErrGRPCNoLeader)
+		}
+		// Its status and /health say why, in etcd's words; a serializable
+		// health check passes.
+		st, err := cli.Status(ctx(t), c.members[0].clientEP)
+		if err != nil || st.Leader != 0 || !slices.Equal(st.Errors, []string{"etcdserver: no leader"}) {
+			t.Errorf("status without a leader: %+v %v, want errors [etcdserver: no leader]", st, err)
+		}
+		for path, want := range map[string]httpAnswer{
+			"/health":                   {Status: 503, Body: `{"health":"false","reason":"RAFT NO LEADER"}` + "\n"},
+			"/health?serializable=true": {Status: 200, Body: `{"health":"true","reason":""}`},
+		} {
+			if a := httpAsk(t, "GET", "http://"+c.members[0].clientEP+path); a.Status != want.Status || a.Body != want.Body {
+				t.Errorf("%s without a leader: %d %q, want %d %q", path, a.Status, a.Body, want.Status, want.Body)
+			}
 		}
 		select {
 		case wr := <-wch:

@@ -539,8 +539,18 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		StorageVersion:   c.StorageVersion(),
 		DbSizeQuota:      c.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{Enabled: vs.enabled, TargetVersion: vs.target},
-		Errors:           c.alarmErrors(),
+		Errors:           c.statusErrors(st.Leader),
 	}, nil
+}
+
+// statusErrors are what Status lists as errors, as etcd lists them: that
+// the member knows no leader, then the active alarms.
+func (c *Client) statusErrors(leader uint64) []string {
+	alarms := c.alarmErrors()
+	if leader != 0 {
+		return alarms
+	}
+	return append([]string{"etcdserver: no leader"}, alarms...)
 }
 
 // Defragment reclaims the engine's free space while requests go on (etcd's

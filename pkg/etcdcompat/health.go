@@ -151,17 +151,21 @@ type healthBody struct {
 
 // serveHealth answers like etcd's /health: {"health":"true","reason":""}
 // when no alarm is active (but those named by ?exclude=NOSPACE and the
-// like) and the member can serve a read (linearizable unless
-// ?serializable=true), else a 503 with "false" and the reason ("ALARM
-// NOSPACE" for the first alarm found). etcd sends the JSON as plain text,
-// and so does Cairn.
+// like), the member knows a leader (unless ?serializable=true) and it can
+// serve a read (linearizable unless ?serializable=true), else a 503 with
+// "false" and the reason of the first check that failed ("ALARM NOSPACE"
+// for the first alarm found, "RAFT NO LEADER", "RANGE ERROR:..."). etcd
+// sends the JSON as plain text, and so does Cairn.
 func serveHealth(w http.ResponseWriter, r *http.Request, st Store, hm *HealthMetrics) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
+	serializable := r.URL.Query().Get("serializable") == "true"
 	h := healthBody{Health: "true"}
 	if a := firstAlarm(st, r.URL.Query()["exclude"]); a != nil {
 		h = healthBody{Health: "false", Reason: alarmReason(a.Alarm)}
-	} else if err := healthRead(ctx, st, r.URL.Query().Get("serializable") == "true"); err != nil {
+	} else if !serializable && leaderless(ctx, st) {
+		h = healthBody{Health: "false", Reason: "RAFT NO LEADER"}
+	} else if err := healthRead(ctx, st, serializable); err != nil {
 		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + etcdText(err)}
 	}
 	hm.health(h.Health == "true")
@@ -172,6 +176,12 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store, hm *HealthMet
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write(body)
+}
+
+// leaderless reports whether the member's status names no leader.
+func leaderless(ctx context.Context, st Store) bool {
+	s, err := st.Status(ctx)
+	return err == nil && s.Leader == 0
 }
 
 // firstAlarm is the first active alarm whose type is not excluded (by

@@ -27,7 +27,40 @@ func (s unreadableStore) Range(context.Context, *pb.RangeRequest) (*pb.RangeResp
 }
 func (unreadableStore) Alarms() []*pb.AlarmMember { return nil }
 func (unreadableStore) Status(context.Context) (*pb.StatusResponse, error) {
+	return &pb.StatusResponse{Leader: 1}, nil
+}
+
+// leaderlessStore is a member that knows no leader but serves
+// serializable reads.
+type leaderlessStore struct{ unreadableStore }
+
+func (leaderlessStore) Range(context.Context, *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return &pb.RangeResponse{Header: &pb.ResponseHeader{}}, nil
+}
+func (leaderlessStore) Status(context.Context) (*pb.StatusResponse, error) {
 	return &pb.StatusResponse{}, nil
+}
+
+// TestHealthWithoutLeader: as etcd's, /health of a member that knows no
+// leader says so before it tries a read, unless asked for a serializable
+// check, which it passes.
+func TestHealthWithoutLeader(t *testing.T) {
+	mux := http.NewServeMux()
+	registerHealth(mux, leaderlessStore{}, nil)
+	for path, want := range map[string]struct {
+		code int
+		body string
+	}{
+		"/health":                   {http.StatusServiceUnavailable, `{"health":"false","reason":"RAFT NO LEADER"}`},
+		"/health?serializable=true": {http.StatusOK, `{"health":"true","reason":""}`},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		body, _ := io.ReadAll(rec.Body)
+		if rec.Code != want.code || strings.TrimSpace(string(body)) != want.body {
+			t.Errorf("%s: %d %q, want %d %q", path, rec.Code, body, want.code, want.body)
+		}
+	}
 }
 
 // TestHealthWordsErrorsAsEtcd: a failed read shows in /health's reason and
