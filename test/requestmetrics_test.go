@@ -3,13 +3,18 @@ package test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"golang.org/x/net/http2"
 )
 
 // labelledValues returns the value of each series of the given names on
@@ -206,6 +211,71 @@ func TestInvalidClientAPIVersionRefused(t *testing.T) {
 		}
 		if s, msg := rawRange(t, m.clientEP, "3.7"); s != "0" {
 			t.Errorf("valid version: status %s %q, want 0", s, msg)
+		}
+	})
+}
+
+// pingedWhenIdle opens an HTTP/2 connection to a client endpoint, makes
+// no call, and reports whether the server pings it within wait.
+func pingedWhenIdle(t *testing.T, endpoint string, wait time.Duration) bool {
+	t.Helper()
+	conn, err := net.Dial("tcp", endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return false
+			}
+			t.Fatalf("reading the server's frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				return true
+			}
+		}
+	}
+}
+
+// TestGRPCKeepaliveFlags: --grpc-keepalive-interval and -timeout set when
+// the server pings an idle client connection, as etcd's do: after a
+// second with both at 1s, not within two seconds by default (two hours).
+// Checked against etcd first.
+func TestGRPCKeepaliveFlags(t *testing.T) {
+	etcdDefault := etcdEndpoint(startEtcd(t))
+	etcdFast := etcdEndpoint(startEtcd(t, func(c *embed.Config) {
+		c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = time.Second, time.Second
+	}))
+	if !pingedWhenIdle(t, etcdFast, 3*time.Second) || pingedWhenIdle(t, etcdDefault, 2*time.Second) {
+		t.Fatal("etcd does not ping as the test expects: the test is wrong")
+	}
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		fast := startMember(t, engine, "--grpc-keepalive-interval=1s", "--grpc-keepalive-timeout=1s")
+		if !pingedWhenIdle(t, fast.clientEP, 3*time.Second) {
+			t.Error("no ping within 3s of an idle connection with --grpc-keepalive-interval=1s")
+		}
+		def := startMember(t, engine)
+		if pingedWhenIdle(t, def.clientEP, 2*time.Second) {
+			t.Error("a ping within 2s of an idle connection with the default interval (2h)")
 		}
 	})
 }

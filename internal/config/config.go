@@ -75,6 +75,13 @@ type Config struct {
 	// read served without raft, is logged and counted as slow
 	// (--warning-apply-duration; 0 warns of every one, as in etcd).
 	WarningApplyDuration time.Duration
+	// GRPCKeepAliveMinTime is the shortest interval between a client's
+	// pings the client server accepts; GRPCKeepAliveInterval how long a
+	// client connection may be idle before the server pings it, and
+	// GRPCKeepAliveTimeout how long it then waits for the answer
+	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
+	// policy, and a zero Interval or Timeout gRPC's own pings.
+	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
 	// LeaseCheckpoint has the leader record leases' remaining TTLs through
 	// raft every LeaseCheckpointInterval, so that a restart or a new
 	// leader does not give every lease its whole TTL again (etcd's
@@ -227,6 +234,9 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		httpAddr    = fs.String("http-listen-addr", "", "host:port of Cairn's REST API, e.g. 127.0.0.1:8080; empty (default) serves no REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		warnApply   = fs.Duration("warning-apply-duration", 100*time.Millisecond, "Time duration after which a warning is generated if applying a request takes more time.")
+		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
+		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		corruptTime = fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
@@ -378,6 +388,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	}
 	c.WatchProgressNotifyInterval = *watchProg
 	c.WarningApplyDuration = *warnApply
+	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	if set["experimental-watch-progress-notify-interval"] {
 		c.WatchProgressNotifyInterval = *oldWatchProg
 	}

@@ -327,8 +327,11 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		ElectionTimeout: s.cfg.ElectionTimeout,
 		ClientCertAuth:  s.cfg.ClientTLS.ClientCertAuth,
 		Requests:        s.metrics.requests,
-		Logger:          s.lg.Named("etcdcompat"),
-		ServerOptions:   s.metrics.grpcServerOptions(),
+		Keepalive: &etcdcompat.Keepalive{
+			MinTime: s.cfg.GRPCKeepAliveMinTime, Interval: s.cfg.GRPCKeepAliveInterval, Timeout: s.cfg.GRPCKeepAliveTimeout,
+		},
+		Logger:        s.lg.Named("etcdcompat"),
+		ServerOptions: s.metrics.grpcServerOptions(),
 	})
 	// etcd registers the lock and election services after it creates the
 	// other services' series, so theirs appear only once used.

@@ -114,6 +114,9 @@ type Options struct {
 	// then made as the user its verified client certificate's common name
 	// names, as in etcd.
 	ClientCertAuth bool
+	// Keepalive is etcd's --grpc-keepalive-* settings; nil means etcd's
+	// defaults (DefaultKeepalive).
+	Keepalive *Keepalive
 	// Requests counts the calls by their client's API version; nil
 	// counts nothing.
 	Requests *RequestMetrics
@@ -121,6 +124,40 @@ type Options struct {
 	// ServerOptions are added after the server's own, so their
 	// interceptors run inside its (the metrics' interceptors, as in etcd).
 	ServerOptions []grpc.ServerOption
+}
+
+// Keepalive is how the server keeps its client connections alive, etcd's
+// --grpc-keepalive-min-time, -interval and -timeout.
+type Keepalive struct {
+	// MinTime is the shortest interval between a client's pings that the
+	// server accepts; a client that pings more often is sent away. Zero
+	// leaves gRPC's policy (five minutes), as etcd does.
+	MinTime time.Duration
+	// Interval is how long a connection may be idle before the server
+	// pings it, and Timeout how long it then waits for the answer before
+	// closing it. If either is zero, gRPC's own (two hours, 20 s) apply,
+	// as in etcd.
+	Interval, Timeout time.Duration
+}
+
+// DefaultKeepalive is etcd's default keepalive: pings no more often than
+// every 5 s, a ping after two idle hours, 20 s for its answer.
+var DefaultKeepalive = Keepalive{MinTime: 5 * time.Second, Interval: 2 * time.Hour, Timeout: 20 * time.Second}
+
+// keepalive returns the server options of o.Keepalive, as etcd sets them.
+func (o Options) keepalive() []grpc.ServerOption {
+	k := DefaultKeepalive
+	if o.Keepalive != nil {
+		k = *o.Keepalive
+	}
+	var opts []grpc.ServerOption
+	if k.MinTime > 0 {
+		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: k.MinTime}))
+	}
+	if k.Interval > 0 && k.Timeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: k.Interval, Timeout: k.Timeout}))
+	}
+	return opts
 }
 
 // Snapshotter streams a point-in-time copy of the member's state in
@@ -182,11 +219,9 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		// every time (13% of the CPU of a range benchmark). gRPC starts a
 		// goroutine for a call that finds every worker busy.
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership, opts.Requests), who.unary),
 		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout, opts.Requests), who.stream),
-	}, opts.ServerOptions...)...)
+	}, append(opts.keepalive(), opts.ServerOptions...)...)...)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
 	if a, ok := st.(Auth); ok {
 		pb.RegisterAuthServer(srv, &authServer{a: a})
