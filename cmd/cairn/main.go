@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -50,7 +51,7 @@ func run(args, environ []string) int {
 			store.Version, gitSHA, runtime.Version(), runtime.GOOS, runtime.GOARCH, cairnVersion)
 		return 0
 	}
-	lg, err := newLogger(cfg.LogLevel)
+	lg, err := newLogger(cfg.LogLevel, cfg.LogFormat, cfg.LogOutputs)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
 		return 1
@@ -121,16 +122,50 @@ func run(args, environ []string) int {
 }
 
 // newLogger builds a JSON logger with etcd's field layout.
-func newLogger(level string) (*zap.Logger, error) {
+func newLogger(level, format string, outputs []string) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
+	paths, err := logPaths(outputs)
+	if err != nil {
+		return nil, err
+	}
 	zc := zap.NewProductionConfig()
+	zc.OutputPaths, zc.ErrorOutputPaths = paths, paths
+	if format == "console" {
+		zc.Encoding = "console"
+	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Sampling = nil
 	zc.EncoderConfig.TimeKey = "ts"
 	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	zc.EncoderConfig.EncodeDuration = zapcore.StringDurationEncoder
 	return zc.Build()
+}
+
+// logPaths turns --log-outputs into zap's output paths as etcd does:
+// "default" and "stderr" are stderr, "stdout" stdout, anything else a
+// file; duplicates count once, and /dev/null among them silences the rest.
+// Cairn has no journald writer: "systemd/journal" logs to stderr, which
+// journald collects from a systemd unit, and as in etcd it must be the
+// only output.
+func logPaths(outputs []string) ([]string, error) {
+	var paths []string
+	for _, o := range outputs {
+		switch o {
+		case "default", "systemd/journal":
+			o = "stderr"
+		}
+		if o == "/dev/null" {
+			return []string{o}, nil
+		}
+		if !slices.Contains(paths, o) {
+			paths = append(paths, o)
+		}
+	}
+	if slices.Contains(outputs, "systemd/journal") && len(outputs) > 1 {
+		return nil, fmt.Errorf("running with systemd/journal but other '--log-outputs' values (%q) are configured with 'default'; override 'default' value with something else", outputs)
+	}
+	return paths, nil
 }

@@ -8,11 +8,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -286,5 +290,43 @@ func TestEtcdE2EFlags(t *testing.T) {
 				t.Errorf("warnings about flags without effect at the framework's values:\n%s", log.String())
 			}
 		})
+	}
+}
+
+// TestLogOutputsAndFormat: --log-outputs and --log-format act as in etcd:
+// files, stdout and stderr (default), each once, /dev/null silencing the
+// rest, systemd/journal only alone; JSON or console lines.
+func TestLogOutputsAndFormat(t *testing.T) {
+	for _, tc := range []struct {
+		outputs []string
+		want    []string
+		err     bool
+	}{
+		{[]string{"default"}, []string{"stderr"}, false},
+		{[]string{"stderr", "default", "stdout"}, []string{"stderr", "stdout"}, false},
+		{[]string{"/var/log/a", "/dev/null", "stderr"}, []string{"/dev/null"}, false},
+		{[]string{"systemd/journal"}, []string{"stderr"}, false},
+		{[]string{"systemd/journal", "default"}, nil, true},
+	} {
+		got, err := logPaths(tc.outputs)
+		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
+			t.Errorf("logPaths(%q) = %q, %v; want %q, error %v", tc.outputs, got, err, tc.want, tc.err)
+		}
+	}
+	for format, want := range map[string]string{"json": `{"level":"info",`, "console": "\tinfo\t"} {
+		file := filepath.Join(t.TempDir(), "log")
+		lg, err := newLogger("info", format, []string{file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lg.Info("hello", zap.String("k", "v"))
+		_ = lg.Sync()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := string(b); !strings.Contains(line, want) || !strings.Contains(line, "hello") {
+			t.Errorf("--log-format=%s wrote %q, want a line with %q", format, line, want)
+		}
 	}
 }

@@ -53,6 +53,11 @@ type Config struct {
 	HeartbeatInterval   time.Duration
 	ElectionTimeout     time.Duration
 	LogLevel            string
+	// LogOutputs are where logs go (--log-outputs): "default" or "stderr",
+	// "stdout", "systemd/journal" (stderr, which journald collects under
+	// systemd) or file paths. LogFormat is "json" or "console".
+	LogOutputs []string
+	LogFormat  string
 	// StorageEngine is "memory" or "rocksdb".
 	StorageEngine string
 	// HTTPListenAddr is where Cairn's REST API listens (host:port); empty,
@@ -230,6 +235,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		heartbeat   = fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 		election    = fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
 		logLevel    = fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+		logOutputs  = fs.String("log-outputs", "default", "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets.")
+		logFormat   = fs.String("log-format", "json", "Configures log format. Only supports json, console.")
 		engine      = fs.String("storage-engine", "rocksdb", "Storage engine: 'rocksdb' or 'memory' (Cairn).")
 		httpAddr    = fs.String("http-listen-addr", "", "host:port of Cairn's REST API, e.g. 127.0.0.1:8080; empty (default) serves no REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
@@ -347,6 +354,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		HeartbeatInterval:   time.Duration(*heartbeat) * time.Millisecond,
 		ElectionTimeout:     time.Duration(*election) * time.Millisecond,
 		LogLevel:            *logLevel,
+		LogOutputs:          strings.Split(*logOutputs, ","),
+		LogFormat:           *logFormat,
 		StorageEngine:       *engine,
 		HTTPListenAddr:      *httpAddr,
 		EnablePprof:         *enablePprof,

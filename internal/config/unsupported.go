@@ -71,8 +71,6 @@ var inertFlags = []inertFlag{
 	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
 	// monitoring and logging
 	{name: "logger", def: "zap", usage: "Logger; only zap."},
-	{name: "log-outputs", def: "default", same: []string{"stderr"}, usage: "Log outputs (Cairn logs to stderr)."},
-	{name: "log-format", def: "json", usage: "Log format: json or console (Cairn logs JSON)."},
 	{name: "enable-log-rotation", kind: boolFlag, def: "false", usage: "Rotate a log file output."},
 	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, usage: "Log rotation settings."},
 	{name: "warning-unary-request-duration", kind: durationFlag, def: "300ms", usage: "Log unary requests slower than this."},
