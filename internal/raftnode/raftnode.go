@@ -136,6 +136,10 @@ type Node struct {
 	lastTick     atomic.Int64
 	tickInterval time.Duration
 	lg           *zap.Logger
+	// timeoutLogged is when a read's timeout was last logged (Unix
+	// nanoseconds): at most one a second, since a client's deadlines,
+	// however short, end reads.
+	timeoutLogged atomic.Int64
 
 	stopTick chan struct{}
 	// done is closed once the actor has stopped. The actor drops messages
@@ -285,14 +289,19 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	}
 }
 
-// readEnded returns err, the end of a read's context, counting and logging
-// the read, asked at start, as slow if its deadline passed, as etcd does
-// when its request timeout passes first.
+// readEnded returns err, the end of a read's context, counting the read,
+// asked at start, as slow if its deadline passed, and logging it as etcd
+// does when its request timeout passes first; at most once a second,
+// since a client's deadline may be as short as it likes.
 func (n *Node) readEnded(err error, start time.Time) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		n.readsSlow.Add(1)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	n.readsSlow.Add(1)
+	now := time.Now()
+	if last := n.timeoutLogged.Load(); now.UnixNano()-last >= int64(time.Second) && n.timeoutLogged.CompareAndSwap(last, now.UnixNano()) {
 		n.lg.Warn("timed out waiting for read index response (local node might have slow network)",
-			zap.Duration("timeout", time.Since(start)))
+			zap.Duration("timeout", now.Sub(start)))
 	}
 	return err
 }

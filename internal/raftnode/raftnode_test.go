@@ -238,6 +238,16 @@ func TestReadIndexDeadlineCountsSlow(t *testing.T) {
 	if n := m.logs.FilterMessage("timed out waiting for read index response (local node might have slow network)").Len(); n != 1 {
 		t.Fatalf("read timeout warnings after one expired read and one cancelled: %d, want 1", n)
 	}
+	// More in the same second are counted, not logged.
+	for range 3 {
+		m.node.ReadIndex(ctx)
+	}
+	if _, slow := m.node.ReadIndexStats(); slow != 4 {
+		t.Fatalf("slow reads after four expired ones: %d, want 4", slow)
+	}
+	if n := m.logs.FilterMessage("timed out waiting for read index response (local node might have slow network)").Len(); n != 1 {
+		t.Fatalf("read timeout warnings after four expired reads within a second: %d, want 1", n)
+	}
 }
 
 func TestStatus(t *testing.T) {

@@ -37,6 +37,12 @@ func (m *RequestMetrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests}
 }
 
+// maxClientVersions bounds the versions that get series of their own:
+// a client chooses its version string, and each new one would otherwise
+// cost the member a series for as long as it runs. Calls of versions past
+// the bound count as "unknown".
+const maxClientVersions = 64
+
 // count counts one call, a stream or not, from a client of API version
 // ver. Only the versions clients send become series, as in etcd.
 func (m *RequestMetrics) count(stream bool, ver string) {
@@ -48,6 +54,9 @@ func (m *RequestMetrics) count(stream bool, ver string) {
 	m.mu.RUnlock()
 	if byKind == nil {
 		m.mu.Lock()
+		if len(m.byVersion) >= maxClientVersions && m.byVersion[ver] == nil {
+			ver = "unknown"
+		}
 		if byKind = m.byVersion[ver]; byKind == nil {
 			byKind = new([2]atomic.Pointer[prometheus.Counter])
 			m.byVersion[ver] = byKind
