@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // labelledValues returns the value of each series of the given names on
@@ -276,6 +279,64 @@ func TestGRPCKeepaliveFlags(t *testing.T) {
 		def := startMember(t, engine)
 		if pingedWhenIdle(t, def.clientEP, 2*time.Second) {
 			t.Error("a ping within 2s of an idle connection with the default interval (2h)")
+		}
+	})
+}
+
+// streamsOpen opens n Watch streams on one connection to endpoint, each
+// past its watch creation, and reports whether one more opens within a
+// second.
+func streamsOpen(t *testing.T, endpoint string, n int) (oneMore bool) {
+	t.Helper()
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := ctx(t)
+	for i := range n {
+		ws, err := pb.NewWatchClient(conn).Watch(c)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if err := ws.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("k")}}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := ws.Recv(); err != nil || !r.Created {
+			t.Fatalf("stream %d: %v %v, want created", i, r, err)
+		}
+	}
+	short, cancel := context.WithTimeout(c, time.Second)
+	defer cancel()
+	ws, err := pb.NewWatchClient(conn).Watch(short)
+	if err != nil {
+		return false
+	}
+	// The stream may be reported open before the server takes it: a
+	// created watch proves it was.
+	if err := ws.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("k")}}}); err != nil {
+		return false
+	}
+	r, err := ws.Recv()
+	return err == nil && r.Created
+}
+
+// TestMaxConcurrentStreamsFlag: --max-concurrent-streams caps the calls
+// one client connection has open at once, as etcd's does: with 2, a third
+// watch stream waits; by default it opens. Checked against etcd first.
+func TestMaxConcurrentStreamsFlag(t *testing.T) {
+	etcdTwo := etcdEndpoint(startEtcd(t, func(c *embed.Config) { c.MaxConcurrentStreams = 2 }))
+	if streamsOpen(t, etcdTwo, 2) {
+		t.Fatal("etcd opened a third stream with --max-concurrent-streams=2: the test is wrong")
+	}
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		two := startMember(t, engine, "--max-concurrent-streams=2")
+		if streamsOpen(t, two.clientEP, 2) {
+			t.Error("a third stream opened with --max-concurrent-streams=2")
+		}
+		def := startMember(t, engine)
+		if !streamsOpen(t, def.clientEP, 2) {
+			t.Error("a third stream did not open with the default limit")
 		}
 	})
 }

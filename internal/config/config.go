@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"slices"
 	"sort"
@@ -87,6 +88,9 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// MaxConcurrentStreams is the most streams (calls) a client connection
+	// may have open at once (--max-concurrent-streams).
+	MaxConcurrentStreams uint32
 	// LeaseCheckpoint has the leader record leases' remaining TTLs through
 	// raft every LeaseCheckpointInterval, so that a restart or a new
 	// leader does not give every lease its whole TTL again (etcd's
@@ -241,6 +245,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		httpAddr    = fs.String("http-listen-addr", "", "host:port of Cairn's REST API, e.g. 127.0.0.1:8080; empty (default) serves no REST API (Cairn).")
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		warnApply   = fs.Duration("warning-apply-duration", 100*time.Millisecond, "Time duration after which a warning is generated if applying a request takes more time.")
+		maxStreams  = uint32Value(math.MaxUint32)
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
@@ -254,6 +259,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
 	fs.Var(&lmurls, "listen-metrics-urls", "List of URLs to listen on for the metrics and health endpoints.")
+	fs.Var(&maxStreams, "max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.")
 	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist, InitialCorruptCheck, CompactHashCheck are honoured; etcd's other gates are accepted).")
 	// etcd 3.5's spellings of flags above, still accepted.
 	var (
@@ -398,6 +404,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	c.WatchProgressNotifyInterval = *watchProg
 	c.WarningApplyDuration = *warnApply
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
+	c.MaxConcurrentStreams = uint32(maxStreams)
 	if set["experimental-watch-progress-notify-interval"] {
 		c.WatchProgressNotifyInterval = *oldWatchProg
 	}

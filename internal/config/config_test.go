@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -75,6 +76,7 @@ func TestDefaults(t *testing.T) {
 	want.WarningApplyDuration = 100 * time.Millisecond
 	want.GRPCKeepAliveMinTime, want.GRPCKeepAliveInterval, want.GRPCKeepAliveTimeout = 5*time.Second, 2*time.Hour, 20*time.Second
 	want.LogOutputs, want.LogFormat = []string{"default"}, "json"
+	want.MaxConcurrentStreams = math.MaxUint32
 	want.LeaseCheckpointInterval = 5 * time.Minute
 	want.CompactHashCheckTime = time.Minute
 	want.StrictReconfigCheck = true

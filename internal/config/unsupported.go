@@ -21,7 +21,6 @@ const (
 	durationFlag
 	intFlag
 	uintFlag
-	uint32Flag
 	urlsFlag    // URLs; def is also the one value taken as it is
 	choicesFlag // v2-deprecation's words
 	legacyFlag  // etcd 2 flags that etcd ignores
@@ -56,7 +55,6 @@ var inertFlags = []inertFlag{
 	{name: "backend-bbolt-freelist-type", def: "map", same: []string{""}, usage: "Freelist type of the bbolt backend."},
 	{name: "backend-batch-interval", kind: durationFlag, def: "0s", usage: "Longest time before the backend commits a batch."},
 	{name: "backend-batch-limit", kind: intFlag, def: "0", usage: "Most operations before the backend commits a batch."},
-	{name: "max-concurrent-streams", kind: uint32Flag, def: "4294967295", usage: "Most concurrent gRPC streams per client connection."},
 	{name: "socket-reuse-port", kind: boolFlag, def: "false", usage: "Set SO_REUSEPORT on listeners."},
 	{name: "socket-reuse-address", kind: boolFlag, def: "false", usage: "Set SO_REUSEADDR on listeners."},
 	{name: "enable-grpc-gateway", kind: boolFlag, def: "true", usage: "Serve the JSON gateway (Cairn always serves it)."},
@@ -144,9 +142,6 @@ func addInertFlags(fs *flag.FlagSet) {
 			fs.Int(f.name, mustParse(strconv.Atoi(f.def)), usage)
 		case uintFlag:
 			fs.Uint(f.name, uint(mustParse(strconv.ParseUint(f.def, 10, 64))), usage)
-		case uint32Flag:
-			v := uint32Value(mustParse(strconv.ParseUint(f.def, 10, 32)))
-			fs.Var(&v, f.name, usage)
 		case urlsFlag:
 			fs.Var(&urlsValue{raw: f.def, exceptions: []string{f.def}}, f.name, usage)
 		case choicesFlag:

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -318,15 +317,16 @@ func (s *Server) openStorage() error {
 // over TLS for https:// (gRPC through net/http, as etcd serves it there).
 func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
-		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
-		Watch:           s.watch,
-		Lease:           s.lease,
-		Self:            s.selfClient,
-		Leadership:      s.store,
-		Snapshots:       snapshots{s},
-		ElectionTimeout: s.cfg.ElectionTimeout,
-		ClientCertAuth:  s.cfg.ClientTLS.ClientCertAuth,
-		Requests:        s.metrics.requests,
+		MaxRequestBytes:      int(s.cfg.MaxRequestBytes),
+		Watch:                s.watch,
+		Lease:                s.lease,
+		Self:                 s.selfClient,
+		Leadership:           s.store,
+		Snapshots:            snapshots{s},
+		ElectionTimeout:      s.cfg.ElectionTimeout,
+		ClientCertAuth:       s.cfg.ClientTLS.ClientCertAuth,
+		Requests:             s.metrics.requests,
+		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
 		Keepalive: &etcdcompat.Keepalive{
 			MinTime: s.cfg.GRPCKeepAliveMinTime, Interval: s.cfg.GRPCKeepAliveInterval, Timeout: s.cfg.GRPCKeepAliveTimeout,
 		},
@@ -477,9 +477,10 @@ func (s *Server) clientHTTPServer(mux http.Handler) *http.Server {
 			mux.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		// As etcd's --max-concurrent-streams default: a client's streams
-		// (watches, keep-alives) are not capped at net/http's 250.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxUint32},
+		// --max-concurrent-streams here too, as etcd sets it: by default a
+		// client's streams (watches, keep-alives) are not capped at
+		// net/http's 1000.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(s.cfg.MaxConcurrentStreams)},
 	}
 }
 

@@ -114,6 +114,10 @@ type Options struct {
 	// then made as the user its verified client certificate's common name
 	// names, as in etcd.
 	ClientCertAuth bool
+	// MaxConcurrentStreams is etcd's --max-concurrent-streams, the most
+	// calls a client connection may have open at once; 0 means no limit
+	// (etcd's default, math.MaxUint32).
+	MaxConcurrentStreams uint32
 	// Keepalive is etcd's --grpc-keepalive-* settings; nil means etcd's
 	// defaults (DefaultKeepalive).
 	Keepalive *Keepalive
@@ -143,6 +147,14 @@ type Keepalive struct {
 // DefaultKeepalive is etcd's default keepalive: pings no more often than
 // every 5 s, a ping after two idle hours, 20 s for its answer.
 var DefaultKeepalive = Keepalive{MinTime: 5 * time.Second, Interval: 2 * time.Hour, Timeout: 20 * time.Second}
+
+// maxStreams is o.MaxConcurrentStreams, no limit for 0.
+func (o Options) maxStreams() uint32 {
+	if o.MaxConcurrentStreams == 0 {
+		return math.MaxUint32
+	}
+	return o.MaxConcurrentStreams
+}
 
 // keepalive returns the server options of o.Keepalive, as etcd sets them.
 func (o Options) keepalive() []grpc.ServerOption {
@@ -213,7 +225,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(opts.maxStreams()),
 		// Calls run on long-lived workers whose stacks have grown to what
 		// a call needs; a goroutine per call would grow its stack anew
 		// every time (13% of the CPU of a range benchmark). gRPC starts a
