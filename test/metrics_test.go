@@ -412,6 +412,39 @@ func TestWarningApplyDuration(t *testing.T) {
 	})
 }
 
+// TestWarningUnaryRequestDuration: a unary call slower than
+// --warning-unary-request-duration is logged as etcd logs it, "request
+// stats" with the method, the counts and sizes and the request without
+// its value; under the default (300ms) quick calls are not.
+func TestWarningUnaryRequestDuration(t *testing.T) {
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine, "--warning-unary-request-duration=0")
+		quiet := startMember(t, engine)
+		for _, member := range []*member{m, quiet} {
+			cli := member.client(t)
+			if _, err := cli.Put(ctx(t), "stats", "secret"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cli.Get(ctx(t), "stats"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		logs := m.logs()
+		for _, want := range []string{`"msg":"request stats"`, `"response type":"/etcdserverpb.KV/Put"`, `"request count":1`,
+			`"response type":"/etcdserverpb.KV/Range"`, `"response count":1`, `"time spent":`, `value_size:6`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("no %s in the log of a member with --warning-unary-request-duration=0", want)
+			}
+		}
+		if strings.Contains(logs, "secret") {
+			t.Error("a put's value in the request stats")
+		}
+		if strings.Contains(quiet.logs(), `"msg":"request stats"`) {
+			t.Error("request stats of quick calls under the default threshold")
+		}
+	})
+}
+
 // TestClusterTxnRangesCountedWhereProposed: as in etcd 3.7, the members
 // that did not propose a txn apply it without running its range
 // operations, so only the proposing member counts them; every member

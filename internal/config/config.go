@@ -81,6 +81,9 @@ type Config struct {
 	// read served without raft, is logged and counted as slow
 	// (--warning-apply-duration; 0 warns of every one, as in etcd).
 	WarningApplyDuration time.Duration
+	// WarningUnaryRequestDuration is the time past which a unary client
+	// call is logged as "request stats" (--warning-unary-request-duration).
+	WarningUnaryRequestDuration time.Duration
 	// GRPCKeepAliveMinTime is the shortest interval between a client's
 	// pings the client server accepts; GRPCKeepAliveInterval how long a
 	// client connection may be idle before the server pings it, and
@@ -246,6 +249,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		warnApply   = fs.Duration("warning-apply-duration", 100*time.Millisecond, "Time duration after which a warning is generated if applying a request takes more time.")
 		maxStreams  = uint32Value(math.MaxUint32)
+		warnUnary   = fs.Duration("warning-unary-request-duration", 300*time.Millisecond, "Time duration after which a warning is generated if a unary request takes more time.")
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
@@ -403,6 +407,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	}
 	c.WatchProgressNotifyInterval = *watchProg
 	c.WarningApplyDuration = *warnApply
+	c.WarningUnaryRequestDuration = *warnUnary
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	c.MaxConcurrentStreams = uint32(maxStreams)
 	if set["experimental-watch-progress-notify-interval"] {

@@ -74,6 +74,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want.WatchProgressNotifyInterval = 10 * time.Minute
 	want.WarningApplyDuration = 100 * time.Millisecond
+	want.WarningUnaryRequestDuration = 300 * time.Millisecond
 	want.GRPCKeepAliveMinTime, want.GRPCKeepAliveInterval, want.GRPCKeepAliveTimeout = 5*time.Second, 2*time.Hour, 20*time.Second
 	want.LogOutputs, want.LogFormat = []string{"default"}, "json"
 	want.MaxConcurrentStreams = math.MaxUint32

@@ -317,16 +317,17 @@ func (s *Server) openStorage() error {
 // over TLS for https:// (gRPC through net/http, as etcd serves it there).
 func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.grpcSrv = etcdcompat.NewServer(s.store, cl, etcdcompat.Options{
-		MaxRequestBytes:      int(s.cfg.MaxRequestBytes),
-		Watch:                s.watch,
-		Lease:                s.lease,
-		Self:                 s.selfClient,
-		Leadership:           s.store,
-		Snapshots:            snapshots{s},
-		ElectionTimeout:      s.cfg.ElectionTimeout,
-		ClientCertAuth:       s.cfg.ClientTLS.ClientCertAuth,
-		Requests:             s.metrics.requests,
-		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
+		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),
+		Watch:                       s.watch,
+		Lease:                       s.lease,
+		Self:                        s.selfClient,
+		Leadership:                  s.store,
+		Snapshots:                   snapshots{s},
+		ElectionTimeout:             s.cfg.ElectionTimeout,
+		ClientCertAuth:              s.cfg.ClientTLS.ClientCertAuth,
+		Requests:                    s.metrics.requests,
+		MaxConcurrentStreams:        s.cfg.MaxConcurrentStreams,
+		WarningUnaryRequestDuration: &s.cfg.WarningUnaryRequestDuration,
 		Keepalive: &etcdcompat.Keepalive{
 			MinTime: s.cfg.GRPCKeepAliveMinTime, Interval: s.cfg.GRPCKeepAliveInterval, Timeout: s.cfg.GRPCKeepAliveTimeout,
 		},

@@ -118,6 +118,11 @@ type Options struct {
 	// calls a client connection may have open at once; 0 means no limit
 	// (etcd's default, math.MaxUint32).
 	MaxConcurrentStreams uint32
+	// WarningUnaryRequestDuration is etcd's
+	// --warning-unary-request-duration: a unary call slower than this is
+	// logged as "request stats". Nil means etcd's default,
+	// DefaultWarningUnaryRequestDuration.
+	WarningUnaryRequestDuration *time.Duration
 	// Keepalive is etcd's --grpc-keepalive-* settings; nil means etcd's
 	// defaults (DefaultKeepalive).
 	Keepalive *Keepalive
@@ -147,6 +152,14 @@ type Keepalive struct {
 // DefaultKeepalive is etcd's default keepalive: pings no more often than
 // every 5 s, a ping after two idle hours, 20 s for its answer.
 var DefaultKeepalive = Keepalive{MinTime: 5 * time.Second, Interval: 2 * time.Hour, Timeout: 20 * time.Second}
+
+// warnUnary is o.WarningUnaryRequestDuration, or etcd's default.
+func (o Options) warnUnary() time.Duration {
+	if o.WarningUnaryRequestDuration == nil {
+		return DefaultWarningUnaryRequestDuration
+	}
+	return *o.WarningUnaryRequestDuration
+}
 
 // maxStreams is o.MaxConcurrentStreams, no limit for 0.
 func (o Options) maxStreams() uint32 {
@@ -231,7 +244,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		// every time (13% of the CPU of a range benchmark). gRPC starts a
 		// goroutine for a call that finds every worker busy.
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
-		grpc.ChainUnaryInterceptor(requireLeaderUnary(opts.Leadership, opts.Requests), who.unary),
+		grpc.ChainUnaryInterceptor(requestStats(opts.Logger, opts.warnUnary()), requireLeaderUnary(opts.Leadership, opts.Requests), who.unary),
 		grpc.ChainStreamInterceptor(requireLeaderStream(opts.Leadership, opts.ElectionTimeout, opts.Requests), who.stream),
 	}, append(opts.keepalive(), opts.ServerOptions...)...)...)
 	pb.RegisterKVServer(srv, &kvServer{st: st})
