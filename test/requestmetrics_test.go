@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -340,6 +341,80 @@ func TestMaxConcurrentStreamsFlag(t *testing.T) {
 		def := startMember(t, engine)
 		if !streamsOpen(t, def.clientEP, 2) {
 			t.Error("a third stream did not open with the default limit")
+		}
+	})
+}
+
+// accessAnswer is what TestAccessControlMatchesEtcd compares of an answer.
+type accessAnswer struct {
+	status int
+	cors   string
+	body   string
+}
+
+// askAccess sends method to path on endpoint with the given Host and
+// Origin headers ("" for the default Host, none for Origin).
+func askAccess(t *testing.T, endpoint, method, path, host, origin string) accessAnswer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx(t), method, "http://"+endpoint+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := accessAnswer{status: resp.StatusCode, cors: resp.Header.Get("Access-Control-Allow-Origin")}
+	if resp.StatusCode != http.StatusOK {
+		a.body = string(b)
+	}
+	return a
+}
+
+// TestAccessControlMatchesEtcd: the client port's HTTP answers carry
+// etcd's CORS headers (every origin by default, the listed ones with
+// --cors), answer OPTIONS with 200, and with --host-whitelist refuse a
+// plain-text request naming another host with etcd's 421 and text.
+func TestAccessControlMatchesEtcd(t *testing.T) {
+	type probe struct{ method, path, host, origin string }
+	probes := []probe{
+		{"GET", "/health", "", ""},
+		{"OPTIONS", "/v3/kv/range", "", "http://app.example:8080"},
+		{"GET", "/version", "", "http://app.example:8080"},
+		{"GET", "/version", "", "http://other.example"},
+		{"GET", "/version", "evil.example:2379", ""},
+		{"GET", "/version", "localhost", ""},
+	}
+	run := func(ep string) []accessAnswer {
+		var out []accessAnswer
+		for _, p := range probes {
+			out = append(out, askAccess(t, ep, p.method, p.path, p.host, p.origin))
+		}
+		return out
+	}
+	etcdDefault := run(etcdEndpoint(startEtcd(t)))
+	etcdLimited := run(etcdEndpoint(startEtcd(t, func(c *embed.Config) {
+		c.CORS = map[string]struct{}{"http://app.example:8080": {}}
+		c.HostWhitelist = map[string]struct{}{"localhost": {}, "127.0.0.1": {}}
+	})))
+	if etcdDefault[0].cors != "*" || etcdLimited[4].status != http.StatusMisdirectedRequest {
+		t.Fatalf("etcd answered %v and %v: the test is wrong", etcdDefault, etcdLimited)
+	}
+	forEachEngineParallel(t, func(t *testing.T, engine string) {
+		if got := run(startMember(t, engine).clientEP); !slices.Equal(got, etcdDefault) {
+			t.Errorf("defaults: %v, etcd's %v", got, etcdDefault)
+		}
+		limited := startMember(t, engine, "--cors=http://app.example:8080", "--host-whitelist=localhost,127.0.0.1")
+		if got := run(limited.clientEP); !slices.Equal(got, etcdLimited) {
+			t.Errorf("--cors and --host-whitelist: %v, etcd's %v", got, etcdLimited)
 		}
 	})
 }

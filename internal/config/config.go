@@ -91,6 +91,10 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// CORS lists the origins allowed to read client HTTP answers (--cors)
+	// and HostWhitelist the Host names plain-text client HTTP requests may
+	// name (--host-whitelist); "*" allows all.
+	CORS, HostWhitelist []string
 	// MaxConcurrentStreams is the most streams (calls) a client connection
 	// may have open at once (--max-concurrent-streams).
 	MaxConcurrentStreams uint32
@@ -249,6 +253,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		watchProg   = fs.Duration("watch-progress-notify-interval", 10*time.Minute, "Duration of periodic watch progress notifications.")
 		warnApply   = fs.Duration("warning-apply-duration", 100*time.Millisecond, "Time duration after which a warning is generated if applying a request takes more time.")
 		maxStreams  = uint32Value(math.MaxUint32)
+		cors        = urlsValue{raw: "*", exceptions: []string{"*"}}
+		hosts       = fs.String("host-whitelist", "*", "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all).")
 		warnUnary   = fs.Duration("warning-unary-request-duration", 300*time.Millisecond, "Time duration after which a warning is generated if a unary request takes more time.")
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
@@ -264,6 +270,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	)
 	fs.Var(&lmurls, "listen-metrics-urls", "List of URLs to listen on for the metrics and health endpoints.")
 	fs.Var(&maxStreams, "max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.")
+	fs.Var(&cors, "cors", "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)")
 	fs.Var(gates, "feature-gates", "A set of key=value pairs that describe server level feature gates for alpha/experimental features (LeaseCheckpoint, LeaseCheckpointPersist, InitialCorruptCheck, CompactHashCheck are honoured; etcd's other gates are accepted).")
 	// etcd 3.5's spellings of flags above, still accepted.
 	var (
@@ -410,6 +417,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	c.WarningUnaryRequestDuration = *warnUnary
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	c.MaxConcurrentStreams = uint32(maxStreams)
+	c.CORS, c.HostWhitelist = splitList(cors.raw), splitList(*hosts)
 	if set["experimental-watch-progress-notify-interval"] {
 		c.WatchProgressNotifyInterval = *oldWatchProg
 	}
@@ -696,4 +704,16 @@ func parseInitialCluster(s string) (map[string][]url.URL, error) {
 		out[name] = append(out[name], us...)
 	}
 	return out, nil
+}
+
+// splitList splits a comma-separated flag value into its non-empty items,
+// as etcd reads --cors and --host-whitelist.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }

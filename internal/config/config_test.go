@@ -78,6 +78,7 @@ func TestDefaults(t *testing.T) {
 	want.GRPCKeepAliveMinTime, want.GRPCKeepAliveInterval, want.GRPCKeepAliveTimeout = 5*time.Second, 2*time.Hour, 20*time.Second
 	want.LogOutputs, want.LogFormat = []string{"default"}, "json"
 	want.MaxConcurrentStreams = math.MaxUint32
+	want.CORS, want.HostWhitelist = []string{"*"}, []string{"*"}
 	want.LeaseCheckpointInterval = 5 * time.Minute
 	want.CompactHashCheckTime = time.Minute
 	want.StrictReconfigCheck = true

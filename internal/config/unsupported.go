@@ -65,8 +65,6 @@ var inertFlags = []inertFlag{
 	{name: "discovery-proxy", usage: "HTTP proxy for v2 discovery (listed by etcd 3.7's help, which no longer accepts it)."},
 	{name: "v2-deprecation", kind: choicesFlag, def: "write-only", usage: "v2store deprecation stage (etcd enforces its default whatever is given)."},
 	// security
-	{name: "cors", kind: urlsFlag, def: "*", usage: "Allowed CORS origins (* allows all)."},
-	{name: "host-whitelist", def: "*", usage: "Allowed Host headers of plain-text HTTP requests (* allows all)."},
 	// monitoring and logging
 	{name: "logger", def: "zap", usage: "Logger; only zap."},
 	{name: "enable-log-rotation", kind: boolFlag, def: "false", usage: "Rotate a log file output."},

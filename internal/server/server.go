@@ -386,7 +386,10 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	handler := etcdcompat.GatewayGuard(mux, s.cfg.ClientTLS.ClientCertAuth, func() bool { return s.store.AuthState().Enabled() })
+	handler := etcdcompat.AccessControl(mux, etcdcompat.Access{
+		CORS: s.cfg.CORS, Hosts: s.cfg.HostWhitelist, ClientCertAuth: s.cfg.ClientTLS.ClientCertAuth,
+		AuthEnabled: func() bool { return s.store.AuthState().Enabled() },
+	}, s.lg)
 	for i, l := range listeners {
 		if u := s.cfg.ListenClientURLs[i]; isSecure(u) {
 			s.serveClientTLS(l, handler)

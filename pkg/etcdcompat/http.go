@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	gw "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	etcdgw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
 	electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
 	lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -83,21 +87,57 @@ func (m compactJSON) Marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// GatewayGuard wraps the client port's HTTP handler with etcd's checks
-// in front of the JSON gateway: a path under /v3beta/ is served as the same
-// path under /v3/ (etcd keeps the old prefix working), and, when
-// clientCertAuth (--client-cert-auth) is on and authEnabled reports auth
-// enabled, a /v3/ request that presents a verified client certificate with
-// a common name is refused with 400 and etcd's plain-text reason: the
-// gateway calls the gRPC API with its own connection, so that name could
-// not be the user the request is made as.
-func GatewayGuard(next http.Handler, clientCertAuth bool, authEnabled func() bool) http.Handler {
+// Access is what etcd controls of its client port's HTTP requests besides
+// auth: --cors and --host-whitelist.
+type Access struct {
+	// CORS lists the origins whose browser requests may read the answers;
+	// empty or "*" allows every origin (etcd's default).
+	CORS []string
+	// Hosts lists the host names a plain-text request's Host header may
+	// name; empty or "*" allows any (etcd's default). It protects a member
+	// serving plain HTTP on localhost from DNS rebinding (CVE-2018-5702).
+	Hosts []string
+	// ClientCertAuth is --client-cert-auth, AuthEnabled whether auth is
+	// enabled now.
+	ClientCertAuth bool
+	AuthEnabled    func() bool
+}
+
+// allows reports whether list allows v: an empty list or "*" allows all.
+func allows(list []string, v string) bool {
+	return len(list) == 0 || slices.Contains(list, "*") || slices.Contains(list, v)
+}
+
+// AccessControl wraps the client port's HTTP handler with etcd's checks,
+// in etcd's order:
+//   - a path under /v3beta/ is served as the same path under /v3/ (etcd
+//     keeps the old prefix working);
+//   - a plain-text request whose Host is not in a.Hosts is refused with
+//     421 and etcd's explanation, and logged;
+//   - over TLS, with a.ClientCertAuth on and auth enabled, a /v3/ request
+//     that presents a verified client certificate with a common name is
+//     refused with 400 and etcd's plain-text reason: the gateway calls the
+//     gRPC API with its own connection, so that name could not be the user
+//     the request is made as;
+//   - an allowed origin gets CORS headers (every origin by default, as in
+//     etcd), and an OPTIONS request is answered 200 with them alone.
+func AccessControl(next http.Handler, a Access, lg *zap.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
 			r.URL.Path = "/v3/" + rest
 			r.URL.RawPath = ""
 		}
-		if clientCertAuth && r.TLS != nil && strings.HasPrefix(r.URL.Path, "/v3/") && authEnabled() {
+		if r.TLS == nil {
+			host := r.Host
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				host = h
+			}
+			if !allows(a.Hosts, host) {
+				lg.Warn("rejecting HTTP request to prevent DNS rebinding attacks", zap.String("host", host))
+				http.Error(w, dnsRebindingText(host), http.StatusMisdirectedRequest)
+				return
+			}
+		} else if a.ClientCertAuth && strings.HasPrefix(r.URL.Path, "/v3/") && a.AuthEnabled != nil && a.AuthEnabled() {
 			for _, chain := range r.TLS.VerifiedChains {
 				if len(chain) > 0 && chain[0].Subject.CommonName != "" {
 					http.Error(w, "CommonName of client sending a request against gateway will be ignored and not used as expected", http.StatusBadRequest)
@@ -105,8 +145,39 @@ func GatewayGuard(next http.Handler, clientCertAuth bool, authEnabled func() boo
 				}
 			}
 		}
+		if slices.Contains(a.CORS, "*") || len(a.CORS) == 0 {
+			addCORSHeaders(w, "*")
+		} else if origin := r.Header.Get("Origin"); slices.Contains(a.CORS, origin) {
+			addCORSHeaders(w, origin)
+		}
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// addCORSHeaders lets origin read the answer, as etcd's headers do.
+func addCORSHeaders(w http.ResponseWriter, origin string) {
+	w.Header().Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+	w.Header().Add("Access-Control-Allow-Origin", origin)
+	w.Header().Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+}
+
+// dnsRebindingText is etcd's answer to a request whose Host it does not
+// allow.
+func dnsRebindingText(host string) string {
+	return fmt.Sprintf(`
+etcd received your request, but the Host header was unrecognized.
+
+To fix this, choose one of the following options:
+- Enable TLS, then any HTTPS request will be allowed.
+- Add the hostname you want to use to the whitelist in settings.
+  - e.g. etcd --host-whitelist %q
+
+This requirement has been added to help prevent "DNS Rebinding" attacks (CVE-2018-5702).
+`, host)
 }
 
 // RegisterHealth adds etcd's health endpoints alone to mux: /health, and
