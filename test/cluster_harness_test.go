@@ -63,9 +63,30 @@ func startClusterOpts(t *testing.T, engine string, n int, o clusterOpts, extra .
 		for _, m := range c.members {
 			m.stop()
 		}
+		if t.Failed() {
+			// What the members' peer streams and raft did, for a failure
+			// that only a loaded machine shows; the logs go with the test.
+			for _, m := range c.members {
+				t.Logf("warnings, errors and peer stream events of %s:\n%s", m.name, notableLines(m.logs()))
+			}
+		}
 	})
 	c.launch(c.members...)
 	return c
+}
+
+// notableLines keeps the lines of a member's log that tell what went wrong
+// in a cluster: warnings, errors, and the transport's and raft's own.
+func notableLines(log string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) ||
+			strings.Contains(line, `"logger":"transport"`) || strings.Contains(line, `"logger":"raft"`) {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // newMember returns a member named name with c's engine, flags and peer
