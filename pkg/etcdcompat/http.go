@@ -145,7 +145,7 @@ func AccessControl(next http.Handler, a Access, lg *zap.Logger) http.Handler {
 				}
 			}
 		}
-		if slices.Contains(a.CORS, "*") || len(a.CORS) == 0 {
+		if allows(a.CORS, "*") {
 			addCORSHeaders(w, "*")
 		} else if origin := r.Header.Get("Origin"); slices.Contains(a.CORS, origin) {
 			addCORSHeaders(w, origin)
