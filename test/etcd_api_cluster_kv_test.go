@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -194,7 +195,57 @@ func TestClusterFollowerCatchesUpBySnapshot(t *testing.T) {
 		if err != nil || ttl.TTL <= 0 || len(ttl.Keys) != 1 {
 			t.Errorf("lease through the caught-up member: %+v %v", ttl, err)
 		}
+		checkSnapshotSeries(t, c.leader(), lagging)
 	})
+}
+
+// checkSnapshotSeries: the snapshot from to was counted, timed and is no
+// longer in flight on both sides, under etcd's names, types and labels
+// (rafthttp's and etcd_server_snapshot_apply_in_progress_total).
+func checkSnapshotSeries(t *testing.T, from, to *member) {
+	t.Helper()
+	fromID, toID := strconv.FormatUint(from.statusID(t), 16), strconv.FormatUint(to.statusID(t), 16)
+	sides := []struct {
+		m      *member
+		label  string
+		types  map[string]string
+		counts []string
+		zero   []string
+	}{
+		{from, fmt.Sprintf("{To=%q}", toID), map[string]string{
+			"etcd_network_snapshot_send_success":         "counter",
+			"etcd_network_snapshot_send_inflights_total": "gauge", "etcd_network_snapshot_send_total_duration_seconds": "histogram",
+		}, []string{"etcd_network_snapshot_send_success", "etcd_network_snapshot_send_total_duration_seconds_count"},
+			[]string{"etcd_network_snapshot_send_inflights_total"}},
+		{to, fmt.Sprintf("{From=%q}", fromID), map[string]string{
+			"etcd_network_snapshot_receive_success": "counter", "etcd_network_snapshot_receive_inflights_total": "gauge",
+			"etcd_network_snapshot_receive_total_duration_seconds": "histogram", "etcd_server_snapshot_apply_in_progress_total": "gauge",
+		}, []string{"etcd_network_snapshot_receive_success", "etcd_network_snapshot_receive_total_duration_seconds_count"},
+			[]string{"etcd_network_snapshot_receive_inflights_total"}},
+	}
+	for _, side := range sides {
+		url := "http://" + side.m.clientEP + "/metrics"
+		page := scrapePage(t, url)
+		for n, typ := range side.types {
+			if page.types[n] != typ {
+				t.Errorf("%s on %s: type %q, want %q", n, side.m.name, page.types[n], typ)
+			}
+		}
+		values := labelledValues(t, url, slices.Concat(side.counts, side.zero)...)
+		for _, n := range side.counts {
+			if v := values[n+side.label]; v < 1 {
+				t.Errorf("%s%s on %s = %v, want at least 1", n, side.label, side.m.name, v)
+			}
+		}
+		for _, n := range side.zero {
+			if v, ok := values[n+side.label]; !ok || v != 0 {
+				t.Errorf("%s%s on %s = %v (present %v), want 0", n, side.label, side.m.name, v, ok)
+			}
+		}
+	}
+	if v := scrapePage(t, "http://"+to.clientEP+"/metrics").values["etcd_server_snapshot_apply_in_progress_total"]; v != 0 {
+		t.Errorf("snapshot apply in progress on %s after the restore: %v", to.name, v)
+	}
 }
 
 // waitFor polls cond until it holds or d passes.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // metricsPage is a Prometheus text page: each family's type and label
@@ -630,4 +632,132 @@ func seriesDiff(got, want []string) string {
 		}
 	}
 	return b.String()
+}
+
+// operationsSeries are the series of compaction, defragmentation and
+// snapshots that TestOperationsMetricsMatchEtcd compares.
+var operationsSeries = []string{
+	"etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds_count",
+	"etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds_count",
+	"etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_count",
+	"etcd_debugging_mvcc_db_compaction_keys_total",
+	"etcd_disk_backend_defrag_duration_seconds_count",
+	"etcd_disk_backend_snapshot_duration_seconds_count",
+}
+
+// operationsWorkload overwrites keys, compacts (waiting for the compaction
+// to finish), defragments and reads a snapshot to its end, then waits for
+// the server to time the snapshot, which it does once the stream is
+// closed, after the client has read it.
+func operationsWorkload(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	c := ctx(t)
+	url := "http://" + strings.TrimPrefix(cli.Endpoints()[0], "http://") + "/metrics"
+	snapshots := func() float64 {
+		return labelledValues(t, url, "etcd_disk_backend_snapshot_duration_seconds_count")["etcd_disk_backend_snapshot_duration_seconds_count"]
+	}
+	before := snapshots()
+	var last int64
+	for i := range 6 {
+		r, err := cli.Put(c, fmt.Sprintf("ops/%d", i%3), strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Header.Revision
+	}
+	if _, err := cli.Compact(c, last, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Defragment(c, cli.Endpoints()[0]); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cli.Snapshot(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if !waitFor(5*time.Second, func() bool { return snapshots() > before }) {
+		t.Fatal("the snapshot was not timed")
+	}
+}
+
+// TestOperationsMetricsMatchEtcd: a compaction, a defragmentation and a
+// snapshot move etcd's compaction, defragmentation and backend snapshot
+// series on Cairn as on etcd.
+func TestOperationsMetricsMatchEtcd(t *testing.T) {
+	movedAsEtcd(t, operationsSeries, operationsWorkload, func(want map[string]float64) bool {
+		return len(want) == len(operationsSeries)
+	})
+}
+
+// TestOperationsGaugesMatchEtcd: the compaction, defragmentation and
+// snapshot families have etcd's types, and after the work of
+// operationsWorkload the time of the last compaction is set and nothing
+// is left in flight.
+func TestOperationsGaugesMatchEtcd(t *testing.T) {
+	gauges := []string{"etcd_debugging_mvcc_db_compaction_last", "etcd_disk_defrag_inflight", "etcd_server_snapshot_apply_in_progress_total"}
+	families := []string{
+		"etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+		"etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+		"etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+		"etcd_disk_backend_defrag_duration_seconds", "etcd_disk_backend_snapshot_duration_seconds",
+	}
+	etcdTypes, _ := scrape(t, "http://"+etcdEndpoint(startEtcd(t))+"/metrics")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine)
+		url := "http://" + m.clientEP + "/metrics"
+		_, fresh := scrape(t, url)
+		if fresh["etcd_debugging_mvcc_db_compaction_last"] != 0 {
+			t.Errorf("a fresh member's last compaction: %v, want 0", fresh["etcd_debugging_mvcc_db_compaction_last"])
+		}
+		start := time.Now().Unix()
+		operationsWorkload(t, m.client(t))
+		types, values := scrape(t, url)
+		for _, n := range append(gauges, families...) {
+			if etcdTypes[n] == "" || types[n] != etcdTypes[n] {
+				t.Errorf("%s: type %q, etcd's %q", n, types[n], etcdTypes[n])
+			}
+		}
+		if last := values["etcd_debugging_mvcc_db_compaction_last"]; last < float64(start) || last > float64(time.Now().Unix()) {
+			t.Errorf("last compaction at %v, want between %d and now", last, start)
+		}
+		for _, n := range gauges[1:] {
+			if values[n] != 0 {
+				t.Errorf("%s = %v after the work, want 0", n, values[n])
+			}
+		}
+	})
+}
+
+// TestCompactionFlagsMatchEtcd: --compaction-batch-limit and
+// --compaction-sleep-interval pace a compaction as in etcd: with a limit
+// of 2 the compaction of operationsWorkload takes as many engine batches
+// as etcd's, with the pause between them.
+func TestCompactionFlagsMatchEtcd(t *testing.T) {
+	const sleep = 300 * time.Millisecond
+	batches := "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds_count"
+	total := "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_sum"
+	etcdCli := startEtcd(t, func(c *embed.Config) {
+		c.CompactionBatchLimit = 2
+		c.CompactionSleepInterval = sleep
+	})
+	want := seriesMoved(t, "http://"+etcdEndpoint(etcdCli)+"/metrics", []string{batches, total}, func() { operationsWorkload(t, etcdCli) })
+	// Six revisions in batches of two, and the batch that finds none left.
+	if want[batches] < 4 || want[total] < float64(3*sleep/time.Millisecond) {
+		t.Fatalf("etcd's compaction: %v, want at least 4 batches and 3 pauses of %v", want, sleep)
+	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		m := startMember(t, engine, "--compaction-batch-limit", "2", "--compaction-sleep-interval", sleep.String())
+		cli := m.client(t)
+		got := seriesMoved(t, "http://"+m.clientEP+"/metrics", []string{batches, total}, func() { operationsWorkload(t, cli) })
+		if got[batches] != want[batches] {
+			t.Errorf("compaction batches: %v, etcd's %v", got[batches], want[batches])
+		}
+		if got[total] < float64(3*sleep/time.Millisecond) {
+			t.Errorf("compaction took %v ms, want at least 3 pauses of %v", got[total], sleep)
+		}
+	})
 }

@@ -91,6 +91,12 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// CompactionBatchLimit is the most revisions one engine batch of a
+	// compaction deletes, and CompactionSleepInterval the pause between two
+	// batches (--compaction-batch-limit, --compaction-sleep-interval); 0
+	// takes etcd's defaults, 1000 and 10ms.
+	CompactionBatchLimit    int
+	CompactionSleepInterval time.Duration
 	// CORS lists the origins allowed to read client HTTP answers (--cors)
 	// and HostWhitelist the Host names plain-text client HTTP requests may
 	// name (--host-whitelist); "*" allows all.
@@ -259,6 +265,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+		compBatch   = fs.Int("compaction-batch-limit", 0, "Sets the maximum revisions deleted in each compaction batch.")
+		compSleep   = fs.Duration("compaction-sleep-interval", 0, "Sets the sleep interval between each compaction batch.")
 		gates       = featureGateFlag{}
 		cpInterval  = fs.Duration("lease-checkpoint-interval", 5*time.Minute, "Duration of periodic lease checkpoints (with the LeaseCheckpoint feature gate).")
 		corruptTime = fs.Duration("corrupt-check-time", 0, "Duration of time between cluster corruption check passes.")
@@ -415,6 +423,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	c.WatchProgressNotifyInterval = *watchProg
 	c.WarningApplyDuration = *warnApply
 	c.WarningUnaryRequestDuration = *warnUnary
+	c.CompactionBatchLimit = *compBatch
+	c.CompactionSleepInterval = *compSleep
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	c.MaxConcurrentStreams = uint32(maxStreams)
 	c.CORS, c.HostWhitelist = splitList(cors.raw), splitList(*hosts)

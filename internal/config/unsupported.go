@@ -75,9 +75,7 @@ var inertFlags = []inertFlag{
 	{name: "distributed-tracing-instance-id", usage: "Instance ID in traces."},
 	{name: "distributed-tracing-sampling-rate", kind: intFlag, def: "0", usage: "Samples per million spans."},
 	// features
-	{name: "compaction-batch-limit", kind: intFlag, def: "0", usage: "Most revisions deleted per compaction batch."},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: uintFlag, def: "0", usage: "Defragment at start when it frees this much."},
-	{name: "compaction-sleep-interval", kind: durationFlag, def: "0s", usage: "Pause between compaction batches."},
 	{name: "downgrade-check-time", kind: durationFlag, def: "5s", usage: "Period of downgrade status checks."},
 	// etcd 2 flags that etcd 3.7 accepts and ignores.
 	{name: "cluster-active-size", kind: legacyFlag},

@@ -205,10 +205,13 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 
 	limit := kv.opts.CompactionBatchLimit
 	keep := make(map[revision]struct{})
+	var indexLocked time.Duration
 	for from := []byte(nil); ; {
+		locked := time.Now()
 		kv.mu.Lock()
 		from = kv.idx.compact(from, rev, limit, keep)
 		kv.mu.Unlock()
+		indexLocked += time.Since(locked)
 		if from == nil {
 			break
 		}
@@ -218,6 +221,12 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 		default:
 		}
 	}
+	kv.metrics.indexPause.Observe(float64(indexLocked / time.Millisecond))
+	dbStart := time.Now()
+	defer func() {
+		sinceMs(kv.metrics.dbTotal, dbStart)
+		kv.metrics.lastCompaction.Set(float64(time.Now().Unix()))
+	}()
 
 	// As etcd does, hash what the compaction sees before deleting it; HashKV
 	// at rev answers with that hash.
@@ -229,6 +238,7 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 			keys  [][]byte
 			hfail error
 		)
+		batchStart := time.Now()
 		err := kv.e.Iterate(storage.KV, from, end, false, func(k, v []byte) bool {
 			keys = append(keys, bytes.Clone(k))
 			if h != nil {
@@ -266,6 +276,7 @@ func (kv *KV) compact(rev int64, stop <-chan struct{}) error {
 		}
 		deleted += batchDeleted
 		kv.metrics.compacted.Add(float64(batchDeleted))
+		sinceMs(kv.metrics.dbPause, batchStart)
 		if last {
 			break
 		}

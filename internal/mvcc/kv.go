@@ -66,11 +66,13 @@ type Options struct {
 	// Logger receives compaction and recovery messages; nil discards them.
 	Logger *zap.Logger
 	// CompactionBatchLimit is the number of revisions one engine batch of
-	// physical compaction deletes (etcd's --experimental-compaction-batch-limit);
-	// DefaultCompactionBatchLimit when 0.
+	// physical compaction deletes (etcd's --compaction-batch-limit);
+	// DefaultCompactionBatchLimit when 0 or negative (with a negative
+	// limit etcd's compaction never finishes).
 	CompactionBatchLimit int
 	// CompactionSleepInterval is the pause between two such batches, which
-	// leaves the engine to the writer; DefaultCompactionSleepInterval when 0.
+	// leaves the engine to the writer; DefaultCompactionSleepInterval when
+	// 0, none when negative (--compaction-sleep-interval, as in etcd).
 	CompactionSleepInterval time.Duration
 }
 

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -178,9 +179,20 @@ func TestCompactionAndHashMetrics(t *testing.T) {
 		// At the current revision a keeps its newest record and b its
 		// tombstone, which is at that revision; a's two older records and
 		// b's put go.
+		before := time.Now().Unix()
 		f.mustCompact(f.kv.Rev())
 		if got := testutil.ToFloat64(m.compacted); got != 3 {
 			t.Errorf("compacted records counted: %v, want 3", got)
+		}
+		// One pause of the index and, for so few records, one engine
+		// batch, each compaction timed once as a whole.
+		for name, h := range map[string]prometheus.Histogram{"index pauses": m.indexPause, "engine batches": m.dbPause, "compactions": m.dbTotal} {
+			if got := histogramCount(t, h); got != 1 {
+				t.Errorf("%s timed: %d, want 1", name, got)
+			}
+		}
+		if last := testutil.ToFloat64(m.lastCompaction); last < float64(before) || last > float64(time.Now().Unix()) {
+			t.Errorf("last compaction at %v, want between %d and now", last, before)
 		}
 		if _, _, err := f.kv.Hash(); err != nil {
 			t.Fatal(err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -45,8 +47,11 @@ type memberMetrics struct {
 	// walWritten counts the bytes appended (a gauge, as etcd declares it).
 	walFsync, walWrite prometheus.Histogram
 	walWritten         prometheus.Gauge
-	// backendCommit times the commits of the storage engine's batches.
-	backendCommit prometheus.Histogram
+	// backend times the storage engine's commits, defragmentations and
+	// snapshots.
+	backend backendMetrics
+	// snapshotApplying is 1 while a snapshot from the leader is restored.
+	snapshotApplying prometheus.Gauge
 	// health counts the answers of the health endpoints, on the client
 	// and the metrics URLs alike.
 	health *etcdcompat.HealthMetrics
@@ -90,10 +95,33 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 			Name: "etcd_disk_wal_write_bytes_total",
 			Help: "Total number of bytes written in WAL.",
 		}),
-		backendCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "etcd_disk_backend_commit_duration_seconds",
-			Help:    "The latency distributions of commit called by backend.",
-			Buckets: diskBuckets,
+		backend: backendMetrics{
+			commits: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "etcd_disk_backend_commit_duration_seconds",
+				Help:    "The latency distributions of commit called by backend.",
+				Buckets: diskBuckets,
+			}),
+			// etcd's buckets: 100 ms to about 410 s.
+			defrags: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "etcd_disk_backend_defrag_duration_seconds",
+				Help:    "The latency distribution of backend defragmentation.",
+				Buckets: prometheus.ExponentialBuckets(.1, 2, 13),
+			}),
+			defragging: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "etcd_disk_defrag_inflight",
+				Help: "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+			}),
+			// etcd's buckets: 10 ms to about 655 s.
+			snapshots: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "etcd_disk_backend_snapshot_duration_seconds",
+				Help:    "The latency distribution of backend snapshots.",
+				Buckets: prometheus.ExponentialBuckets(.01, 2, 17),
+			}),
+			running: new(atomic.Int32),
+		},
+		snapshotApplying: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcd_server_snapshot_apply_in_progress_total",
+			Help: "1 if the server is applying the incoming snapshot. 0 if none.",
 		}),
 		health:   etcdcompat.NewHealthMetrics(),
 		requests: etcdcompat.NewRequestMetrics(),
@@ -109,7 +137,8 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWrite, m.walWritten, m.backendCommit,
+		m.grpc, m.grpcSent, m.grpcReceived, m.walFsync, m.walWrite, m.walWritten,
+		m.backend.commits, m.backend.defrags, m.backend.defragging, m.backend.snapshots, m.snapshotApplying,
 		m.promoted, m.promoteFailed,
 		actorCollector{sys},
 	)
@@ -186,17 +215,54 @@ func (c countingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.CodecV2.Unmarshal(data, v)
 }
 
-// timedEngine is a storage engine whose batch commits are timed into
-// etcd_disk_backend_commit_duration_seconds: every batch the member
-// writes, the applied entries' above all.
+// backendMetrics are etcd's backend series: every batch the member
+// commits (the applied entries' above all), every defragmentation and
+// every snapshot of the engine's state, streamed to a client or a peer.
+type backendMetrics struct {
+	commits, defrags, snapshots prometheus.Histogram
+	defragging                  prometheus.Gauge
+	// running counts the defragmentations under way, for defragging.
+	running *atomic.Int32
+}
+
+// timedEngine is a storage engine that times its batch commits, its
+// defragmentations and the snapshots it writes into m.
 type timedEngine struct {
 	storage.Engine
-	commits prometheus.Histogram
+	m backendMetrics
 }
 
 func (e timedEngine) NewBatch() storage.Batch {
-	return timedBatch{Batch: e.Engine.NewBatch(), commits: e.commits}
+	return timedBatch{Batch: e.Engine.NewBatch(), commits: e.m.commits}
 }
+
+// Defragment is timed when it succeeds, as etcd times its own; the
+// in-flight gauge is 1 while any runs.
+func (e timedEngine) Defragment() error {
+	e.m.running.Add(1)
+	e.m.defragging.Set(1)
+	defer func() {
+		if e.m.running.Add(-1) == 0 {
+			e.m.defragging.Set(0)
+		}
+	}()
+	start := time.Now()
+	err := e.Engine.Defragment()
+	if err == nil {
+		e.m.defrags.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// WriteSnapshot writes the snapshot a peer is sent, timed from start to
+// end whatever its outcome, as etcd times a snapshot until it is closed.
+func (e timedEngine) WriteSnapshot(w io.Writer) error {
+	defer since(e.m.snapshots, time.Now())
+	return e.Engine.WriteSnapshot(w)
+}
+
+// since observes the seconds from start in h.
+func since(h prometheus.Histogram, start time.Time) { h.Observe(time.Since(start).Seconds()) }
 
 type timedBatch struct {
 	storage.Batch

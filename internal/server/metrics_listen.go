@@ -13,13 +13,13 @@ import (
 )
 
 // instrumentStorage makes the raft log time its fsyncs and the engine its
-// batch commits into the member's metrics. It runs once storage is open,
+// batch commits, defragmentations and snapshots into the member's metrics. It runs once storage is open,
 // before anything writes.
 func (s *Server) instrumentStorage() {
 	if l, ok := s.rlog.(*filelog.Log); ok {
 		l.SetMetrics(s.metrics.raftLog())
 	}
-	s.engine = timedEngine{Engine: s.engine, commits: s.metrics.backendCommit}
+	s.engine = timedEngine{Engine: s.engine, m: s.metrics.backend}
 }
 
 // metricsHandler registers the series read from the running member (the

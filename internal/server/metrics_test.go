@@ -1,10 +1,12 @@
 package server
 
 import (
+	"io"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cairn-kv/cairn/internal/actors"
@@ -20,7 +22,7 @@ func TestTimedEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h"})
-	e := timedEngine{Engine: raw, commits: h}
+	e := timedEngine{Engine: raw, m: backendMetrics{commits: h}}
 	defer e.Close()
 	for range 3 {
 		b := e.NewBatch()
@@ -38,6 +40,37 @@ func TestTimedEngine(t *testing.T) {
 	}
 	if n := m.GetHistogram().GetSampleCount(); n != 3 {
 		t.Errorf("%d commits observed, want 3", n)
+	}
+}
+
+// TestTimedEngineDefragAndSnapshot: a defragmentation and a snapshot
+// written for a peer are timed once each, and the in-flight gauge of
+// defragmentation is back at 0 afterwards.
+func TestTimedEngineDefragAndSnapshot(t *testing.T) {
+	raw, err := memory.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bm := newMemberMetrics(false, actors.NewSystem()).backend
+	e := timedEngine{Engine: raw, m: bm}
+	defer e.Close()
+	if err := e.Defragment(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WriteSnapshot(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]prometheus.Histogram{"defragmentations": bm.defrags, "snapshots": bm.snapshots} {
+		var m dto.Metric
+		if err := h.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetHistogram().GetSampleCount(); n != 1 {
+			t.Errorf("%s observed: %d, want 1", name, n)
+		}
+	}
+	if v := testutil.ToFloat64(bm.defragging); v != 0 {
+		t.Errorf("defragmentations in flight after the last: %v", v)
 	}
 }
 

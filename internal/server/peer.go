@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -27,9 +28,12 @@ import (
 type peerHandler struct {
 	dir     string        // where an incoming snapshot is spooled
 	applied func() uint64 // the state machine's applied index
-	node    atomic.Pointer[raftnode.Node]
-	store   atomic.Pointer[store.Client]
-	lg      *zap.Logger
+	// applying is etcd_server_snapshot_apply_in_progress_total: 1 while
+	// an incoming snapshot is restored.
+	applying prometheus.Gauge
+	node     atomic.Pointer[raftnode.Node]
+	store    atomic.Pointer[store.Client]
+	lg       *zap.Logger
 }
 
 // Step implements transport.Handler.
@@ -71,6 +75,8 @@ func (h *peerHandler) Snapshot(m *raftpb.Message, data io.Reader) error {
 	}
 	h.lg.Info("received snapshot", zap.String("from", fmt.Sprintf("%x", m.GetFrom())),
 		zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", n))
+	h.applying.Set(1)
+	defer h.applying.Set(0)
 	return st.Restore(bufio.NewReaderSize(f, 1<<20))
 }
 
@@ -92,7 +98,7 @@ func (h *peerHandler) ReportSnapshot(id uint64, failed bool) {
 // peer listeners on --listen-peer-urls. Nothing is served on them until
 // servePeers: raft retries what the other members send meanwhile.
 func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
-	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, lg: s.lg.Named("peer")}
+	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, applying: s.metrics.snapshotApplying, lg: s.lg.Named("peer")}
 	// Snapshots a crash cut off while they were being received.
 	left, _ := filepath.Glob(filepath.Join(s.peers.dir, "snapshot.incoming.*"))
 	for _, f := range left {

@@ -301,7 +301,12 @@ func (s *Server) openStorage() error {
 	s.instrumentStorage()
 	// Put events carry no PrevKv: a watcher that asks for prev_kv has its
 	// stream actor read it at rev-1, off the write path, as etcd does.
-	kv, err := mvcc.Open(s.engine, mvcc.Options{MaxTxnOps: int(s.cfg.MaxTxnOps), Logger: s.lg.Named("mvcc")})
+	kv, err := mvcc.Open(s.engine, mvcc.Options{
+		MaxTxnOps:               int(s.cfg.MaxTxnOps),
+		CompactionBatchLimit:    s.cfg.CompactionBatchLimit,
+		CompactionSleepInterval: s.cfg.CompactionSleepInterval,
+		Logger:                  s.lg.Named("mvcc"),
+	})
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,9 @@ func (sn snapshots) Snapshot(ctx context.Context, send func(*pb.SnapshotResponse
 	if err != nil {
 		return err
 	}
+	// Timed from the view to the end of the stream, as etcd times a
+	// backend snapshot until it is closed.
+	defer since(s.metrics.backend.snapshots, time.Now())
 	path := filepath.Join(dir, "db")
 	err = etcdformat.Write(ctx, path, view, etcdformat.Info{Term: s.store.Header().RaftTerm})
 	view.Close()

@@ -36,6 +36,16 @@ type peerMetrics struct {
 	// labelled with the local and the remote member ID, as etcd's.
 	activePeers       *prometheus.GaugeVec
 	disconnectedPeers *prometheus.CounterVec
+	// snapSent, snapSending, snapSendFailed and snapSendTime count and
+	// time the snapshots sent to each peer (successes, in flight,
+	// failures); snapReceived and the others the same for those received,
+	// a receive being a success once the snapshot is restored.
+	snapSent, snapSendFailed        *prometheus.CounterVec
+	snapSending                     *prometheus.GaugeVec
+	snapSendTime                    *prometheus.HistogramVec
+	snapReceived, snapReceiveFailed *prometheus.CounterVec
+	snapReceiving                   *prometheus.GaugeVec
+	snapReceiveTime                 *prometheus.HistogramVec
 }
 
 func newPeerMetrics() *peerMetrics {
@@ -70,13 +80,52 @@ func newPeerMetrics() *peerMetrics {
 			Name: "etcd_network_disconnected_peers_total",
 			Help: "The total number of disconnected peers.",
 		}, []string{"Local", "Remote"}),
+		snapSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_snapshot_send_success",
+			Help: "Total number of successful snapshot sends",
+		}, []string{"To"}),
+		snapSending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "etcd_network_snapshot_send_inflights_total",
+			Help: "Total number of inflight snapshot sends",
+		}, []string{"To"}),
+		snapSendFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_snapshot_send_failures",
+			Help: "Total number of snapshot send failures",
+		}, []string{"To"}),
+		snapSendTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "etcd_network_snapshot_send_total_duration_seconds",
+			Help:    "Total latency distributions of v3 snapshot sends",
+			Buckets: snapshotBuckets,
+		}, []string{"To"}),
+		snapReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_snapshot_receive_success",
+			Help: "Total number of successful snapshot receives",
+		}, []string{"From"}),
+		snapReceiving: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "etcd_network_snapshot_receive_inflights_total",
+			Help: "Total number of inflight snapshot receives",
+		}, []string{"From"}),
+		snapReceiveFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_snapshot_receive_failures",
+			Help: "Total number of snapshot receive failures",
+		}, []string{"From"}),
+		snapReceiveTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "etcd_network_snapshot_receive_total_duration_seconds",
+			Help:    "Total latency distributions of v3 snapshot receives",
+			Buckets: snapshotBuckets,
+		}, []string{"From"}),
 	}
 }
+
+// snapshotBuckets are etcd's for its snapshot transfer histograms: 100 ms
+// to about 51 s.
+var snapshotBuckets = prometheus.ExponentialBuckets(0.1, 2, 10)
 
 // Collectors returns the transport's metrics, for the caller to register.
 func (t *Transport) Collectors() []prometheus.Collector {
 	m := t.metrics
-	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.receivedFailures, m.rtt, m.activePeers, m.disconnectedPeers}
+	return []prometheus.Collector{m.sentBytes, m.receivedBytes, m.sentFailures, m.receivedFailures, m.rtt, m.activePeers, m.disconnectedPeers,
+		m.snapSent, m.snapSending, m.snapSendFailed, m.snapSendTime, m.snapReceived, m.snapReceiving, m.snapReceiveFailed, m.snapReceiveTime}
 }
 
 // forget drops the series of a removed peer; local is this member's ID.
@@ -89,6 +138,12 @@ func (m *peerMetrics) forget(local, id uint64) {
 	m.sentFailures.DeleteLabelValues(hex)
 	m.receivedFailures.DeleteLabelValues(hex)
 	m.rtt.DeleteLabelValues(hex)
+	for _, v := range []interface{ DeleteLabelValues(...string) bool }{
+		m.snapSent, m.snapSending, m.snapSendFailed, m.snapSendTime,
+		m.snapReceived, m.snapReceiving, m.snapReceiveFailed, m.snapReceiveTime,
+	} {
+		v.DeleteLabelValues(hex)
+	}
 }
 
 // sentStats is the stats handler of the connection to one peer: it counts

@@ -312,7 +312,11 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
 	p.lg.Info("sending database snapshot", zap.Uint64("snapshot-index", index))
 	start := time.Now()
+	to, pm := hexID(p.id), p.t.metrics
+	sending := pm.snapSending.WithLabelValues(to)
+	sending.Inc()
 	n, err := p.streamSnapshot(m)
+	sending.Dec()
 	if p.t.isStopped() {
 		return
 	}
@@ -320,12 +324,16 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 		p.lg.Warn("failed to send database snapshot", zap.Uint64("snapshot-index", index),
 			zap.Int64("bytes", n), zap.Error(err))
 		p.failures.Inc()
+		pm.snapSendFailed.WithLabelValues(to).Inc()
 		p.t.cfg.Handler.ReportUnreachable(p.id)
 		p.t.cfg.Handler.ReportSnapshot(p.id, true)
 		return
 	}
+	took := time.Since(start)
 	p.lg.Info("sent database snapshot", zap.Uint64("snapshot-index", index),
-		zap.Int64("bytes", n), zap.Duration("took", time.Since(start)))
+		zap.Int64("bytes", n), zap.Duration("took", took))
+	pm.snapSent.WithLabelValues(to).Inc()
+	pm.snapSendTime.WithLabelValues(to).Observe(took.Seconds())
 	p.t.cfg.Handler.ReportSnapshot(p.id, false)
 }
 

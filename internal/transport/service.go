@@ -228,6 +228,7 @@ func (t *Transport) receive(ss grpc.ServerStream, from uint64) error {
 // the pipe's reader; the handler waits for the restore, or for Stop, which
 // breaks the pipe.
 func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
+	start := time.Now()
 	from, err := t.accept(ss.Context())
 	if err != nil {
 		return err
@@ -241,16 +242,20 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
 	m := &raftpb.Message{}
 	if err := proto.Unmarshal(head.GetValue(), m); err != nil {
 		t.metrics.receivedFailures.WithLabelValues(hexID(from)).Inc()
+		t.metrics.snapReceiveFailed.WithLabelValues(hexID(from)).Inc()
 		return status.Errorf(codes.InvalidArgument, "bad MsgSnap: %v", err)
 	}
 	if m.GetType() != raftpb.MsgSnap || m.GetFrom() != from || m.GetTo() != t.cfg.ID {
 		t.metrics.receivedFailures.WithLabelValues(hexID(from)).Inc()
+		t.metrics.snapReceiveFailed.WithLabelValues(hexID(from)).Inc()
 		return status.Errorf(codes.InvalidArgument, "bad MsgSnap: %s from %x to %x", m.GetType(), m.GetFrom(), m.GetTo())
 	}
 	index := m.GetSnapshot().GetMetadata().GetIndex()
 	lg := t.lg.With(zap.String("remote-peer-id", hexID(from)), zap.Uint64("snapshot-index", index))
 	lg.Info("receiving database snapshot")
-	start := time.Now()
+	receiving := t.metrics.snapReceiving.WithLabelValues(hexID(from))
+	receiving.Inc()
+	defer receiving.Dec()
 
 	pr, pw := io.Pipe()
 	var received atomic.Int64
@@ -298,9 +303,12 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) error {
 	}
 	if err != nil {
 		lg.Warn("failed to restore database snapshot", zap.Int64("bytes", received.Load()), zap.Error(err))
+		t.metrics.snapReceiveFailed.WithLabelValues(hexID(from)).Inc()
 		return status.Errorf(codes.Aborted, "restoring snapshot: %v", err)
 	}
-	lg.Info("received and restored database snapshot", zap.Int64("bytes", received.Load()),
-		zap.Duration("took", time.Since(start)))
+	took := time.Since(start)
+	lg.Info("received and restored database snapshot", zap.Int64("bytes", received.Load()), zap.Duration("took", took))
+	t.metrics.snapReceived.WithLabelValues(hexID(from)).Inc()
+	t.metrics.snapReceiveTime.WithLabelValues(hexID(from)).Observe(took.Seconds())
 	return ss.SendMsg(&emptypb.Empty{})
 }

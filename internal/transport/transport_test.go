@@ -31,6 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cairn-kv/cairn/internal/actors"
 	"github.com/cairn-kv/cairn/internal/raftlog/filelog"
@@ -405,6 +406,7 @@ func TestLargeSnapshotStreamsInBoundedMemory(t *testing.T) {
 	if len(stepped) != 1 || !proto.Equal(stepped[0], snap) {
 		t.Fatalf("receiver stepped %v, want the MsgSnap once", stepped)
 	}
+	checkSnapshotCounts(t, a, b, 1, 0)
 	mib := func(peak, base uint64) float64 { return float64(int64(peak)-int64(base)) / (1 << 20) }
 	allocGrowth, liveGrowth := mib(peakAlloc.Load(), base.alloc), mib(peakLive.Load(), base.live)
 	t.Logf("64 MiB snapshot in %v; peak growth of the live heap %.1f MiB, of HeapAlloc %.1f MiB",
@@ -440,6 +442,48 @@ func TestSnapshotFailureIsReported(t *testing.T) {
 	if len(b.h.from(1)) != 0 {
 		t.Fatal("a failed restore stepped the MsgSnap")
 	}
+	checkSnapshotCounts(t, a, b, 0, 1)
+}
+
+// checkSnapshotCounts: the snapshots from a to b were counted as etcd's
+// rafthttp counts them, ok successes and failed failures on either side,
+// each success timed, none left in flight.
+func checkSnapshotCounts(t *testing.T, a, b *member, ok, failed int) {
+	t.Helper()
+	// The receiver counts once its handler returned; the sender's report
+	// may come first.
+	waitFor(t, "the receiver's count", 10*time.Second, func() bool {
+		m := b.tr.metrics
+		return testutil.ToFloat64(m.snapReceived.WithLabelValues("1"))+testutil.ToFloat64(m.snapReceiveFailed.WithLabelValues("1")) == float64(ok+failed)
+	})
+	am, bm := a.tr.metrics, b.tr.metrics
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"sent", testutil.ToFloat64(am.snapSent.WithLabelValues("2")), float64(ok)},
+		{"send failures", testutil.ToFloat64(am.snapSendFailed.WithLabelValues("2")), float64(failed)},
+		{"sends in flight", testutil.ToFloat64(am.snapSending.WithLabelValues("2")), 0},
+		{"sends timed", float64(histogramCount(t, am.snapSendTime.WithLabelValues("2"))), float64(ok)},
+		{"received", testutil.ToFloat64(bm.snapReceived.WithLabelValues("1")), float64(ok)},
+		{"receive failures", testutil.ToFloat64(bm.snapReceiveFailed.WithLabelValues("1")), float64(failed)},
+		{"receives in flight", testutil.ToFloat64(bm.snapReceiving.WithLabelValues("1")), 0},
+		{"receives timed", float64(histogramCount(t, bm.snapReceiveTime.WithLabelValues("1"))), float64(ok)},
+	} {
+		if c.got != c.want {
+			t.Errorf("snapshots %s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// histogramCount is the number of observations of o, a histogram.
+func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := o.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 func countLogs(logs *observer.ObservedLogs, level zapcore.Level, msg string) int {
