@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -758,6 +760,64 @@ func TestCompactionFlagsMatchEtcd(t *testing.T) {
 		}
 		if got[total] < float64(3*sleep/time.Millisecond) {
 			t.Errorf("compaction took %v ms, want at least 3 pauses of %v", got[total], sleep)
+		}
+	})
+}
+
+// TestClusterSeriesMatchEtcd: the series of what a member knows of its
+// cluster read as etcd's: itself among the known peers, the auth
+// revision moving with each auth change, and an active alarm, under
+// etcd's names, types and labels.
+func TestClusterSeriesMatchEtcd(t *testing.T) {
+	type seen struct {
+		known, alarm, alarmAfterDisarm float64
+		authMoved                      float64
+		types                          map[string]string
+		labels                         map[string][]string
+	}
+	names := []string{"etcd_network_known_peers", "etcd_debugging_server_alarms", "etcd_debugging_auth_revision"}
+	observe := func(t *testing.T, cli *clientv3.Client) seen {
+		t.Helper()
+		url := "http://" + strings.TrimPrefix(cli.Endpoints()[0], "http://") + "/metrics"
+		st, err := cli.Status(ctx(t), cli.Endpoints()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strconv.FormatUint(st.Header.MemberId, 16)
+		var s seen
+		s.known = labelledValues(t, url, names[0])[fmt.Sprintf("etcd_network_known_peers{Local=%q,Remote=%q}", id, id)]
+		before := labelledValues(t, url, names[2])[names[2]]
+		if _, err := cli.UserAdd(ctx(t), "metrics-user", "pw"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.RoleAdd(ctx(t), "metrics-role"); err != nil {
+			t.Fatal(err)
+		}
+		s.authMoved = labelledValues(t, url, names[2])[names[2]] - before
+		maint := pb.NewMaintenanceClient(cli.ActiveConnection())
+		if _, err := maint.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+			t.Fatal(err)
+		}
+		series := fmt.Sprintf("etcd_debugging_server_alarms{alarm_type=\"NOSPACE\",server_id=%q}", id)
+		s.alarm = labelledValues(t, url, names[1])[series]
+		page := scrapePage(t, url)
+		s.types, s.labels = map[string]string{}, map[string][]string{}
+		for _, n := range names {
+			s.types[n], s.labels[n] = page.types[n], page.labels[n]
+		}
+		if _, err := cli.AlarmDisarm(ctx(t), &clientv3.AlarmMember{MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+			t.Fatal(err)
+		}
+		s.alarmAfterDisarm = labelledValues(t, url, names[1])[series]
+		return s
+	}
+	want := observe(t, startEtcd(t))
+	if want.known != 1 || want.alarm != 1 || want.authMoved != 2 {
+		t.Fatalf("etcd's series: %+v", want)
+	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		if got := observe(t, startMember(t, engine).client(t)); !reflect.DeepEqual(got, want) {
+			t.Errorf("got  %+v\nwant %+v (etcd's)", got, want)
 		}
 	})
 }
