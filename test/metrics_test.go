@@ -821,3 +821,39 @@ func TestClusterSeriesMatchEtcd(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamFailuresMatchEtcd: a watch or keep-alive stream that its
+// client ends, or whose message does not decode (gRPC then ends the
+// stream's context before the handler sees the error, so etcd takes it as
+// the client's doing), is answered as etcd answers it and moves
+// etcd_network_server_stream_failures_total no more than etcd's.
+// (Failures counted there are unit-tested in etcdcompat: etcd's own
+// counter moves only for errors of a stream whose context is still live.)
+func TestStreamFailuresMatchEtcd(t *testing.T) {
+	const series = "etcd_network_server_stream_failures_total"
+	bad := []byte{0x0a, 0x05, 'k'} // a length-delimited field 1 that claims 5 bytes and has 1
+	methods := []string{"/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"}
+	answers := map[string][2]string{}
+	movedAsEtcd(t, []string{series}, func(t *testing.T, cli *clientv3.Client) {
+		wctx, stop := context.WithCancel(ctx(t))
+		wc := cli.Watch(wctx, "k")
+		if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		<-wc
+		stop()
+		ep := strings.TrimPrefix(cli.Endpoints()[0], "http://")
+		for _, m := range methods {
+			status, msg := rawCall(t, ep, m, bad, "3.7")
+			// protobuf-go puts a space or a no-break space after "proto:"
+			// in its errors, chosen by a hash of the binary, to keep
+			// callers from matching its text.
+			msg = strings.ReplaceAll(msg, "%C2%A0", " ")
+			if want, ok := answers[m]; !ok {
+				answers[m] = [2]string{status, msg}
+			} else if want != [2]string{status, msg} {
+				t.Errorf("%s answered a message that does not decode with %s %q, etcd with %s %q", m, status, msg, want[0], want[1])
+			}
+		}
+	}, func(map[string]float64) bool { return true })
+}

@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -166,13 +167,23 @@ func movedAsEtcd(t *testing.T, names []string, workload func(*testing.T, *client
 // given client-api-version, and returns the gRPC status and message.
 func rawRange(t *testing.T, endpoint, version string) (status, message string) {
 	t.Helper()
+	// RangeRequest{Key: "k"}.
+	return rawCall(t, endpoint, "/etcdserverpb.KV/Range", []byte{0x0a, 0x01, 'k'}, version)
+}
+
+// rawCall sends msg, the bytes of one protobuf message, to method over
+// HTTP/2 without gRPC's client, which sends only what it can marshal, with
+// the given client-api-version, and returns the gRPC status and message.
+func rawCall(t *testing.T, endpoint, method string, msg []byte, version string) (status, message string) {
+	t.Helper()
 	// HTTP/2 over plain TCP, as gRPC speaks it without TLS.
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	defer tr.CloseIdleConnections()
-	// RangeRequest{Key: "k"} in gRPC's framing: uncompressed, 3 bytes.
-	body := []byte{0, 0, 0, 0, 3, 0x0a, 0x01, 'k'}
-	req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+endpoint+"/etcdserverpb.KV/Range", bytes.NewReader(body))
+	// gRPC's framing: uncompressed, then the length.
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+	body = append(body, msg...)
+	req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+endpoint+method, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

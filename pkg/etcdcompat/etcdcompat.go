@@ -235,6 +235,7 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 		opts.Logger = zap.NewNop()
 	}
 	who := identity{certAuth: opts.ClientCertAuth, selfKey: newSelfKey()}
+	failures := &streamFailures{lg: opts.Logger, m: opts.Requests}
 	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -259,10 +260,10 @@ func NewServer(st Store, cl Cluster, opts Options) *grpc.Server {
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{st: st, lead: opts.Leadership, snap: opts.Snapshots})
 	pb.RegisterClusterServer(srv, &clusterServer{st: st, cl: cl})
 	if opts.Watch != nil {
-		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch})
+		pb.RegisterWatchServer(srv, &watchServer{st: st, hub: opts.Watch, failures: failures})
 	}
 	if opts.Lease != nil {
-		RegisterLease(srv, opts.Lease)
+		pb.RegisterLeaseServer(srv, &leaseServer{le: opts.Lease, failures: failures})
 	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

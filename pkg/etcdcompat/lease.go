@@ -26,6 +26,9 @@ type Lessor interface {
 type leaseServer struct {
 	pb.UnimplementedLeaseServer
 	le Lessor
+	// failures reports failed keep-alive streams of clients; nil on the
+	// peer server.
+	failures *streamFailures
 }
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
@@ -63,6 +66,7 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			return nil
 		}
 		if err != nil {
+			s.failures.failed(ctx, err, "receive", "lease-keepalive", "failed to receive lease keepalive request from gRPC stream")
 			return err
 		}
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: s.le.Header()}
@@ -75,6 +79,7 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		}
 		resp.TTL = ttl
 		if err := stream.Send(resp); err != nil {
+			s.failures.failed(ctx, err, "send", "lease-keepalive", "failed to send lease keepalive response to gRPC stream")
 			return err
 		}
 	}

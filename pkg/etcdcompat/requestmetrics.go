@@ -14,6 +14,10 @@ import (
 // server has one; a nil *RequestMetrics counts nothing.
 type RequestMetrics struct {
 	requests *prometheus.CounterVec
+	// streamFailures counts the watch and keep-alive streams that failed
+	// to receive or send for another reason than their client going away
+	// (etcd_network_server_stream_failures_total).
+	streamFailures *prometheus.CounterVec
 	// byVersion keeps each version's counters ([0] unary, [1] stream)
 	// once first counted, so that a call pays a map read rather than the
 	// vector's hashing and locking.
@@ -28,13 +32,17 @@ func NewRequestMetrics() *RequestMetrics {
 			Name: "etcd_server_client_requests_total",
 			Help: "The total number of client requests per client version.",
 		}, []string{"type", "client_api_version"}),
+		streamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcd_network_server_stream_failures_total",
+			Help: "The total number of stream failures from the local server.",
+		}, []string{"Type", "API"}),
 		byVersion: make(map[string]*[2]atomic.Pointer[prometheus.Counter]),
 	}
 }
 
 // Collectors returns the series, for the caller to register.
 func (m *RequestMetrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests}
+	return []prometheus.Collector{m.requests, m.streamFailures}
 }
 
 // maxClientVersions bounds the versions that get series of their own:

@@ -16,8 +16,9 @@ import (
 // receive loop runs here, and the stream's actor sends every response.
 type watchServer struct {
 	pb.UnimplementedWatchServer
-	st  Store
-	hub *watch.Hub
+	st       Store
+	hub      *watch.Hub
+	failures *streamFailures
 }
 
 func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
@@ -26,7 +27,11 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			r.Header = &pb.ResponseHeader{}
 		}
 		s.st.StampHeader(r.Header)
-		return stream.Send(r)
+		err := stream.Send(r)
+		if err != nil {
+			s.failures.failed(stream.Context(), err, "send", "watch", "failed to send watch response to gRPC stream")
+		}
+		return err
 	})
 	// Close waits for the actor, which may be blocked sending to this
 	// stream; that send fails only once the handler has returned.
@@ -60,6 +65,7 @@ func (s *watchServer) recvWatchRequests(stream pb.Watch_WatchServer, ws *watch.S
 			return nil
 		}
 		if err != nil {
+			s.failures.failed(stream.Context(), err, "receive", "watch", "failed to receive watch request from gRPC stream")
 			if errors.Is(err, context.Canceled) || errors.Is(stream.Context().Err(), context.Canceled) {
 				return rpctypes.ErrGRPCWatchCanceled
 			}
