@@ -15,6 +15,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -856,4 +857,36 @@ func TestStreamFailuresMatchEtcd(t *testing.T) {
 			}
 		}
 	}, func(map[string]float64) bool { return true })
+}
+
+// TestFeatureGatesMetricMatchesEtcd: etcd_server_feature_enabled lists
+// etcd's server feature gates with their stages, on or off as etcd turns
+// them with the same --feature-gates: by default, and with AllAlpha on and
+// a beta gate off.
+func TestFeatureGatesMetricMatchesEtcd(t *testing.T) {
+	for _, gates := range []string{"", "AllAlpha=true,FastLeaseKeepAlive=false"} {
+		series := func(url string) map[string]float64 {
+			return labelledValues(t, url, "etcd_server_feature_enabled")
+		}
+		cli := startEtcd(t, func(c *embed.Config) {
+			if gates != "" {
+				if err := c.ServerFeatureGate.(featuregate.MutableFeatureGate).Set(gates); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		want := series("http://" + etcdEndpoint(cli) + "/metrics")
+		if len(want) < 9 {
+			t.Fatalf("etcd lists %d gates: %v", len(want), want)
+		}
+		forEachEngine(t, func(t *testing.T, engine string) {
+			var args []string
+			if gates != "" {
+				args = []string{"--feature-gates", gates}
+			}
+			if got := series("http://" + startMember(t, engine, args...).clientEP + "/metrics"); !reflect.DeepEqual(got, want) {
+				t.Errorf("--feature-gates=%q:\n got %v\nwant %v (etcd's)", gates, got, want)
+			}
+		})
+	}
 }

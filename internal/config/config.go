@@ -91,6 +91,9 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// Features are etcd's server feature gates as --feature-gates sets
+	// them, whether Cairn acts on them or not.
+	Features []Feature
 	// CompactionBatchLimit is the most revisions one engine batch of a
 	// compaction deletes, and CompactionSleepInterval the pause between two
 	// batches (--compaction-batch-limit, --compaction-sleep-interval); 0
@@ -440,6 +443,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		return nil, errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
 	}
 	c.InitialCorruptCheck = gates.enabled("InitialCorruptCheck")
+	c.Features = gates.features()
 	c.CorruptCheckTime = *corruptTime
 	c.CompactHashCheck, c.CompactHashCheckTime = gates.enabled("CompactHashCheck"), *compactTime
 	if c.PrintVersion {
@@ -645,13 +649,35 @@ func parseURLs(s string) ([]url.URL, error) {
 	return out, nil
 }
 
+// gateSpec is a feature gate's stage, as etcd names it, and its default.
+type gateSpec struct {
+	stage string
+	def   bool
+}
+
+// Feature gate stages, as etcd's etcd_server_feature_enabled labels them.
+const (
+	alpha = "ALPHA"
+	beta  = "BETA"
+)
+
 // featureGates are etcd 3.7's server feature gates, which --feature-gates
-// accepts; Cairn acts on the lease checkpoint and corruption check ones.
-var featureGates = map[string]bool{
-	"AllAlpha": true, "AllBeta": true,
-	"StopGRPCServiceOnDefrag": true, "InitialCorruptCheck": true, "CompactHashCheck": true,
-	"TxnModeWriteWithSharedBuffer": true, "LeaseCheckpoint": true, "LeaseCheckpointPersist": true,
-	"SetMemberLocalAddr": true, "FastLeaseKeepAlive": true, "PriorityRequest": true,
+// accepts, with their stages and defaults; AllAlpha and AllBeta set every
+// gate of their stage that is not set itself. Cairn acts on the lease
+// checkpoint and corruption check ones.
+var featureGates = map[string]gateSpec{
+	"AllAlpha": {stage: alpha}, "AllBeta": {stage: beta},
+	"StopGRPCServiceOnDefrag": {stage: alpha}, "InitialCorruptCheck": {stage: alpha}, "CompactHashCheck": {stage: alpha},
+	"TxnModeWriteWithSharedBuffer": {stage: beta, def: true}, "LeaseCheckpoint": {stage: alpha},
+	"LeaseCheckpointPersist": {stage: alpha}, "SetMemberLocalAddr": {stage: alpha},
+	"FastLeaseKeepAlive": {stage: beta, def: true}, "PriorityRequest": {stage: alpha},
+}
+
+// Feature is one of etcd's server feature gates as the configuration sets
+// it, which etcd reports in etcd_server_feature_enabled.
+type Feature struct {
+	Name, Stage string
+	Enabled     bool
 }
 
 // featureGateFlag is --feature-gates: "Name=bool,Name=bool", parsed by the
@@ -683,7 +709,7 @@ func (g featureGateFlag) Set(s string) error {
 		if err != nil {
 			return fmt.Errorf("invalid value of %s=%s, err: %w", k, v, err)
 		}
-		if !featureGates[k] {
+		if _, ok := featureGates[k]; !ok {
 			return fmt.Errorf("unrecognized feature gate: %s", k)
 		}
 		g[k] = b
@@ -691,13 +717,29 @@ func (g featureGateFlag) Set(s string) error {
 	return nil
 }
 
-// enabled reports whether gate name is on: set so, or left unset while
-// AllAlpha is on (every gate Cairn acts on is alpha in etcd).
+// enabled reports whether gate name is on, as etcd decides: set so, or
+// left unset while AllAlpha or AllBeta, whichever is of its stage, is
+// set so, or else on by default.
 func (g featureGateFlag) enabled(name string) bool {
 	if v, ok := g[name]; ok {
 		return v
 	}
-	return g["AllAlpha"]
+	spec := featureGates[name]
+	all := map[string]string{alpha: "AllAlpha", beta: "AllBeta"}[spec.stage]
+	if v, ok := g[all]; ok && name != all {
+		return v
+	}
+	return spec.def
+}
+
+// features lists every gate as g sets it, sorted by name.
+func (g featureGateFlag) features() []Feature {
+	out := make([]Feature, 0, len(featureGates))
+	for name, spec := range featureGates {
+		out = append(out, Feature{Name: name, Stage: spec.stage, Enabled: g.enabled(name)})
+	}
+	slices.SortFunc(out, func(a, b Feature) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func parseInitialCluster(s string) (map[string][]url.URL, error) {

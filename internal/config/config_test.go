@@ -94,6 +94,15 @@ func TestDefaults(t *testing.T) {
 	want.ClientTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12}
 	want.PeerTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12, VerifyClientSAN: true}
 	want.SelfSignedCertValidity = 1
+	// etcd's gates, the beta ones on by default.
+	want.Features = []Feature{
+		{Name: "AllAlpha", Stage: "ALPHA"}, {Name: "AllBeta", Stage: "BETA"},
+		{Name: "CompactHashCheck", Stage: "ALPHA"}, {Name: "FastLeaseKeepAlive", Stage: "BETA", Enabled: true},
+		{Name: "InitialCorruptCheck", Stage: "ALPHA"}, {Name: "LeaseCheckpoint", Stage: "ALPHA"},
+		{Name: "LeaseCheckpointPersist", Stage: "ALPHA"}, {Name: "PriorityRequest", Stage: "ALPHA"},
+		{Name: "SetMemberLocalAddr", Stage: "ALPHA"}, {Name: "StopGRPCServiceOnDefrag", Stage: "ALPHA"},
+		{Name: "TxnModeWriteWithSharedBuffer", Stage: "BETA", Enabled: true},
+	}
 	want.Discovery = Discovery{
 		DialTimeout:       2 * time.Second,
 		RequestTimeout:    5 * time.Second,
@@ -510,6 +519,37 @@ func TestFeatureGateErrors(t *testing.T) {
 	_, err = parse(t, []string{"--feature-gates=LeaseCheckpointPersist=true"}, nil)
 	if err == nil || errors.Is(err, ErrFlagSyntax) {
 		t.Errorf("Persist without Checkpoint: %v, want a configuration error", err)
+	}
+}
+
+// TestFeatureGatesAsEtcdSetsThem: a gate is on if set so; unset, it
+// follows AllAlpha or AllBeta of its stage when that is set, and else its
+// default (etcd's beta gates are on by default).
+func TestFeatureGatesAsEtcdSetsThem(t *testing.T) {
+	tests := []struct {
+		gates string
+		on    []string
+	}{
+		{"", []string{"FastLeaseKeepAlive", "TxnModeWriteWithSharedBuffer"}},
+		{"AllBeta=false", nil},
+		{"AllBeta=false,FastLeaseKeepAlive=true", []string{"FastLeaseKeepAlive"}},
+		{"AllAlpha=true,LeaseCheckpointPersist=false,FastLeaseKeepAlive=false", []string{"AllAlpha", "CompactHashCheck", "InitialCorruptCheck",
+			"LeaseCheckpoint", "PriorityRequest", "SetMemberLocalAddr", "StopGRPCServiceOnDefrag", "TxnModeWriteWithSharedBuffer"}},
+	}
+	for _, tc := range tests {
+		c, err := parse(t, []string{"--feature-gates=" + tc.gates}, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.gates, err)
+		}
+		var on []string
+		for _, f := range c.Features {
+			if f.Enabled {
+				on = append(on, f.Name)
+			}
+		}
+		if !slices.Equal(on, tc.on) || len(c.Features) != len(featureGates) {
+			t.Errorf("%q: on %v of %d gates, want %v of %d", tc.gates, on, len(c.Features), tc.on, len(featureGates))
+		}
 	}
 }
 

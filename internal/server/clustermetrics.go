@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairn-kv/cairn/internal/config"
 	"github.com/cairn-kv/cairn/internal/storage"
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -46,4 +47,19 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(alarmsDesc, prometheus.GaugeValue, 1, fmt.Sprintf("%x", a.MemberID), a.Alarm.String())
 	}
 	ch <- prometheus.MustNewConstMetric(authRevisionDesc, prometheus.GaugeValue, float64(c.st.AuthRevision()))
+}
+
+// featureMetric is etcd_server_feature_enabled: 1 for each of etcd's
+// server feature gates that the configuration turns on, 0 for the others,
+// by name and stage, as etcd reports its own whether Cairn acts on the
+// gate or not.
+func featureMetric(features []config.Feature) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "etcd_server_feature_enabled",
+		Help: "Whether or not a feature is enabled. 1 is enabled, 0 is not.",
+	}, []string{"name", "stage"})
+	for _, f := range features {
+		g.WithLabelValues(f.Name, f.Stage).Set(boolFloat(f.Enabled))
+	}
+	return g
 }

@@ -41,6 +41,7 @@ func (s *Server) metricsHandler() http.Handler {
 	s.metrics.reg.MustRegister(s.watch.Collectors()...)
 	s.metrics.reg.MustRegister(raftCollectors(s.peers.node.Load)...)
 	s.metrics.reg.MustRegister(clusterCollector{st: s.store, engine: s.engine, self: s.selfID})
+	s.metrics.reg.MustRegister(featureMetric(s.cfg.Features))
 	return s.metrics.handler()
 }
 
