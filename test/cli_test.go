@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"golang.org/x/sys/unix"
 )
 
 // runCairn runs cairn to completion with args and extra environment
@@ -238,6 +242,54 @@ func TestCLISignals(t *testing.T) {
 					t.Errorf("after restart, get k = %q, exit %d; want v", out, code)
 				}
 			})
+		})
+	}
+}
+
+// reusePortBinds reports whether a listener with SO_REUSEPORT can bind
+// addr, which some listener holds: only if that one set it too.
+func reusePortBinds(t *testing.T, addr string) bool {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var opErr error
+		if err := c.Control(func(fd uintptr) {
+			opErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return opErr
+	}}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// TestSocketReusePortFlag: with --socket-reuse-port, as with etcd's, another
+// socket that sets SO_REUSEPORT can bind the client and peer ports the
+// member listens on; without it, it cannot.
+func TestSocketReusePortFlag(t *testing.T) {
+	for _, reuse := range []bool{false, true} {
+		cli := startEtcd(t, func(c *embed.Config) { c.SocketOpts.ReusePort = reuse })
+		if got := reusePortBinds(t, strings.TrimPrefix(etcdEndpoint(cli), "http://")); got != reuse {
+			t.Fatalf("etcd with reuse-port %v: a second SO_REUSEPORT socket binds its client port: %v", reuse, got)
+		}
+		forEachEngine(t, func(t *testing.T, engine string) {
+			var args []string
+			if reuse {
+				args = []string{"--socket-reuse-port", "--socket-reuse-address"}
+			}
+			m := startCluster(t, engine, 1, args...).members[0]
+			for _, ep := range []string{m.clientEP, strings.TrimPrefix(m.peerURL, "http://")} {
+				if got := reusePortBinds(t, ep); got != reuse {
+					t.Errorf("--socket-reuse-port %v: a second SO_REUSEPORT socket binds %s: %v", reuse, ep, got)
+				}
+			}
+			if reuse && !m.logContains(`"msg":"configuring socket options","reuse-address":true,"reuse-port":true`) {
+				t.Errorf("no socket options logged:\n%s", m.logs())
+			}
 		})
 	}
 }

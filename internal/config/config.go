@@ -91,6 +91,10 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// SocketReusePort and SocketReuseAddress set SO_REUSEPORT and
+	// SO_REUSEADDR on the client, peer and metrics listeners
+	// (--socket-reuse-port, --socket-reuse-address).
+	SocketReusePort, SocketReuseAddress bool
 	// Features are etcd's server feature gates as --feature-gates sets
 	// them, whether Cairn acts on them or not.
 	Features []Feature
@@ -268,6 +272,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+		reusePort   = fs.Bool("socket-reuse-port", false, "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use.")
+		reuseAddr   = fs.Bool("socket-reuse-address", false, "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in `TIME_WAIT` state.")
 		compBatch   = fs.Int("compaction-batch-limit", 0, "Sets the maximum revisions deleted in each compaction batch.")
 		compSleep   = fs.Duration("compaction-sleep-interval", 0, "Sets the sleep interval between each compaction batch.")
 		gates       = featureGateFlag{}
@@ -427,6 +433,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	c.WarningApplyDuration = *warnApply
 	c.WarningUnaryRequestDuration = *warnUnary
 	c.CompactionBatchLimit = *compBatch
+	c.SocketReusePort, c.SocketReuseAddress = *reusePort, *reuseAddr
 	c.CompactionSleepInterval = *compSleep
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	c.MaxConcurrentStreams = uint32(maxStreams)

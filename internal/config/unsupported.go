@@ -55,8 +55,6 @@ var inertFlags = []inertFlag{
 	{name: "backend-bbolt-freelist-type", def: "map", same: []string{""}, usage: "Freelist type of the bbolt backend."},
 	{name: "backend-batch-interval", kind: durationFlag, def: "0s", usage: "Longest time before the backend commits a batch."},
 	{name: "backend-batch-limit", kind: intFlag, def: "0", usage: "Most operations before the backend commits a batch."},
-	{name: "socket-reuse-port", kind: boolFlag, def: "false", usage: "Set SO_REUSEPORT on listeners."},
-	{name: "socket-reuse-address", kind: boolFlag, def: "false", usage: "Set SO_REUSEADDR on listeners."},
 	{name: "enable-grpc-gateway", kind: boolFlag, def: "true", usage: "Serve the JSON gateway (Cairn always serves it)."},
 	{name: "raft-read-timeout", kind: durationFlag, def: "5s", usage: "Read timeout of peer connections."},
 	{name: "raft-write-timeout", kind: durationFlag, def: "5s", usage: "Write timeout of peer connections."},

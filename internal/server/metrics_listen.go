@@ -65,7 +65,7 @@ func (s *Server) serveMetricsURLs() error {
 	mux.Handle("/metrics", s.metrics.handler())
 	etcdcompat.RegisterHealth(mux, s.store, s.metrics.health)
 	for _, u := range s.cfg.ListenMetricsURLs {
-		l, err := listenClient(u)
+		l, err := listenClient(s.cfg, u)
 		if err != nil {
 			return fmt.Errorf("listen on metrics URL %s: %w", u.String(), err)
 		}

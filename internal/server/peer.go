@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -98,6 +97,10 @@ func (h *peerHandler) ReportSnapshot(id uint64, failed bool) {
 // peer listeners on --listen-peer-urls. Nothing is served on them until
 // servePeers: raft retries what the other members send meanwhile.
 func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
+	if s.cfg.SocketReuseAddress || s.cfg.SocketReusePort {
+		s.lg.Info("configuring socket options",
+			zap.Bool("reuse-address", s.cfg.SocketReuseAddress), zap.Bool("reuse-port", s.cfg.SocketReusePort))
+	}
 	s.peers = &peerHandler{dir: s.cfg.EngineDir(), applied: s.kv.AppliedIndex, applying: s.metrics.snapshotApplying, lg: s.lg.Named("peer")}
 	// Snapshots a crash cut off while they were being received.
 	left, _ := filepath.Glob(filepath.Join(s.peers.dir, "snapshot.incoming.*"))
@@ -128,7 +131,7 @@ func (s *Server) openPeers(clusterID uint64, peers []*pb.Member) error {
 	s.peerSrv = grpc.NewServer(append(transport.ServerOptions(), etcdcompat.PeerServerOptions()...)...)
 	t.Register(s.peerSrv)
 	for _, u := range s.cfg.ListenPeerURLs {
-		l, err := net.Listen("tcp", u.Host)
+		l, err := listenTCP(s.cfg, u.Host)
 		if err != nil {
 			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
 		}

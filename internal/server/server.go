@@ -344,7 +344,7 @@ func (s *Server) serveClients(cl etcdcompat.Cluster) error {
 	s.metrics.grpc.Preregister(s.grpcSrv, "v3lockpb.Lock", "v3electionpb.Election")
 	var listeners []net.Listener
 	for _, u := range s.cfg.ListenClientURLs {
-		l, err := listenClient(u)
+		l, err := listenClient(s.cfg, u)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
@@ -425,12 +425,12 @@ func isUnix(u url.URL) bool { return u.Scheme == "unix" || u.Scheme == "unixs" }
 // isSecure reports whether a client URL is served over TLS.
 func isSecure(u url.URL) bool { return u.Scheme == "https" || u.Scheme == "unixs" }
 
-// listenClient listens on client URL u: a TCP address, or a unix socket
-// whose stale file, left by a member that did not stop cleanly, is
-// removed first, as etcd does.
-func listenClient(u url.URL) (net.Listener, error) {
+// listenClient listens on client URL u: a TCP address, with the socket
+// options cfg asks for, or a unix socket whose stale file, left by a
+// member that did not stop cleanly, is removed first, as etcd does.
+func listenClient(cfg *config.Config, u url.URL) (net.Listener, error) {
 	if !isUnix(u) {
-		return net.Listen("tcp", u.Host)
+		return listenTCP(cfg, u.Host)
 	}
 	path := u.Host + u.Path
 	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
