@@ -51,7 +51,7 @@ func run(args, environ []string) int {
 			store.Version, gitSHA, runtime.Version(), runtime.GOOS, runtime.GOARCH, cairnVersion)
 		return 0
 	}
-	lg, err := newLogger(cfg.LogLevel, cfg.LogFormat, cfg.LogOutputs)
+	lg, err := newLogger(cfg.LogLevel, cfg.LogFormat, cfg.LogOutputs, rotation{cfg.EnableLogRotation, cfg.LogRotationConfigJSON})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
 		return 1
@@ -122,7 +122,7 @@ func run(args, environ []string) int {
 }
 
 // newLogger builds a JSON logger with etcd's field layout.
-func newLogger(level, format string, outputs []string) (*zap.Logger, error) {
+func newLogger(level, format string, outputs []string, rot rotation) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -130,6 +130,11 @@ func newLogger(level, format string, outputs []string) (*zap.Logger, error) {
 	paths, err := logPaths(outputs)
 	if err != nil {
 		return nil, err
+	}
+	if rot.enabled {
+		if paths, err = rotatedPaths(outputs, paths, rot.configJSON); err != nil {
+			return nil, err
+		}
 	}
 	zc := zap.NewProductionConfig()
 	zc.OutputPaths, zc.ErrorOutputPaths = paths, paths
@@ -142,6 +147,12 @@ func newLogger(level, format string, outputs []string) (*zap.Logger, error) {
 	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	zc.EncoderConfig.EncodeDuration = zapcore.StringDurationEncoder
 	return zc.Build()
+}
+
+// rotation is --enable-log-rotation and --log-rotation-config-json.
+type rotation struct {
+	enabled    bool
+	configJSON string
 }
 
 // logPaths turns --log-outputs into zap's output paths as etcd does:

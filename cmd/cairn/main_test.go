@@ -315,7 +315,7 @@ func TestLogOutputsAndFormat(t *testing.T) {
 	}
 	for format, want := range map[string]string{"json": `{"level":"info",`, "console": "\tinfo\t"} {
 		file := filepath.Join(t.TempDir(), "log")
-		lg, err := newLogger("info", format, []string{file})
+		lg, err := newLogger("info", format, []string{file}, rotation{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,6 +327,55 @@ func TestLogOutputsAndFormat(t *testing.T) {
 		}
 		if line := string(b); !strings.Contains(line, want) || !strings.Contains(line, "hello") {
 			t.Errorf("--log-format=%s wrote %q, want a line with %q", format, line, want)
+		}
+	}
+}
+
+// TestLogRotation: --enable-log-rotation rotates the one file output as
+// --log-rotation-config-json says, with etcd's refusals of other outputs
+// and of settings that do not parse.
+func TestLogRotation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "member.log")
+	lg, err := newLogger("info", "json", []string{file, "stderr"}, rotation{true, `{"maxsize": 1, "maxbackups": 2}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 MB of lines: more than two files of 1 MB.
+	line := strings.Repeat("x", 1000)
+	for range 3000 {
+		lg.Info(line)
+	}
+	_ = lg.Sync()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	// lumberjack keeps the file and at most two backups (member-<time>.log),
+	// removing older ones in the background.
+	if len(names) < 2 || len(names) > 4 || !slices.Contains(names, "member.log") {
+		t.Errorf("files after 3 MB logged with maxsize 1, maxbackups 2: %v", names)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Size() > 1<<20 {
+		t.Errorf("the current file: %v, %v; want at most 1 MiB", fi, err)
+	}
+	for _, tc := range []struct {
+		outputs []string
+		json    string
+		want    string
+	}{
+		{[]string{"stderr"}, `{}`, "--log-outputs requires a single file path when --log-rotate-config-json is defined"},
+		{[]string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}, `{}`, "--log-outputs requires a single file path when --log-rotate-config-json is defined"},
+		{[]string{file}, `{"maxsize": 1`, "improperly formatted log rotation config: unexpected end of JSON input"},
+		{[]string{file}, `{"maxsize": "1"}`, "invalid log rotation config: json: cannot unmarshal string into Go struct field logRotationConfig.Logger.maxsize of type int"},
+	} {
+		_, err := newLogger("info", "json", tc.outputs, rotation{true, tc.json})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("outputs %q, settings %s: %v, want %q", tc.outputs, tc.json, err, tc.want)
 		}
 	}
 }

@@ -91,6 +91,12 @@ type Config struct {
 	// (--grpc-keepalive-*). As in etcd, a zero MinTime leaves gRPC's own
 	// policy, and a zero Interval or Timeout gRPC's own pings.
 	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
+	// EnableLogRotation rotates the one file among LogOutputs as
+	// LogRotationConfigJSON says (--enable-log-rotation,
+	// --log-rotation-config-json: lumberjack's maxsize in MB, maxage in
+	// days, maxbackups, localtime, compress).
+	EnableLogRotation     bool
+	LogRotationConfigJSON string
 	// SocketReusePort and SocketReuseAddress set SO_REUSEPORT and
 	// SO_REUSEADDR on the client, peer and metrics listeners
 	// (--socket-reuse-port, --socket-reuse-address).
@@ -272,6 +278,8 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 		kaMinTime   = fs.Duration("grpc-keepalive-min-time", 5*time.Second, "Minimum interval duration that a client should wait before pinging server.")
 		kaInterval  = fs.Duration("grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 		kaTimeout   = fs.Duration("grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+		logRotate   = fs.Bool("enable-log-rotation", false, "Enable log rotation of a single log-outputs file target.")
+		logRotation = fs.String("log-rotation-config-json", `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, "Configures log rotation if enabled with a JSON logger config. Default: MaxSize=100(MB), MaxAge=0(days,no limit), MaxBackups=0(no limit), LocalTime=false(UTC), Compress=false(gzip)")
 		reusePort   = fs.Bool("socket-reuse-port", false, "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use.")
 		reuseAddr   = fs.Bool("socket-reuse-address", false, "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in `TIME_WAIT` state.")
 		compBatch   = fs.Int("compaction-batch-limit", 0, "Sets the maximum revisions deleted in each compaction batch.")
@@ -434,6 +442,7 @@ func Parse(args, environ []string, errOut io.Writer) (*Config, error) {
 	c.WarningUnaryRequestDuration = *warnUnary
 	c.CompactionBatchLimit = *compBatch
 	c.SocketReusePort, c.SocketReuseAddress = *reusePort, *reuseAddr
+	c.EnableLogRotation, c.LogRotationConfigJSON = *logRotate, *logRotation
 	c.CompactionSleepInterval = *compSleep
 	c.GRPCKeepAliveMinTime, c.GRPCKeepAliveInterval, c.GRPCKeepAliveTimeout = *kaMinTime, *kaInterval, *kaTimeout
 	c.MaxConcurrentStreams = uint32(maxStreams)

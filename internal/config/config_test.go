@@ -94,6 +94,7 @@ func TestDefaults(t *testing.T) {
 	want.ClientTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12}
 	want.PeerTLS = tlsconfig.Info{MinVersion: tls.VersionTLS12, VerifyClientSAN: true}
 	want.SelfSignedCertValidity = 1
+	want.LogRotationConfigJSON = `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`
 	// etcd's gates, the beta ones on by default.
 	want.Features = []Feature{
 		{Name: "AllAlpha", Stage: "ALPHA"}, {Name: "AllBeta", Stage: "BETA"},
@@ -945,8 +946,8 @@ func TestNoEffectWarnings(t *testing.T) {
 		want []string
 	}{
 		{"defaults", []string{"--auto-compaction-retention=0", "--log-outputs=default", "--cors=*", "--enable-grpc-gateway"}, nil},
-		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--metrics=extensive", "--enable-log-rotation"}, []string{
-			"--enable-log-rotation has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
+		{"inert flags", []string{"--auto-compaction-retention=1h", "--listen-metrics-urls=http://127.0.0.1:2381", "--metrics=extensive", "--enable-log-rotation", "--memory-mlock"}, []string{
+			"--memory-mlock has no effect in Cairn; it is accepted for compatibility with etcd (see docs/limitations.md)",
 		}},
 		{"cluster flags", []string{"--strict-reconfig-check=false", "--unsafe-no-fsync", "--force-new-cluster", "--max-wals=7"}, []string{
 			"--max-wals has no effect in Cairn (Cairn keeps one raft log file, rewritten in place when compacted); it is accepted for compatibility with etcd (see docs/limitations.md)",

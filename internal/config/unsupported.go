@@ -65,8 +65,6 @@ var inertFlags = []inertFlag{
 	// security
 	// monitoring and logging
 	{name: "logger", def: "zap", usage: "Logger; only zap."},
-	{name: "enable-log-rotation", kind: boolFlag, def: "false", usage: "Rotate a log file output."},
-	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, usage: "Log rotation settings."},
 	{name: "enable-distributed-tracing", kind: boolFlag, def: "false", usage: "Export OpenTelemetry traces."},
 	{name: "distributed-tracing-address", def: "localhost:4317", usage: "Trace collector address."},
 	{name: "distributed-tracing-service-name", def: "etcd", usage: "Service name in traces."},
