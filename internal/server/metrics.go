@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -66,8 +67,8 @@ type memberMetrics struct {
 // newMemberMetrics makes the registry with Go's and the process's
 // collectors, the actors' statistics and the series the server feeds.
 // extensive is --metrics=extensive: it adds the gRPC handling-time
-// histogram, as in etcd.
-func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
+// histogram, as in etcd. The health endpoints log their failures to lg.
+func newMemberMetrics(extensive bool, sys *actors.System, lg *zap.Logger) *memberMetrics {
 	// etcd's disk buckets: 1 ms to about 8 s.
 	diskBuckets := prometheus.ExponentialBuckets(0.001, 2, 14)
 	m := &memberMetrics{
@@ -123,7 +124,7 @@ func newMemberMetrics(extensive bool, sys *actors.System) *memberMetrics {
 			Name: "etcd_server_snapshot_apply_in_progress_total",
 			Help: "1 if the server is applying the incoming snapshot. 0 if none.",
 		}),
-		health:   etcdcompat.NewHealthMetrics(),
+		health:   etcdcompat.NewHealthMetrics(lg),
 		requests: etcdcompat.NewRequestMetrics(),
 		promoted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "etcd_server_learner_promote_successes",

@@ -51,7 +51,7 @@ func TestTimedEngineDefragAndSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bm := newMemberMetrics(false, actors.NewSystem()).backend
+	bm := newMemberMetrics(false, actors.NewSystem(), nil).backend
 	e := timedEngine{Engine: raw, m: bm}
 	defer e.Close()
 	if err := e.Defragment(); err != nil {

@@ -113,7 +113,7 @@ func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 
 func (s *Server) start() error {
 	cfg, lg := s.cfg, s.lg
-	s.metrics = newMemberMetrics(cfg.Metrics == "extensive", s.sys)
+	s.metrics = newMemberMetrics(cfg.Metrics == "extensive", s.sys, lg)
 	if err := s.openStorage(); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/internal/auth"
@@ -83,6 +84,8 @@ func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []heal
 	}
 	if failed {
 		http.Error(w, report.String(), http.StatusServiceUnavailable)
+		hm.logger().Error("Health check error", zap.String("path", r.URL.Path), zap.String("reason", report.String()),
+			zap.Int("status-code", http.StatusServiceUnavailable))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -160,18 +163,23 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store, hm *HealthMet
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	serializable := r.URL.Query().Get("serializable") == "true"
+	lg := hm.logger()
 	h := healthBody{Health: "true"}
 	if a := firstAlarm(st, r.URL.Query()["exclude"]); a != nil {
 		h = healthBody{Health: "false", Reason: alarmReason(a.Alarm)}
+		lg.Warn("serving /health false due to an alarm", zap.Stringer("alarm", a))
 	} else if !serializable && leaderless(ctx, st) {
 		h = healthBody{Health: "false", Reason: "RAFT NO LEADER"}
+		lg.Warn("serving /health false; no leader")
 	} else if err := healthRead(ctx, st, serializable); err != nil {
 		h = healthBody{Health: "false", Reason: "RANGE ERROR:" + etcdText(err)}
+		lg.Warn("serving /health false; Range fails", zap.Error(err))
 	}
 	hm.health(h.Health == "true")
 	body, _ := json.Marshal(h)
 	if h.Health != "true" {
 		http.Error(w, string(body), http.StatusServiceUnavailable)
+		lg.Warn("/health error", zap.String("output", string(body)), zap.Int("status-code", http.StatusServiceUnavailable))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -5,12 +5,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cairn-kv/cairn/internal/store"
 )
@@ -86,7 +90,7 @@ func TestHealthWordsErrorsAsEtcd(t *testing.T) {
 // (and their per-check paths) record each check's last outcome and count
 // its runs by outcome, labelled as etcd labels them.
 func TestHealthMetrics(t *testing.T) {
-	hm := NewHealthMetrics()
+	hm := NewHealthMetrics(nil)
 	mux := http.NewServeMux()
 	registerHealth(mux, unreadableStore{err: store.ErrTimeout}, hm)
 	for _, path := range []string{"/health", "/health", "/readyz", "/readyz/non_learner", "/livez"} {
@@ -107,6 +111,53 @@ func TestHealthMetrics(t *testing.T) {
 	} {
 		if got := testutil.ToFloat64(tc.c); got != tc.want {
 			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+// alarmedStore is a member with an active NOSPACE alarm.
+type alarmedStore struct{ unreadableStore }
+
+func (alarmedStore) Alarms() []*pb.AlarmMember {
+	return []*pb.AlarmMember{{MemberID: 1, Alarm: pb.AlarmType_NOSPACE}}
+}
+
+// TestHealthFailuresLogged: as etcd's, a /health answered false is logged
+// as "/health error" with the answer, after a warning that names the
+// failed check, and a failed /livez or /readyz as "Health check error";
+// answers of true log nothing above debug.
+func TestHealthFailuresLogged(t *testing.T) {
+	type line struct {
+		level zapcore.Level
+		msg   string
+	}
+	for _, tc := range []struct {
+		st   Store
+		path string
+		want []line
+	}{
+		{unreadableStore{err: store.ErrTimeout}, "/health", []line{{zapcore.WarnLevel, "serving /health false; Range fails"}, {zapcore.WarnLevel, "/health error"}}},
+		{leaderlessStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false; no leader"}, {zapcore.WarnLevel, "/health error"}}},
+		{alarmedStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false due to an alarm"}, {zapcore.WarnLevel, "/health error"}}},
+		{unreadableStore{err: store.ErrTimeout}, "/readyz", []line{{zapcore.ErrorLevel, "Health check error"}}},
+		{leaderlessStore{}, "/health?serializable=true", nil},
+		{leaderlessStore{}, "/livez", nil},
+	} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		mux := http.NewServeMux()
+		registerHealth(mux, tc.st, NewHealthMetrics(zap.New(core)))
+		mux.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tc.path, nil))
+		var got []line
+		for _, e := range logs.All() {
+			got = append(got, line{e.Level, e.Message})
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%T %s logged %v, want %v", tc.st, tc.path, got, tc.want)
+		}
+		for _, e := range logs.FilterMessage("/health error").All() {
+			if f := e.ContextMap(); f["status-code"] != int64(503) || !strings.Contains(f["output"].(string), `"health":"false"`) {
+				t.Errorf("/health error fields: %v", f)
+			}
 		}
 	}
 }

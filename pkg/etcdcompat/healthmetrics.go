@@ -1,12 +1,16 @@
 package etcdcompat
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
 
-// HealthMetrics are etcd's series about its health endpoints: the
-// answers of /health, and the outcome of each check /livez and /readyz
-// run. One member's endpoints share one; a nil *HealthMetrics counts
-// nothing.
+// HealthMetrics are etcd's series about its health endpoints, and their
+// logs: the answers of /health, and the outcome of each check /livez and
+// /readyz run. One member's endpoints share one; a nil *HealthMetrics
+// counts and logs nothing.
 type HealthMetrics struct {
+	lg                *zap.Logger
 	success, failures prometheus.Counter
 	// check is 1 if a check last succeeded, 0 if it failed; checks counts
 	// the runs of each check by outcome ("success" or "error").
@@ -14,9 +18,14 @@ type HealthMetrics struct {
 	checks *prometheus.CounterVec
 }
 
-// NewHealthMetrics returns the health series, under etcd's names.
-func NewHealthMetrics() *HealthMetrics {
+// NewHealthMetrics returns the health series, under etcd's names, whose
+// failures are logged to lg (nil logs nothing) with etcd's messages.
+func NewHealthMetrics(lg *zap.Logger) *HealthMetrics {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
 	return &HealthMetrics{
+		lg: lg,
 		success: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "etcd_server_health_success",
 			Help: "The total number of successful health checks",
@@ -63,4 +72,12 @@ func (m *HealthMetrics) ran(typ, name string, err error) {
 	}
 	m.check.WithLabelValues(typ, name).Set(v)
 	m.checks.WithLabelValues(typ, name, status).Inc()
+}
+
+// logger is where the endpoints log: nowhere for a nil *HealthMetrics.
+func (m *HealthMetrics) logger() *zap.Logger {
+	if m == nil {
+		return zap.NewNop()
+	}
+	return m.lg
 }
