@@ -94,6 +94,8 @@ func serveChecks(w http.ResponseWriter, r *http.Request, st Store, checks []heal
 		_, _ = w.Write([]byte(report.String()))
 	}
 	_, _ = w.Write([]byte("ok\n"))
+	hm.logger().Debug("Health check OK", zap.String("path", r.URL.Path), zap.String("reason", report.String()),
+		zap.Int("status-code", http.StatusOK))
 }
 
 // readCheck is a read of one key, local when serializable, else through
@@ -184,6 +186,7 @@ func serveHealth(w http.ResponseWriter, r *http.Request, st Store, hm *HealthMet
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write(body)
+	lg.Debug("/health OK", zap.Int("status-code", http.StatusOK))
 }
 
 // leaderless reports whether the member's status names no leader.

@@ -125,7 +125,8 @@ func (alarmedStore) Alarms() []*pb.AlarmMember {
 // TestHealthFailuresLogged: as etcd's, a /health answered false is logged
 // as "/health error" with the answer, after a warning that names the
 // failed check, and a failed /livez or /readyz as "Health check error";
-// answers of true log nothing above debug.
+// answers of true log only at debug level ("/health OK", "Health check
+// OK").
 func TestHealthFailuresLogged(t *testing.T) {
 	type line struct {
 		level zapcore.Level
@@ -140,10 +141,10 @@ func TestHealthFailuresLogged(t *testing.T) {
 		{leaderlessStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false; no leader"}, {zapcore.WarnLevel, "/health error"}}},
 		{alarmedStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false due to an alarm"}, {zapcore.WarnLevel, "/health error"}}},
 		{unreadableStore{err: store.ErrTimeout}, "/readyz", []line{{zapcore.ErrorLevel, "Health check error"}}},
-		{leaderlessStore{}, "/health?serializable=true", nil},
-		{leaderlessStore{}, "/livez", nil},
+		{leaderlessStore{}, "/health?serializable=true", []line{{zapcore.DebugLevel, "/health OK"}}},
+		{leaderlessStore{}, "/livez", []line{{zapcore.DebugLevel, "Health check OK"}}},
 	} {
-		core, logs := observer.New(zapcore.InfoLevel)
+		core, logs := observer.New(zapcore.DebugLevel)
 		mux := http.NewServeMux()
 		registerHealth(mux, tc.st, NewHealthMetrics(zap.New(core)))
 		mux.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tc.path, nil))
