@@ -152,7 +152,7 @@ func (a *storeActor) restore(r io.Reader) error {
 	a.loadAlarms()
 	a.loadVersions()
 	a.c.applied.advance(applied)
-	a.c.dbSize.Store(a.c.cfg.Engine.Stats().SizeBytes)
+	a.c.refreshSize()
 	a.lg.Info("restored a snapshot", zap.Uint64("applied-index", applied), zap.Int64("revision", kv.Rev()))
 	if f := a.c.cfg.Restored; f != nil {
 		f()
@@ -347,6 +347,9 @@ func (a *storeActor) stage(ap *mvcc.Applier, index uint64, r *pb.InternalRaftReq
 		a.lg.Warn("unknown request in raft entry", zap.Uint64("index", index))
 		ap.SetApplied(index)
 		res.err = errUnknownRequest
+	}
+	if res.err == nil {
+		a.c.grown.Add(quotaCost(r))
 	}
 	if overQuota && res.err == nil {
 		res = result{err: ErrNoSpace}

@@ -136,10 +136,10 @@ func txnCost(t *pb.TxnRequest) int64 {
 
 // overQuota reports whether a request of the given cost would take the
 // database to the quota or past it, as etcd's check does, judged on the
-// last sampled size.
+// last sampled size and the cost of what was applied since.
 func (c *Client) overQuota(cost int64) bool {
 	q := c.cfg.QuotaBackendBytes
-	return cost > 0 && q > 0 && c.dbSize.Load()+cost >= q
+	return cost > 0 && q > 0 && c.dbSize.Load()+c.grown.Load()+cost >= q
 }
 
 // refreshSize samples the engine's size; besides the periodic sample, it
@@ -148,10 +148,16 @@ func (c *Client) overQuota(cost int64) bool {
 // raise the alarm again) once an operator has freed space and disarmed.
 // Samples are serialized, so one taken during a defragmentation cannot
 // overwrite the one taken after it.
-func (c *Client) refreshSize() {
+// It returns the size sampled.
+func (c *Client) refreshSize() int64 {
 	c.sizeMu.Lock()
 	defer c.sizeMu.Unlock()
-	c.dbSize.Store(c.cfg.Engine.Stats().SizeBytes)
+	// Reset first: what is applied from here on counts in grown, and
+	// perhaps also in the sample, which errs towards refusing.
+	c.grown.Store(0)
+	size := c.cfg.Engine.Stats().SizeBytes
+	c.dbSize.Store(size)
+	return size
 }
 
 // refreshSizeAfter refreshes the size sample once done (a compaction's

@@ -144,7 +144,11 @@ type Client struct {
 	// background; Stop waits for them, so that the engine can be closed.
 	checkpoints sync.WaitGroup
 	nextID      atomic.Uint64
-	dbSize      atomic.Int64
+	// dbSize is the engine's size as last sampled, and grown the quota
+	// cost (etcd's estimate) of the requests applied since: the quota
+	// check reads their sum, so writes in quick succession cannot pass
+	// the quota between two samples.
+	dbSize, grown atomic.Int64
 	// learner is whether this member is a learner, as last applied.
 	learner atomic.Bool
 	// alarms is the active alarm list as last applied (see alarm.go);
@@ -523,8 +527,7 @@ func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	st := c.raft.Status()
 	// Asked of the engine, not the sample kept for the quota check, which
 	// may be up to a second old: a fresh member would report 0.
-	size := c.cfg.Engine.Stats().SizeBytes
-	c.dbSize.Store(size)
+	size := c.refreshSize()
 	vs := c.versionState()
 	return &pb.StatusResponse{
 		Header:           c.header(c.kv.Rev()),
