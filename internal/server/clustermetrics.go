@@ -46,7 +46,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range c.st.Alarms() {
 		ch <- prometheus.MustNewConstMetric(alarmsDesc, prometheus.GaugeValue, 1, fmt.Sprintf("%x", a.MemberID), a.Alarm.String())
 	}
-	ch <- prometheus.MustNewConstMetric(authRevisionDesc, prometheus.GaugeValue, float64(c.st.AuthRevision()))
+	ch <- prometheus.MustNewConstMetric(authRevisionDesc, prometheus.GaugeValue, float64(c.st.AuthState().Revision()))
 }
 
 // featureMetric is etcd_server_feature_enabled: 1 for each of etcd's

@@ -243,7 +243,3 @@ func (c *Client) AuthState() *auth.State { return c.auth.Current() }
 func (c *Client) PasswordToken(ctx context.Context, user, password string) (string, error) {
 	return c.auth.PasswordToken(ctx, user, password)
 }
-
-// AuthRevision is the revision of the auth state this member applied,
-// which every auth change raises.
-func (c *Client) AuthRevision() uint64 { return c.auth.Current().Revision() }
