@@ -43,9 +43,9 @@ var (
 // check (/readyz/linearizable_read), answering GET only, as etcd does;
 // hm counts their answers.
 func registerHealth(mux *http.ServeMux, st Store, hm *HealthMetrics) {
-	mux.HandleFunc("/health", GetOnly(func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st, hm) }))
+	mux.HandleFunc("/health", hm.getOnly(func(w http.ResponseWriter, r *http.Request) { serveHealth(w, r, st, hm) }))
 	for root, checks := range map[string][]healthCheck{"/livez": livezChecks, "/readyz": readyzChecks} {
-		mux.HandleFunc(root, GetOnly(func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc(root, hm.getOnly(func(w http.ResponseWriter, r *http.Request) {
 			excluded := r.URL.Query()["exclude"]
 			var run []healthCheck
 			for _, c := range checks {
@@ -56,10 +56,27 @@ func registerHealth(mux *http.ServeMux, st Store, hm *HealthMetrics) {
 			serveChecks(w, r, st, run, hm, root[1:])
 		}))
 		for _, c := range checks {
-			mux.HandleFunc(root+"/"+c.name, GetOnly(func(w http.ResponseWriter, r *http.Request) {
+			mux.HandleFunc(root+"/"+c.name, hm.getOnly(func(w http.ResponseWriter, r *http.Request) {
 				serveChecks(w, r, st, []healthCheck{c}, hm, root[1:])
 			}))
 		}
+	}
+}
+
+// getOnly is GetOnly for a health endpoint: a refused method is logged
+// as etcd logs it, "/health error" for /health and "Health request
+// error" with the path for the probes.
+func (m *HealthMetrics) getOnly(f http.HandlerFunc) http.HandlerFunc {
+	get := GetOnly(f)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			if r.URL.Path == "/health" {
+				m.logger().Warn("/health error", zap.Int("status-code", http.StatusMethodNotAllowed))
+			} else {
+				m.logger().Warn("Health request error", zap.String("path", r.URL.Path), zap.Int("status-code", http.StatusMethodNotAllowed))
+			}
+		}
+		get(w, r)
 	}
 }
 

@@ -126,37 +126,45 @@ func (alarmedStore) Alarms() []*pb.AlarmMember {
 // as "/health error" with the answer, after a warning that names the
 // failed check, and a failed /livez or /readyz as "Health check error";
 // answers of true log only at debug level ("/health OK", "Health check
-// OK").
+// OK"); a method other than GET is refused with 405 and logged as etcd
+// logs it.
 func TestHealthFailuresLogged(t *testing.T) {
 	type line struct {
 		level zapcore.Level
 		msg   string
 	}
 	for _, tc := range []struct {
-		st   Store
-		path string
-		want []line
+		st     Store
+		method string
+		path   string
+		want   []line
 	}{
-		{unreadableStore{err: store.ErrTimeout}, "/health", []line{{zapcore.WarnLevel, "serving /health false; Range fails"}, {zapcore.WarnLevel, "/health error"}}},
-		{leaderlessStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false; no leader"}, {zapcore.WarnLevel, "/health error"}}},
-		{alarmedStore{}, "/health", []line{{zapcore.WarnLevel, "serving /health false due to an alarm"}, {zapcore.WarnLevel, "/health error"}}},
-		{unreadableStore{err: store.ErrTimeout}, "/readyz", []line{{zapcore.ErrorLevel, "Health check error"}}},
-		{leaderlessStore{}, "/health?serializable=true", []line{{zapcore.DebugLevel, "/health OK"}}},
-		{leaderlessStore{}, "/livez", []line{{zapcore.DebugLevel, "Health check OK"}}},
+		{unreadableStore{err: store.ErrTimeout}, "GET", "/health", []line{{zapcore.WarnLevel, "serving /health false; Range fails"}, {zapcore.WarnLevel, "/health error"}}},
+		{leaderlessStore{}, "GET", "/health", []line{{zapcore.WarnLevel, "serving /health false; no leader"}, {zapcore.WarnLevel, "/health error"}}},
+		{alarmedStore{}, "GET", "/health", []line{{zapcore.WarnLevel, "serving /health false due to an alarm"}, {zapcore.WarnLevel, "/health error"}}},
+		{unreadableStore{err: store.ErrTimeout}, "GET", "/readyz", []line{{zapcore.ErrorLevel, "Health check error"}}},
+		{leaderlessStore{}, "GET", "/health?serializable=true", []line{{zapcore.DebugLevel, "/health OK"}}},
+		{leaderlessStore{}, "GET", "/livez", []line{{zapcore.DebugLevel, "Health check OK"}}},
+		{leaderlessStore{}, "POST", "/health", []line{{zapcore.WarnLevel, "/health error"}}},
+		{leaderlessStore{}, "POST", "/readyz/non_learner", []line{{zapcore.WarnLevel, "Health request error"}}},
 	} {
 		core, logs := observer.New(zapcore.DebugLevel)
 		mux := http.NewServeMux()
 		registerHealth(mux, tc.st, NewHealthMetrics(zap.New(core)))
-		mux.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tc.path, nil))
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if tc.method != "GET" && rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d, want 405", tc.method, tc.path, rec.Code)
+		}
 		var got []line
 		for _, e := range logs.All() {
 			got = append(got, line{e.Level, e.Message})
 		}
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("%T %s logged %v, want %v", tc.st, tc.path, got, tc.want)
+			t.Errorf("%T %s %s logged %v, want %v", tc.st, tc.method, tc.path, got, tc.want)
 		}
 		for _, e := range logs.FilterMessage("/health error").All() {
-			if f := e.ContextMap(); f["status-code"] != int64(503) || !strings.Contains(f["output"].(string), `"health":"false"`) {
+			if f := e.ContextMap(); tc.method == "GET" && (f["status-code"] != int64(503) || !strings.Contains(f["output"].(string), `"health":"false"`)) {
 				t.Errorf("/health error fields: %v", f)
 			}
 		}
